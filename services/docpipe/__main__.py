@@ -1,0 +1,3 @@
+from docpipe.cli import app
+
+app(prog_name="docpipe")

@@ -1,0 +1,1 @@
+"""Activities, grouped by the resource they need: ``cpu``, ``gpu`` and ``io``."""

@@ -1,0 +1,91 @@
+"""CPU-queue activities: text extraction and processing in a process pool.
+
+The activity itself is async and runs in the worker's event loop: it reads the
+raw bytes from the object store and writes the artifacts back (IO, cheap),
+while the text work for each document runs in a ``ProcessPoolExecutor`` (CPU,
+sized WORKER_CPU_THREADS). This keeps the GIL out of the way, lets heartbeats
+flow while documents are being processed, and needs no cross-process heartbeat
+plumbing that sync multiprocess activities would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+
+from temporalio import activity
+
+from docpipe.activities.cpu.text_pipeline import PreparedText, TextOptions, prepare_text
+from docpipe.activities.heartbeat import heartbeating
+from docpipe.chunks import chunks_to_json
+from docpipe.errors import DocumentError
+from docpipe.models import DocumentFailure, PreparedDocument, PrepareResult, Stage, TextJob
+from docpipe.storage import keys
+from docpipe.storage.objects import ObjectNotFound, ObjectStore
+from docpipe.workflows import steps
+
+
+def warm_up(tokenizer_dir: str) -> None:
+    """Process-pool initializer: load the tokenizer and language model once per process."""
+    from docpipe.activities.cpu.chunking import load_tokenizer
+    from docpipe.activities.cpu.preprocess import preprocess_text
+
+    load_tokenizer(tokenizer_dir)
+    preprocess_text("warming up the language identifier with a short sentence")
+
+
+class CpuActivities:
+    def __init__(self, store: ObjectStore, pool: Executor, options: TextOptions) -> None:
+        self.store = store
+        self.pool = pool
+        self.options = options
+
+    @activity.defn(name=steps.PREPARE_DOCUMENTS)
+    async def prepare_text(self, jobs: list[TextJob]) -> PrepareResult:
+        """extract_text_from_document -> preprocess_text -> validate_document_structure
+        -> tokenize_text -> compress_document + word frequencies, per document."""
+        result = PrepareResult()
+        async with heartbeating():
+            outcomes = await asyncio.gather(*(self._prepare_one(job) for job in jobs))
+        for outcome in outcomes:
+            if isinstance(outcome, DocumentFailure):
+                result.failed.append(outcome)
+            else:
+                result.succeeded.append(outcome)
+        return result
+
+    async def _prepare_one(self, job: TextJob) -> PreparedDocument | DocumentFailure:
+        try:
+            raw = await self.store.get(job.raw_key)
+        except ObjectNotFound:
+            return DocumentFailure(job.document_id, Stage.EXTRACT, f"raw object {job.raw_key} is missing")
+        loop = asyncio.get_running_loop()
+        try:
+            prepared: PreparedText = await loop.run_in_executor(
+                self.pool, prepare_text, raw, job.content_type, self.options, job.language_hint
+            )
+        except DocumentError as err:
+            return DocumentFailure(job.document_id, err.stage, err.reason)
+
+        doc_id = job.document_id
+        text_key, chunks_key, compressed_key = keys.text(doc_id), keys.chunks(doc_id), keys.compressed(doc_id)
+        await asyncio.gather(
+            self.store.put(text_key, prepared.text.encode("utf-8"), "text/plain; charset=utf-8"),
+            self.store.put(chunks_key, chunks_to_json(prepared.chunks), "application/json"),
+            self.store.put(compressed_key, prepared.compressed, "application/gzip"),
+        )
+        return PreparedDocument(
+            document_id=doc_id,
+            text_key=text_key,
+            chunks_key=chunks_key,
+            compressed_key=compressed_key,
+            title=prepared.title,
+            language=prepared.language,
+            language_confidence=prepared.language_confidence,
+            char_count=prepared.char_count,
+            word_count=prepared.word_count,
+            token_count=prepared.token_count,
+            chunk_count=len(prepared.chunks),
+            compressed_bytes=len(prepared.compressed),
+            top_words=prepared.top_words,
+        )

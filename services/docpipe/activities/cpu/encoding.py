@@ -1,0 +1,166 @@
+"""Turn the bytes of a text document into ``str``, whatever encoding it came in.
+
+The order matters: a byte-order mark is proof, strict UTF-8 is nearly proof
+(legacy 8-bit text almost never happens to be valid UTF-8), a charset the
+document declares comes next, and only then do we guess statistically.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+import charset_normalizer
+
+from docpipe.errors import DocumentError
+from docpipe.models import Stage
+
+# Longest first: the UTF-32-LE mark starts with the UTF-16-LE one.
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+# C0 controls that never occur in text, plus DEL. Tab, newlines, form feed and
+# ESC (ANSI colours in logs) are left out: text files do contain them.
+_BINARY_CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
+_NOT_CONTROL_BYTES = bytes(b for b in range(256) if b not in _BINARY_CONTROL_BYTES)
+_CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
+
+MAX_CONTROL_RATIO = 0.05
+"""More control characters than this (as a share of the sample) means binary data."""
+
+# Labels that browsers (WHATWG) decode as windows-1252: servers say latin-1 and mean it.
+_LATIN1_LABELS = {"latin-1", "latin1", "iso-8859-1", "iso8859-1", "iso_8859-1", "l1", "us-ascii", "ascii"}
+
+# Single-byte code pages are nearly indistinguishable on short texts; when the
+# detector finds windows-1252 about as plausible as its first pick, take
+# windows-1252, by far the most common legacy encoding.
+_CP1252_CHAOS_MARGIN = 0.05
+
+
+def bom_encoding(data: bytes) -> tuple[str, int] | None:
+    """The encoding a byte-order mark announces and the mark's length, if any."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return encoding, len(bom)
+    return None
+
+
+def guess_utf16_without_bom(sample: bytes) -> str | None:
+    """Recognise BOM-less UTF-16 by its zero bytes: mostly-Latin UTF-16 has a
+    NUL in every other byte, which no 8-bit text and no UTF-8 ever does."""
+    if len(sample) < 8:
+        return None
+    sample = sample[: len(sample) - len(sample) % 2]
+    even, odd = sample[0::2], sample[1::2]
+    even_nuls, odd_nuls = even.count(0) / len(even), odd.count(0) / len(odd)
+    if odd_nuls > 0.4 and even_nuls < 0.05:
+        return "utf-16-le"
+    if even_nuls > 0.4 and odd_nuls < 0.05:
+        return "utf-16-be"
+    return None
+
+
+def looks_binary(sample: bytes) -> bool:
+    """True when ``sample`` (the start of a file, no BOM) cannot be text: it holds
+    NUL bytes or many other control bytes."""
+    if not sample:
+        return False
+    if 0 in sample:
+        return True
+    controls = len(sample.translate(None, delete=_NOT_CONTROL_BYTES))
+    return controls / len(sample) > MAX_CONTROL_RATIO
+
+
+def normalise_charset(label: str) -> str | None:
+    """Python's codec name for a declared charset label, or None if unknown."""
+    label = label.strip().strip("\"'").lower()
+    if not label:
+        return None
+    if label in _LATIN1_LABELS:
+        return "cp1252"
+    try:
+        return codecs.lookup(label).name
+    except LookupError:
+        return None
+
+
+def decode_text(data: bytes, charset: str = "") -> str:
+    """Decode a text document.
+
+    ``charset`` is what the document or its server declared (HTTP header, HTML
+    ``<meta charset>``); it is trusted only after a BOM and strict UTF-8, since
+    declarations are often wrong and a wrong one silently produces mojibake.
+
+    Raises :class:`DocumentError` (stage ``extract``) when no encoding gives
+    plausible text.
+    """
+    if not data:
+        return ""
+
+    bom = bom_encoding(data)
+    if bom is not None:
+        encoding, skip = bom
+        try:
+            return _checked(data[skip:].decode(encoding), encoding)
+        except UnicodeDecodeError as exc:
+            raise DocumentError(
+                Stage.EXTRACT,
+                f"could not decode text: it starts with a {encoding} byte-order mark "
+                f"but is not valid {encoding} (byte {exc.start + skip})",
+            ) from None
+
+    utf16 = guess_utf16_without_bom(data[:4096])
+    candidates = [utf16] if utf16 else []
+    candidates.append("utf-8")
+    declared = normalise_charset(charset)
+    if declared:
+        candidates.append(declared)
+        if declared == "cp1252":
+            # cp1252 leaves five bytes undefined; ISO-8859-1 decodes everything.
+            candidates.append("latin-1")
+    for encoding in candidates:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return _checked(text, encoding)
+
+    return _checked(*_guess(data))
+
+
+def _guess(data: bytes) -> tuple[str, str]:
+    """Statistical guess with charset_normalizer; returns (text, encoding)."""
+    results = charset_normalizer.from_bytes(data)
+    best = results.best()
+    if best is None:
+        raise DocumentError(
+            Stage.EXTRACT,
+            "could not decode text: it is not UTF-8 and no other character encoding fits "
+            "(the file may be binary)",
+        )
+    if best.encoding not in {"cp1252", "utf_8", "ascii"}:
+        for match in results:
+            if "cp1252" in match.could_be_from_charset and match.chaos <= best.chaos + _CP1252_CHAOS_MARGIN:
+                try:
+                    return data.decode("cp1252"), "cp1252"
+                except UnicodeDecodeError:
+                    break
+    return str(best), best.encoding
+
+
+def _checked(text: str, encoding: str) -> str:
+    """Reject decoded text that is still full of control characters: a codec
+    that maps every byte (latin-1) will "decode" any binary file."""
+    sample = text[:65536]
+    if sample and len(_CONTROL_CHARS_RE.findall(sample)) / len(sample) > MAX_CONTROL_RATIO:
+        raise DocumentError(
+            Stage.EXTRACT,
+            f"could not decode text: decoded as {encoding} it is full of control "
+            "characters, so the file looks binary",
+        )
+    return text

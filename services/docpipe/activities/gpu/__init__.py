@@ -1,0 +1,1 @@
+"""Model inference: models load once per process, batched, placed on GPUs (CPU fallback)."""

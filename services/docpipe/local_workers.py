@@ -1,0 +1,134 @@
+"""Start the four worker processes on this machine (`docpipe run`, tests, benches).
+
+Each worker is the same entry point a container runs (``python -m
+docpipe.workers.<kind>``), started with the environment that points it at the
+local stack, so what runs here is what runs in a pod.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+WORKER_KINDS = ("workflow", "cpu", "gpu", "io")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class WorkerProcess:
+    kind: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    metrics_port: int
+    sdk_metrics_port: int
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class LocalWorkers:
+    log_dir: Path
+    env: Mapping[str, str]
+    processes: dict[str, WorkerProcess] = field(default_factory=dict)
+
+    def start(self, kinds: tuple[str, ...] = WORKER_KINDS, extra_env: Mapping[str, str] | None = None) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for kind in kinds:
+            self.start_one(kind, extra_env)
+
+    def start_one(self, kind: str, extra_env: Mapping[str, str] | None = None) -> WorkerProcess:
+        metrics_port, sdk_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            **self.env,
+            **(extra_env or {}),
+            "METRICS_PORT": str(metrics_port),
+            "SDK_METRICS_PORT": str(sdk_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        log_path = self.log_dir / f"{kind}-worker.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"docpipe.workers.{kind}"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        worker = WorkerProcess(kind, process, log_path, metrics_port, sdk_port)
+        self.processes[kind] = worker
+        return worker
+
+    def check_alive(self) -> None:
+        for worker in self.processes.values():
+            code = worker.process.poll()
+            if code is not None:
+                raise RuntimeError(
+                    f"the {worker.kind} worker exited with code {code}:\n{worker.log_tail()}"
+                )
+
+    def stop_one(self, kind: str, *, timeout_s: float = 40.0, sig: int = signal.SIGTERM) -> None:
+        worker = self.processes.pop(kind)
+        if worker.process.poll() is None:
+            worker.process.send_signal(sig)
+            try:
+                worker.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+
+    def stop(self) -> None:
+        for worker in self.processes.values():
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 40
+        for kind in list(self.processes):
+            worker = self.processes[kind]
+            try:
+                worker.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+        self.processes.clear()
+
+    def __enter__(self) -> LocalWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def wait_for_pollers(client, queues: Mapping[str, bool], workers: LocalWorkers, timeout_s: float = 120) -> None:  # type: ignore[no-untyped-def]
+    """Wait until each queue has a live poller (workers load models before polling)."""
+    import asyncio
+
+    from docpipe.queue_stats import describe_queue
+
+    deadline = time.monotonic() + timeout_s
+    pending = dict(queues)
+    while pending:
+        workers.check_alive()
+        for queue, is_workflow in list(pending.items()):
+            stats = await describe_queue(client, queue, workflow=is_workflow)
+            if stats.live_pollers > 0:
+                pending.pop(queue)
+        if pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no worker is polling {', '.join(pending)} after {timeout_s:.0f} s")
+            await asyncio.sleep(0.5)

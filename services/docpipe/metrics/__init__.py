@@ -1,0 +1,1 @@
+"""Prometheus metrics of docpipe's workers (prometheus-client, ``docpipe_`` prefix)."""

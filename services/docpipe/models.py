@@ -1,0 +1,274 @@
+"""Small dataclasses passed between the workflow and its activities.
+
+Payloads stay small (Temporal's limit is a few MB): bytes and text never
+travel here, only object-store keys and per-document facts (claim check).
+Every activity takes a batch and returns one result per document, so a bad
+document fails alone and the batch goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from docpipe import queues
+
+
+class Stage(StrEnum):
+    """Where in the pipeline a document failed."""
+
+    CSV = "csv"
+    DOWNLOAD = "download"
+    EXTRACT = "extract"
+    PREPROCESS = "preprocess"
+    VALIDATE = "validate"
+    TOKENIZE = "tokenize"
+    EMBED = "embed"
+    STORE = "store"
+    TIMEOUT = "timeout"
+
+
+class Status(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass
+class DocumentRef:
+    """One CSV row: what to fetch and the hints that came with it."""
+
+    document_id: str
+    source: str
+    row_number: int
+    title: str = ""
+    declared_type: str = ""
+    language_hint: str = ""
+    tags: list[str] = field(default_factory=list)
+    invalid_reason: str | None = None
+    """Set when the row itself is unusable; the document fails at the CSV stage."""
+
+
+@dataclass
+class DocumentFailure:
+    document_id: str
+    stage: Stage
+    reason: str
+
+
+@dataclass
+class FetchedDocument:
+    """The raw bytes are in the object store under ``raw_key``."""
+
+    document_id: str
+    raw_key: str
+    size_bytes: int
+    content_sha256: str
+    content_type: str
+    final_url: str = ""
+
+
+@dataclass
+class FetchResult:
+    succeeded: list[FetchedDocument] = field(default_factory=list)
+    failed: list[DocumentFailure] = field(default_factory=list)
+
+
+@dataclass
+class TextJob:
+    """What the CPU step needs to turn raw bytes into clean, chunked text."""
+
+    document_id: str
+    raw_key: str
+    content_type: str
+    source: str = ""
+    language_hint: str = ""
+
+
+@dataclass
+class PreparedDocument:
+    """Clean text, chunks and gzip artifact are in the object store."""
+
+    document_id: str
+    text_key: str
+    chunks_key: str
+    compressed_key: str
+    title: str
+    language: str
+    language_confidence: float
+    char_count: int
+    word_count: int
+    token_count: int
+    chunk_count: int
+    compressed_bytes: int
+    top_words: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class PrepareResult:
+    succeeded: list[PreparedDocument] = field(default_factory=list)
+    failed: list[DocumentFailure] = field(default_factory=list)
+
+
+@dataclass
+class EmbeddingJob:
+    document_id: str
+    chunks_key: str
+    chunk_count: int
+
+
+@dataclass
+class EmbeddedDocument:
+    """Vectors are in the object store under ``embeddings_key`` (float32 .npy)."""
+
+    document_id: str
+    embeddings_key: str
+    chunks_key: str
+    chunk_count: int
+    dimensions: int
+    model: str
+
+
+@dataclass
+class EmbedResult:
+    succeeded: list[EmbeddedDocument] = field(default_factory=list)
+    failed: list[DocumentFailure] = field(default_factory=list)
+
+
+@dataclass
+class VectorJob:
+    document_id: str
+    embeddings_key: str
+    chunks_key: str
+    chunk_count: int
+    source: str
+    title: str
+    language: str
+
+
+@dataclass
+class StoreVectorsResult:
+    stored: list[str] = field(default_factory=list)
+    """Document ids whose vectors are now in the vector store."""
+    failed: list[DocumentFailure] = field(default_factory=list)
+
+
+@dataclass
+class DocumentOutcome:
+    """The metadata row of one document: what happened and where its data is."""
+
+    document_id: str
+    source: str
+    row_number: int
+    status: Status
+    run_id: str
+    title: str = ""
+    tags: list[str] = field(default_factory=list)
+    failure_stage: Stage | None = None
+    failure_reason: str | None = None
+    content_type: str | None = None
+    size_bytes: int | None = None
+    content_sha256: str | None = None
+    language: str | None = None
+    char_count: int | None = None
+    word_count: int | None = None
+    token_count: int | None = None
+    chunk_count: int | None = None
+    compressed_bytes: int | None = None
+    raw_key: str | None = None
+    text_key: str | None = None
+    chunks_key: str | None = None
+    compressed_key: str | None = None
+    embeddings_key: str | None = None
+    embedding_model: str | None = None
+    top_words: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class TaskQueues:
+    """Queue names travel with the input: workflows must not read the environment."""
+
+    cpu: str = queues.CPU_QUEUE
+    gpu: str = queues.GPU_QUEUE
+    io: str = queues.IO_QUEUE
+    workflow: str = queues.WORKFLOW_QUEUE
+
+
+@dataclass
+class StepTimeouts:
+    """Per-step start-to-close and heartbeat timeouts, in seconds."""
+
+    io_start_to_close: float = 300
+    cpu_start_to_close: float = 300
+    gpu_start_to_close: float = 600
+    heartbeat: float = 60
+    metadata_grace: float = 60
+    """Extra time after the deadline to record outcomes, so a timeout is recorded too."""
+
+
+@dataclass
+class PipelineOptions:
+    queues: TaskQueues = field(default_factory=TaskQueues)
+    timeouts: StepTimeouts = field(default_factory=StepTimeouts)
+    deadline_seconds: float = 3600
+    """Documents not finished this long after the batch started fail with stage 'timeout'."""
+
+
+@dataclass
+class PipelineInput:
+    """One batch of documents; the workflow runs each step once for the batch."""
+
+    run_id: str
+    documents: list[DocumentRef]
+    options: PipelineOptions = field(default_factory=PipelineOptions)
+
+
+@dataclass
+class PipelineResult:
+    run_id: str
+    outcomes: list[DocumentOutcome]
+
+    @property
+    def failed(self) -> list[DocumentOutcome]:
+        return [o for o in self.outcomes if o.status == Status.FAILED]
+
+
+@dataclass
+class CsvPageRequest:
+    """Read rows [offset, offset + limit) of a CSV in the object store or on disk."""
+
+    location: str
+    offset: int = 0
+    limit: int = 1000
+
+
+@dataclass
+class CsvPage:
+    documents: list[DocumentRef]
+    next_offset: int | None
+    """None when the file has no more rows."""
+
+
+@dataclass
+class IngestInput:
+    """Server-side form of `docpipe start`: a CSV read by the io worker, fanned out."""
+
+    location: str
+    run_id: str
+    batch_size: int = 10
+    max_batches_in_flight: int = 20
+    page_size: int = 500
+    pages_per_run: int = 20
+    """Continue-as-new after this many pages, so history stays small for huge CSVs."""
+    options: PipelineOptions = field(default_factory=PipelineOptions)
+    offset: int = 0
+    batches_started: int = 0
+    summary: IngestSummary | None = None
+
+
+@dataclass
+class IngestSummary:
+    documents: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    failures: list[DocumentFailure] = field(default_factory=list)
+    """The first failures with their reasons (all are in PostgreSQL)."""

@@ -1,0 +1,217 @@
+"""The PostgreSQL metadata store: one row per document, and the queries on it.
+
+A process opens ONE :class:`MetadataStore` (one ``AsyncConnectionPool``) and
+shares it between its concurrent activities; connections are borrowed per
+call and returned at once, so ~200 activities share a pool of ``max`` (20 by
+default) without holding a connection while they wait on anything else.
+
+Writes are upserts keyed by ``document_id`` (the hash of the document's
+content/source), so a retried activity or a re-run CSV updates the row rather
+than adding one. **Last write wins**: a later failed attempt overwrites an
+earlier success of the same document. That keeps the row an honest record of
+the latest attempt and the SQL trivial; ``attempts`` shows the row was
+written more than once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from docpipe.config import Settings
+from docpipe.models import DocumentOutcome, Status
+
+log = logging.getLogger(__name__)
+
+# Any fixed 64-bit number; every docpipe process uses the same one so that
+# concurrent migrate() calls queue behind each other instead of racing.
+_MIGRATION_LOCK_ID = 0x646F6370697065  # "docpipe"
+
+_JSON_FIELDS = {"tags", "top_words"}
+_COLUMNS = [f.name for f in dataclasses.fields(DocumentOutcome)]
+
+_UPSERT = sql.SQL(
+    "INSERT INTO documents ({columns}) VALUES ({values}) "
+    "ON CONFLICT (document_id) DO UPDATE SET {updates}, "
+    "attempts = documents.attempts + 1, updated_at = now()"
+).format(
+    columns=sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)),
+    values=sql.SQL(", ").join(sql.Placeholder(c) for c in _COLUMNS),
+    updates=sql.SQL(", ").join(
+        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+        for c in _COLUMNS
+        if c != "document_id"
+    ),
+)
+
+
+def migration_scripts() -> list[tuple[str, str]]:
+    """``(version, sql)`` of every ``docpipe/sql/*.sql``, in file-name order."""
+    folder = resources.files("docpipe").joinpath("sql")
+    scripts = [
+        (entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    ]
+    return sorted(scripts)
+
+
+def _row_params(outcome: DocumentOutcome) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name in _COLUMNS:
+        value = getattr(outcome, name)
+        if name in _JSON_FIELDS:
+            value = Jsonb(value)
+        elif isinstance(value, enum.Enum):
+            # psycopg would dump an Enum by member *name*; the table holds values.
+            value = value.value
+        params[name] = value
+    return params
+
+
+class MetadataStore:
+    """Document rows in PostgreSQL behind a shared async connection pool."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, settings: Settings, *, open_timeout_s: float = 30.0
+    ) -> AsyncIterator[MetadataStore]:
+        """Open the process's pool (failing fast if the server is unreachable)."""
+        pool = AsyncConnectionPool(
+            settings.metadata_db_conninfo,
+            min_size=settings.metadata_db_pool_min,
+            max_size=max(settings.metadata_db_pool_max, settings.metadata_db_pool_min, 1),
+            kwargs={"autocommit": True},
+            # Verify a connection on checkout: a restarted server otherwise
+            # surfaces as one failed activity per stale pooled connection.
+            check=AsyncConnectionPool.check_connection,
+            name="docpipe-metadata",
+            open=False,
+        )
+        await pool.open(wait=True, timeout=open_timeout_s)
+        try:
+            yield cls(pool)
+        finally:
+            await pool.close()
+
+    # ------------------------------------------------------------------ schema
+
+    async def migrate(self) -> list[str]:
+        """Apply the SQL scripts not applied yet; return their versions.
+
+        Everything runs in one transaction that first takes a transaction-level
+        advisory lock, so many workers starting at once apply each script
+        exactly once (the others wait, then find nothing to do), and a failing
+        script leaves no half-applied schema behind.
+        """
+        applied: list[str] = []
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur = await conn.execute("SELECT version FROM schema_migrations")
+            done = {version for (version,) in await cur.fetchall()}
+            for version, script in migration_scripts():
+                if version in done:
+                    continue
+                log.info("applying schema migration %s", version)
+                await _run_script(conn, script)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version) VALUES (%s)", (version,)
+                )
+                applied.append(version)
+        return applied
+
+    # ------------------------------------------------------------------ writes
+
+    async def upsert_outcomes(self, outcomes: Iterable[DocumentOutcome]) -> None:
+        """Insert or update one row per outcome, in one transaction.
+
+        ``executemany`` runs in pipeline mode: the whole batch is one round
+        trip. Duplicates within the batch collapse to the last one (Postgres
+        refuses to update a row twice in one statement), and rows are written
+        in ``document_id`` order so concurrent batches lock rows in the same
+        order and cannot deadlock.
+        """
+        latest = {o.document_id: o for o in outcomes}
+        if not latest:
+            return
+        params = [_row_params(latest[key]) for key in sorted(latest)]
+        async with self._pool.connection() as conn, conn.transaction():
+            async with conn.cursor() as cur:
+                await cur.executemany(_UPSERT, params)
+
+    # ----------------------------------------------------------------- queries
+
+    async def get(self, document_id: str) -> dict[str, Any] | None:
+        """The document's row as a dict, or None if it was never written."""
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM documents WHERE document_id = %s", (document_id,))
+            return await cur.fetchone()
+
+    async def count_by_status(self, run_id: str | None = None) -> dict[str, int]:
+        """``{"succeeded": n, "failed": m}`` over all rows, or one run's rows."""
+        query = "SELECT status, count(*) FROM documents"
+        params: tuple[Any, ...] = ()
+        if run_id is not None:
+            query += " WHERE run_id = %s"
+            params = (run_id,)
+        query += " GROUP BY status"
+        counts = {status.value: 0 for status in Status}
+        async with self._pool.connection() as conn:
+            for status, count in await (await conn.execute(query, params)).fetchall():
+                counts[status] = count
+        return counts
+
+    async def failures(self, limit: int = 100, run_id: str | None = None) -> list[dict[str, Any]]:
+        """The dead-letter list: failed documents, newest first."""
+        query = (
+            "SELECT document_id, source, failure_stage AS stage, failure_reason AS reason,"
+            " updated_at FROM documents WHERE status = 'failed'"
+        )
+        params: list[Any] = []
+        if run_id is not None:
+            query += " AND run_id = %s"
+            params.append(run_id)
+        query += " ORDER BY updated_at DESC, document_id LIMIT %s"
+        params.append(limit)
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(query, params)
+            return await cur.fetchall()
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a trivial query."""
+        async with self._pool.connection() as conn:
+            await conn.execute("SELECT 1")
+
+
+async def _run_script(conn: AsyncConnection[Any], script: str) -> None:
+    # Without parameters psycopg sends the text as one simple query, so a
+    # script may hold many statements.
+    await conn.execute(sql.SQL(script))  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def open_metadata_store(settings: Settings) -> AsyncIterator[MetadataStore]:
+    """Shorthand for :meth:`MetadataStore.open`."""
+    async with MetadataStore.open(settings) as store:
+        yield store

@@ -1,0 +1,130 @@
+"""Chunk vectors in ChromaDB, one entry per chunk, keyed by document and index.
+
+A process opens ONE :class:`VectorStore` (one ``chromadb.AsyncHttpClient``,
+whose HTTP connection pool is shared by all concurrent activities). We always
+pass our own embeddings: the collection is created with
+``embedding_function=None`` because Chroma's default embedder would try to
+download a model at run time.
+
+Writes are idempotent: ids are ``"<document_id>:<chunk_index>"``, so a re-run
+overwrites the same entries, and chunks beyond the new count are deleted, so
+a re-run that produces fewer chunks leaves nothing stale behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from docpipe.config import Settings
+
+MetadataValue = str | int | float | bool
+
+# The IO worker runs up to ~200 concurrent activities against one client.
+_HTTP_MAX_CONNECTIONS = 200
+
+
+def chunk_id(document_id: str, index: int) -> str:
+    return f"{document_id}:{index}"
+
+
+class VectorStore:
+    """One collection of chunk vectors on a Chroma server."""
+
+    def __init__(self, client: Any, collection: Any) -> None:
+        self._client = client
+        self._collection = collection
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[VectorStore]:
+        """Connect to VECTOR_DB_URL and get (or create) the collection."""
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        url = urlsplit(settings.vector_db_url)
+        if url.scheme not in {"http", "https"} or not url.hostname:
+            raise ValueError(f"VECTOR_DB_URL must be http(s)://host[:port], got {settings.vector_db_url!r}")
+        ssl = url.scheme == "https"
+        client = await chromadb.AsyncHttpClient(
+            host=url.hostname,
+            port=url.port or (443 if ssl else 80),
+            ssl=ssl,
+            settings=ChromaSettings(
+                anonymized_telemetry=False,
+                chroma_http_max_connections=_HTTP_MAX_CONNECTIONS,
+            ),
+        )
+        collection = await client.get_or_create_collection(
+            settings.vector_collection,
+            embedding_function=None,
+            metadata={"hnsw:space": "cosine"},
+        )
+        yield cls(client, collection)
+
+    @property
+    def collection_name(self) -> str:
+        return str(self._collection.name)
+
+    async def upsert_document(
+        self,
+        document_id: str,
+        chunk_texts: list[str],
+        embeddings: np.ndarray,
+        metadata: Mapping[str, MetadataValue | None] | None = None,
+    ) -> None:
+        """Make the document's entries exactly these chunks.
+
+        ``metadata`` (source, title, language...) is copied onto every chunk,
+        next to ``document_id`` and ``chunk_index``; None values are dropped
+        because Chroma stores only scalars.
+        """
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        count = len(chunk_texts)
+        if vectors.ndim != 2 or vectors.shape[0] != count:
+            raise ValueError(
+                f"{count} chunks but embeddings of shape {vectors.shape}; expected ({count}, d)"
+            )
+        shared = {k: v for k, v in (metadata or {}).items() if v is not None}
+        if count:
+            await self._collection.upsert(
+                ids=[chunk_id(document_id, i) for i in range(count)],
+                embeddings=vectors,
+                documents=chunk_texts,
+                metadatas=[
+                    {**shared, "document_id": document_id, "chunk_index": i}
+                    for i in range(count)
+                ],
+            )
+        # Upsert first, then trim: a crash in between leaves extra chunks (fixed
+        # by the retry), never a document with no chunks at all.
+        await self._collection.delete(
+            where={"$and": [{"document_id": document_id}, {"chunk_index": {"$gte": count}}]}
+        )
+
+    async def delete_document(self, document_id: str) -> None:
+        await self._collection.delete(where={"document_id": document_id})
+
+    async def count(self) -> int:
+        """Chunks in the collection, over all documents."""
+        return int(await self._collection.count())
+
+    async def count_for(self, document_id: str) -> int:
+        """Chunks stored for one document."""
+        found = await self._collection.get(where={"document_id": document_id}, include=[])
+        return len(found["ids"])
+
+    async def heartbeat(self) -> int:
+        """The server's clock in ns; raises if it does not answer."""
+        return int(await self._client.heartbeat())
+
+
+@asynccontextmanager
+async def open_vector_store(settings: Settings) -> AsyncIterator[VectorStore]:
+    """Shorthand for :meth:`VectorStore.open`."""
+    async with VectorStore.open(settings) as store:
+        yield store

@@ -1,0 +1,1 @@
+"""One entry point per worker type: workflow, cpu, gpu, io."""

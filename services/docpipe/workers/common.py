@@ -1,0 +1,84 @@
+"""What every worker process does the same way: settings, client, metrics, shutdown.
+
+Each worker runs until SIGTERM or SIGINT, then stops polling and lets in-flight
+tasks finish for up to GRACEFUL_SHUTDOWN_S (Kubernetes sends SIGTERM and waits
+terminationGracePeriodSeconds before SIGKILL); tasks still running after that
+are handed back to the server and retried elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from prometheus_client import start_http_server
+from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from docpipe.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("docpipe.worker")
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "botocore", "aiobotocore", "chromadb", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def make_runtime(settings: Settings) -> Runtime | None:
+    """One Runtime per process; it exports the SDK's own metrics (ms histograms)."""
+    if not settings.sdk_metrics_port:
+        return None
+    telemetry = TelemetryConfig(
+        metrics=PrometheusConfig(bind_address=f"0.0.0.0:{settings.sdk_metrics_port}")
+    )
+    return Runtime(telemetry=telemetry)
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return await Client.connect(
+        settings.temporal_host,
+        namespace=settings.temporal_namespace,
+        tls=settings.temporal_tls or bool(api_key),
+        api_key=api_key,
+        runtime=runtime or Runtime.default(),
+    )
+
+
+def start_metrics(settings: Settings) -> None:
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+
+
+async def wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stop signal received: finishing in-flight tasks")
+
+
+def run_worker(kind: str, main: Callable[[Settings], Awaitable[None]]) -> None:
+    """Process entry point shared by all worker types."""
+    configure_logging()
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        print(f"docpipe {kind} worker: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    start_metrics(settings)
+    asyncio.run(main(settings))
+    log.info("%s worker stopped", kind)

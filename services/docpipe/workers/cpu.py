@@ -1,0 +1,73 @@
+"""CPU worker: text extraction and processing on the CPU queue.
+
+Documents are processed in a process pool of WORKER_CPU_THREADS processes
+(cores x 2 by default: text steps mix parsing with short waits). The pool uses
+``spawn``: forking a process that already runs the Temporal core's threads is
+unsafe. Each pool process loads the tokenizer and language model once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+from temporalio.worker import Worker
+
+from docpipe.activities.cpu.activities import CpuActivities, warm_up
+from docpipe.activities.cpu.text_pipeline import TextOptions
+from docpipe.config import Settings
+from docpipe.metrics.activity import ActivityMetricsInterceptor
+from docpipe.storage.objects import open_object_store
+from docpipe.workers.common import (
+    GRACEFUL_SHUTDOWN,
+    connect,
+    make_runtime,
+    run_worker,
+    wait_for_stop_signal,
+)
+
+
+def text_options(settings: Settings) -> TextOptions:
+    return TextOptions(
+        tokenizer_dir=str(settings.resolved_embedding_model_path),
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap_tokens=settings.chunk_overlap_tokens,
+        min_chars=settings.min_text_chars,
+        max_chars=settings.max_text_chars,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    options = text_options(settings)
+    client = await connect(settings, make_runtime(settings))
+    pool = ProcessPoolExecutor(
+        max_workers=settings.worker_cpu_threads,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=warm_up,
+        initargs=(options.tokenizer_dir,),
+    )
+    try:
+        async with open_object_store(settings) as store:
+            activities = CpuActivities(store, pool, options)
+            worker = Worker(
+                client,
+                task_queue=settings.cpu_task_queue,
+                activities=[activities.prepare_text],
+                # Each activity is a batch whose documents fan out over the pool; a few
+                # batches at once keep every pool process busy.
+                max_concurrent_activities=max(2, settings.worker_cpu_threads),
+                interceptors=[ActivityMetricsInterceptor("cpu")],
+                graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            )
+            async with worker:
+                await wait_for_stop_signal()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def main() -> None:
+    run_worker("cpu", serve)
+
+
+if __name__ == "__main__":
+    main()

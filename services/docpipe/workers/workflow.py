@@ -1,0 +1,41 @@
+"""Workflow worker: runs workflow code only, on the workflow task queue.
+
+Workflow tasks are tiny (they decide what to schedule next), so one process
+keeps up to MAX_CONCURRENT_WORKFLOWS workflows cached and hands all real work
+to the resource queues.
+"""
+
+from __future__ import annotations
+
+from temporalio.worker import Worker
+
+from docpipe.config import Settings
+from docpipe.workers.common import (
+    GRACEFUL_SHUTDOWN,
+    connect,
+    make_runtime,
+    run_worker,
+    wait_for_stop_signal,
+)
+from docpipe.workflows import WORKFLOWS
+
+
+async def serve(settings: Settings) -> None:
+    client = await connect(settings, make_runtime(settings))
+    worker = Worker(
+        client,
+        task_queue=settings.workflow_task_queue,
+        workflows=WORKFLOWS,
+        max_cached_workflows=settings.max_concurrent_workflows,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+    async with worker:
+        await wait_for_stop_signal()
+
+
+def main() -> None:
+    run_worker("workflow", serve)
+
+
+if __name__ == "__main__":
+    main()

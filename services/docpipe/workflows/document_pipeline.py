@@ -1,0 +1,267 @@
+"""The per-batch document pipeline.
+
+One workflow runs one batch of documents through every step, one activity
+call per step for the whole batch: on a small Temporal server each activity
+round trip costs real CPU, so batching is what makes the pipeline fast. Each
+step returns per-document successes and failures; a failed document drops out
+of later steps and is recorded with its stage and reason, the rest go on.
+
+Steps, each on the queue of the resource it needs:
+    download (io) -> prepare text (cpu) -> embeddings (gpu)
+    -> vectors into Chroma (io) -> metadata rows into PostgreSQL (io)
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from docpipe.models import (
+        DocumentFailure,
+        DocumentOutcome,
+        DocumentRef,
+        EmbeddedDocument,
+        EmbeddingJob,
+        EmbedResult,
+        FetchedDocument,
+        FetchResult,
+        PipelineInput,
+        PipelineResult,
+        PreparedDocument,
+        PrepareResult,
+        Stage,
+        Status,
+        StoreVectorsResult,
+        TextJob,
+        VectorJob,
+    )
+    from docpipe.workflows import steps
+
+
+class _BatchState:
+    """What the workflow knows about each document so far (pure bookkeeping)."""
+
+    def __init__(self, run_id: str, documents: list[DocumentRef]) -> None:
+        self.run_id = run_id
+        self.refs = {d.document_id: d for d in documents}
+        self.fetched: dict[str, FetchedDocument] = {}
+        self.prepared: dict[str, PreparedDocument] = {}
+        self.embedded: dict[str, EmbeddedDocument] = {}
+        self.vectors_stored: set[str] = set()
+        self.failures: dict[str, DocumentFailure] = {}
+        for ref in documents:
+            if ref.invalid_reason:
+                self.fail(ref.document_id, Stage.CSV, ref.invalid_reason)
+
+    def fail(self, document_id: str, stage: Stage, reason: str) -> None:
+        self.failures.setdefault(document_id, DocumentFailure(document_id, stage, reason))
+
+    def fail_all(self, document_ids: list[str], stage: Stage, reason: str) -> None:
+        for document_id in document_ids:
+            self.fail(document_id, stage, reason)
+
+    def alive(self, pool: dict[str, Any] | None = None) -> list[str]:
+        """Documents still in the running, in input order."""
+        ids = self.refs if pool is None else pool
+        return [i for i in self.refs if i in ids and i not in self.failures]
+
+    def record(self, failed: list[DocumentFailure]) -> None:
+        for failure in failed:
+            self.fail(failure.document_id, failure.stage, failure.reason)
+
+    def outcomes(self) -> list[DocumentOutcome]:
+        return [self._outcome(ref) for ref in self.refs.values()]
+
+    def _outcome(self, ref: DocumentRef) -> DocumentOutcome:
+        doc_id = ref.document_id
+        fetched = self.fetched.get(doc_id)
+        prepared = self.prepared.get(doc_id)
+        embedded = self.embedded.get(doc_id)
+        failure = self.failures.get(doc_id)
+        if failure is None and doc_id not in self.vectors_stored:
+            # Defensive: a document that silently fell out of a step is a failure, never a skip.
+            failure = DocumentFailure(doc_id, Stage.STORE, "document was not stored")
+        outcome = DocumentOutcome(
+            document_id=doc_id,
+            source=ref.source,
+            row_number=ref.row_number,
+            status=Status.FAILED if failure else Status.SUCCEEDED,
+            run_id=self.run_id,
+            title=(prepared.title if prepared and prepared.title else ref.title),
+            tags=list(ref.tags),
+            failure_stage=failure.stage if failure else None,
+            failure_reason=failure.reason if failure else None,
+        )
+        if fetched:
+            outcome.content_type = fetched.content_type
+            outcome.size_bytes = fetched.size_bytes
+            outcome.content_sha256 = fetched.content_sha256
+            outcome.raw_key = fetched.raw_key
+        if prepared:
+            outcome.language = prepared.language
+            outcome.char_count = prepared.char_count
+            outcome.word_count = prepared.word_count
+            outcome.token_count = prepared.token_count
+            outcome.chunk_count = prepared.chunk_count
+            outcome.compressed_bytes = prepared.compressed_bytes
+            outcome.text_key = prepared.text_key
+            outcome.chunks_key = prepared.chunks_key
+            outcome.compressed_key = prepared.compressed_key
+            outcome.top_words = dict(prepared.top_words)
+        if embedded:
+            outcome.embeddings_key = embedded.embeddings_key
+            outcome.embedding_model = embedded.model
+        return outcome
+
+
+def _step_failure_reason(step: str, err: ActivityError) -> tuple[Stage | None, str]:
+    """Turn an activity that gave up (retries spent, or timed out) into a reason."""
+    cause = err.cause
+    if isinstance(cause, TimeoutError):
+        return Stage.TIMEOUT, f"{step} did not finish in time ({cause.type.name.lower()})"
+    message = str(cause) if cause is not None else str(err)
+    return None, f"{step} failed after retries: {message}"
+
+
+@workflow.defn(name="DocumentPipelineWorkflow")
+class DocumentPipelineWorkflow:
+    def __init__(self) -> None:
+        self._stage = "starting"
+        self._state: _BatchState | None = None
+
+    @workflow.query
+    def progress(self) -> dict[str, Any]:
+        state = self._state
+        return {
+            "stage": self._stage,
+            "documents": len(state.refs) if state else 0,
+            "failed": len(state.failures) if state else 0,
+        }
+
+    @workflow.run
+    async def run(self, input: PipelineInput) -> PipelineResult:
+        state = self._state = _BatchState(input.run_id, input.documents)
+        options = input.options
+        deadline = workflow.now() + timedelta(seconds=options.deadline_seconds)
+
+        async def call(
+            name: str,
+            arg: Any,
+            result_type: type,
+            queue: str,
+            start_to_close: float,
+            retry: Any,
+            stage: Stage,
+            doc_ids: list[str],
+        ) -> Any | None:
+            """Run one batch step; if it gives up, fail its documents and go on."""
+            self._stage = name
+            remaining = (deadline - workflow.now()).total_seconds()
+            if remaining <= 0:
+                state.fail_all(doc_ids, Stage.TIMEOUT, f"deadline passed before {name}")
+                return None
+            try:
+                return await workflow.execute_activity(
+                    name,
+                    arg,
+                    result_type=result_type,
+                    task_queue=queue,
+                    start_to_close_timeout=timedelta(seconds=start_to_close),
+                    schedule_to_close_timeout=timedelta(seconds=remaining),
+                    heartbeat_timeout=timedelta(seconds=options.timeouts.heartbeat),
+                    retry_policy=retry,
+                )
+            except ActivityError as err:
+                timeout_stage, reason = _step_failure_reason(name, err)
+                state.fail_all(doc_ids, timeout_stage or stage, reason)
+                return None
+
+        q, t = options.queues, options.timeouts
+
+        todo = state.alive()
+        if todo:
+            refs = [state.refs[i] for i in todo]
+            fetched: FetchResult | None = await call(
+                steps.DOWNLOAD_DOCUMENTS, refs, FetchResult, q.io,
+                t.io_start_to_close, steps.IO_RETRY, Stage.DOWNLOAD, todo,
+            )  # fmt: skip
+            if fetched:
+                state.fetched = {d.document_id: d for d in fetched.succeeded}
+                state.record(fetched.failed)
+
+        todo = state.alive(state.fetched)
+        if todo:
+            jobs = [
+                TextJob(
+                    document_id=i,
+                    raw_key=state.fetched[i].raw_key,
+                    content_type=state.fetched[i].content_type,
+                    source=state.refs[i].source,
+                    language_hint=state.refs[i].language_hint,
+                )
+                for i in todo
+            ]
+            prepared: PrepareResult | None = await call(
+                steps.PREPARE_DOCUMENTS, jobs, PrepareResult, q.cpu,
+                t.cpu_start_to_close, steps.CPU_RETRY, Stage.EXTRACT, todo,
+            )  # fmt: skip
+            if prepared:
+                state.prepared = {d.document_id: d for d in prepared.succeeded}
+                state.record(prepared.failed)
+
+        todo = state.alive(state.prepared)
+        if todo:
+            embed_jobs = [
+                EmbeddingJob(i, state.prepared[i].chunks_key, state.prepared[i].chunk_count)
+                for i in todo
+            ]
+            embedded: EmbedResult | None = await call(
+                steps.GENERATE_EMBEDDINGS, embed_jobs, EmbedResult, q.gpu,
+                t.gpu_start_to_close, steps.GPU_RETRY, Stage.EMBED, todo,
+            )  # fmt: skip
+            if embedded:
+                state.embedded = {d.document_id: d for d in embedded.succeeded}
+                state.record(embedded.failed)
+
+        todo = state.alive(state.embedded)
+        if todo:
+            vector_jobs = [
+                VectorJob(
+                    document_id=i,
+                    embeddings_key=state.embedded[i].embeddings_key,
+                    chunks_key=state.embedded[i].chunks_key,
+                    chunk_count=state.embedded[i].chunk_count,
+                    source=state.refs[i].source,
+                    title=state.prepared[i].title or state.refs[i].title,
+                    language=state.prepared[i].language,
+                )
+                for i in todo
+            ]
+            stored: StoreVectorsResult | None = await call(
+                steps.STORE_VECTORS, vector_jobs, StoreVectorsResult, q.io,
+                t.io_start_to_close, steps.IO_RETRY, Stage.STORE, todo,
+            )  # fmt: skip
+            if stored:
+                state.vectors_stored = set(stored.stored)
+                state.record(stored.failed)
+
+        # Record every outcome, failures included; this step gets a grace period past
+        # the deadline so that a timed-out document still has its reason stored.
+        self._stage = steps.STORE_METADATA
+        outcomes = state.outcomes()
+        await workflow.execute_activity(
+            steps.STORE_METADATA,
+            outcomes,
+            task_queue=q.io,
+            start_to_close_timeout=timedelta(seconds=t.io_start_to_close),
+            schedule_to_close_timeout=timedelta(
+                seconds=max((deadline - workflow.now()).total_seconds(), 0) + t.metadata_grace
+            ),
+            retry_policy=steps.IO_RETRY,
+        )
+        self._stage = "done"
+        return PipelineResult(run_id=input.run_id, outcomes=outcomes)

@@ -1,0 +1,100 @@
+"""Server-side ingestion of a whole CSV: parse on the io queue, fan out batches.
+
+The CSV is read page by page by the ``parse_csv`` activity, each page is cut
+into batches, and each batch runs as a child ``DocumentPipelineWorkflow`` with
+a bound on batches in flight. After ``pages_per_run`` pages the workflow
+continues as new, carrying its offset and running totals, so a CSV of any
+length keeps the event history small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from docpipe.models import (
+        CsvPage,
+        CsvPageRequest,
+        DocumentFailure,
+        IngestInput,
+        IngestSummary,
+        PipelineInput,
+        PipelineResult,
+        Stage,
+        Status,
+    )
+    from docpipe.workflows import steps
+    from docpipe.workflows.document_pipeline import DocumentPipelineWorkflow
+
+MAX_FAILURES_KEPT = 100
+
+
+@workflow.defn(name="IngestCsvWorkflow")
+class IngestCsvWorkflow:
+    def __init__(self) -> None:
+        self._summary = IngestSummary()
+
+    @workflow.query
+    def summary(self) -> IngestSummary:
+        return self._summary
+
+    @workflow.run
+    async def run(self, input: IngestInput) -> IngestSummary:
+        summary = self._summary = input.summary or IngestSummary()
+        options = input.options
+        gate = asyncio.Semaphore(input.max_batches_in_flight)
+        batch_index = input.batches_started
+        offset: int | None = input.offset
+
+        async def run_batch(index: int, documents: list) -> None:
+            async with gate:
+                result: PipelineResult = await workflow.execute_child_workflow(
+                    DocumentPipelineWorkflow.run,
+                    PipelineInput(run_id=input.run_id, documents=documents, options=options),
+                    id=f"{input.run_id}-batch-{index:06d}",
+                    task_queue=options.queues.workflow,
+                )
+            for outcome in result.outcomes:
+                if outcome.status == Status.SUCCEEDED:
+                    summary.succeeded += 1
+                else:
+                    summary.failed += 1
+                    if len(summary.failures) < MAX_FAILURES_KEPT:
+                        summary.failures.append(
+                            DocumentFailure(
+                                outcome.document_id,
+                                outcome.failure_stage or Stage.STORE,
+                                outcome.failure_reason or "unknown",
+                            )
+                        )
+
+        for _ in range(input.pages_per_run):
+            if offset is None:
+                break
+            page: CsvPage = await workflow.execute_activity(
+                steps.PARSE_CSV,
+                CsvPageRequest(input.location, offset, input.page_size),
+                result_type=CsvPage,
+                task_queue=options.queues.io,
+                start_to_close_timeout=timedelta(seconds=options.timeouts.io_start_to_close),
+                retry_policy=steps.IO_RETRY,
+            )
+            summary.documents += len(page.documents)
+            tasks = []
+            for start in range(0, len(page.documents), input.batch_size):
+                batch = page.documents[start : start + input.batch_size]
+                tasks.append(run_batch(batch_index, batch))
+                batch_index += 1
+            await asyncio.gather(*tasks)
+            offset = page.next_offset
+
+        if offset is not None:
+            workflow.continue_as_new(
+                replace(input, offset=offset, batches_started=batch_index, summary=summary)
+            )
+        return summary
+
