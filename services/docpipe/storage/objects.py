@@ -141,6 +141,11 @@ class S3ObjectStore:
                 multipart_threshold=settings.s3_multipart_threshold_bytes,
             )
 
+    @property
+    def client(self) -> S3Client:
+        """The shared aioboto3 client, for what this interface does not cover."""
+        return self._client
+
     async def put(
         self, key: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> None:

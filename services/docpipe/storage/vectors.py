@@ -118,6 +118,19 @@ class VectorStore:
         found = await self._collection.get(where={"document_id": document_id}, include=[])
         return len(found["ids"])
 
+    async def chunks_for(self, document_id: str) -> list[dict[str, Any]]:
+        """The document's chunks in order: ``{"id", "text", "metadata"}`` each."""
+        found = await self._collection.get(
+            where={"document_id": document_id}, include=["documents", "metadatas"]
+        )
+        chunks = [
+            {"id": id_, "text": text, "metadata": dict(meta or {})}
+            for id_, text, meta in zip(
+                found["ids"], found["documents"] or [], found["metadatas"] or [], strict=True
+            )
+        ]
+        return sorted(chunks, key=lambda c: int(c["metadata"].get("chunk_index", 0)))
+
     async def heartbeat(self) -> int:
         """The server's clock in ns; raises if it does not answer."""
         return int(await self._client.heartbeat())

@@ -1,0 +1,116 @@
+"""All CPU text steps for one document, as one call for the process pool.
+
+One call per document keeps the pickled traffic to the pool small (raw bytes
+in, results out) and loads nothing twice: the tokenizer and the language
+model are cached per pool process. Every way a document can be bad surfaces
+as a :class:`DocumentError` carrying the stage where it was found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from docpipe.activities.cpu.chunking import TokenizationError, load_tokenizer, split_into_chunks
+from docpipe.activities.cpu.compress import compress_document, word_frequencies
+from docpipe.activities.cpu.extract import extract_text, sniff_content_type
+from docpipe.activities.cpu.preprocess import detect_language, normalize_text, preprocess_text
+from docpipe.activities.cpu.validate import validate_document_structure
+from docpipe.chunks import Chunk, chunks_from_json, chunks_to_json
+from docpipe.errors import DocumentError
+from docpipe.models import Stage
+
+__all__ = [
+    "Chunk",
+    "PreparedText",
+    "TextOptions",
+    "chunks_from_json",
+    "chunks_to_json",
+    "prepare_text",
+    "warm_up",
+]
+
+
+@dataclass
+class TextOptions:
+    tokenizer_dir: str
+    """Model directory holding ``tokenizer.json`` (the embedding model's)."""
+    chunk_tokens: int = 256
+    """Chunk size limit in tokens, including the model's [CLS] and [SEP]."""
+    chunk_overlap_tokens: int = 32
+    min_chars: int = 1
+    max_chars: int = 5_000_000
+    top_words: int = 25
+
+
+@dataclass
+class PreparedText:
+    title: str
+    text: str
+    language: str
+    language_confidence: float
+    char_count: int
+    word_count: int
+    token_count: int
+    """Content tokens of the whole text (special tokens and overlap not counted)."""
+    chunks: list[Chunk]
+    compressed: bytes
+    """gzip of the UTF-8 text, reproducible byte for byte."""
+    top_words: dict[str, int] = field(default_factory=dict)
+
+
+def prepare_text(
+    raw: bytes, content_type: str, options: TextOptions, language_hint: str = ""
+) -> PreparedText:
+    """extract -> preprocess -> validate -> chunk -> compress + word statistics.
+
+    ``content_type`` is sniffed again from the bytes (with the given type as a
+    hint), so a mislabelled document is still read as what it is.
+    """
+    content_type = sniff_content_type(raw, declared=content_type)
+    try:
+        extracted = extract_text(raw, content_type)
+    except (UnicodeError, ValueError) as exc:  # a parser choking on malformed input
+        raise DocumentError(Stage.EXTRACT, f"could not extract text: {exc}") from exc
+
+    try:
+        pre = preprocess_text(extracted.text, language_hint)
+    except (UnicodeError, ValueError) as exc:
+        raise DocumentError(Stage.PREPROCESS, f"could not normalise text: {exc}") from exc
+
+    stats = validate_document_structure(
+        pre.text, min_chars=options.min_chars, max_chars=options.max_chars
+    )
+
+    tokenizer = load_tokenizer(options.tokenizer_dir)  # a missing model is not the document's fault
+    try:
+        chunked = split_into_chunks(
+            pre.text,
+            tokenizer,
+            max_tokens=options.chunk_tokens,
+            overlap_tokens=options.chunk_overlap_tokens,
+        )
+    except TokenizationError as exc:
+        raise DocumentError(Stage.TOKENIZE, str(exc)) from exc
+    if not chunked.chunks:
+        raise DocumentError(Stage.TOKENIZE, "the text produced no tokens for the embedding model")
+
+    compressed = compress_document(pre.text)
+    return PreparedText(
+        title=normalize_text(extracted.title).replace("\n", " "),
+        text=pre.text,
+        language=pre.language,
+        language_confidence=pre.language_confidence,
+        char_count=stats.char_count,
+        word_count=stats.word_count,
+        token_count=chunked.token_count,
+        chunks=chunked.chunks,
+        compressed=compressed.data,
+        top_words=word_frequencies(pre.text, language=pre.language, top_n=options.top_words),
+    )
+
+
+def warm_up(tokenizer_dir: str) -> None:
+    """Process-pool initializer: load the tokenizer and the language model now,
+    so the first document in each process does not pay for them."""
+    load_tokenizer(tokenizer_dir)
+    detect_language("Loading the language identification model once per process.")

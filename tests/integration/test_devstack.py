@@ -1,0 +1,149 @@
+"""The embedded stack: real servers, reachable through the env it hands out."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from temporalio.client import Client
+
+from docpipe.devstack import DevStack, ManagedProcess, ServerStartError
+from docpipe.models import DocumentOutcome, Status
+from docpipe.storage import LocalObjectStore, open_object_store
+from docpipe.storage.metadata import MetadataStore
+
+pytestmark = pytest.mark.integration
+
+ENV_KEYS = {
+    "TEMPORAL_HOST",
+    "S3_ENDPOINT",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "S3_BUCKET",
+    "VECTOR_DB_URL",
+    "METADATA_DB_HOST",
+    "METADATA_DB_PORT",
+    "METADATA_DB_NAME",
+    "METADATA_DB_USER",
+    "METADATA_DB_PASSWORD",
+}
+
+
+def test_env_names_every_server(devstack: DevStack) -> None:
+    env = devstack.env
+    assert ENV_KEYS <= env.keys()
+    assert env["S3_ENDPOINT"].startswith("http://127.0.0.1:")
+    settings = devstack.settings()
+    assert settings.temporal_host == env["TEMPORAL_HOST"]
+    assert settings.metadata_db_port == int(env["METADATA_DB_PORT"])
+    assert devstack.started_in_s is not None and devstack.started_in_s < 30
+
+
+async def test_temporal_accepts_clients(devstack: DevStack) -> None:
+    client = await Client.connect(devstack.env["TEMPORAL_HOST"])
+    assert await client.service_client.check_health()
+
+
+def test_postgres_checks_the_password(devstack: DevStack) -> None:
+    conninfo = devstack.settings().metadata_db_conninfo
+    with psycopg.connect(conninfo) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("docuser",)
+    wrong = devstack.settings(metadata_db_password="wrong").metadata_db_conninfo
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(wrong)
+
+
+def test_chroma_and_s3_answer_http(devstack: DevStack) -> None:
+    assert httpx.get(f"{devstack.env['VECTOR_DB_URL']}/api/v2/heartbeat").status_code == 200
+    assert httpx.get(f"{devstack.env['S3_ENDPOINT']}/moto-api/").status_code == 200
+
+
+def test_servers_log_under_the_data_dir(devstack: DevStack) -> None:
+    for name in ("temporal", "postgres", "chroma", "s3"):
+        assert devstack.log_path(name).is_file(), name
+
+
+# ------------------------------------------------------- managed processes
+
+
+def test_a_server_that_exits_early_reports_its_log(tmp_path: Path) -> None:
+    process = ManagedProcess(
+        "broken", ["sh", "-c", "echo 'FATAL: port in use' >&2; exit 3"], tmp_path / "broken.log"
+    )
+    process.start()
+    with pytest.raises(ServerStartError) as caught:
+        process.wait_ready(lambda: False, timeout_s=10)
+    message = str(caught.value)
+    assert "exited with code 3" in message
+    assert "FATAL: port in use" in message
+
+
+def test_a_server_that_never_gets_ready_times_out_and_is_stopped(tmp_path: Path) -> None:
+    process = ManagedProcess("stuck", ["sh", "-c", "echo waiting; sleep 60"], tmp_path / "stuck.log")
+    process.start()
+    try:
+        with pytest.raises(ServerStartError, match=r"not ready after 0.3 s[\s\S]*waiting"):
+            process.wait_ready(lambda: False, timeout_s=0.3)
+    finally:
+        process.stop()
+    assert not process.running
+
+
+def test_stop_takes_down_the_whole_process_group(tmp_path: Path) -> None:
+    # The leader ignores SIGTERM and has a child: both must still go.
+    script = "trap '' TERM; sleep 60 & wait"
+    process = ManagedProcess("group", ["sh", "-c", script], tmp_path / "group.log")
+    process.start()
+    assert process.process is not None
+    pgid = process.process.pid
+    process.stop(grace_s=0.5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)
+
+
+def test_stop_uses_the_servers_own_signal(tmp_path: Path) -> None:
+    code = "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: sys.exit(7)); print('up', flush=True); time.sleep(60)"
+    process = ManagedProcess(
+        "int", [sys.executable, "-c", code], tmp_path / "int.log", stop_signal=signal.SIGINT
+    )
+    process.start()
+    process.wait_ready(lambda: "up" in (tmp_path / "int.log").read_text(), timeout_s=10)
+    popen = process.process
+    process.stop()
+    assert popen is not None and popen.returncode == 7
+
+
+# ------------------------------------------------------- a persistent stack
+
+
+async def test_a_persistent_local_stack_keeps_its_data_across_restarts(tmp_path: Path) -> None:
+    """`docpipe run` with a data dir: rows and objects survive a restart."""
+    data_dir = tmp_path / "stack"
+    outcome = DocumentOutcome(
+        document_id="kept", source="a.txt", row_number=1, status=Status.SUCCEEDED, run_id="r1"
+    )
+    async with DevStack(data_dir, persistent=True, object_store="local") as stack:
+        settings = stack.settings()
+        assert settings.s3_endpoint == (data_dir / "objects").resolve().as_uri()
+        async with open_object_store(settings) as store:
+            assert isinstance(store, LocalObjectStore)
+            await store.put("raw/kept", b"bytes")
+        async with MetadataStore.open(settings) as metadata:
+            await metadata.migrate()
+            await metadata.upsert_outcomes([outcome])
+    assert (data_dir / "temporal" / "temporal.db").is_file()
+
+    async with DevStack(data_dir, persistent=True, object_store="local") as stack:
+        settings = stack.settings()
+        async with open_object_store(settings) as store:
+            assert await store.get("raw/kept") == b"bytes"
+        async with MetadataStore.open(settings) as metadata:
+            assert await metadata.migrate() == []
+            row = await metadata.get("kept")
+            assert row is not None and row["run_id"] == "r1"
+

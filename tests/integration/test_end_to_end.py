@@ -1,0 +1,151 @@
+"""testdata/documents.csv through all four workers, against real servers.
+
+The workers run as separate processes (``python -m docpipe.workers.<kind>``),
+exactly as their containers run them. Afterwards the test reads what landed:
+rows in PostgreSQL, vectors in Chroma, objects in S3; then runs the CSV again
+through the CLI and checks that nothing was duplicated.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from docpipe.config import load_settings
+from docpipe.csv_input import parse_documents_csv
+from docpipe.local_workers import LocalWorkers, wait_for_pollers
+from docpipe.models import Stage, Status
+from docpipe.starter import run_documents
+from docpipe.storage.metadata import open_metadata_store
+from docpipe.storage.objects import open_object_store
+from docpipe.storage.vectors import open_vector_store
+from docpipe.workers.common import connect
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CSV = ROOT / "testdata" / "documents.csv"
+
+# Rows of testdata/documents.csv that must fail, by a piece of their source, with the
+# stage they fail at (see testdata/README.md). Every other row must succeed.
+EXPECTED_FAILURES = {
+    "missing-file.txt": Stage.DOWNLOAD,
+    "empty.txt": Stage.VALIDATE,
+    "whitespace-only.txt": Stage.VALIDATE,
+    "binary-posing-as-text.txt": Stage.EXTRACT,
+    "ftp://": Stage.DOWNLOAD,
+    "docpipe-test.invalid": Stage.DOWNLOAD,
+    "": Stage.CSV,  # the row with an empty url
+}
+
+
+def expected_stage(source: str) -> Stage | None:
+    if not source:
+        return EXPECTED_FAILURES[""]
+    for piece, stage in EXPECTED_FAILURES.items():
+        if piece and piece in source:
+            return stage
+    return None
+
+
+@pytest.fixture(scope="module")
+def e2e_env(devstack) -> dict[str, str]:
+    """The shared servers, with a bucket and collection of this test's own."""
+    return {**devstack.env, "S3_BUCKET": "e2e-documents", "VECTOR_COLLECTION": "e2e_chunks"}
+
+
+@pytest.fixture(scope="module")
+def settings(e2e_env):
+    return load_settings(**{k.lower(): v for k, v in e2e_env.items()})
+
+
+@pytest.fixture(scope="module")
+def workers(e2e_env, tmp_path_factory):
+    with LocalWorkers(tmp_path_factory.mktemp("worker-logs"), e2e_env) as group:
+        group.start(extra_env={"WORKER_CPU_THREADS": "2"})
+        yield group
+
+
+@pytest.fixture(scope="module")
+def documents():
+    return parse_documents_csv(CSV.read_text(encoding="utf-8"), base_dir=CSV.parent, origin=str(CSV))
+
+
+async def test_documents_csv_runs_end_to_end_through_all_four_workers(settings, e2e_env, workers, documents):
+    client = await connect(settings)
+    await wait_for_pollers(
+        client,
+        {
+            settings.workflow_task_queue: True,
+            settings.cpu_task_queue: False,
+            settings.gpu_task_queue: False,
+            settings.io_task_queue: False,
+        },
+        workers,
+    )
+    summary = await run_documents(client, settings, documents, batch_size=5, timeout_s=300)
+
+    # Every row has exactly one outcome; the bad ones fail where expected, with a reason.
+    assert len(summary.outcomes) == len(documents)
+    for outcome in summary.outcomes:
+        stage = expected_stage(outcome.source)
+        if stage is None:
+            assert outcome.status == Status.SUCCEEDED, (outcome.source, outcome.failure_reason)
+            assert outcome.chunk_count and outcome.chunk_count >= 1
+            assert outcome.language and outcome.language != "und"
+        else:
+            assert outcome.status == Status.FAILED, outcome.source
+            assert outcome.failure_stage == stage, (outcome.source, outcome.failure_reason)
+            assert outcome.failure_reason
+    succeeded = summary.succeeded
+    assert len(succeeded) >= 15
+    languages = {o.language for o in succeeded}
+    assert {"en", "de", "fr", "es", "ja"} <= languages
+
+    # PostgreSQL: one row per document, failures with their reasons.
+    async with open_metadata_store(settings) as metadata:
+        counts = await metadata.count_by_status(summary.run_id)
+        assert counts == {"succeeded": len(succeeded), "failed": len(summary.failed)}
+        failures = {f["document_id"]: f for f in await metadata.failures(run_id=summary.run_id)}
+        for outcome in summary.failed:
+            assert failures[outcome.document_id]["reason"] == outcome.failure_reason
+        row = await metadata.get(succeeded[0].document_id)
+        assert row is not None and row["chunk_count"] == succeeded[0].chunk_count
+
+    # Chroma: one vector per chunk; S3: every artifact of every stored document.
+    async with open_vector_store(settings) as vectors:
+        assert await vectors.count() == summary.chunks
+        for outcome in succeeded:
+            assert await vectors.count_for(outcome.document_id) == outcome.chunk_count
+    async with open_object_store(settings) as store:
+        for prefix in ("text/", "chunks/", "embeddings/", "compressed/"):
+            assert len(await store.list_keys(prefix)) == len(succeeded), prefix
+        raw_keys = set(await store.list_keys("raw/"))
+        for outcome in succeeded:
+            assert outcome.raw_key in raw_keys
+
+    # The same CSV again, through the CLI as a user runs it: nothing is duplicated.
+    env = {**os.environ, **e2e_env, "METRICS_PORT": "0", "SDK_METRICS_PORT": "0"}
+    cli = subprocess.run(
+        [sys.executable, "-m", "docpipe", "start", "--csv-file", str(CSV), "--batch-size", "10", "--timeout", "300"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert cli.returncode == 1, "documents failed, so the exit code says so\n" + cli.stdout + cli.stderr
+    assert "succeeded" in cli.stdout and "failed documents" in cli.stdout
+    assert "document is empty" in cli.stdout or "empty" in cli.stdout
+
+    async with open_metadata_store(settings) as metadata:
+        for outcome in summary.outcomes:
+            row = await metadata.get(outcome.document_id)
+            assert row is not None and row["attempts"] == 2, outcome.source
+    async with open_vector_store(settings) as vectors:
+        assert await vectors.count() == summary.chunks
+    async with open_object_store(settings) as store:
+        assert len(await store.list_keys("chunks/")) == len(succeeded)
