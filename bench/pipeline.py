@@ -88,7 +88,9 @@ async def baseline(stack: DevStack, documents: list[DocumentRef], embedder: Embe
         await metadata.migrate()
         started = time.perf_counter()
         for ref in documents:
-            got = await download(ref.source, http, max_bytes=settings.download_max_bytes, local_root=None)
+            got = await download(
+                ref.source, http, max_bytes=settings.download_max_bytes, local_root=None
+            )
             await store.put(keys.raw(ref.document_id), got.data)
             prepared = prepare_text(got.data, "text/plain", options)
             await store.put(keys.text(ref.document_id), prepared.text.encode())
@@ -115,28 +117,40 @@ async def baseline(stack: DevStack, documents: list[DocumentRef], embedder: Embe
         return time.perf_counter() - started
 
 
-async def pipeline(stack: DevStack, workers: LocalWorkers, documents: list[DocumentRef], batch_size: int) -> float:
+async def pipeline(
+    stack: DevStack, workers: LocalWorkers, documents: list[DocumentRef], batch_size: int
+) -> float:
     settings = stack.settings()
     client = await connect(settings)
     await wait_for_pollers(
         client,
-        {settings.workflow_task_queue: True, settings.cpu_task_queue: False,
-         settings.gpu_task_queue: False, settings.io_task_queue: False},  # fmt: skip
+        {
+            settings.workflow_task_queue: True,
+            settings.cpu_task_queue: False,
+            settings.gpu_task_queue: False,
+            settings.io_task_queue: False,
+        },  # fmt: skip
         workers,
     )
     # Warm-up: spawn the CPU pool processes and run the model once, outside the clock.
-    await run_documents(client, settings, documents[:batch_size], batch_size=batch_size, run_id="warmup")
+    await run_documents(
+        client, settings, documents[:batch_size], batch_size=batch_size, run_id="warmup"
+    )
     started = time.perf_counter()
     summary = await run_documents(client, settings, documents, batch_size=batch_size, timeout_s=600)
     elapsed = time.perf_counter() - started
     if summary.failed:
         first = summary.failed[0]
-        raise SystemExit(f"{len(summary.failed)} documents failed, e.g. {first.failure_stage}: {first.failure_reason}")
+        raise SystemExit(
+            f"{len(summary.failed)} documents failed, e.g. {first.failure_stage}: {first.failure_reason}"
+        )
     return elapsed
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--documents", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=10)
     args = parser.parse_args()
@@ -144,14 +158,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="docpipe-bench-") as tmp:
         root = Path(tmp)
         csv_path = make_corpus(root / "corpus", args.documents)
-        documents = parse_documents_csv(csv_path.read_text(), base_dir=csv_path.parent, origin="bench")
+        documents = parse_documents_csv(
+            csv_path.read_text(), base_dir=csv_path.parent, origin="bench"
+        )
         with DevStack(root / "stack", object_store="s3") as stack:
             settings = stack.settings()
             with LocalWorkers(root / "logs", stack.env) as workers:
                 workers.start()
-                embedder = Embedder(settings.resolved_embedding_model_path, ["cpu"], batch_size=settings.embedding_batch_size)
+                embedder = Embedder(
+                    settings.resolved_embedding_model_path,
+                    ["cpu"],
+                    batch_size=settings.embedding_batch_size,
+                )
                 embedder.encode(["warm up"])
-                prepare_text(b"warm up the tokenizer and the language model", "text/plain", text_options(settings))
+                prepare_text(
+                    b"warm up the tokenizer and the language model",
+                    "text/plain",
+                    text_options(settings),
+                )
                 pipeline_s = asyncio.run(pipeline(stack, workers, documents, args.batch_size))
                 # Same documents again in the baseline: both sides upsert, neither skips work.
                 baseline_s = asyncio.run(baseline(stack, documents, embedder))

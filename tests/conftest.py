@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from docpipe.config import Settings
 from docpipe.devstack import DevStack
 

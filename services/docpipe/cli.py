@@ -1,9 +1,9 @@
 """The `docpipe` command.
 
-    docpipe start --csv-file F   run a CSV through a running pipeline (workers elsewhere)
-    docpipe run F                the embedded default: start everything locally, run F, stop
-    docpipe worker KIND          run one worker (workflow, cpu, gpu, io)
-    docpipe status               backlog, age, rates and live pollers of every queue
+docpipe start --csv-file F   run a CSV through a running pipeline (workers elsewhere)
+docpipe run F                the embedded default: start everything locally, run F, stop
+docpipe worker KIND          run one worker (workflow, cpu, gpu, io)
+docpipe status               backlog, age, rates and live pollers of every queue
 """
 
 from __future__ import annotations
@@ -80,7 +80,11 @@ def print_summary(summary: RunSummary) -> None:
 
 
 async def _start(
-    settings: Settings, documents: list[DocumentRef], batch_size: int, timeout: float, max_in_flight: int
+    settings: Settings,
+    documents: list[DocumentRef],
+    batch_size: int,
+    timeout: float,
+    max_in_flight: int,
 ) -> RunSummary:
     from docpipe.workers.common import connect
 
@@ -113,9 +117,15 @@ async def _start(
         )
 
 
-CsvArg = Annotated[Path, typer.Option("--csv-file", "-f", help="CSV of documents (see testdata/README.md)")]
-BatchSize = Annotated[int, typer.Option(min=1, max=1000, help="Documents per workflow and per activity call")]
-Timeout = Annotated[float, typer.Option(min=1, help="Seconds a batch may take before its documents fail")]
+CsvArg = Annotated[
+    Path, typer.Option("--csv-file", "-f", help="CSV of documents (see testdata/README.md)")
+]
+BatchSize = Annotated[
+    int, typer.Option(min=1, max=1000, help="Documents per workflow and per activity call")
+]
+Timeout = Annotated[
+    float, typer.Option(min=1, help="Seconds a batch may take before its documents fail")
+]
 MaxInFlight = Annotated[int, typer.Option(min=1, help="Batches running at once")]
 Strict = Annotated[bool, typer.Option(help="Exit non-zero if any document failed")]
 
@@ -139,8 +149,12 @@ def start(
 
 @app.command()
 def run(
-    csv_file: Annotated[Path, typer.Argument(help="CSV of documents")] = Path("testdata/documents.csv"),
-    data_dir: Annotated[Path, typer.Option(help="Where the local stack keeps its data")] = Path(".docpipe"),
+    csv_file: Annotated[Path, typer.Argument(help="CSV of documents")] = Path(
+        "testdata/documents.csv"
+    ),
+    data_dir: Annotated[Path, typer.Option(help="Where the local stack keeps its data")] = Path(
+        ".docpipe"
+    ),
     batch_size: BatchSize = 10,
     timeout: Timeout = 300.0,
     max_in_flight: MaxInFlight = 50,
@@ -216,7 +230,15 @@ def status() -> None:
         err_console.print(f"[red]cannot reach Temporal at {settings.temporal_host}: {err}[/red]")
         raise typer.Exit(1) from None
     table = Table(title=f"task queues on {settings.temporal_host} ({settings.temporal_namespace})")
-    for column in ("queue", "tasks", "backlog", "backlog age", "add/s", "dispatch/s", "live pollers"):
+    for column in (
+        "queue",
+        "tasks",
+        "backlog",
+        "backlog age",
+        "add/s",
+        "dispatch/s",
+        "live pollers",
+    ):
         table.add_column(column, justify="right" if column != "queue" else "left")
     for s in stats:
         table.add_row(

@@ -105,7 +105,9 @@ def parse_documents_csv(
             continue
         if len(fields) > len(header):
             reason = f"row has {len(fields)} fields but the header has {len(header)}"
-            documents.append(DocumentRef(_row_id(origin, line, raw), "", line, invalid_reason=reason))
+            documents.append(
+                DocumentRef(_row_id(origin, line, raw), "", line, invalid_reason=reason)
+            )
             continue
         row = dict(zip(header, (f.strip() for f in fields), strict=False))
         url = row.get(url_col, "")

@@ -158,11 +158,18 @@ def _unprivileged_user(name: str) -> OsUser | None:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-            check=True,
-            capture_output=True,
-        )
+        command = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            with contextlib.suppress(KeyError):  # another process created it meanwhile
+                entry = pwd.getpwnam(name)
+                return OsUser(name, entry.pw_uid, entry.pw_gid)
+            detail = getattr(exc, "stderr", None) or exc
+            raise ServerStartError(
+                f"PostgreSQL cannot run as root and creating the user {name!r} failed "
+                f"({' '.join(command)}): {detail}. Create that user, or run as a non-root user."
+            ) from exc
         entry = pwd.getpwnam(name)
     return OsUser(name, entry.pw_uid, entry.pw_gid)
 
@@ -172,7 +179,7 @@ def _grant_traverse(path: Path) -> None:
     for parent in path.resolve().parents:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
-            log.info("granting o+x on %s so PostgreSQL's user can reach its data", parent)
+            log.warning("granting o+x on %s so PostgreSQL's user can reach its files", parent)
             parent.chmod(mode | stat.S_IXOTH)
 
 
@@ -202,7 +209,9 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ if self.env is None else self.env)
         with open(self.log_path, "ab") as log_file:
-            log_file.write(f"--- {time.strftime('%F %T')} starting: {' '.join(self.argv)}\n".encode())
+            log_file.write(
+                f"--- {time.strftime('%F %T')} starting: {' '.join(self.argv)}\n".encode()
+            )
             log_file.flush()
             # A new process group: stop() signals the server and every child it
             # forked, and Ctrl-C in a terminal reaches us, not the servers.
@@ -347,7 +356,8 @@ class PostgresServer:
         ]  # fmt: skip
         if not self.stack.persistent:
             # Throw-away data: durability only costs time here.
-            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
+                argv += ["-c", setting]
         self.process = ManagedProcess(
             self.name,
             argv,
@@ -453,9 +463,7 @@ class PostgresServer:
                 "SELECT 1 FROM pg_roles WHERE rolname = %s", (self.db_user,)
             ).fetchone()
             verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
-            conn.execute(
-                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, role, password)
-            )
+            conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, role, password))
             if not conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (self.db_name,)
             ).fetchone():
@@ -618,7 +626,9 @@ class DevStack:
             # would outlive an interpreter that exits without calling stop().
             atexit.register(self.stop)
             log.info(
-                "local stack ready in %.1f s (logs in %s)", self.started_in_s, self.log_path("").parent
+                "local stack ready in %.1f s (logs in %s)",
+                self.started_in_s,
+                self.log_path("").parent,
             )
             return self
 

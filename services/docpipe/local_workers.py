@@ -47,7 +47,9 @@ class LocalWorkers:
     env: Mapping[str, str]
     processes: dict[str, WorkerProcess] = field(default_factory=dict)
 
-    def start(self, kinds: tuple[str, ...] = WORKER_KINDS, extra_env: Mapping[str, str] | None = None) -> None:
+    def start(
+        self, kinds: tuple[str, ...] = WORKER_KINDS, extra_env: Mapping[str, str] | None = None
+    ) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for kind in kinds:
             self.start_one(kind, extra_env)
@@ -114,7 +116,9 @@ class LocalWorkers:
         self.stop()
 
 
-async def wait_for_pollers(client, queues: Mapping[str, bool], workers: LocalWorkers, timeout_s: float = 120) -> None:  # type: ignore[no-untyped-def]
+async def wait_for_pollers(
+    client, queues: Mapping[str, bool], workers: LocalWorkers, timeout_s: float = 120
+) -> None:  # type: ignore[no-untyped-def]
     """Wait until each queue has a live poller (workers load models before polling)."""
     import asyncio
 
@@ -130,5 +134,7 @@ async def wait_for_pollers(client, queues: Mapping[str, bool], workers: LocalWor
                 pending.pop(queue)
         if pending:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no worker is polling {', '.join(pending)} after {timeout_s:.0f} s")
+                raise TimeoutError(
+                    f"no worker is polling {', '.join(pending)} after {timeout_s:.0f} s"
+                )
             await asyncio.sleep(0.5)

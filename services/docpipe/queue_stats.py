@@ -46,7 +46,9 @@ def _live(pollers: list, now: datetime) -> int:
 
 async def describe_queue(client: Client, queue: str, *, workflow: bool = False) -> QueueStats:
     task_type = (
-        TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW if workflow else TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+        TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+        if workflow
+        else TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
     )
     response = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(

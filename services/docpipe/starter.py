@@ -114,7 +114,9 @@ async def run_documents(
                     id=f"{run_id}-batch-{index:06d}",
                     task_queue=settings.workflow_task_queue,
                     # Past the deadline the workflow records outcomes, then gives up for good.
-                    execution_timeout=timedelta(seconds=timeout_s + 2 * options.timeouts.metadata_grace),
+                    execution_timeout=timedelta(
+                        seconds=timeout_s + 2 * options.timeouts.metadata_grace
+                    ),
                     id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 )
                 outcomes = result.outcomes

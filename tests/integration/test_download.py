@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from docpipe.activities.io.download import Downloaded, download, make_http_client
 from docpipe.config import load_settings
 from docpipe.devstack import free_port
@@ -38,7 +37,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/doc.txt":
             self.reply(200, BODY, {"Content-Type": "text/plain; charset=utf-8"})
         elif path == "/report":
-            self.reply(200, b"%PDF-1.4", {"Content-Disposition": 'attachment; filename="q3 report.pdf"'})
+            self.reply(
+                200, b"%PDF-1.4", {"Content-Disposition": 'attachment; filename="q3 report.pdf"'}
+            )
         elif path.startswith("/status/"):
             self.reply(int(path.rsplit("/", 1)[1]), b"nope")
         elif path == "/redirect":
@@ -111,7 +112,9 @@ async def fails(source: str, client: httpx.AsyncClient, **kwargs: object) -> str
 # ---------------------------------------------------------------------- HTTP
 
 
-async def test_a_200_returns_the_body_and_its_headers(server: str, client: httpx.AsyncClient) -> None:
+async def test_a_200_returns_the_body_and_its_headers(
+    server: str, client: httpx.AsyncClient
+) -> None:
     got = await fetch(f"{server}/doc.txt", client)
     assert got == Downloaded(
         data=BODY,
@@ -121,7 +124,9 @@ async def test_a_200_returns_the_body_and_its_headers(server: str, client: httpx
     )
 
 
-async def test_the_filename_comes_from_content_disposition(server: str, client: httpx.AsyncClient) -> None:
+async def test_the_filename_comes_from_content_disposition(
+    server: str, client: httpx.AsyncClient
+) -> None:
     got = await fetch(f"{server}/report", client)
     assert got.filename == "q3 report.pdf"
     assert got.content_type == ""
@@ -137,7 +142,9 @@ async def test_a_redirect_loop_fails_the_document(server: str, client: httpx.Asy
     assert "redirects" in await fails(f"{server}/loop", client)
 
 
-async def test_a_redirect_to_a_local_file_is_not_followed(server: str, client: httpx.AsyncClient) -> None:
+async def test_a_redirect_to_a_local_file_is_not_followed(
+    server: str, client: httpx.AsyncClient
+) -> None:
     assert "unsupported redirect" in await fails(f"{server}/to-file", client)
 
 
@@ -151,7 +158,10 @@ async def test_client_errors_fail_the_document(
 
 
 async def test_404_names_status_reason_and_url(server: str, client: httpx.AsyncClient) -> None:
-    assert await fails(f"{server}/status/404", client) == f"HTTP 404 Not Found from {server}/status/404"
+    assert (
+        await fails(f"{server}/status/404", client)
+        == f"HTTP 404 Not Found from {server}/status/404"
+    )
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 408, 429])
@@ -162,7 +172,9 @@ async def test_server_errors_and_throttling_are_transient(
         await fetch(f"{server}/status/{status}", client)
 
 
-async def test_a_stream_without_length_is_cut_at_the_cap(server: str, client: httpx.AsyncClient) -> None:
+async def test_a_stream_without_length_is_cut_at_the_cap(
+    server: str, client: httpx.AsyncClient
+) -> None:
     reason = await fails(f"{server}/endless", client)
     assert f"larger than the {CAP}-byte limit" in reason
 
@@ -173,7 +185,9 @@ async def test_an_honest_huge_content_length_fails_before_reading(
     assert "declares 10000000000 bytes" in await fails(f"{server}/declares-huge", client)
 
 
-async def test_a_body_exactly_at_the_cap_is_accepted(server: str, client: httpx.AsyncClient) -> None:
+async def test_a_body_exactly_at_the_cap_is_accepted(
+    server: str, client: httpx.AsyncClient
+) -> None:
     got = await download(f"{server}/doc.txt", client, max_bytes=len(BODY), local_root=None)
     assert got.data == BODY
 
@@ -185,7 +199,7 @@ async def test_a_read_timeout_is_transient(server: str, client: httpx.AsyncClien
 
 async def test_the_total_timeout_is_transient(server: str) -> None:
     async with httpx.AsyncClient() as patient:  # no read timeout to hide behind
-        with pytest.raises(TransientError, match="longer than 0.3 s"):
+        with pytest.raises(TransientError, match=r"longer than 0\.3 s"):
             await fetch(f"{server}/slow", patient, total_timeout_s=0.3)
 
 
@@ -232,7 +246,9 @@ async def test_a_file_url_is_read(files: Path, client: httpx.AsyncClient) -> Non
     assert got.data == BODY
 
 
-async def test_a_relative_path_is_taken_from_the_local_root(files: Path, client: httpx.AsyncClient) -> None:
+async def test_a_relative_path_is_taken_from_the_local_root(
+    files: Path, client: httpx.AsyncClient
+) -> None:
     got = await download("sub/note.txt", client, max_bytes=CAP, local_root=files)
     assert got.data == BODY
 
@@ -271,5 +287,7 @@ async def test_absolute_paths_outside_the_local_root_are_refused(
 @pytest.mark.parametrize(
     "source", ["ftp://example.org/a.txt", "s3://bucket/a.txt", "gopher://example.org/", ""]
 )
-async def test_unsupported_schemes_fail_the_document(client: httpx.AsyncClient, source: str) -> None:
+async def test_unsupported_schemes_fail_the_document(
+    client: httpx.AsyncClient, source: str
+) -> None:
     assert "unsupported URL scheme" in await fails(source, client)

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from docpipe.config import load_settings
 from docpipe.csv_input import parse_documents_csv
 from docpipe.local_workers import LocalWorkers, wait_for_pollers
@@ -72,10 +71,14 @@ def workers(e2e_env, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def documents():
-    return parse_documents_csv(CSV.read_text(encoding="utf-8"), base_dir=CSV.parent, origin=str(CSV))
+    return parse_documents_csv(
+        CSV.read_text(encoding="utf-8"), base_dir=CSV.parent, origin=str(CSV)
+    )
 
 
-async def test_documents_csv_runs_end_to_end_through_all_four_workers(settings, e2e_env, workers, documents):
+async def test_documents_csv_runs_end_to_end_through_all_four_workers(
+    settings, e2e_env, workers, documents
+):
     client = await connect(settings)
     await wait_for_pollers(
         client,
@@ -131,13 +134,26 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(settings, 
     # The same CSV again, through the CLI as a user runs it: nothing is duplicated.
     env = {**os.environ, **e2e_env, "METRICS_PORT": "0", "SDK_METRICS_PORT": "0"}
     cli = subprocess.run(
-        [sys.executable, "-m", "docpipe", "start", "--csv-file", str(CSV), "--batch-size", "10", "--timeout", "300"],
+        [
+            sys.executable,
+            "-m",
+            "docpipe",
+            "start",
+            "--csv-file",
+            str(CSV),
+            "--batch-size",
+            "10",
+            "--timeout",
+            "300",
+        ],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
     )
-    assert cli.returncode == 1, "documents failed, so the exit code says so\n" + cli.stdout + cli.stderr
+    assert cli.returncode == 1, (
+        "documents failed, so the exit code says so\n" + cli.stdout + cli.stderr
+    )
     assert "succeeded" in cli.stdout and "failed documents" in cli.stdout
     assert "document is empty" in cli.stdout or "empty" in cli.stdout
 

@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-from psycopg_pool import AsyncConnectionPool
-
 from docpipe.config import Settings
 from docpipe.devstack import DevStack
 from docpipe.models import DocumentOutcome, Stage, Status
 from docpipe.storage.metadata import MetadataStore, migration_scripts
+from psycopg_pool import AsyncConnectionPool
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +86,9 @@ async def test_migrate_twice_applies_each_script_once(
 async def test_workers_migrating_at_once_apply_the_schema_once(settings: Settings) -> None:
     """Four workers starting together on an empty schema: one migrates, all succeed."""
     schema = f"migrate_{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(settings.metadata_db_conninfo, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(
+        settings.metadata_db_conninfo, autocommit=True
+    ) as conn:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
     conninfo = f"{settings.metadata_db_conninfo} options='-c search_path={schema}'"
 
@@ -212,6 +213,8 @@ async def test_a_unix_socket_directory_works_as_the_host(
     devstack: DevStack, settings: Settings
 ) -> None:
     assert devstack.postgres is not None
-    over_socket = settings.model_copy(update={"metadata_db_host": str(devstack.postgres.socket_dir)})
+    over_socket = settings.model_copy(
+        update={"metadata_db_host": str(devstack.postgres.socket_dir)}
+    )
     async with MetadataStore.open(over_socket) as store:
         await store.ping()

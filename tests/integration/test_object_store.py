@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 from docpipe.config import Settings
 from docpipe.devstack import DevStack
 from docpipe.storage import (
@@ -36,16 +35,12 @@ async def s3_store(devstack: DevStack) -> AsyncIterator[S3ObjectStore]:
 
 
 @pytest.fixture(params=["s3", "local"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[ObjectStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     """Each contract test runs once per backend."""
     if request.param == "s3":
-        yield request.getfixturevalue("s3_store")
-    else:
-        local = LocalObjectStore(tmp_path / "objects")
-        await local.ensure_bucket()
-        yield local
+        return request.getfixturevalue("s3_store")
+    (tmp_path / "objects").mkdir()
+    return LocalObjectStore(tmp_path / "objects")
 
 
 def unique(prefix: str = "t") -> str:
@@ -167,7 +162,9 @@ async def test_local_writes_leave_no_temporary_files(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path / "objects")
     await store.put("nested/dir/doc.txt", b"hello")
     await store.put("nested/dir/doc.txt", b"hello again")
-    files = sorted(p.relative_to(tmp_path / "objects").as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    files = sorted(
+        p.relative_to(tmp_path / "objects").as_posix() for p in tmp_path.rglob("*") if p.is_file()
+    )
     assert files == ["nested/dir/doc.txt"]
     assert await store.list_keys() == ["nested/dir/doc.txt"]
 

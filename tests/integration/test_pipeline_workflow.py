@@ -13,11 +13,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from temporalio import activity
-from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
-
 from docpipe.models import (
     DocumentFailure,
     DocumentOutcome,
@@ -40,8 +35,11 @@ from docpipe.models import (
     TextJob,
     VectorJob,
 )
-from docpipe.workflows import DocumentPipelineWorkflow
-from docpipe.workflows import steps
+from docpipe.workflows import DocumentPipelineWorkflow, steps
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +61,9 @@ class FakeSteps:
                 result.failed.append(DocumentFailure(ref.document_id, Stage.DOWNLOAD, "HTTP 404"))
             else:
                 result.succeeded.append(
-                    FetchedDocument(ref.document_id, f"raw/{ref.document_id}", 10, "abc", "text/plain")
+                    FetchedDocument(
+                        ref.document_id, f"raw/{ref.document_id}", 10, "abc", "text/plain"
+                    )
                 )
         return result
 
@@ -72,13 +72,26 @@ class FakeSteps:
         result = PrepareResult()
         for job in jobs:
             if job.source.startswith("bad-text"):
-                result.failed.append(DocumentFailure(job.document_id, Stage.VALIDATE, "document is empty"))
+                result.failed.append(
+                    DocumentFailure(job.document_id, Stage.VALIDATE, "document is empty")
+                )
             else:
                 result.succeeded.append(
                     PreparedDocument(
-                        job.document_id, "t", f"chunks/{job.document_id}", "c", "Title", "en",
-                        0.99, 100, 20, 25, 2, 50, {"word": 3},
-                    )  # fmt: skip
+                        job.document_id,
+                        "t",
+                        f"chunks/{job.document_id}",
+                        "c",
+                        "Title",
+                        "en",
+                        0.99,
+                        100,
+                        20,
+                        25,
+                        2,
+                        50,
+                        {"word": 3},
+                    )
                 )
         return result
 
@@ -91,7 +104,9 @@ class FakeSteps:
             raise self.embed_raises
         return EmbedResult(
             succeeded=[
-                EmbeddedDocument(j.document_id, f"emb/{j.document_id}", j.chunks_key, j.chunk_count, 384, "m")
+                EmbeddedDocument(
+                    j.document_id, f"emb/{j.document_id}", j.chunks_key, j.chunk_count, 384, "m"
+                )
                 for j in jobs
             ]
         )
@@ -113,7 +128,9 @@ async def client(devstack) -> Client:
     return await Client.connect(devstack.env["TEMPORAL_HOST"])
 
 
-async def run_batch(client: Client, fakes: FakeSteps, sources: list[str], **option_overrides) -> PipelineResult:
+async def run_batch(
+    client: Client, fakes: FakeSteps, sources: list[str], **option_overrides
+) -> PipelineResult:
     queue = f"test-{uuid.uuid4().hex[:8]}"
     options = PipelineOptions(
         queues=TaskQueues(cpu=queue, gpu=queue, io=queue, workflow=queue),
@@ -122,7 +139,9 @@ async def run_batch(client: Client, fakes: FakeSteps, sources: list[str], **opti
     )
     docs = [DocumentRef(f"doc-{i}", s, i + 2) for i, s in enumerate(sources)]
     docs += [DocumentRef("row-bad", "", 99, invalid_reason="row has no url")]
-    async with Worker(client, task_queue=queue, workflows=[DocumentPipelineWorkflow], activities=fakes.all()):
+    async with Worker(
+        client, task_queue=queue, workflows=[DocumentPipelineWorkflow], activities=fakes.all()
+    ):
         return await client.execute_workflow(
             DocumentPipelineWorkflow.run,
             PipelineInput(run_id="r1", documents=docs, options=options),
@@ -155,7 +174,9 @@ async def test_each_bad_document_fails_alone_with_its_stage_and_the_batch_goes_o
 async def test_every_document_is_recorded_once_including_failures(client):
     fakes = FakeSteps()
     result = await run_batch(client, fakes, ["good-1", "bad-download"])
-    assert sorted(o.document_id for o in fakes.recorded) == sorted(o.document_id for o in result.outcomes)
+    assert sorted(o.document_id for o in fakes.recorded) == sorted(
+        o.document_id for o in result.outcomes
+    )
     assert len(fakes.recorded) == 3
 
 

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
-
 from docpipe.config import Settings
 from docpipe.storage.vectors import VectorStore
 

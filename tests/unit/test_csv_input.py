@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from docpipe.csv_input import CsvFormatError, batched, document_id_for, parse_documents_csv
 
 
@@ -19,7 +18,9 @@ def test_a_relative_path_is_resolved_against_the_csv_folder():
 
 
 def test_urls_are_kept_as_written_and_columns_are_read():
-    [doc] = parse("url,title,content_type,tags,language\nhttps://x.test/a.html,A,text/html,a; b,de\n")
+    [doc] = parse(
+        "url,title,content_type,tags,language\nhttps://x.test/a.html,A,text/html,a; b,de\n"
+    )
     assert doc.source == "https://x.test/a.html"
     assert doc.declared_type == "text/html"
     assert doc.tags == ["a", "b"]
@@ -47,7 +48,9 @@ def test_a_row_with_too_many_fields_is_reported_not_dropped():
 def test_a_duplicate_source_is_reported_with_the_row_it_repeats():
     docs = parse("url\na.txt\nb.txt\na.txt\n")
     assert docs[2].invalid_reason == "duplicate of row 2 (same source)"
-    assert docs[2].document_id != docs[0].document_id, "the failure must not overwrite the first row"
+    assert docs[2].document_id != docs[0].document_id, (
+        "the failure must not overwrite the first row"
+    )
 
 
 def test_blank_lines_are_not_rows_and_a_bom_is_ignored():

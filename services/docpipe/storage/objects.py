@@ -196,9 +196,7 @@ class S3ObjectStore:
         except BaseException:
             # Shielded so a cancelled activity still releases the stored parts.
             await asyncio.shield(
-                self._client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id
-                )
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             )
             raise
 
@@ -293,7 +291,9 @@ class LocalObjectStore:
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=self._TMP_SUFFIX)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=self._TMP_SUFFIX
+        )
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

@@ -48,7 +48,9 @@ class VectorStore:
 
         url = urlsplit(settings.vector_db_url)
         if url.scheme not in {"http", "https"} or not url.hostname:
-            raise ValueError(f"VECTOR_DB_URL must be http(s)://host[:port], got {settings.vector_db_url!r}")
+            raise ValueError(
+                f"VECTOR_DB_URL must be http(s)://host[:port], got {settings.vector_db_url!r}"
+            )
         ssl = url.scheme == "https"
         client = await chromadb.AsyncHttpClient(
             host=url.hostname,
@@ -96,8 +98,7 @@ class VectorStore:
                 embeddings=vectors,
                 documents=chunk_texts,
                 metadatas=[
-                    {**shared, "document_id": document_id, "chunk_index": i}
-                    for i in range(count)
+                    {**shared, "document_id": document_id, "chunk_index": i} for i in range(count)
                 ],
             )
         # Upsert first, then trim: a crash in between leaves extra chunks (fixed

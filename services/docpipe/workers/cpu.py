@@ -13,8 +13,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 from temporalio.worker import Worker
 
-from docpipe.activities.cpu.activities import CpuActivities, warm_up
-from docpipe.activities.cpu.text_pipeline import TextOptions
+from docpipe.activities.cpu.activities import CpuActivities
+from docpipe.activities.cpu.text_pipeline import TextOptions, warm_up
 from docpipe.config import Settings
 from docpipe.metrics.activity import ActivityMetricsInterceptor
 from docpipe.storage.objects import open_object_store

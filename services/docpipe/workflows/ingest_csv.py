@@ -97,4 +97,3 @@ class IngestCsvWorkflow:
                 replace(input, offset=offset, batches_started=batch_index, summary=summary)
             )
         return summary
-

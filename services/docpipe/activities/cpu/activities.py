@@ -25,15 +25,6 @@ from docpipe.storage.objects import ObjectNotFound, ObjectStore
 from docpipe.workflows import steps
 
 
-def warm_up(tokenizer_dir: str) -> None:
-    """Process-pool initializer: load the tokenizer and language model once per process."""
-    from docpipe.activities.cpu.chunking import load_tokenizer
-    from docpipe.activities.cpu.preprocess import preprocess_text
-
-    load_tokenizer(tokenizer_dir)
-    preprocess_text("warming up the language identifier with a short sentence")
-
-
 class CpuActivities:
     def __init__(self, store: ObjectStore, pool: Executor, options: TextOptions) -> None:
         self.store = store
@@ -58,7 +49,9 @@ class CpuActivities:
         try:
             raw = await self.store.get(job.raw_key)
         except ObjectNotFound:
-            return DocumentFailure(job.document_id, Stage.EXTRACT, f"raw object {job.raw_key} is missing")
+            return DocumentFailure(
+                job.document_id, Stage.EXTRACT, f"raw object {job.raw_key} is missing"
+            )
         loop = asyncio.get_running_loop()
         try:
             prepared: PreparedText = await loop.run_in_executor(
@@ -68,7 +61,11 @@ class CpuActivities:
             return DocumentFailure(job.document_id, err.stage, err.reason)
 
         doc_id = job.document_id
-        text_key, chunks_key, compressed_key = keys.text(doc_id), keys.chunks(doc_id), keys.compressed(doc_id)
+        text_key, chunks_key, compressed_key = (
+            keys.text(doc_id),
+            keys.chunks(doc_id),
+            keys.compressed(doc_id),
+        )
         await asyncio.gather(
             self.store.put(text_key, prepared.text.encode("utf-8"), "text/plain; charset=utf-8"),
             self.store.put(chunks_key, chunks_to_json(prepared.chunks), "application/json"),

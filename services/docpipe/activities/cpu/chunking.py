@@ -20,7 +20,14 @@ from tokenizers import Encoding, Tokenizer
 
 from docpipe.chunks import Chunk
 
-__all__ = ["Chunk", "ChunkedText", "TokenizationError", "chunk_text", "load_tokenizer", "split_into_chunks"]
+__all__ = [
+    "Chunk",
+    "ChunkedText",
+    "TokenizationError",
+    "chunk_text",
+    "load_tokenizer",
+    "split_into_chunks",
+]
 
 SPECIAL_TOKENS_PER_CHUNK = 2
 """Room for [CLS] and [SEP], which the embedder adds around every chunk."""
@@ -105,7 +112,9 @@ def split_into_chunks(
     """
     window = max_tokens - SPECIAL_TOKENS_PER_CHUNK
     if window < 1:
-        raise ValueError(f"max_tokens must be at least {SPECIAL_TOKENS_PER_CHUNK + 1}, got {max_tokens}")
+        raise ValueError(
+            f"max_tokens must be at least {SPECIAL_TOKENS_PER_CHUNK + 1}, got {max_tokens}"
+        )
     if not 0 <= overlap_tokens < window:
         raise ValueError(
             f"overlap_tokens must be at least 0 and below max_tokens - {SPECIAL_TOKENS_PER_CHUNK} "
@@ -154,7 +163,9 @@ class _Tokens:
             raise TokenizationError("the tokenizer pads its output; load it with load_tokenizer()")
         segments = _segments(text, SEGMENT_CHARS)
         try:
-            encodings = tokenizer.encode_batch([text[a:b] for a, b in segments], add_special_tokens=False)
+            encodings = tokenizer.encode_batch(
+                [text[a:b] for a, b in segments], add_special_tokens=False
+            )
         except Exception as exc:  # the Rust side raises plain Exceptions
             raise TokenizationError(f"the tokenizer failed: {exc}") from exc
         starts: list[int] = []
@@ -176,7 +187,10 @@ def _segments(text: str, size: int) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     while len(text) - start > size:
-        cut = max(text.rfind("\n", start + size // 2, start + size), text.rfind(" ", start + size // 2, start + size))
+        cut = max(
+            text.rfind("\n", start + size // 2, start + size),
+            text.rfind(" ", start + size // 2, start + size),
+        )
         end = cut + 1 if cut > start else start + size  # no whitespace at all: cut hard
         spans.append((start, end))
         start = end
@@ -210,7 +224,9 @@ def _window_end(text: str, tokens: _Tokens, start: int, window: int, overlap: in
     earliest = start + overlap + 1
 
     best, best_rank = 0, 0
-    for end in range(hard_end, max(earliest, hard_end - int(window * BOUNDARY_SEARCH_FRACTION)) - 1, -1):
+    for end in range(
+        hard_end, max(earliest, hard_end - int(window * BOUNDARY_SEARCH_FRACTION)) - 1, -1
+    ):
         rank = _boundary_rank(text, tokens, end)
         if rank > best_rank:
             best, best_rank = end, rank
@@ -218,7 +234,9 @@ def _window_end(text: str, tokens: _Tokens, start: int, window: int, overlap: in
                 break
     if best:
         return best
-    for end in range(hard_end, max(earliest, hard_end - int(window * WORD_SEARCH_FRACTION)) - 1, -1):
+    for end in range(
+        hard_end, max(earliest, hard_end - int(window * WORD_SEARCH_FRACTION)) - 1, -1
+    ):
         if tokens.word_start[end]:
             return end
     return hard_end

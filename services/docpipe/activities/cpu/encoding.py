@@ -10,8 +10,6 @@ from __future__ import annotations
 import codecs
 import re
 
-import charset_normalizer
-
 from docpipe.errors import DocumentError
 from docpipe.models import Stage
 
@@ -34,12 +32,27 @@ MAX_CONTROL_RATIO = 0.05
 """More control characters than this (as a share of the sample) means binary data."""
 
 # Labels that browsers (WHATWG) decode as windows-1252: servers say latin-1 and mean it.
-_LATIN1_LABELS = {"latin-1", "latin1", "iso-8859-1", "iso8859-1", "iso_8859-1", "l1", "us-ascii", "ascii"}
+_LATIN1_LABELS = {
+    "latin-1",
+    "latin1",
+    "iso-8859-1",
+    "iso8859-1",
+    "iso_8859-1",
+    "l1",
+    "us-ascii",
+    "ascii",
+}
 
-# Single-byte code pages are nearly indistinguishable on short texts; when the
-# detector finds windows-1252 about as plausible as its first pick, take
-# windows-1252, by far the most common legacy encoding.
+# Single-byte code pages are nearly indistinguishable on short texts, and the
+# detector's "chaos" score is noisy there. Two priors fix most of its misses:
+# code pages nobody uses any more (old DOS and Mac ones) must be clearly better
+# to win, and windows-1252, by far the most common legacy encoding, wins ties.
+_RARE_ENCODING_PENALTY = 0.1
 _CP1252_CHAOS_MARGIN = 0.05
+_COMMON_ENCODING_RE = re.compile(
+    r"^(?:utf_\d+\w*|ascii|cp125\d|iso8859_\d+|koi8_[ru]|cp874|tis_620|shift_jis|cp932|"
+    r"euc_jp|iso2022_jp|gb2312|gbk|gb18030|big5|big5hkscs|cp949|euc_kr|mac_roman)$"
+)
 
 
 def bom_encoding(data: bytes) -> tuple[str, int] | None:
@@ -135,21 +148,32 @@ def decode_text(data: bytes, charset: str = "") -> str:
 
 def _guess(data: bytes) -> tuple[str, str]:
     """Statistical guess with charset_normalizer; returns (text, encoding)."""
-    results = charset_normalizer.from_bytes(data)
-    best = results.best()
-    if best is None:
+    # Imported here: sniffing (which shares this module) must work in images
+    # without the text-processing extra.
+    import charset_normalizer
+
+    matches = list(charset_normalizer.from_bytes(data))
+    if not matches:
         raise DocumentError(
             Stage.EXTRACT,
             "could not decode text: it is not UTF-8 and no other character encoding fits "
             "(the file may be binary)",
         )
-    if best.encoding not in {"cp1252", "utf_8", "ascii"}:
-        for match in results:
-            if "cp1252" in match.could_be_from_charset and match.chaos <= best.chaos + _CP1252_CHAOS_MARGIN:
-                try:
-                    return data.decode("cp1252"), "cp1252"
-                except UnicodeDecodeError:
-                    break
+
+    def score(match: charset_normalizer.CharsetMatch) -> float:
+        common = any(_COMMON_ENCODING_RE.match(name) for name in match.could_be_from_charset)
+        return match.chaos + (0.0 if common else _RARE_ENCODING_PENALTY)
+
+    best = min(matches, key=score)
+    for match in matches:
+        if (
+            "cp1252" in match.could_be_from_charset
+            and score(match) <= score(best) + _CP1252_CHAOS_MARGIN
+        ):
+            try:
+                return data.decode("cp1252"), "cp1252"
+            except UnicodeDecodeError:
+                break
     return str(best), best.encoding
 
 

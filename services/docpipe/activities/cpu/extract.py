@@ -37,6 +37,8 @@ _UNSUPPORTED_REASONS = {
     sniff.BINARY: "the content is binary data, not text",
 }
 
+MAX_PLAIN_TITLE_CHARS = 120
+
 _META_CHARSET_RE = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE
 )
@@ -70,10 +72,23 @@ def extract_text(data: bytes, content_type: str) -> ExtractedText:
         result = html_to_text(_MARKDOWN.render(source), title_from_any_heading=True)
         return ExtractedText(text=result.text, title=result.title)
     if mime.startswith("text/") or mime in _PLAIN_LIKE:
-        return ExtractedText(text=decode_text(data, charset), title="")
+        text = decode_text(data, charset)
+        return ExtractedText(text=text, title=_plain_title(text) if mime == sniff.PLAIN else "")
 
     reason = _UNSUPPORTED_REASONS.get(mime, "only plain text, Markdown and HTML are supported")
     raise DocumentError(Stage.EXTRACT, f"unsupported content type {mime or '(none)'}: {reason}")
+
+
+def _plain_title(text: str) -> str:
+    """A plain-text title: a short first line standing alone above the text,
+    as in "Title\n\nFirst paragraph..."; anything else is not a title."""
+    first, sep, rest = text.lstrip("\ufeff \t\r\n").partition("\n")
+    first = first.strip()
+    if not sep or not rest.lstrip(" \t\r").startswith("\n"):
+        return ""  # no blank line after it: the first line of a paragraph
+    if not first or len(first) > MAX_PLAIN_TITLE_CHARS or first[-1] in ".,;:":
+        return ""
+    return " ".join(first.split())
 
 
 def _parse_content_type(content_type: str) -> tuple[str, str]:

@@ -59,7 +59,7 @@ def html_to_text(html: str, *, title_from_any_heading: bool = False) -> HtmlText
     first heading of any level.
     """
     tree = LexborHTMLParser(html)
-    title = "" if title_from_any_heading else _node_text(tree.css_first("title"))
+    title = "" if title_from_any_heading else _node_text(tree.css_first("head > title"))
     if not title:
         selector = "h1, h2, h3, h4, h5, h6" if title_from_any_heading else "h1"
         title = _node_text(tree.css_first(selector))

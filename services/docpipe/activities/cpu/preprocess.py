@@ -37,8 +37,10 @@ _NO_LINGUISTIC_CONTENT = "zxx"
 
 _SURROGATES_RE = re.compile(r"[\ud800-\udfff]")
 _NEWLINES_RE = re.compile(r"\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
-# Cc except \t and \n; the BOM / zero-width no-break space; non-characters.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufeff\ufffe\uffff]")
+# Cc except \t and \n; invisible characters that only split words (soft hyphen,
+# zero-width space, word joiner, BOM); non-characters. ZWJ and ZWNJ stay: some
+# scripts and emoji need them.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\xad\u200b\u2060\ufeff\ufffe\uffff]")
 _HORIZONTAL_SPACE_RE = re.compile(r"[^\S\n]+")
 _SPACE_AROUND_NEWLINE_RE = re.compile(r" ?\n ?")
 _BLANK_LINES_RE = re.compile(r"\n{3,}")

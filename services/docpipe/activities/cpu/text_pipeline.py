@@ -8,6 +8,7 @@ as a :class:`DocumentError` carrying the stage where it was found.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from docpipe.activities.cpu.chunking import TokenizationError, load_tokenizer, split_into_chunks
@@ -77,6 +78,8 @@ def prepare_text(
     except (UnicodeError, ValueError) as exc:
         raise DocumentError(Stage.PREPROCESS, f"could not normalise text: {exc}") from exc
 
+    if not pre.text and extracted.text:
+        raise DocumentError(Stage.VALIDATE, "document is empty: it contains only whitespace")
     stats = validate_document_structure(
         pre.text, min_chars=options.min_chars, max_chars=options.max_chars
     )
@@ -111,6 +114,9 @@ def prepare_text(
 
 def warm_up(tokenizer_dir: str) -> None:
     """Process-pool initializer: load the tokenizer and the language model now,
-    so the first document in each process does not pay for them."""
+    so the first document in each process does not pay for them. The pool already
+    runs one document per process, so the tokenizer's own threads would only
+    oversubscribe the cores."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     load_tokenizer(tokenizer_dir)
     detect_language("Loading the language identification model once per process.")

@@ -61,7 +61,7 @@ def validate_document_structure(
             f"document is too short: {char_count:,} characters, at least {min_chars:,} required",
         )
 
-    word_count = sum(1 for _ in _WORD_RE.finditer(text))
+    word_count = len(_WORD_RE.findall(text))
     if word_count == 0:
         raise DocumentError(
             Stage.VALIDATE,

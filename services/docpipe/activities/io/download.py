@@ -143,9 +143,7 @@ async def download(
 
 async def _download_http(url: str, client: httpx.AsyncClient, max_bytes: int) -> Downloaded:
     try:
-        async with client.stream(
-            "GET", url, follow_redirects=True
-        ) as response:
+        async with client.stream("GET", url, follow_redirects=True) as response:
             _check_status(response)
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > max_bytes:
@@ -167,7 +165,9 @@ async def _download_http(url: str, client: httpx.AsyncClient, max_bytes: int) ->
         ) from exc
     except httpx.UnsupportedProtocol as exc:
         # e.g. a redirect to ftp:// or file:// (never followed to the local disk).
-        raise DocumentError(Stage.DOWNLOAD, f"unsupported redirect target from {url}: {exc}") from exc
+        raise DocumentError(
+            Stage.DOWNLOAD, f"unsupported redirect target from {url}: {exc}"
+        ) from exc
     except httpx.InvalidURL as exc:
         raise DocumentError(Stage.DOWNLOAD, f"invalid URL {url!r}: {exc}") from exc
     except httpx.ConnectError as exc:
@@ -233,9 +233,7 @@ def _is_windows_drive(scheme: str) -> bool:
 def _file_url_path(url: str) -> Path:
     parts = urlsplit(url)
     if parts.netloc not in {"", "localhost"}:
-        raise DocumentError(
-            Stage.DOWNLOAD, f"file URL names a remote host {parts.netloc!r}: {url}"
-        )
+        raise DocumentError(Stage.DOWNLOAD, f"file URL names a remote host {parts.netloc!r}: {url}")
     return Path(url2pathname(parts.path))
 
 
