@@ -129,7 +129,7 @@ async def pipeline(
             settings.cpu_task_queue: False,
             settings.gpu_task_queue: False,
             settings.io_task_queue: False,
-        },  # fmt: skip
+        },
         workers,
     )
     # Warm-up: spawn the CPU pool processes and run the model once, outside the clock.

@@ -9,7 +9,11 @@ skipped when a server cannot start: the error carries the server's log tail.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from docpipe.config import Settings
@@ -17,9 +21,9 @@ from docpipe.devstack import DevStack
 
 
 @pytest.fixture(scope="session")
-def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+def devstack() -> Iterator[DevStack]:
     """The running local stack; its logs are under ``<data_dir>/logs``."""
-    with DevStack(tmp_path_factory.mktemp("devstack"), object_store="s3") as stack:
+    with _stack_data_dir() as data_dir, DevStack(data_dir, object_store="s3") as stack:
         yield stack
 
 
@@ -27,3 +31,26 @@ def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 def settings(devstack: DevStack) -> Settings:
     """docpipe settings pointing at ``devstack``'s servers."""
     return devstack.settings()
+
+
+@pytest.fixture
+def stack_dir() -> Iterator[Path]:
+    """A data directory for a test that starts a DevStack of its own."""
+    with _stack_data_dir() as data_dir:
+        yield data_dir
+
+
+@contextmanager
+def _stack_data_dir() -> Iterator[Path]:
+    """A fresh directory in the system temp dir, removed afterwards.
+
+    Not under pytest's ``tmp_path``: when we are root, PostgreSQL runs as an
+    unprivileged user that must traverse the path to its data, and every
+    pytest session (concurrent ones included) resets ``/tmp/pytest-of-<user>``
+    to mode 0700.
+    """
+    path = Path(tempfile.mkdtemp(prefix="docpipe-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -535,6 +535,22 @@ class MotoS3Server:
 
 # -------------------------------------------------------------------- stack
 
+Server = TemporalServer | PostgresServer | ChromaServer | MotoS3Server
+# Tries per server when an automatically picked port turns out to be taken.
+_PORT_ATTEMPTS = 3
+
+
+def _stop_servers(servers: Sequence[Server]) -> None:
+    """Stop servers in parallel, carrying on past any that fails to stop."""
+    if not servers:
+        return
+    with ThreadPoolExecutor(len(servers), thread_name_prefix="devstack-stop") as pool:
+        for future in [pool.submit(server.stop) for server in servers]:
+            try:
+                future.result()
+            except Exception:
+                log.exception("error while stopping a server")
+
 
 class DevStack:
     """Temporal, PostgreSQL, ChromaDB and S3 for one machine, started together.
@@ -589,7 +605,7 @@ class DevStack:
     def objects_dir(self) -> Path:
         return self.data_dir / "objects"
 
-    def _servers(self) -> list[TemporalServer | PostgresServer | ChromaServer | MotoS3Server]:
+    def _servers(self) -> list[Server]:
         return [s for s in (self.temporal, self.postgres, self.chroma, self.s3) if s is not None]
 
     def start(self) -> DevStack:
@@ -602,25 +618,33 @@ class DevStack:
             if not self.persistent:
                 for state in ("postgres", "chroma", "objects", "temporal"):
                     shutil.rmtree(self.data_dir / state, ignore_errors=True)
-            self.temporal = TemporalServer(self, self._ports["temporal"], self._temporal_args)
-            self.postgres = PostgresServer(self, self._ports["postgres"], self._defaults)
-            self.chroma = ChromaServer(self, self._ports["chroma"])
+            factories: dict[str, Callable[[int | None], Server]] = {
+                "temporal": lambda port: TemporalServer(self, port, self._temporal_args),
+                "postgres": lambda port: PostgresServer(self, port, self._defaults),
+                "chroma": lambda port: ChromaServer(self, port),
+            }
             if self.object_store == "s3":
-                self.s3 = MotoS3Server(self, self._ports["s3"])
+                factories["s3"] = lambda port: MotoS3Server(self, port)
             else:
                 self.objects_dir.mkdir(parents=True, exist_ok=True)
-            servers = self._servers()
-            with ThreadPoolExecutor(len(servers), thread_name_prefix="devstack") as pool:
-                futures = {server.name: pool.submit(server.start) for server in servers}
-                errors = []
+            started: dict[str, Server] = {}
+            errors = []
+            with ThreadPoolExecutor(len(factories), thread_name_prefix="devstack") as pool:
+                futures = {
+                    name: pool.submit(self._launch, name, make) for name, make in factories.items()
+                }
                 for name, future in futures.items():
                     try:
-                        future.result()
+                        started[name] = future.result()
                     except Exception as exc:
                         errors.append(f"[{name}] {exc}")
             if errors:
-                self._stop_all()
+                _stop_servers(list(started.values()))
                 raise ServerStartError("the local stack did not start:\n" + "\n\n".join(errors))
+            self.temporal = started["temporal"]  # type: ignore[assignment]
+            self.postgres = started["postgres"]  # type: ignore[assignment]
+            self.chroma = started["chroma"]  # type: ignore[assignment]
+            self.s3 = started.get("s3")  # type: ignore[assignment]
             self.started_in_s = time.monotonic() - began
             # A safety net: servers live in their own process groups, so they
             # would outlive an interpreter that exits without calling stop().
@@ -632,6 +656,24 @@ class DevStack:
             )
             return self
 
+    def _launch(self, name: str, make: Callable[[int | None], Server]) -> Server:
+        """Start one server; if the free port we picked was taken meanwhile
+        (by another program), pick another and try again."""
+        requested = self._ports[name]
+        attempt = 0
+        while True:
+            attempt += 1
+            server = make(requested)
+            try:
+                server.start()
+                return server
+            except BaseException as exc:
+                server.stop()
+                port_taken = "address already in use" in str(exc).lower()
+                if requested is not None or not port_taken or attempt >= _PORT_ATTEMPTS:
+                    raise
+                log.warning("%s: port %d was taken; trying another", name, server.port)
+
     def stop(self) -> None:
         """Stop every server (in parallel); safe to call twice."""
         with self._lock:
@@ -639,14 +681,7 @@ class DevStack:
         atexit.unregister(self.stop)
 
     def _stop_all(self) -> None:
-        servers = self._servers()
-        if servers:
-            with ThreadPoolExecutor(len(servers), thread_name_prefix="devstack-stop") as pool:
-                for future in [pool.submit(server.stop) for server in servers]:
-                    try:
-                        future.result()
-                    except Exception:  # keep stopping the others
-                        log.exception("error while stopping a server")
+        _stop_servers(self._servers())
         self.temporal = self.postgres = self.chroma = self.s3 = None
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from docpipe.devstack import DevStack, ManagedProcess, ServerStartError
+from docpipe.devstack import DevStack, ManagedProcess, MotoS3Server, ServerStartError
 from docpipe.models import DocumentOutcome, Status
 from docpipe.storage import LocalObjectStore, open_object_store
 from docpipe.storage.metadata import MetadataStore
@@ -139,9 +140,9 @@ def test_stop_uses_the_servers_own_signal(tmp_path: Path) -> None:
 # ------------------------------------------------------- a persistent stack
 
 
-async def test_a_persistent_local_stack_keeps_its_data_across_restarts(tmp_path: Path) -> None:
+async def test_a_persistent_local_stack_keeps_its_data_across_restarts(stack_dir: Path) -> None:
     """`docpipe run` with a data dir: rows and objects survive a restart."""
-    data_dir = tmp_path / "stack"
+    data_dir = stack_dir / "stack"
     outcome = DocumentOutcome(
         document_id="kept", source="a.txt", row_number=1, status=Status.SUCCEEDED, run_id="r1"
     )
@@ -164,3 +165,33 @@ async def test_a_persistent_local_stack_keeps_its_data_across_restarts(tmp_path:
             assert await metadata.migrate() == []
             row = await metadata.get("kept")
             assert row is not None and row["run_id"] == "r1"
+
+
+def test_a_picked_port_that_is_taken_meanwhile_is_replaced(stack_dir: Path) -> None:
+    """Free ports are picked before the servers bind them; a loser of that race retries."""
+    stack = DevStack(stack_dir)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        first_port = iter([taken])
+
+        server = stack._launch(  # the retry is internal to start()
+            "s3", lambda port: MotoS3Server(stack, port or next(first_port, None))
+        )
+    try:
+        assert server.port != taken
+        assert server.process.running
+        assert "Address already in use" in stack.log_path("s3").read_text()
+    finally:
+        server.stop()
+
+
+def test_a_port_given_by_the_caller_is_not_replaced(stack_dir: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        stack = DevStack(stack_dir, s3_port=taken)
+        with pytest.raises(ServerStartError, match="Address already in use"):
+            stack._launch("s3", lambda port: MotoS3Server(stack, port))

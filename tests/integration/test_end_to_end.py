@@ -8,21 +8,27 @@ through the CLI and checks that nothing was duplicated.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
+import time
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from docpipe.config import load_settings
 from docpipe.csv_input import parse_documents_csv
 from docpipe.local_workers import LocalWorkers, wait_for_pollers
-from docpipe.models import Stage, Status
-from docpipe.starter import run_documents
+from docpipe.models import IngestInput, Stage, Status
+from docpipe.starter import pipeline_options, run_documents
 from docpipe.storage.metadata import open_metadata_store
 from docpipe.storage.objects import open_object_store
 from docpipe.storage.vectors import open_vector_store
 from docpipe.workers.common import connect
+from docpipe.workflows import IngestCsvWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +139,8 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
 
     # The same CSV again, through the CLI as a user runs it: nothing is duplicated.
     env = {**os.environ, **e2e_env, "METRICS_PORT": "0", "SDK_METRICS_PORT": "0"}
-    cli = subprocess.run(
+    cli = await asyncio.to_thread(
+        subprocess.run,
         [
             sys.executable,
             "-m",
@@ -165,3 +172,68 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
         assert await vectors.count() == summary.chunks
     async with open_object_store(settings) as store:
         assert len(await store.list_keys("chunks/")) == len(succeeded)
+
+
+async def test_a_csv_read_by_the_io_worker_fans_out_batches_and_continues_as_new(
+    settings, workers, documents
+):
+    """IngestCsvWorkflow: parse_csv pages on the io queue, child batch workflows,
+    continue-as-new after each page here so the hand-over is exercised."""
+    client = await connect(settings)
+    summary = await client.execute_workflow(
+        IngestCsvWorkflow.run,
+        IngestInput(
+            location=str(CSV),
+            run_id="ingest-test",
+            batch_size=4,
+            page_size=10,
+            pages_per_run=1,
+            options=pipeline_options(settings, 300),
+        ),
+        id=f"ingest-{uuid.uuid4().hex[:8]}",
+        task_queue=settings.workflow_task_queue,
+        execution_timeout=timedelta(minutes=10),
+    )
+    expected_failed = sum(1 for d in documents if expected_stage(d.source) is not None)
+    assert summary.documents == len(documents)
+    assert (summary.succeeded, summary.failed) == (
+        len(documents) - expected_failed,
+        expected_failed,
+    )
+    assert {f.stage for f in summary.failures} == {
+        expected_stage(d.source) for d in documents if expected_stage(d.source)
+    }
+
+
+def test_docpipe_status_shows_backlog_and_live_pollers_per_queue(e2e_env, workers):
+    env = {**os.environ, **e2e_env, "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "docpipe", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    for queue in (
+        "document-pipeline-queue",
+        "cpu-bound-queue",
+        "gpu-bound-queue",
+        "io-bound-queue",
+    ):
+        line = next(line for line in result.stdout.splitlines() if queue in line)
+        assert int(line.split("│")[-2].strip()) >= 1, f"{queue} has a live poller: {line}"
+
+
+def test_a_worker_stops_gracefully_on_sigterm(e2e_env, tmp_path):
+    with LocalWorkers(tmp_path, e2e_env) as group:
+        worker = group.start_one("io")
+        deadline = time.monotonic() + 60
+        while (
+            "polling task queue" not in worker.log_path.read_text() and time.monotonic() < deadline
+        ):
+            group.check_alive()
+            time.sleep(0.2)
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(45) == 0
+        assert "io worker stopped" in worker.log_path.read_text()

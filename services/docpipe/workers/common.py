@@ -18,6 +18,7 @@ from datetime import timedelta
 from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
 
 from docpipe.config import ConfigError, Settings, load_settings
 
@@ -62,13 +63,16 @@ def start_metrics(settings: Settings) -> None:
         start_http_server(settings.metrics_port)
 
 
-async def wait_for_stop_signal() -> None:
+async def run_until_stopped(worker: Worker) -> None:
+    """Poll until SIGTERM/SIGINT, then shut down gracefully (the Worker's context exit)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("stop signal received: finishing in-flight tasks")
+    async with worker:
+        log.info("polling task queue %s", worker.task_queue)
+        await stop.wait()
+        log.info("stop signal received: finishing in-flight tasks")
 
 
 def run_worker(kind: str, main: Callable[[Settings], Awaitable[None]]) -> None:

@@ -22,8 +22,8 @@ from docpipe.workers.common import (
     GRACEFUL_SHUTDOWN,
     connect,
     make_runtime,
+    run_until_stopped,
     run_worker,
-    wait_for_stop_signal,
 )
 
 
@@ -59,8 +59,7 @@ async def serve(settings: Settings) -> None:
                 interceptors=[ActivityMetricsInterceptor("cpu")],
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             )
-            async with worker:
-                await wait_for_stop_signal()
+            await run_until_stopped(worker)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

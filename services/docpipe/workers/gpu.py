@@ -22,8 +22,8 @@ from docpipe.workers.common import (
     GRACEFUL_SHUTDOWN,
     connect,
     make_runtime,
+    run_until_stopped,
     run_worker,
-    wait_for_stop_signal,
 )
 
 log = logging.getLogger("docpipe.worker.gpu")
@@ -57,8 +57,7 @@ async def serve(settings: Settings) -> None:
                 interceptors=[ActivityMetricsInterceptor("gpu")],
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             )
-            async with worker:
-                await wait_for_stop_signal()
+            await run_until_stopped(worker)
     finally:
         embedder.close()
 

@@ -23,8 +23,8 @@ from docpipe.workers.common import (
     GRACEFUL_SHUTDOWN,
     connect,
     make_runtime,
+    run_until_stopped,
     run_worker,
-    wait_for_stop_signal,
 )
 
 
@@ -51,8 +51,7 @@ async def serve(settings: Settings) -> None:
             interceptors=[ActivityMetricsInterceptor("io")],
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         )
-        async with worker:
-            await wait_for_stop_signal()
+        await run_until_stopped(worker)
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ from docpipe.workers.common import (
     GRACEFUL_SHUTDOWN,
     connect,
     make_runtime,
+    run_until_stopped,
     run_worker,
-    wait_for_stop_signal,
 )
 from docpipe.workflows import WORKFLOWS
 
@@ -29,8 +29,7 @@ async def serve(settings: Settings) -> None:
         max_cached_workflows=settings.max_concurrent_workflows,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
-    async with worker:
-        await wait_for_stop_signal()
+    await run_until_stopped(worker)
 
 
 def main() -> None:
