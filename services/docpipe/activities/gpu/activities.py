@@ -1,67 +1,129 @@
-"""GPU-queue activities: batched inference over a batch of documents."""
+"""GPU-queue activities: batched inference over a batch of documents.
+
+``generate_embeddings`` reads each document's chunks, takes every vector it
+can from the embedding cache, and sends only new chunk texts to the shared
+micro-batcher, which merges them with the requests of every other activity
+running in this worker into large model calls.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
+import numpy as np
 from temporalio import activity
 
+from docpipe.activities.gpu.batcher import MicroBatcher
 from docpipe.activities.gpu.embedder import Embedder
+from docpipe.activities.gpu.embedding_cache import (
+    VectorLru,
+    chunk_hash,
+    encode_meta,
+    load_stored_vectors,
+    meta_key,
+)
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.chunks import chunks_from_json
-from docpipe.models import (
-    DocumentFailure,
-    EmbeddedDocument,
-    EmbeddingJob,
-    EmbedResult,
-    Stage,
-)
+from docpipe.models import DocumentFailure, EmbeddedDocument, EmbeddingJob, EmbedResult, Stage
 from docpipe.storage import keys
 from docpipe.storage.arrays import to_npy
 from docpipe.storage.objects import ObjectNotFound, ObjectStore
 from docpipe.workflows import steps
 
 
+@dataclass
+class _Doc:
+    job: EmbeddingJob
+    texts: list[str]
+    hashes: list[str]
+    stored: dict[str, np.ndarray]
+
+
 class GpuActivities:
-    def __init__(self, store: ObjectStore, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        embedder: Embedder,
+        batcher: MicroBatcher[str, np.ndarray],
+        lru: VectorLru | None = None,
+    ) -> None:
         self.store = store
         self.embedder = embedder
+        self.batcher = batcher
+        self.lru = lru if lru is not None else VectorLru()
+        self.cache_hits = 0
+        self.embedded_chunks = 0
 
     @activity.defn(name=steps.GENERATE_EMBEDDINGS)
     async def generate_embeddings(self, jobs: list[EmbeddingJob]) -> EmbedResult:
-        """Embed every chunk of the batch in one model call, then split per document."""
         result = EmbedResult()
         async with heartbeating():
-            loaded = await asyncio.gather(
-                *(self.store.get(job.chunks_key) for job in jobs), return_exceptions=True
-            )
-            texts: list[str] = []
-            spans: list[tuple[EmbeddingJob, int, int]] = []
-            for job, data in zip(jobs, loaded, strict=True):
-                if isinstance(data, ObjectNotFound):
-                    result.failed.append(
-                        DocumentFailure(job.document_id, Stage.EMBED, f"chunks missing: {data}")
-                    )
-                    continue
-                if isinstance(data, BaseException):
-                    raise data  # the store is down: retry the batch
-                chunk_texts = [c.text for c in chunks_from_json(data)]
-                spans.append((job, len(texts), len(texts) + len(chunk_texts)))
-                texts.extend(chunk_texts)
-
-            vectors = await self.embedder.embed(texts)
-
-            async def save(job: EmbeddingJob, start: int, end: int) -> EmbeddedDocument:
-                key = keys.embeddings(job.document_id)
-                await self.store.put(key, to_npy(vectors[start:end]), "application/x-npy")
-                return EmbeddedDocument(
-                    document_id=job.document_id,
-                    embeddings_key=key,
-                    chunks_key=job.chunks_key,
-                    chunk_count=end - start,
-                    dimensions=self.embedder.dimensions,
-                    model=self.embedder.name,
-                )
-
-            result.succeeded = list(await asyncio.gather(*(save(*span) for span in spans)))
+            loaded = await asyncio.gather(*(self._load(job) for job in jobs))
+            docs: list[_Doc] = []
+            for item in loaded:
+                if isinstance(item, DocumentFailure):
+                    result.failed.append(item)
+                else:
+                    docs.append(item)
+            vectors = await self._vectors_for(docs)
+            result.succeeded = list(await asyncio.gather(*(self._save(d, vectors) for d in docs)))
         return result
+
+    async def _load(self, job: EmbeddingJob) -> _Doc | DocumentFailure:
+        try:
+            data = await self.store.get(job.chunks_key)
+        except ObjectNotFound as err:
+            return DocumentFailure(job.document_id, Stage.EMBED, f"chunks missing: {err}")
+        texts = [c.text for c in chunks_from_json(data)]
+        stored = await load_stored_vectors(self.store, job.document_id, self.embedder.name)
+        return _Doc(job, texts, [chunk_hash(t) for t in texts], stored)
+
+    async def _vectors_for(self, docs: list[_Doc]) -> dict[str, np.ndarray]:
+        """Vector per chunk hash: from the stored document, the LRU, else the model."""
+        model = self.embedder.name
+        found: dict[str, np.ndarray] = {}
+        missing: dict[str, str] = {}
+        for doc in docs:
+            for digest, text in zip(doc.hashes, doc.texts, strict=True):
+                if digest in found or digest in missing:
+                    continue
+                vector = doc.stored.get(digest)
+                if vector is None:
+                    vector = self.lru.get(model, digest)
+                if vector is None:
+                    missing[digest] = text
+                else:
+                    found[digest] = vector
+        self.cache_hits += len(found)
+        if missing:
+            fresh = await self.batcher.submit(list(missing.values()))
+            self.embedded_chunks += len(fresh)
+            for digest, vector in zip(missing, fresh, strict=True):
+                found[digest] = vector
+                self.lru.put(model, digest, vector)
+        return found
+
+    async def _save(self, doc: _Doc, vectors: dict[str, np.ndarray]) -> EmbeddedDocument:
+        doc_id = doc.job.document_id
+        key = keys.embeddings(doc_id)
+        unchanged = bool(doc.stored) and list(doc.stored) == doc.hashes
+        if not unchanged:
+            matrix = (
+                np.stack([vectors[h] for h in doc.hashes])
+                if doc.hashes
+                else np.zeros((0, self.embedder.dimensions), dtype=np.float32)
+            )
+            # Vectors first, then the sidecar that vouches for them.
+            npy = to_npy(matrix)
+            await self.store.put(key, npy, "application/x-npy")
+            meta = encode_meta(self.embedder.name, doc.hashes, npy)
+            await self.store.put(meta_key(doc_id), meta, "application/json")
+        return EmbeddedDocument(
+            document_id=doc_id,
+            embeddings_key=key,
+            chunks_key=doc.job.chunks_key,
+            chunk_count=len(doc.hashes),
+            dimensions=self.embedder.dimensions,
+            model=self.embedder.name,
+        )

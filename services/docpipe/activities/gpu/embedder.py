@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,36 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        torch.cuda.empty_cache()
+        return True
+    return False
+
+
+def encode_with_oom_split(
+    encode: Callable[[list[str]], np.ndarray],
+    texts: list[str],
+    is_oom: Callable[[BaseException], bool],
+) -> np.ndarray:
+    """Encode; on out-of-memory split the batch in halves and retry each, so a batch
+    that is too large for the GPU's free memory still succeeds instead of failing."""
+    try:
+        return encode(texts)
+    except Exception as exc:
+        if len(texts) <= 1 or not is_oom(exc):
+            raise
+    middle = len(texts) // 2
+    return np.concatenate(
+        [
+            encode_with_oom_split(encode, texts[:middle], is_oom),
+            encode_with_oom_split(encode, texts[middle:], is_oom),
+        ]
+    )
 
 
 @dataclass
@@ -45,10 +76,13 @@ class Embedder:
                 model.half()  # fp16: twice the throughput, same ranking quality for MiniLM
             executor = ThreadPoolExecutor(1, thread_name_prefix=f"embed-{device}")
             self.replicas.append(_Replica(model, device, executor))
-        self.dimensions = int(self.replicas[0].model.get_sentence_embedding_dimension())
+        self.dimensions = int(self.replicas[0].model.get_embedding_dimension())
         self._next = itertools.cycle(self.replicas)
 
     def _encode(self, replica: _Replica, texts: list[str]) -> np.ndarray:
+        return encode_with_oom_split(lambda part: self._encode_once(replica, part), texts, _is_oom)
+
+    def _encode_once(self, replica: _Replica, texts: list[str]) -> np.ndarray:
         vectors = replica.model.encode(
             texts,
             batch_size=self.batch_size,

@@ -1,0 +1,82 @@
+"""Embeddings are cached by (model, chunk hash): unchanged chunks are never re-embedded.
+
+Two levels. Each document's vectors are stored with a sidecar listing the
+model and the hash of every chunk (``embeddings/<id>.meta.json``), so a
+re-run of a document reuses every vector whose chunk text is unchanged, even
+when chunks moved; that costs one object read per document, not per chunk.
+An in-process LRU catches repeats across documents (boilerplate paragraphs,
+duplicates) between those reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+
+import numpy as np
+
+from docpipe.storage import keys
+from docpipe.storage.arrays import from_npy
+from docpipe.storage.objects import ObjectNotFound, ObjectStore
+
+
+def chunk_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def meta_key(document_id: str) -> str:
+    return keys.embeddings(document_id).removesuffix(".npy") + ".meta.json"
+
+
+def encode_meta(model: str, hashes: list[str], npy: bytes) -> bytes:
+    """The sidecar names the exact vectors file it describes (its sha256), so a crash
+    between writing the two objects can never pair old hashes with new vectors."""
+    digest = hashlib.sha256(npy).hexdigest()
+    return json.dumps({"model": model, "hashes": hashes, "npy_sha256": digest}).encode()
+
+
+class VectorLru:
+    """A bounded map from chunk hash to vector, per model."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+    def get(self, model: str, digest: str) -> np.ndarray | None:
+        key = (model, digest)
+        vector = self._items.get(key)
+        if vector is not None:
+            self._items.move_to_end(key)
+        return vector
+
+    def put(self, model: str, digest: str, vector: np.ndarray) -> None:
+        if self.capacity <= 0:
+            return
+        self._items[(model, digest)] = vector
+        self._items.move_to_end((model, digest))
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+async def load_stored_vectors(
+    store: ObjectStore, document_id: str, model: str
+) -> dict[str, np.ndarray]:
+    """The vectors stored for this document by this model, by chunk hash ({} if none)."""
+    try:
+        meta = json.loads(await store.get(meta_key(document_id)))
+        if meta.get("model") != model:
+            return {}
+        npy = await store.get(keys.embeddings(document_id))
+    except ObjectNotFound:
+        return {}
+    if meta.get("npy_sha256") != hashlib.sha256(npy).hexdigest():
+        return {}  # torn write: the vectors are not the ones the sidecar describes
+    matrix = from_npy(npy)
+    hashes = meta.get("hashes", [])
+    if len(hashes) != len(matrix):
+        return {}
+    return dict(zip(hashes, matrix, strict=True))

@@ -1,0 +1,110 @@
+"""generate_embeddings through the GPU worker's real path (model, batcher, cache,
+object store), on the CPU here: the same code places replicas on GPUs when present."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from docpipe.activities.gpu.activities import GpuActivities
+from docpipe.activities.gpu.embedder import Embedder
+from docpipe.activities.gpu.embedding_cache import VectorLru
+from docpipe.chunks import Chunk, chunks_to_json
+from docpipe.config import load_settings
+from docpipe.models import EmbeddingJob, Stage
+from docpipe.storage import keys
+from docpipe.storage.arrays import from_npy
+from docpipe.storage.objects import LocalObjectStore
+from docpipe.workers.gpu import make_batcher
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    settings = load_settings()
+    model = Embedder(settings.resolved_embedding_model_path, ["cpu"], name="all-MiniLM-L6-v2")
+    yield model
+    model.close()
+
+
+def chunks(*texts: str) -> bytes:
+    return chunks_to_json([Chunk(i, t, len(t.split()), 0, len(t)) for i, t in enumerate(texts)])
+
+
+async def make_activities(tmp_path, embedder) -> tuple[GpuActivities, LocalObjectStore]:
+    store = LocalObjectStore(tmp_path / "objects")
+    batcher = make_batcher(load_settings(), embedder)
+    return GpuActivities(store, embedder, batcher, VectorLru(1000)), store
+
+
+async def put_doc(store, doc_id: str, *texts: str) -> EmbeddingJob:
+    await store.put(keys.chunks(doc_id), chunks(*texts))
+    return EmbeddingJob(doc_id, keys.chunks(doc_id), len(texts))
+
+
+async def test_vectors_are_normalised_per_chunk_and_stored_per_document(tmp_path, embedder):
+    activities, store = await make_activities(tmp_path, embedder)
+    job = await put_doc(store, "d1", "Tide tables for the harbour.", "Fresh bread before sunrise.")
+    result = await ActivityEnvironment().run(activities.generate_embeddings, [job])
+    [doc] = result.succeeded
+    assert (doc.chunk_count, doc.dimensions) == (2, 384)
+    matrix = from_npy(await store.get(doc.embeddings_key))
+    assert matrix.shape == (2, 384) and matrix.dtype == np.float32
+    assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-4)
+    direct = embedder.encode(["Tide tables for the harbour."])[0]
+    assert float(matrix[0] @ direct) > 0.999, "same vector as a bare model call"
+
+
+async def test_concurrent_activities_share_model_calls(tmp_path, embedder):
+    activities, store = await make_activities(tmp_path, embedder)
+    jobs = [
+        await put_doc(store, f"d{i}", f"Report number {i} about the harbour.") for i in range(12)
+    ]
+    env = ActivityEnvironment()
+    results = await asyncio.gather(*(env.run(activities.generate_embeddings, [j]) for j in jobs))
+    assert all(len(r.succeeded) == 1 for r in results)
+    assert activities.batcher.stats.batches < 12, "requests were merged"
+
+
+async def test_unchanged_chunks_are_never_embedded_again(tmp_path, embedder):
+    activities, store = await make_activities(tmp_path, embedder)
+    job = await put_doc(store, "d1", "First paragraph.", "Second paragraph.", "Third paragraph.")
+    env = ActivityEnvironment()
+    await env.run(activities.generate_embeddings, [job])
+    assert activities.embedded_chunks == 3
+
+    activities.lru = VectorLru(0)  # a fresh worker process: only the stored vectors remain
+    await env.run(activities.generate_embeddings, [job])
+    assert activities.embedded_chunks == 3, "the re-run used the stored vectors"
+
+    edited = await put_doc(
+        store, "d1", "First paragraph.", "A rewritten second paragraph.", "Third paragraph."
+    )
+    await env.run(activities.generate_embeddings, [edited])
+    assert activities.embedded_chunks == 4, "only the changed chunk went to the model"
+
+
+async def test_a_torn_write_is_never_trusted(tmp_path, embedder):
+    activities, store = await make_activities(tmp_path, embedder)
+    job = await put_doc(store, "d1", "Alpha.", "Beta.")
+    env = ActivityEnvironment()
+    await env.run(activities.generate_embeddings, [job])
+    await store.put(
+        keys.embeddings("d1"), (await store.get(keys.embeddings("d1")))[:-8] + b"\0" * 8
+    )
+    activities.lru = VectorLru(0)
+    await env.run(activities.generate_embeddings, [job])
+    assert activities.embedded_chunks == 4
+
+
+async def test_missing_chunks_fail_only_that_document(tmp_path, embedder):
+    activities, store = await make_activities(tmp_path, embedder)
+    good = await put_doc(store, "good", "Some text.")
+    missing = EmbeddingJob("gone", keys.chunks("gone"), 1)
+    result = await ActivityEnvironment().run(activities.generate_embeddings, [good, missing])
+    assert [d.document_id for d in result.succeeded] == ["good"]
+    assert [(f.document_id, f.stage) for f in result.failed] == [("gone", Stage.EMBED)]
