@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
 from docpipe.config import Settings
 from docpipe.devstack import DevStack
 

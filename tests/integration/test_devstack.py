@@ -11,11 +11,12 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from temporalio.client import Client
+
 from docpipe.devstack import DevStack, ManagedProcess, MotoS3Server, ServerStartError
 from docpipe.models import DocumentOutcome, Status
 from docpipe.storage import LocalObjectStore, open_object_store
 from docpipe.storage.metadata import MetadataStore
-from temporalio.client import Client
 
 pytestmark = pytest.mark.integration
 

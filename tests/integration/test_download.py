@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from docpipe.activities.io.download import Downloaded, download, make_http_client
 from docpipe.config import load_settings
 from docpipe.devstack import free_port

@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from docpipe.config import load_settings
 from docpipe.csv_input import parse_documents_csv
 from docpipe.local_workers import LocalWorkers, wait_for_pollers

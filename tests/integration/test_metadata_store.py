@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
+
 from docpipe.config import Settings
 from docpipe.devstack import DevStack
 from docpipe.models import DocumentOutcome, Stage, Status
 from docpipe.storage.metadata import MetadataStore, migration_scripts
-from psycopg_pool import AsyncConnectionPool
 
 pytestmark = pytest.mark.integration
 

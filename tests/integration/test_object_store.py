@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from docpipe.config import Settings
 from docpipe.devstack import DevStack
 from docpipe.storage import (

@@ -13,6 +13,11 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
 from docpipe.models import (
     DocumentFailure,
     DocumentOutcome,
@@ -36,10 +41,6 @@ from docpipe.models import (
     VectorJob,
 )
 from docpipe.workflows import DocumentPipelineWorkflow, steps
-from temporalio import activity
-from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
 
 pytestmark = pytest.mark.integration
 

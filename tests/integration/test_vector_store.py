@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+
 from docpipe.config import Settings
 from docpipe.storage.vectors import VectorStore
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from docpipe.activities.cpu.chunking import (
     TokenizationError,
     chunk_text,

@@ -1,6 +1,7 @@
 """Settings come from the environment; bad values fail at start, naming the variable."""
 
 import pytest
+
 from docpipe.config import ConfigError, load_settings
 
 

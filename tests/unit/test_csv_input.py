@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from docpipe.csv_input import CsvFormatError, batched, document_id_for, parse_documents_csv
 
 

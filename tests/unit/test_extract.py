@@ -6,6 +6,7 @@ import codecs
 import random
 
 import pytest
+
 from docpipe.activities.cpu.extract import decode_text, extract_text, sniff_content_type
 from docpipe.errors import DocumentError
 from docpipe.models import Stage

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from docpipe.activities.cpu.preprocess import detect_language, normalize_text, preprocess_text
 
 PARAGRAPHS = {

@@ -10,6 +10,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
+
 from docpipe.activities.cpu.chunking import default_model_dir
 from docpipe.activities.cpu.text_pipeline import (
     Chunk,
@@ -122,8 +123,9 @@ def test_limits_from_the_options_are_applied(options):
 
 
 def test_a_truncating_tokenizer_fails_at_the_tokenize_stage(options, monkeypatch):
-    from docpipe.activities.cpu import text_pipeline
     from tokenizers import Tokenizer
+
+    from docpipe.activities.cpu import text_pipeline
 
     # load_tokenizer() switches truncation off; should a truncating tokenizer get
     # through anyway, the document must fail rather than silently lose text.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from docpipe.activities.cpu.validate import validate_document_structure
 from docpipe.errors import DocumentError
 from docpipe.models import Stage
