@@ -24,7 +24,11 @@ from docpipe.csv_input import CsvFormatError, parse_documents_csv
 from docpipe.models import DocumentOutcome, DocumentRef
 from docpipe.starter import RunSummary, run_documents
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="docpipe: a document pipeline on Temporal, split by the resource each step needs.",
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -196,6 +200,64 @@ def run(
             f"  logs      {data_dir / 'logs'}"
         )
     if strict and summary.failed:
+        raise typer.Exit(1)
+
+
+async def _failed_rows(
+    settings: Settings, run_id: str | None, stage: str | None, limit: int
+) -> list:
+    from docpipe.storage.metadata import open_metadata_store
+
+    async with open_metadata_store(settings) as metadata:
+        return await metadata.failures(limit=limit, run_id=run_id, stage=stage)
+
+
+RunFilter = Annotated[str | None, typer.Option(help="Only this run's documents")]
+StageFilter = Annotated[str | None, typer.Option(help="Only documents that failed at this stage")]
+Limit = Annotated[int, typer.Option(min=1, help="At most this many documents")]
+
+
+@app.command()
+def failures(run_id: RunFilter = None, stage: StageFilter = None, limit: Limit = 100) -> None:
+    """The dead letter: failed documents with their stage and reason (from PostgreSQL)."""
+    settings = _settings()
+    rows = asyncio.run(_failed_rows(settings, run_id, stage, limit))
+    table = Table(title=f"failed documents ({len(rows)})")
+    for column in ("document", "row", "source", "stage", "reason", "attempts", "run"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["document_id"], str(r["row_number"]), r["source"] or "-", r["stage"] or "-",
+            r["reason"] or "-", str(r["attempts"]), r["run_id"],
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def redrive(
+    run_id: RunFilter = None,
+    stage: StageFilter = None,
+    limit: Limit = 10_000,
+    batch_size: BatchSize = 10,
+    timeout: Timeout = 120.0,
+    max_in_flight: MaxInFlight = 50,
+    strict: Strict = True,
+) -> None:
+    """Run failed documents again from their source (same ids: rows are updated in place)."""
+    from docpipe.redrive import plan_redrive
+
+    settings = _settings()
+    plan = plan_redrive(asyncio.run(_failed_rows(settings, run_id, stage, limit)))
+    for r in plan.not_redrivable:
+        console.print(
+            f"[yellow]not re-driven[/yellow] row {r['row_number']}: {r['reason']} (fix the CSV row)"
+        )
+    if not plan.documents:
+        console.print("nothing to re-drive")
+        raise typer.Exit(1 if strict and plan.not_redrivable else 0)
+    summary = asyncio.run(_start(settings, plan.documents, batch_size, timeout, max_in_flight))
+    print_summary(summary)
+    if strict and (summary.failed or plan.not_redrivable):
         raise typer.Exit(1)
 
 

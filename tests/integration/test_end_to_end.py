@@ -238,3 +238,42 @@ def test_a_worker_stops_gracefully_on_sigterm(e2e_env, tmp_path):
         worker.process.send_signal(signal.SIGTERM)
         assert worker.process.wait(45) == 0
         assert "io worker stopped" in worker.log_path.read_text()
+
+
+def docpipe_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "docpipe", *args],
+        env={**os.environ, **env, "COLUMNS": "250", "METRICS_PORT": "0", "SDK_METRICS_PORT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+async def test_a_failed_document_is_listed_and_redriven_once_its_source_is_fixed(
+    settings, e2e_env, workers, tmp_path
+):
+    csv = tmp_path / "late.csv"
+    csv.write_text("url,title\nlate.txt,Late arrival\n")
+    documents = parse_documents_csv(csv.read_text(), base_dir=tmp_path, origin=str(csv))
+    run_id = f"late-{uuid.uuid4().hex[:6]}"
+    client = await connect(settings)
+    first = await run_documents(client, settings, documents, run_id=run_id, timeout_s=120)
+    [failed] = first.failed
+    assert failed.failure_stage == Stage.DOWNLOAD
+
+    listed = await asyncio.to_thread(docpipe_cli, e2e_env, "failures", "--run-id", run_id)
+    assert listed.returncode == 0, listed.stderr
+    assert "late.txt" in listed.stdout and "download" in listed.stdout
+
+    (tmp_path / "late.txt").write_text(
+        "This report arrived after the first run had finished. " * 12
+    )
+    redriven = await asyncio.to_thread(docpipe_cli, e2e_env, "redrive", "--run-id", run_id)
+    assert redriven.returncode == 0, redriven.stdout + redriven.stderr
+
+    async with open_metadata_store(settings) as metadata:
+        row = await metadata.get(failed.document_id)
+        assert row["status"] == "succeeded" and row["attempts"] == 2
+        assert row["failure_reason"] is None
+        assert not await metadata.failures(run_id=run_id)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import codecs
+import pickle
 import random
 
 import pytest
 
-from docpipe.activities.cpu.extract import decode_text, extract_text, sniff_content_type
+from docpipe.activities.cpu.extract import (
+    NeedsOcr,
+    decode_text,
+    extract_text,
+    sniff_content_type,
+)
 from docpipe.errors import DocumentError
 from docpipe.models import Stage
 
@@ -265,12 +271,11 @@ class TestUnsupported:
     @pytest.mark.parametrize(
         ("content_type", "expected"),
         [
-            ("application/pdf", "not supported yet"),
-            ("image/png", "not supported yet"),
-            ("image/jpeg", "not supported yet"),
-            ("application/zip", "not supported"),
+            ("image/gif", "convert it to PNG"),
+            ("application/zip", "other than Word (.docx) are not supported"),
+            ("application/gzip", "upload the uncompressed document"),
             ("application/octet-stream", "binary"),
-            ("video/mp4", "only plain text, Markdown and HTML are supported"),
+            ("video/mp4", "only plain text, Markdown, HTML, PDF, DOCX and PNG/JPEG/TIFF"),
         ],
     )
     def test_types_without_text_fail_at_extract_with_a_clear_reason(self, content_type, expected):
@@ -279,3 +284,19 @@ class TestUnsupported:
         assert err.value.stage == Stage.EXTRACT
         assert err.value.reason.startswith(f"unsupported content type {content_type}")
         assert expected in err.value.reason
+
+
+class TestImagesNeedOcr:
+    @pytest.mark.parametrize("content_type", ["image/png", "image/jpeg", "image/tiff"])
+    def test_an_image_is_routed_to_ocr_rather_than_failed(self, content_type):
+        with pytest.raises(NeedsOcr) as routed:
+            extract_text(b"\x89PNG\r\n\x1a\n", content_type)
+        assert routed.value.pages == [0]
+        assert routed.value.content_type == content_type
+
+    def test_needing_ocr_is_not_a_document_error(self):
+        assert not issubclass(NeedsOcr, DocumentError)
+
+    def test_the_routing_signal_survives_the_trip_back_from_the_process_pool(self):
+        signal = pickle.loads(pickle.dumps(NeedsOcr([0, 2], "application/pdf")))
+        assert (signal.pages, signal.content_type) == ([0, 2], "application/pdf")

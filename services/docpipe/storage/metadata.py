@@ -181,16 +181,23 @@ class MetadataStore:
                 counts[status] = count
         return counts
 
-    async def failures(self, limit: int = 100, run_id: str | None = None) -> list[dict[str, Any]]:
-        """The dead-letter list: failed documents, newest first."""
+    async def failures(
+        self, limit: int = 100, run_id: str | None = None, stage: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The dead-letter list: failed documents, newest first, with what a
+        re-drive needs (source, row, title, tags) and why each failed."""
         query = (
-            "SELECT document_id, source, failure_stage AS stage, failure_reason AS reason,"
-            " updated_at FROM documents WHERE status = 'failed'"
+            "SELECT document_id, source, row_number, title, tags, run_id,"
+            " failure_stage AS stage, failure_reason AS reason, attempts, updated_at"
+            " FROM documents WHERE status = 'failed'"
         )
         params: list[Any] = []
         if run_id is not None:
             query += " AND run_id = %s"
             params.append(run_id)
+        if stage is not None:
+            query += " AND failure_stage = %s"
+            params.append(stage)
         query += " ORDER BY updated_at DESC, document_id LIMIT %s"
         params.append(limit)
         async with self._pool.connection() as conn:

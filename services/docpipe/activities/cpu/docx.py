@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 
-from docpipe.activities.cpu.extract_types import ExtractedText
+from docpipe.activities.cpu.extracted import ExtractedText
 from docpipe.errors import DocumentError
 from docpipe.models import Stage
 
@@ -81,7 +81,9 @@ def extract_docx(data: bytes, *, max_part_bytes: int = MAX_PART_BYTES) -> Extrac
     with archive:
         document = _read_part(archive, DOCUMENT_PART, max_part_bytes)
         if document is None:
-            raise DocumentError(Stage.EXTRACT, f"not a Word document: the zip has no {DOCUMENT_PART}")
+            raise DocumentError(
+                Stage.EXTRACT, f"not a Word document: the zip has no {DOCUMENT_PART}"
+            )
         styles = _style_names(_read_part(archive, "word/styles.xml", max_part_bytes))
         core_title = _core_title(_read_part(archive, "docProps/core.xml", max_part_bytes))
         root = _parse(document, DOCUMENT_PART)

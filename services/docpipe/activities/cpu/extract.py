@@ -1,41 +1,67 @@
 """Text extraction: from a document's bytes and (sniffed) type to plain text.
 
 This module is the entry point of the text steps; the work is split into
-:mod:`.sniff` (what is it), :mod:`.encoding` (bytes to str) and
-:mod:`.html_text` (markup to text).
+:mod:`.sniff` (what is it), :mod:`.encoding` (bytes to str),
+:mod:`.html_text` (markup to text), :mod:`.pdf` (PDF text layer) and
+:mod:`.docx` (Word documents).
+
+Images and scanned PDFs have no text to extract on the CPU: for them
+:func:`extract_text` raises :class:`NeedsOcr`, which is not a failure but a
+routing decision, so the pipeline can send the document to the GPU OCR step.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
 
 from docpipe.activities.cpu import sniff
+from docpipe.activities.cpu.docx import extract_docx
 from docpipe.activities.cpu.encoding import decode_text
+from docpipe.activities.cpu.extracted import ExtractedText
 from docpipe.activities.cpu.html_text import html_to_text
+from docpipe.activities.cpu.pdf import extract_pdf
 from docpipe.activities.cpu.sniff import sniff_content_type
 from docpipe.errors import DocumentError
 from docpipe.models import Stage
 
-__all__ = ["ExtractedText", "decode_text", "extract_text", "sniff_content_type"]
+__all__ = ["ExtractedText", "NeedsOcr", "decode_text", "extract_text", "sniff_content_type"]
 
 # Other textual types whose content is read as is.
 _PLAIN_LIKE = {"application/json", "application/xml", "application/x-ndjson"}
 _HTML_LIKE = {sniff.HTML, "application/xhtml+xml"}
 _MARKDOWN_LIKE = {sniff.MARKDOWN, "text/x-markdown", "text/x-gfm"}
+# Images whose text OCR reads (Pillow decodes them; multi-page TIFFs: the first page).
+_OCR_IMAGES = {sniff.PNG, sniff.JPEG, sniff.TIFF}
 
 _UNSUPPORTED_REASONS = {
-    sniff.PDF: "PDF text extraction is not supported yet",
-    sniff.PNG: "text recognition (OCR) in images is not supported yet",
-    sniff.JPEG: "text recognition (OCR) in images is not supported yet",
-    sniff.TIFF: "text recognition (OCR) in images is not supported yet",
-    sniff.GIF: "text recognition (OCR) in images is not supported yet",
-    sniff.ZIP: "archives and office documents (zip containers such as .docx) are not supported",
+    sniff.GIF: "text recognition (OCR) in GIF images is not supported; convert it to PNG",
+    sniff.ZIP: "archives and office documents other than Word (.docx) are not supported",
     sniff.GZIP: "compressed files are not supported; upload the uncompressed document",
     sniff.BINARY: "the content is binary data, not text",
 }
+_SUPPORTED = "only plain text, Markdown, HTML, PDF, DOCX and PNG/JPEG/TIFF images are supported"
+
+
+class NeedsOcr(Exception):
+    """The document's text can only be read by OCR (an image, a scanned PDF).
+
+    Deliberately not a :class:`DocumentError`: the document is fine, it just
+    belongs on the GPU queue. ``pages`` are the 0-based pages to recognise
+    (``[0]`` for an image); ``content_type`` says whether they are PDF pages to
+    render first or the image itself.
+    """
+
+    def __init__(self, pages: list[int], content_type: str = "") -> None:
+        super().__init__(f"{content_type or 'document'} needs OCR of {len(pages)} page(s)")
+        self.pages = list(pages)
+        self.content_type = content_type
+
+    def __reduce__(self) -> tuple[type[NeedsOcr], tuple[list[int], str]]:
+        # Raised inside the CPU worker's process pool: must survive pickling back.
+        return (type(self), (self.pages, self.content_type))
+
 
 MAX_PLAIN_TITLE_CHARS = 120
 
@@ -47,20 +73,21 @@ _META_CHARSET_RE = re.compile(
 _MARKDOWN = MarkdownIt("commonmark").enable("table").enable("strikethrough")
 
 
-@dataclass
-class ExtractedText:
-    text: str
-    title: str
-    """The document's own title (``<title>``, first heading), or ``""``."""
-
-
 def extract_text(data: bytes, content_type: str) -> ExtractedText:
     """Plain text and title of a document of type ``content_type``.
 
     ``content_type`` should come from :func:`sniff_content_type`; a
     ``charset=`` parameter is honoured when the bytes do not say otherwise.
-    Raises :class:`DocumentError` (stage ``extract``) for types that carry no
-    extractable text yet and for undecodable bytes.
+
+    A PDF gives its text layer. If every page with content is a scan (no text
+    layer), :class:`NeedsOcr` is raised with those pages. A partly scanned
+    PDF returns the text it has, and lists the scanned pages in
+    ``pages_needing_ocr`` without raising: its text is usable as it is, and
+    OCR of the remaining pages is an optional extra. PNG, JPEG and TIFF
+    images always raise ``NeedsOcr(pages=[0])``.
+
+    Raises :class:`DocumentError` (stage ``extract``) for unsupported types,
+    undecodable bytes and corrupt, encrypted or oversized PDFs and DOCX files.
     """
     mime, charset = _parse_content_type(content_type)
     if mime in _HTML_LIKE:
@@ -74,9 +101,22 @@ def extract_text(data: bytes, content_type: str) -> ExtractedText:
     if mime.startswith("text/") or mime in _PLAIN_LIKE:
         text = decode_text(data, charset)
         return ExtractedText(text=text, title=_plain_title(text) if mime == sniff.PLAIN else "")
+    if mime == sniff.PDF:
+        return _extract_pdf_text(data)
+    if mime == sniff.DOCX:
+        return extract_docx(data)
+    if mime in _OCR_IMAGES:
+        raise NeedsOcr(pages=[0], content_type=mime)
 
-    reason = _UNSUPPORTED_REASONS.get(mime, "only plain text, Markdown and HTML are supported")
+    reason = _UNSUPPORTED_REASONS.get(mime, _SUPPORTED)
     raise DocumentError(Stage.EXTRACT, f"unsupported content type {mime or '(none)'}: {reason}")
+
+
+def _extract_pdf_text(data: bytes) -> ExtractedText:
+    pdf = extract_pdf(data)
+    if pdf.is_scanned:
+        raise NeedsOcr(pages=pdf.pages_needing_ocr, content_type=sniff.PDF)
+    return ExtractedText(text=pdf.text, title=pdf.title, pages_needing_ocr=pdf.pages_needing_ocr)
 
 
 def _plain_title(text: str) -> str:

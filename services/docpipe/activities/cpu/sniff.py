@@ -12,6 +12,7 @@ import re
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
+from docpipe.activities.cpu.docx import is_docx
 from docpipe.activities.cpu.encoding import bom_encoding, guess_utf16_without_bom, looks_binary
 
 HTML = "text/html"
@@ -23,6 +24,7 @@ JPEG = "image/jpeg"
 TIFF = "image/tiff"
 GIF = "image/gif"
 ZIP = "application/zip"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 GZIP = "application/gzip"
 BINARY = "application/octet-stream"
 
@@ -72,6 +74,9 @@ def sniff_content_type(data: bytes, declared: str = "", filename: str = "") -> s
     stripped = head.lstrip(b" \t\r\n")
     for magic, mime in _MAGIC:
         if stripped.startswith(magic):
+            # A zip is a container: a Word document is one holding word/document.xml.
+            if mime == ZIP and is_docx(data):
+                return DOCX
             return mime
 
     text = _decode_head(head)

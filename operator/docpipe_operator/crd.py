@@ -1,0 +1,475 @@
+"""The DocumentPipeline CustomResourceDefinition, built from spec.py's defaults.
+
+The four pools share one shape but not their defaults, so the schema is
+generated rather than written four times by hand. The YAML in
+``deploy/crds/`` is this module's output (``python -m docpipe_operator.crd``),
+and a test fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+
+from docpipe_operator import GROUP, KIND, PLURAL, POOLS, SHORT_NAME, VERSION
+from docpipe_operator.spec import (
+    MAX_NAME_LENGTH,
+    NAME_PATTERN,
+    POOL_DEFAULTS,
+    QUEUE_DEFAULTS,
+    SCALING_DEFAULTS,
+    SECRET_KEY_DEFAULTS,
+    TEMPORAL_DEFAULTS,
+    WORKER_GRACEFUL_SHUTDOWN_S,
+)
+
+Schema = dict[str, Any]
+
+# Kubernetes' own pattern for resource quantities (as in generated CRDs).
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+    r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+
+def _str(description: str, **extra: Any) -> Schema:
+    return {"type": "string", "description": description, **extra}
+
+
+def _int(description: str, **extra: Any) -> Schema:
+    return {"type": "integer", "description": description, **extra}
+
+
+def _num(description: str, **extra: Any) -> Schema:
+    return {"type": "number", "description": description, **extra}
+
+
+def _obj(description: str, properties: Schema, **extra: Any) -> Schema:
+    return {"type": "object", "description": description, "properties": properties, **extra}
+
+
+def _secret_key_ref(description: str, default_key: str) -> Schema:
+    return _obj(
+        description,
+        {
+            "name": _str("Secret name, in the DocumentPipeline's namespace.", minLength=1),
+            "key": _str("Key in the Secret.", default=default_key, minLength=1),
+        },
+        required=["name"],
+    )
+
+
+def _local_ref(description: str) -> Schema:
+    return _obj(
+        description,
+        {"name": _str("Name.", minLength=1), "optional": {"type": "boolean"}},
+        required=["name"],
+    )
+
+
+ENV: Schema = {
+    "type": "array",
+    "description": "Extra environment variables (Kubernetes EnvVar); they override generated ones.",
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["name"],
+    "items": _obj(
+        "An environment variable.",
+        {
+            "name": _str("Variable name.", minLength=1),
+            "value": _str("Literal value."),
+            "valueFrom": {
+                "type": "object",
+                "description": "A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef...).",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+        },
+        required=["name"],
+    ),
+}
+
+ENV_FROM: Schema = {
+    "type": "array",
+    "description": "Whole Secrets/ConfigMaps as environment (Kubernetes EnvFromSource).",
+    "items": _obj(
+        "One source.",
+        {
+            "prefix": _str("Prefix for every key."),
+            "configMapRef": _local_ref("A ConfigMap."),
+            "secretRef": _local_ref("A Secret."),
+        },
+    ),
+}
+
+RESOURCE_LIST: Schema = {
+    "type": "object",
+    "additionalProperties": {
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": QUANTITY_PATTERN,
+        "x-kubernetes-int-or-string": True,
+    },
+}
+
+RESOURCES: Schema = _obj(
+    "Container resources (Kubernetes ResourceRequirements). The GPU pool's "
+    "nvidia.com/gpu limit comes from gpusPerPod.",
+    {"limits": RESOURCE_LIST, "requests": RESOURCE_LIST},
+)
+
+TOLERATIONS: Schema = {
+    "type": "array",
+    "description": "Kubernetes tolerations. The GPU pool always tolerates nvidia.com/gpu.",
+    "items": _obj(
+        "A toleration.",
+        {
+            "key": _str("Taint key."),
+            "operator": _str("Exists or Equal.", enum=["Exists", "Equal"]),
+            "value": _str("Taint value."),
+            "effect": _str("Taint effect.", enum=["NoSchedule", "PreferNoSchedule", "NoExecute"]),
+            "tolerationSeconds": _int("For NoExecute: how long to stay.", format="int64"),
+        },
+    ),
+}
+
+
+def _scaling_schema(kind: str) -> Schema:
+    d = SCALING_DEFAULTS[kind]
+    return _obj(
+        "Scaling knobs (docs/scaling.md).",
+        {
+            "pollIntervalSeconds": _num(
+                "How often the queue is read and a decision made.",
+                default=d["pollIntervalSeconds"],
+                minimum=1,
+            ),
+            "targetBacklogPerReplica": _num(
+                "Waiting tasks one extra replica absorbs (KEDA's targetQueueSize).",
+                default=d["targetBacklogPerReplica"],
+                exclusiveMinimum=True,
+                minimum=0,
+            ),
+            "targetBacklogAgeSeconds": _num(
+                "A backlog older than this scales up even when it is short.",
+                default=d["targetBacklogAgeSeconds"],
+                exclusiveMinimum=True,
+                minimum=0,
+            ),
+            "taskSeconds": _num(
+                "Typical task duration: work in flight = dispatch rate x taskSeconds, and "
+                "the scale-down window is never shorter.",
+                default=d["taskSeconds"],
+                exclusiveMinimum=True,
+                minimum=0,
+            ),
+            "scaleUpHorizonSeconds": _num(
+                "How far ahead a growing backlog is projected (about a pod's start-up time).",
+                default=d["scaleUpHorizonSeconds"],
+                minimum=0,
+            ),
+            "scaleDownStabilizationSeconds": _num(
+                "Scale down only below every recommendation of this window; also the cooldown "
+                "after a scale-up.",
+                default=d["scaleDownStabilizationSeconds"],
+                minimum=0,
+            ),
+            "maxScaleDownStep": _int(
+                "Most replicas removed by one decision.",
+                default=d["maxScaleDownStep"],
+                minimum=1,
+            ),
+            "scaleToZero": {
+                "type": "boolean",
+                "description": "Go to zero replicas after a whole window without work; back on "
+                "the first queued task.",
+                "default": d["scaleToZero"],
+            },
+        },
+        default={},
+    )
+
+
+def _pool_schema(kind: str) -> Schema:
+    d = POOL_DEFAULTS[kind]
+    properties: Schema = {
+        "image": _str("Worker image; runs `docpipe worker " + kind + "`.", minLength=1),
+        "imagePullPolicy": _str(
+            "Image pull policy.",
+            enum=["Always", "IfNotPresent", "Never"],
+            default=d["imagePullPolicy"],
+        ),
+        "minReplicas": _int("Fewest replicas while there is work.", minimum=0, default=d["minReplicas"]),
+        "maxReplicas": _int("Most replicas.", minimum=1, default=d["maxReplicas"]),
+        "concurrency": _int(
+            "Tasks one replica runs at once (its slots); also sets the worker's own limit.",
+            minimum=1,
+            default=d["concurrency"],
+        ),
+        "resources": RESOURCES,
+        "env": ENV,
+        "envFrom": ENV_FROM,
+        "nodeSelector": {
+            "type": "object",
+            "description": "Node labels the pods must match.",
+            "additionalProperties": {"type": "string"},
+        },
+        "tolerations": TOLERATIONS,
+        "affinity": {
+            "type": "object",
+            "description": "Kubernetes Affinity, passed through to the pods.",
+            "x-kubernetes-preserve-unknown-fields": True,
+        },
+        "priorityClassName": _str("PriorityClass of the pods."),
+        "serviceAccountName": _str("ServiceAccount of the pods (default: the namespace's default)."),
+        "terminationGracePeriodSeconds": _int(
+            f"SIGTERM-to-SIGKILL time; must exceed the workers' {WORKER_GRACEFUL_SHUTDOWN_S} s "
+            "graceful shutdown.",
+            minimum=WORKER_GRACEFUL_SHUTDOWN_S + 1,
+            default=d["terminationGracePeriodSeconds"],
+        ),
+        "scaling": _scaling_schema(kind),
+    }
+    if kind == "gpu":
+        properties["gpusPerPod"] = _int(
+            "nvidia.com/gpu per pod (0: run on CPU, no GPU node needed).",
+            minimum=0,
+            default=d["gpusPerPod"],
+        )
+    return _obj(
+        f"The {kind} worker pool.",
+        properties,
+        required=["image"],
+        **{
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.minReplicas) || !has(self.maxReplicas) || "
+                    "self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must not exceed maxReplicas",
+                }
+            ]
+        },
+    )
+
+
+def _spec_schema() -> Schema:
+    return _obj(
+        "What to run: where Temporal is, the queues, and one pool per worker type.",
+        {
+            "temporal": _obj(
+                "The Temporal frontend the workers (and the operator) connect to.",
+                {
+                    "address": _str(
+                        "host:port of the Temporal frontend.",
+                        pattern=r"^[^:\s]+:[0-9]+$",
+                    ),
+                    "namespace": _str("Temporal namespace.", default=TEMPORAL_DEFAULTS["namespace"]),
+                    "tls": {
+                        "type": "boolean",
+                        "description": "Connect with TLS (system CAs); implied by an API key.",
+                        "default": TEMPORAL_DEFAULTS["tls"],
+                    },
+                    "apiKeySecretRef": _secret_key_ref(
+                        "Secret holding a Temporal Cloud API key.",
+                        SECRET_KEY_DEFAULTS["temporalApiKey"],
+                    ),
+                },
+                required=["address"],
+            ),
+            "queues": _obj(
+                "Task-queue names.",
+                {kind: _str(f"The {kind} queue.", default=QUEUE_DEFAULTS[kind], minLength=1) for kind in POOLS},
+                default={},
+            ),
+            "s3": _obj(
+                "Object storage (S3 API) for the claim-check payloads.",
+                {
+                    "endpoint": _str("S3 endpoint URL."),
+                    "bucket": _str("Bucket (created if missing)."),
+                    "region": _str("Region."),
+                    "credentialsSecretRef": _obj(
+                        "Secret with the access key pair.",
+                        {
+                            "name": _str("Secret name.", minLength=1),
+                            "accessKeyKey": _str(
+                                "Key of the access key.", default=SECRET_KEY_DEFAULTS["s3AccessKey"]
+                            ),
+                            "secretKeyKey": _str(
+                                "Key of the secret key.", default=SECRET_KEY_DEFAULTS["s3SecretKey"]
+                            ),
+                        },
+                        required=["name"],
+                    ),
+                },
+            ),
+            "metadataDb": _obj(
+                "PostgreSQL for document metadata.",
+                {
+                    "host": _str("Host name."),
+                    "port": _int("Port.", minimum=1, maximum=65535),
+                    "database": _str("Database name."),
+                    "credentialsSecretRef": _obj(
+                        "Secret with the user name and password.",
+                        {
+                            "name": _str("Secret name.", minLength=1),
+                            "usernameKey": _str("Key of the user name.", default=SECRET_KEY_DEFAULTS["dbUser"]),
+                            "passwordKey": _str("Key of the password.", default=SECRET_KEY_DEFAULTS["dbPassword"]),
+                        },
+                        required=["name"],
+                    ),
+                },
+            ),
+            "vectorDb": _obj(
+                "ChromaDB for chunk vectors.",
+                {"url": _str("Chroma server URL."), "collection": _str("Collection name.")},
+            ),
+            "env": ENV,
+            "envFrom": ENV_FROM,
+            "imagePullSecrets": {
+                "type": "array",
+                "description": "Secrets for pulling the worker images.",
+                "items": _obj("A Secret.", {"name": _str("Secret name.", minLength=1)}, required=["name"]),
+            },
+            "pools": _obj(
+                "One pool per worker type; each becomes a Deployment and a metrics Service.",
+                {kind: _pool_schema(kind) for kind in POOLS},
+                required=list(POOLS),
+            ),
+        },
+        required=["temporal", "pools"],
+    )
+
+
+def _pool_status_schema() -> Schema:
+    return _obj(
+        "One pool as the operator last saw it.",
+        {
+            "queue": _str("Task queue."),
+            "desiredReplicas": _int("Replicas the policy asked for."),
+            "currentReplicas": _int("The Deployment's spec.replicas."),
+            "readyReplicas": _int("The Deployment's ready pods."),
+            "backlog": _int("Approximate tasks waiting."),
+            "backlogAgeSeconds": _num("Age of the oldest waiting task."),
+            "addRate": _num("Tasks added per second (30 s average)."),
+            "dispatchRate": _num("Tasks dispatched per second (30 s average)."),
+            "inFlightEstimate": _num("dispatchRate x taskSeconds."),
+            "lastDecision": _str("Reason of the last decision."),
+            "lastDecisionMessage": _str("Its explanation."),
+            "lastScaleTime": _str("When replicas last changed.", format="date-time"),
+            "lastScaleReason": _str("Why they changed."),
+        },
+    )
+
+
+def _status_schema() -> Schema:
+    condition = _obj(
+        "A condition (Ready, TemporalReachable, Scaling).",
+        {
+            "type": _str("Condition type."),
+            "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+            "reason": _str("CamelCase reason."),
+            "message": _str("Human explanation."),
+            "lastTransitionTime": _str("When status last changed.", format="date-time"),
+            "observedGeneration": _int("Generation the condition was computed for."),
+        },
+        required=["type", "status"],
+    )
+    return _obj(
+        "What the operator observed and decided.",
+        {
+            "phase": _str("Pending, Running, Degraded or Invalid."),
+            "observedGeneration": _int("The spec generation the Deployments reflect."),
+            "totalBacklog": _int("Tasks waiting on all four queues."),
+            "pools": _obj("Per pool.", {kind: _pool_status_schema() for kind in POOLS}),
+            "conditions": {
+                "type": "array",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+                "items": condition,
+            },
+        },
+        # kopf keeps its own bookkeeping under status; let it through.
+        **{"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+def build() -> dict[str, Any]:
+    """The CRD manifest (apiextensions.k8s.io/v1)."""
+    printer_columns = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        *(
+            {
+                "name": kind.upper() if kind in ("cpu", "gpu", "io") else kind.capitalize(),
+                "type": "integer",
+                "description": f"Ready {kind} replicas",
+                "jsonPath": f".status.pools.{kind}.readyReplicas",
+            }
+            for kind in POOLS
+        ),
+        {"name": "Backlog", "type": "integer", "jsonPath": ".status.totalBacklog"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    schema = _obj(
+        "A document-processing pipeline: its Temporal workers and how they scale.",
+        {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": _spec_schema(),
+            "status": _status_schema(),
+        },
+        required=["spec"],
+        **{
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && "
+                    f"self.metadata.name.matches('{NAME_PATTERN}')",
+                    "message": f"name must be a DNS label of at most {MAX_NAME_LENGTH} "
+                    "characters (the worker Services are named after it)",
+                }
+            ]
+        },
+    )
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/name": "docpipe", "app.kubernetes.io/part-of": "docpipe"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": [SHORT_NAME],
+                "categories": ["docpipe"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer_columns,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+HEADER = (
+    "# Generated by `python -m docpipe_operator.crd` from operator/docpipe_operator/spec.py.\n"
+    "# Do not edit by hand: tests/operator/test_crd.py fails when this file drifts.\n"
+)
+
+
+def render() -> str:
+    return HEADER + yaml.safe_dump(build(), sort_keys=False, width=100)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

@@ -1,0 +1,309 @@
+"""The scaling policy: task-queue statistics in, desired replicas out. Pure.
+
+Nothing here does I/O or reads a clock: the caller passes ``now`` and the
+state returned by the previous decision, so the same function runs in the
+operator, in unit tests and in a trace-driven simulation.
+
+The anchor is KEDA's Temporal scaler, ``desired = ceil(backlog /
+targetQueueSize)``. It fails in three known ways, and each rule below exists
+for one of them (docs/scaling.md has the long form):
+
+* **Fan-out** (kedacore/keda#7977): one workflow fans out as many activities as
+  there are slots; every task is dispatched at once, so the backlog reads ~0
+  while every slot is busy, and KEDA shrinks the busy pool. We estimate the
+  work in flight with Little's law (dispatch rate x typical task duration) and
+  never recommend fewer replicas than that work needs; the scale-down window
+  is at least one task duration long, so work dispatched in one burst (whose
+  30 s rate average decays before the tasks finish) still holds its replicas.
+* **Lag** (kedacore/keda#7966): the backlog count only rises once the pool is
+  saturated. We also scale on the backlog's *age* and on the backlog's growth
+  (add rate above dispatch rate), projected over the time a new pod takes to
+  start, so the pool grows before the count looks alarming.
+* **Flapping**: up is immediate; down happens only when every recommendation
+  of the stabilisation window was lower (so a noisy load settles at its recent
+  peak), by at most ``max_scale_down_step`` replicas per decision, and never
+  while tasks are waiting.
+
+Plus: ``[min, max]`` clamps; a pool with ``scale_to_zero`` goes to zero after a
+whole window without work and comes back on the first queued task (Temporal
+reports the backlog of a queue that has no pollers); and no statistics means
+*hold*: missing data never shrinks a pool, let alone to zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+# Rates and counts below this are "nothing" (the server reports float rates).
+_EPSILON = 1e-6
+# Age pressure may at most double the pool in one decision.
+_MAX_AGE_UP_FACTOR = 2.0
+
+
+class Reason(StrEnum):
+    """Why a decision came out as it did (CamelCase: it lands in Events and status)."""
+
+    STEADY = "Steady"
+    NO_DATA = "NoData"
+    STABILIZING = "Stabilizing"
+    BACKLOG_WAITING = "BacklogWaiting"
+    MIN_REPLICAS = "MinReplicas"
+    MAX_REPLICAS = "MaxReplicas"
+    SCALE_FROM_ZERO = "ScaleFromZero"
+    BACKLOG = "Backlog"
+    BACKLOG_GROWING = "BacklogGrowing"
+    BACKLOG_AGE = "BacklogAge"
+    BUSY = "Busy"
+    ARRIVALS = "Arrivals"
+    SCALE_DOWN = "ScaleDown"
+    SCALE_TO_ZERO = "ScaleToZero"
+
+
+@dataclass(frozen=True)
+class ScalingKnobs:
+    """One pool's policy settings (the CRD's ``pools.<kind>`` and ``scaling`` fields)."""
+
+    min_replicas: int
+    max_replicas: int
+    concurrency: int
+    """Tasks one replica runs at once (its slots)."""
+    target_backlog_per_replica: float
+    """KEDA's targetQueueSize: waiting tasks one extra replica should absorb."""
+    task_seconds: float
+    """Typical duration of one task; turns the dispatch rate into work in flight."""
+    target_backlog_age_s: float
+    """A backlog older than this scales the pool up even when it is short."""
+    scale_up_horizon_s: float
+    """How far ahead a growing backlog is projected (about a pod's start-up time)."""
+    scale_down_stabilization_s: float
+    max_scale_down_step: int
+    scale_to_zero: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_replicas <= self.max_replicas:
+            raise ValueError(
+                f"need 0 <= min_replicas <= max_replicas, got {self.min_replicas}, "
+                f"{self.max_replicas}"
+            )
+        if self.concurrency < 1 or self.max_scale_down_step < 1:
+            raise ValueError("concurrency and max_scale_down_step must be >= 1")
+        if self.target_backlog_per_replica <= 0 or self.target_backlog_age_s <= 0:
+            raise ValueError("targets must be positive")
+
+    @property
+    def down_window_s(self) -> float:
+        """The stabilisation window, never shorter than one task (see the module doc)."""
+        return max(self.scale_down_stabilization_s, self.task_seconds)
+
+
+@dataclass(frozen=True)
+class QueueSignal:
+    """What Temporal says about one task queue (DescribeTaskQueue report_stats)."""
+
+    backlog_count: int
+    backlog_age_s: float
+    add_rate: float
+    dispatch_rate: float
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting, nothing added or dispatched (the rates are 30 s averages)."""
+        return (
+            self.backlog_count <= 0
+            and self.add_rate <= _EPSILON
+            and self.dispatch_rate <= _EPSILON
+        )
+
+
+@dataclass(frozen=True)
+class ScalingState:
+    """What a decision remembers for the next one (kept by the caller)."""
+
+    recommendations: tuple[tuple[float, int], ...] = ()
+    """(time, target) of recent decisions, pruned to the down window."""
+    tracking_since: float | None = None
+    """When this state started observing; no scale-down before a full window."""
+    last_scale_time: float | None = None
+    last_direction: int = 0
+
+
+@dataclass(frozen=True)
+class Load:
+    """The policy's reading of the queue, kept for status and Events."""
+
+    in_flight: float
+    busy_replicas: int
+    keep_up_replicas: int
+    projected_backlog: float
+    drain_replicas: int
+    age_replicas: int
+    floor: int
+    target: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    replicas: int
+    reason: Reason
+    message: str
+    state: ScalingState
+    load: Load | None = None
+    current: int = 0
+
+    @property
+    def direction(self) -> int:
+        """+1 scale up, -1 scale down, 0 no change."""
+        return (self.replicas > self.current) - (self.replicas < self.current)
+
+
+@dataclass
+class _Terms:
+    """The recommendation's parts, to name the one that drove a scale-up."""
+
+    values: dict[Reason, int] = field(default_factory=dict)
+
+    def dominant(self) -> Reason:
+        return max(self.values, key=lambda reason: self.values[reason])
+
+
+def _ceil(value: float) -> int:
+    """ceil that ignores float dust (4.0000000001 tasks is 4 tasks, not 5)."""
+    return max(0, math.ceil(value - 1e-9))
+
+
+def assess(signal: QueueSignal, knobs: ScalingKnobs, current: int) -> tuple[Load, _Terms]:
+    """Replicas each signal asks for, and their combination (before stabilisation)."""
+    in_flight = signal.dispatch_rate * knobs.task_seconds
+    busy = _ceil(in_flight / knobs.concurrency)
+    keep_up = _ceil(signal.add_rate * knobs.task_seconds / knobs.concurrency)
+    growth = max(0.0, signal.add_rate - signal.dispatch_rate)
+    projected = max(0, signal.backlog_count) + growth * knobs.scale_up_horizon_s
+    drain = _ceil(projected / knobs.target_backlog_per_replica)
+    # Replicas for the work that is running (or arriving), plus enough to
+    # absorb what waits: the waiting tasks cannot use slots that are busy.
+    base = max(busy, keep_up)
+    demand = base + drain
+    age = 0
+    if signal.backlog_count > 0 and signal.backlog_age_s > knobs.target_backlog_age_s:
+        factor = min(signal.backlog_age_s / knobs.target_backlog_age_s, _MAX_AGE_UP_FACTOR)
+        age = max(current + 1, _ceil(current * factor))
+    floor = 0 if (knobs.scale_to_zero and signal.idle) else knobs.min_replicas
+    target = min(max(demand, age, floor), knobs.max_replicas)
+
+    terms = _Terms()
+    if drain:
+        terms.values[Reason.BACKLOG_GROWING if growth > _EPSILON else Reason.BACKLOG] = demand
+    if age:
+        terms.values[Reason.BACKLOG_AGE] = age
+    if busy and busy >= keep_up:
+        terms.values[Reason.BUSY] = base
+    elif keep_up:
+        terms.values[Reason.ARRIVALS] = base
+    terms.values[Reason.MIN_REPLICAS] = floor
+    load = Load(
+        in_flight=in_flight,
+        busy_replicas=busy,
+        keep_up_replicas=keep_up,
+        projected_backlog=projected,
+        drain_replicas=drain,
+        age_replicas=age,
+        floor=floor,
+        target=target,
+    )
+    return load, terms
+
+
+def _hold_floor(current: int, knobs: ScalingKnobs) -> int:
+    """The lowest replica count a hold may keep: a pool already at zero may stay there."""
+    if current == 0 and (knobs.scale_to_zero or knobs.min_replicas == 0):
+        return 0
+    return knobs.min_replicas
+
+
+def describe(signal: QueueSignal) -> str:
+    return (
+        f"backlog {signal.backlog_count}, age {signal.backlog_age_s:.0f} s, "
+        f"add {signal.add_rate:.2f}/s, dispatch {signal.dispatch_rate:.2f}/s"
+    )
+
+
+def decide(
+    current: int,
+    signal: QueueSignal | None,
+    knobs: ScalingKnobs,
+    state: ScalingState,
+    now: float,
+) -> Decision:
+    """The replicas a pool should have now.
+
+    ``current`` is the Deployment's replica count, ``signal`` the queue's
+    statistics (``None`` when Temporal could not be asked), ``state`` what the
+    previous decision returned (``ScalingState()`` the first time).
+    """
+    if signal is None:
+        held = min(max(current, _hold_floor(current, knobs)), knobs.max_replicas)
+        if held != current:
+            reason = Reason.MAX_REPLICAS if held < current else Reason.MIN_REPLICAS
+            message = f"no queue statistics; {current} -> {held} to stay within [min, max]"
+            return _scaled(current, held, reason, message, state, now, None)
+        message = f"no queue statistics; holding {current} replicas"
+        return Decision(current, Reason.NO_DATA, message, state, None, current)
+
+    load, terms = assess(signal, knobs, current)
+    target = load.target
+    since = state.tracking_since if state.tracking_since is not None else now
+    window = knobs.down_window_s
+    recent = tuple((t, r) for t, r in state.recommendations if now - t < window)
+    state = replace(state, recommendations=(*recent, (now, target)), tracking_since=since)
+    facts = describe(signal)
+
+    if target > current:
+        if current == 0:
+            reason = Reason.SCALE_FROM_ZERO
+        else:
+            reason = terms.dominant()
+        message = f"{current} -> {target}: {facts}, ~{load.in_flight:.1f} tasks in flight"
+        return _scaled(current, target, reason, message, state, now, load)
+
+    if target == current:
+        return Decision(current, Reason.STEADY, f"{current} replicas fit: {facts}", state, load, current)
+
+    # target < current: the rules that make scale-down slow and safe.
+    if current > knobs.max_replicas:
+        message = f"{current} -> {knobs.max_replicas}: above maxReplicas"
+        return _scaled(current, knobs.max_replicas, Reason.MAX_REPLICAS, message, state, now, load)
+    if signal.backlog_count > 0:
+        message = f"holding {current}: tasks are waiting, so every slot is busy ({facts})"
+        return Decision(current, Reason.BACKLOG_WAITING, message, state, load, current)
+    stabilised = max(r for _, r in state.recommendations)
+    if now - since < window or stabilised >= current:
+        message = (
+            f"holding {current}: want {target}, but the last {window:.0f} s "
+            f"asked for up to {stabilised} ({facts})"
+        )
+        return Decision(current, Reason.STABILIZING, message, state, load, current)
+    new = max(stabilised, current - knobs.max_scale_down_step)
+    reason = Reason.SCALE_TO_ZERO if new == 0 else Reason.SCALE_DOWN
+    message = f"{current} -> {new}: {facts}, ~{load.in_flight:.1f} tasks in flight"
+    return _scaled(current, new, reason, message, state, now, load)
+
+
+def _scaled(
+    current: int,
+    new: int,
+    reason: Reason,
+    message: str,
+    state: ScalingState,
+    now: float,
+    load: Load | None,
+) -> Decision:
+    direction = 1 if new > current else -1
+    state = replace(state, last_scale_time=now, last_direction=direction)
+    return Decision(new, reason, message, state, load, current)
+
+
+def keda_desired(backlog_count: int, target_queue_size: float, min_replicas: int, max_replicas: int) -> int:
+    """KEDA's Temporal scaler formula, the anchor our policy is compared with."""
+    return min(max(_ceil(backlog_count / target_queue_size), min_replicas), max_replicas)

@@ -1,0 +1,245 @@
+"""The DocumentPipeline spec as typed Python, with its defaults and checks.
+
+The defaults live here once: crd.py writes them into the CRD's schema (so the
+API server fills them in) and :func:`parse` applies them again, because an
+object created before a CRD upgrade, or stored by a server that skipped
+defaulting, must still mean the same thing. :func:`problems` repeats the
+CRD's CEL rules for the same reason (and for clusters too old for CEL); the
+operator reports them in status rather than acting on a spec it cannot honour.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from docpipe import queues
+
+from docpipe_operator import POOLS
+from docpipe_operator.scaling import ScalingKnobs
+
+# Workers finish in-flight tasks for GRACEFUL_SHUTDOWN (30 s) after SIGTERM
+# (services/docpipe/workers/common.py); Kubernetes must wait longer than that
+# before SIGKILL, or tasks are lost mid-flight instead of handed back.
+WORKER_GRACEFUL_SHUTDOWN_S = 30
+DEFAULT_TERMINATION_GRACE_S = WORKER_GRACEFUL_SHUTDOWN_S + 15
+
+METRICS_PORT = 9100
+SDK_METRICS_PORT = 9101
+
+# Longest CR name whose children's names stay valid DNS labels:
+# "<name>-workflow-metrics" must fit in 63 characters.
+MAX_NAME_LENGTH = 63 - len("-workflow-metrics")
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+QUEUE_DEFAULTS: dict[str, str] = {
+    "workflow": queues.WORKFLOW_QUEUE,
+    "cpu": queues.CPU_QUEUE,
+    "gpu": queues.GPU_QUEUE,
+    "io": queues.IO_QUEUE,
+}
+
+# Per pool: replicas, slots and resources (CRD field names).
+POOL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "workflow": {"minReplicas": 1, "maxReplicas": 10, "concurrency": 100},
+    "cpu": {"minReplicas": 1, "maxReplicas": 20, "concurrency": 4},
+    "gpu": {"minReplicas": 1, "maxReplicas": 4, "concurrency": 4, "gpusPerPod": 1},
+    "io": {"minReplicas": 1, "maxReplicas": 10, "concurrency": 200},
+}
+for _pool in POOLS:
+    POOL_DEFAULTS[_pool] |= {
+        "imagePullPolicy": "IfNotPresent",
+        "terminationGracePeriodSeconds": DEFAULT_TERMINATION_GRACE_S,
+    }
+
+# Per pool: the policy's knobs (CRD field names; docs/scaling.md explains each).
+SCALING_DEFAULTS: dict[str, dict[str, Any]] = {
+    "workflow": {"taskSeconds": 0.1, "targetBacklogAgeSeconds": 5, "targetBacklogPerReplica": 100},
+    "cpu": {"taskSeconds": 5, "targetBacklogAgeSeconds": 30, "targetBacklogPerReplica": 4},
+    "gpu": {"taskSeconds": 2, "targetBacklogAgeSeconds": 30, "targetBacklogPerReplica": 4},
+    "io": {"taskSeconds": 1, "targetBacklogAgeSeconds": 10, "targetBacklogPerReplica": 200},
+}
+for _pool in POOLS:
+    SCALING_DEFAULTS[_pool] = {
+        "pollIntervalSeconds": 15,
+        "scaleUpHorizonSeconds": 60 if _pool == "gpu" else 30,
+        "scaleDownStabilizationSeconds": 300,
+        "maxScaleDownStep": 2,
+        "scaleToZero": _pool == "gpu",
+    } | SCALING_DEFAULTS[_pool]
+
+TEMPORAL_DEFAULTS: dict[str, Any] = {"namespace": "default", "tls": False}
+SECRET_KEY_DEFAULTS = {
+    "temporalApiKey": "api-key",
+    "s3AccessKey": "access-key",
+    "s3SecretKey": "secret-key",
+    "dbUser": "username",
+    "dbPassword": "password",
+}
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class TemporalSpec:
+    address: str
+    namespace: str = "default"
+    tls: bool = False
+    api_key: SecretKeyRef | None = None
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One worker pool: its Deployment's shape and its scaling knobs."""
+
+    kind: str
+    image: str
+    knobs: ScalingKnobs
+    poll_interval_s: float
+    image_pull_policy: str = "IfNotPresent"
+    gpus_per_pod: int = 0
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    env: tuple[Mapping[str, Any], ...] = ()
+    env_from: tuple[Mapping[str, Any], ...] = ()
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] = field(default_factory=dict)
+    priority_class_name: str | None = None
+    service_account_name: str | None = None
+    termination_grace_s: int = DEFAULT_TERMINATION_GRACE_S
+
+    @property
+    def initial_replicas(self) -> int:
+        """Replicas a new Deployment starts with: none for a pool that may idle at zero."""
+        return 0 if self.knobs.scale_to_zero else self.knobs.min_replicas
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    temporal: TemporalSpec
+    queues: Mapping[str, str]
+    pools: Mapping[str, PoolSpec]
+    env: tuple[Mapping[str, Any], ...] = ()
+    env_from: tuple[Mapping[str, Any], ...] = ()
+    image_pull_secrets: tuple[str, ...] = ()
+    s3: Mapping[str, Any] = field(default_factory=dict)
+    metadata_db: Mapping[str, Any] = field(default_factory=dict)
+    vector_db: Mapping[str, Any] = field(default_factory=dict)
+
+
+class SpecError(ValueError):
+    """The spec cannot be honoured; the message lists every problem."""
+
+
+def problems(spec: Mapping[str, Any], name: str = "") -> list[str]:
+    """What is wrong with a raw spec (the CRD's rules, checked again here)."""
+    found = []
+    if name and (len(name) > MAX_NAME_LENGTH or not re.match(NAME_PATTERN, name)):
+        found.append(
+            f"metadata.name {name!r}: must be a DNS label of at most {MAX_NAME_LENGTH} characters"
+        )
+    address = (spec.get("temporal") or {}).get("address", "")
+    host, sep, port = str(address).rpartition(":")
+    if not (host and sep and port.isdigit()):
+        found.append(f"spec.temporal.address {address!r}: must be host:port")
+    pools = spec.get("pools") or {}
+    for kind in POOLS:
+        pool = pools.get(kind)
+        if not isinstance(pool, Mapping):
+            found.append(f"spec.pools.{kind}: missing")
+            continue
+        merged = POOL_DEFAULTS[kind] | dict(pool)
+        scaling = SCALING_DEFAULTS[kind] | dict(pool.get("scaling") or {})
+        where = f"spec.pools.{kind}"
+        if not merged.get("image"):
+            found.append(f"{where}.image: required")
+        low, high = merged["minReplicas"], merged["maxReplicas"]
+        if not (isinstance(low, int) and isinstance(high, int) and 0 <= low <= high and high >= 1):
+            found.append(f"{where}: need 0 <= minReplicas <= maxReplicas, maxReplicas >= 1 (got {low}, {high})")
+        if merged["concurrency"] < 1:
+            found.append(f"{where}.concurrency: must be >= 1")
+        if merged.get("gpusPerPod", 0) < 0:
+            found.append(f"{where}.gpusPerPod: must be >= 0")
+        if merged["terminationGracePeriodSeconds"] <= WORKER_GRACEFUL_SHUTDOWN_S:
+            found.append(
+                f"{where}.terminationGracePeriodSeconds: must exceed the workers' "
+                f"{WORKER_GRACEFUL_SHUTDOWN_S} s graceful shutdown"
+            )
+        for knob in ("taskSeconds", "targetBacklogAgeSeconds", "targetBacklogPerReplica", "pollIntervalSeconds"):
+            if not scaling[knob] > 0:
+                found.append(f"{where}.scaling.{knob}: must be > 0")
+        if scaling["maxScaleDownStep"] < 1:
+            found.append(f"{where}.scaling.maxScaleDownStep: must be >= 1")
+        for knob in ("scaleUpHorizonSeconds", "scaleDownStabilizationSeconds"):
+            if scaling[knob] < 0:
+                found.append(f"{where}.scaling.{knob}: must be >= 0")
+    return found
+
+
+def parse(spec: Mapping[str, Any], name: str = "") -> PipelineSpec:
+    """The typed spec with defaults applied; :class:`SpecError` if it is invalid."""
+    found = problems(spec, name)
+    if found:
+        raise SpecError("; ".join(found))
+    raw_temporal = TEMPORAL_DEFAULTS | dict(spec["temporal"])
+    api_key = None
+    if raw_temporal.get("apiKeySecretRef"):
+        ref = raw_temporal["apiKeySecretRef"]
+        api_key = SecretKeyRef(ref["name"], ref.get("key", SECRET_KEY_DEFAULTS["temporalApiKey"]))
+    temporal = TemporalSpec(
+        address=raw_temporal["address"],
+        namespace=raw_temporal["namespace"],
+        tls=bool(raw_temporal["tls"]),
+        api_key=api_key,
+    )
+    return PipelineSpec(
+        temporal=temporal,
+        queues=QUEUE_DEFAULTS | dict(spec.get("queues") or {}),
+        pools={kind: _pool(kind, spec["pools"][kind]) for kind in POOLS},
+        env=tuple(spec.get("env") or ()),
+        env_from=tuple(spec.get("envFrom") or ()),
+        image_pull_secrets=tuple(s["name"] for s in spec.get("imagePullSecrets") or ()),
+        s3=dict(spec.get("s3") or {}),
+        metadata_db=dict(spec.get("metadataDb") or {}),
+        vector_db=dict(spec.get("vectorDb") or {}),
+    )
+
+
+def _pool(kind: str, raw: Mapping[str, Any]) -> PoolSpec:
+    pool = POOL_DEFAULTS[kind] | dict(raw)
+    scaling = SCALING_DEFAULTS[kind] | dict(raw.get("scaling") or {})
+    knobs = ScalingKnobs(
+        min_replicas=pool["minReplicas"],
+        max_replicas=pool["maxReplicas"],
+        concurrency=pool["concurrency"],
+        target_backlog_per_replica=float(scaling["targetBacklogPerReplica"]),
+        task_seconds=float(scaling["taskSeconds"]),
+        target_backlog_age_s=float(scaling["targetBacklogAgeSeconds"]),
+        scale_up_horizon_s=float(scaling["scaleUpHorizonSeconds"]),
+        scale_down_stabilization_s=float(scaling["scaleDownStabilizationSeconds"]),
+        max_scale_down_step=int(scaling["maxScaleDownStep"]),
+        scale_to_zero=bool(scaling["scaleToZero"]),
+    )
+    return PoolSpec(
+        kind=kind,
+        image=pool["image"],
+        knobs=knobs,
+        poll_interval_s=float(scaling["pollIntervalSeconds"]),
+        image_pull_policy=pool["imagePullPolicy"],
+        gpus_per_pod=int(pool.get("gpusPerPod", 0)) if kind == "gpu" else 0,
+        resources=dict(pool.get("resources") or {}),
+        env=tuple(pool.get("env") or ()),
+        env_from=tuple(pool.get("envFrom") or ()),
+        node_selector=dict(pool.get("nodeSelector") or {}),
+        tolerations=tuple(pool.get("tolerations") or ()),
+        affinity=dict(pool.get("affinity") or {}),
+        priority_class_name=pool.get("priorityClassName"),
+        service_account_name=pool.get("serviceAccountName"),
+        termination_grace_s=int(pool["terminationGracePeriodSeconds"]),
+    )
