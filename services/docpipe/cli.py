@@ -89,6 +89,7 @@ async def _start(
     batch_size: int,
     timeout: float,
     max_in_flight: int,
+    webhook_url: str = "",
 ) -> RunSummary:
     from docpipe.workers.common import connect
 
@@ -117,6 +118,7 @@ async def _start(
             batch_size=batch_size,
             timeout_s=timeout,
             max_in_flight=max_in_flight,
+            webhook_url=webhook_url,
             on_batch_done=on_batch_done,
         )
 
@@ -132,6 +134,9 @@ Timeout = Annotated[
 ]
 MaxInFlight = Annotated[int, typer.Option(min=1, help="Batches running at once")]
 Strict = Annotated[bool, typer.Option(help="Exit non-zero if any document failed")]
+WebhookUrl = Annotated[
+    str, typer.Option(help="POST each document's result here (signed with WEBHOOK_SECRET)")
+]
 
 
 @app.command()
@@ -141,11 +146,14 @@ def start(
     timeout: Timeout = 120.0,
     max_in_flight: MaxInFlight = 50,
     strict: Strict = True,
+    webhook_url: WebhookUrl = "",
 ) -> None:
     """Run a CSV of documents through the running pipeline and print a summary."""
     settings = _settings()
     documents = _read_csv(csv_file)
-    summary = asyncio.run(_start(settings, documents, batch_size, timeout, max_in_flight))
+    summary = asyncio.run(
+        _start(settings, documents, batch_size, timeout, max_in_flight, webhook_url)
+    )
     print_summary(summary)
     if strict and summary.failed:
         raise typer.Exit(1)

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(5_000_000, ge=1)
     min_text_chars: int = Field(1, ge=1)
 
+    # --- Webhook (call_external_api) ---------------------------------------------
+    webhook_secret: SecretStr | None = None
+    """HMAC key for the X-Docpipe-Signature header; unsigned if unset."""
+    webhook_attempts: int = Field(4, ge=1)
+    webhook_timeout_s: float = Field(10.0, gt=0)
+
     # --- Chunking and models ------------------------------------------------------
     chunk_tokens: int = Field(256, ge=16)
     chunk_overlap_tokens: int = Field(32, ge=0)

@@ -211,6 +211,8 @@ class PipelineOptions:
     timeouts: StepTimeouts = field(default_factory=StepTimeouts)
     deadline_seconds: float = 3600
     """Documents not finished this long after the batch started fail with stage 'timeout'."""
+    webhook_url: str = ""
+    """If set, each document's result is POSTed here (signed with the io worker's secret)."""
 
 
 @dataclass
@@ -230,6 +232,12 @@ class PipelineResult:
     @property
     def failed(self) -> list[DocumentOutcome]:
         return [o for o in self.outcomes if o.status == Status.FAILED]
+
+
+@dataclass
+class WebhookRequest:
+    url: str
+    outcomes: list[DocumentOutcome]
 
 
 @dataclass

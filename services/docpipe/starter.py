@@ -58,7 +58,9 @@ class RunSummary:
         return len(self.outcomes) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def pipeline_options(settings: Settings, timeout_s: float) -> PipelineOptions:
+def pipeline_options(
+    settings: Settings, timeout_s: float, webhook_url: str = ""
+) -> PipelineOptions:
     return PipelineOptions(
         queues=TaskQueues(
             cpu=settings.cpu_task_queue,
@@ -67,6 +69,7 @@ def pipeline_options(settings: Settings, timeout_s: float) -> PipelineOptions:
             workflow=settings.workflow_task_queue,
         ),
         deadline_seconds=timeout_s,
+        webhook_url=webhook_url,
     )
 
 
@@ -97,10 +100,11 @@ async def run_documents(
     timeout_s: float = 120.0,
     max_in_flight: int = 50,
     run_id: str | None = None,
+    webhook_url: str = "",
     on_batch_done: Callable[[list[DocumentOutcome]], None] | None = None,
 ) -> RunSummary:
     run_id = run_id or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    options = pipeline_options(settings, timeout_s)
+    options = pipeline_options(settings, timeout_s, webhook_url)
     summary = RunSummary(run_id)
     gate = asyncio.Semaphore(max_in_flight)
     started = time.perf_counter()

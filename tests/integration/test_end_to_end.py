@@ -9,17 +9,21 @@ through the CLI and checks that nothing was duplicated.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from docpipe.activities.io.webhook import SIGNATURE_HEADER, verify_signature
 from docpipe.config import load_settings
 from docpipe.csv_input import parse_documents_csv
 from docpipe.local_workers import LocalWorkers, wait_for_pollers
@@ -33,6 +37,7 @@ from docpipe.workflows import IngestCsvWorkflow
 
 pytestmark = pytest.mark.integration
 
+WEBHOOK_SECRET = "e2e-webhook-secret"
 ROOT = Path(__file__).resolve().parents[2]
 CSV = ROOT / "testdata" / "documents.csv"
 
@@ -61,7 +66,12 @@ def expected_stage(source: str) -> Stage | None:
 @pytest.fixture(scope="module")
 def e2e_env(devstack) -> dict[str, str]:
     """The shared servers, with a bucket and collection of this test's own."""
-    return {**devstack.env, "S3_BUCKET": "e2e-documents", "VECTOR_COLLECTION": "e2e_chunks"}
+    return {
+        **devstack.env,
+        "S3_BUCKET": "e2e-documents",
+        "VECTOR_COLLECTION": "e2e_chunks",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -277,3 +287,39 @@ async def test_a_failed_document_is_listed_and_redriven_once_its_source_is_fixed
         assert row["status"] == "succeeded" and row["attempts"] == 2
         assert row["failure_reason"] is None
         assert not await metadata.failures(run_id=run_id)
+
+
+async def test_each_document_result_is_posted_to_the_webhook_signed(settings, workers, tmp_path):
+    received: list[tuple[str, bytes]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.headers[SIGNATURE_HEADER], body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (tmp_path / "a.txt").write_text(
+            "Webhook receivers learn about every processed document. " * 5
+        )
+        documents = parse_documents_csv(
+            "url\na.txt\nmissing.txt\n", base_dir=tmp_path, origin="hook"
+        )
+        client = await connect(settings)
+        summary = await run_documents(
+            client, settings, documents, webhook_url=f"http://127.0.0.1:{server.server_port}/hook"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(received) == 2
+    events = sorted(json.loads(body)["type"] for _, body in received)
+    assert events == ["document.failed", "document.succeeded"]
+    assert all(verify_signature(WEBHOOK_SECRET, header, body) for header, body in received)
+    assert len(summary.succeeded) == 1

@@ -46,6 +46,7 @@ async def serve(settings: Settings) -> None:
                 activities.store_vector_embeddings,
                 activities.store_metadata,
                 activities.parse_csv,
+                activities.call_external_api,
             ],
             max_concurrent_activities=settings.max_concurrent_io_activities,
             interceptors=[ActivityMetricsInterceptor("io")],

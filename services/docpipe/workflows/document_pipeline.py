@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         StoreVectorsResult,
         TextJob,
         VectorJob,
+        WebhookRequest,
     )
     from docpipe.workflows import steps
 
@@ -263,5 +264,19 @@ class DocumentPipelineWorkflow:
             ),
             retry_policy=steps.IO_RETRY,
         )
+        if options.webhook_url:
+            # A notification, not a pipeline step: the documents are stored whatever the
+            # receiver does, so a failed delivery is logged rather than failing them.
+            self._stage = steps.CALL_EXTERNAL_API
+            try:
+                await workflow.execute_activity(
+                    steps.CALL_EXTERNAL_API,
+                    WebhookRequest(options.webhook_url, outcomes),
+                    task_queue=q.io,
+                    start_to_close_timeout=timedelta(seconds=t.io_start_to_close),
+                    retry_policy=steps.IO_RETRY,
+                )
+            except ActivityError as err:
+                workflow.logger.warning("webhook delivery failed: %s", err.cause or err)
         self._stage = "done"
         return PipelineResult(run_id=input.run_id, outcomes=outcomes)

@@ -25,8 +25,9 @@ PREPARE_DOCUMENTS = "prepare_text"
 GENERATE_EMBEDDINGS = "generate_embeddings"
 STORE_VECTORS = "store_vector_embeddings"
 STORE_METADATA = "store_metadata"
+CALL_EXTERNAL_API = "call_external_api"
 
-NON_RETRYABLE = ["DocumentError", "ConfigError"]
+NON_RETRYABLE = ["DocumentError", "ConfigError", "WebhookRejected"]
 
 IO_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import httpx
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.activities.io.download import download
+from docpipe.activities.io.webhook import WebhookRejected, deliver
 from docpipe.chunks import chunks_from_json
 from docpipe.config import Settings
 from docpipe.csv_input import CsvFormatError, parse_documents_csv
@@ -32,6 +34,7 @@ from docpipe.models import (
     Stage,
     StoreVectorsResult,
     VectorJob,
+    WebhookRequest,
 )
 from docpipe.storage import keys
 from docpipe.storage.arrays import from_npy
@@ -143,6 +146,33 @@ class IoActivities:
     async def store_metadata(self, outcomes: list[DocumentOutcome]) -> None:
         """Upsert one row per document (succeeded or failed, with the reason)."""
         await self.metadata.upsert_outcomes(outcomes)
+
+    # -- webhook ---------------------------------------------------------------------
+    @activity.defn(name=steps.CALL_EXTERNAL_API)
+    async def call_external_api(self, request: WebhookRequest) -> int:
+        """POST each document's result to the webhook; returns how many were delivered."""
+        secret = self.settings.webhook_secret
+        async with heartbeating():
+            deliveries = await asyncio.gather(
+                *(
+                    deliver(
+                        self.http,
+                        request.url,
+                        outcome,
+                        secret=secret.get_secret_value() if secret else None,
+                        attempts=self.settings.webhook_attempts,
+                        timeout_s=self.settings.webhook_timeout_s,
+                    )
+                    for outcome in request.outcomes
+                ),
+                return_exceptions=True,
+            )
+        for item in deliveries:
+            if isinstance(item, WebhookRejected):
+                raise ApplicationError(str(item), type="WebhookRejected", non_retryable=True)
+            if isinstance(item, BaseException):
+                raise item
+        return len(deliveries)
 
     # -- CSV -----------------------------------------------------------------------
     @activity.defn(name=steps.PARSE_CSV)

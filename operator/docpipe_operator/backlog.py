@@ -1,0 +1,118 @@
+"""Task-queue backlog from Temporal, for the pools that are due a decision.
+
+The numbers come from ``docpipe.queue_stats.describe_queue`` (DescribeTaskQueue
+with report_stats), the same call ``docpipe status`` makes. This module adds
+what an operator needs around it: one cached client per Temporal endpoint
+(many DocumentPipelines may share one), a deadline on every call so a dead
+server costs a tick and not the operator, and an answer of ``None`` per
+queue that could not be read, which the policy treats as "hold".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from docpipe.queue_stats import QueueStats, describe_queue
+from temporalio.client import Client
+
+DEFAULT_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to reach Temporal; the client cache's key."""
+
+    address: str
+    namespace: str = "default"
+    tls: bool = False
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class QueueRef:
+    name: str
+    workflow: bool = False
+    """True for the workflow queue: its workflow-task statistics, not activity ones."""
+
+
+@dataclass(frozen=True)
+class BacklogReading:
+    stats: Mapping[str, QueueStats | None]
+    """Per pool; ``None`` where the queue could not be read."""
+    error: str | None
+    seconds: float
+    """How long the reading took (for the query latency metric)."""
+
+    @property
+    def reachable(self) -> bool:
+        return self.error is None
+
+
+class TemporalClients:
+    """Connected clients by endpoint, reconnecting after a failure."""
+
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.timeout_s = timeout_s
+        self._clients: dict[Endpoint, Client] = {}
+
+    async def get(self, endpoint: Endpoint) -> Client:
+        # No lock: two pipelines racing to connect to one endpoint just make
+        # one client too many, while a lock would let one dead endpoint stall
+        # every pipeline's tick for the whole timeout.
+        found = self._clients.get(endpoint)
+        if found is None:
+            found = await asyncio.wait_for(
+                Client.connect(
+                    endpoint.address,
+                    namespace=endpoint.namespace,
+                    tls=endpoint.tls or endpoint.api_key is not None,
+                    api_key=endpoint.api_key,
+                ),
+                self.timeout_s,
+            )
+            self._clients[endpoint] = found
+        return found
+
+    def forget(self, endpoint: Endpoint) -> None:
+        """Drop a client that failed, so the next reading connects afresh."""
+        self._clients.pop(endpoint, None)
+
+    async def read(self, endpoint: Endpoint, queues: Mapping[str, QueueRef]) -> BacklogReading:
+        """Statistics of each queue (keyed like ``queues``), never raising."""
+        started = time.monotonic()
+        try:
+            temporal = await self.get(endpoint)
+        except Exception as exc:  # unreachable, refused, TLS, bad API key, timeout
+            return BacklogReading(
+                {pool: None for pool in queues}, _explain("connect", endpoint, exc), time.monotonic() - started
+            )
+        pools = list(queues)
+        results = await asyncio.gather(
+            *(self._describe(temporal, queues[pool]) for pool in pools), return_exceptions=True
+        )
+        stats: dict[str, QueueStats | None] = {}
+        errors = []
+        for pool, result in zip(pools, results, strict=True):
+            if isinstance(result, BaseException):
+                stats[pool] = None
+                errors.append(_explain(f"describe {queues[pool].name}", endpoint, result))
+            else:
+                stats[pool] = result
+        if errors:
+            self.forget(endpoint)
+        return BacklogReading(stats, "; ".join(errors) or None, time.monotonic() - started)
+
+    async def _describe(self, temporal: Client, queue: QueueRef) -> QueueStats:
+        return await asyncio.wait_for(
+            describe_queue(temporal, queue.name, workflow=queue.workflow), self.timeout_s
+        )
+
+
+def _explain(what: str, endpoint: Endpoint, exc: BaseException) -> str:
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        detail = "timed out"
+    return f"{what} at {endpoint.address} ({endpoint.namespace}): {detail}"

@@ -1,0 +1,212 @@
+"""The few Kubernetes API calls the operator makes besides kopf's own.
+
+kopf watches and patches the DocumentPipelines; this module creates and
+patches what they own (Deployments, Services), scales Deployments and reads
+the Temporal API-key Secret, with ``kubernetes_asyncio``. Both use the same
+credentials: :func:`load_configuration` is the operator's login handler's
+source too, so a kubeconfig (a developer, the tests) and a service account (in
+cluster) behave alike.
+
+Writes are idempotent: ``create``, and on 409 read the object and patch it
+only when our fingerprint (``docpipe.io/spec-hash``) differs. A replayed
+event, a resumed operator or a racing replica therefore changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import kopf
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from docpipe_operator.resources import SPEC_HASH_ANNOTATION
+
+log = logging.getLogger(__name__)
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+async def load_configuration() -> client.Configuration:
+    """In a pod: its service account; elsewhere: $KUBECONFIG (read now) or ~/.kube/config."""
+    configuration = client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        await config.load_kube_config(config_file=path, client_configuration=configuration)
+    return configuration
+
+
+async def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
+    """The same credentials, in the form kopf's login handler returns."""
+    header = None
+    for identifier in ("BearerToken", "authorization"):
+        header = await configuration.get_api_key_with_prefix(identifier)
+        if header:
+            break
+    scheme, token = None, None
+    if header:
+        parts = header.split(" ", 1)
+        scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+    assert configuration.host, "the Kubernetes configuration has no server"
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+class NotOwnedError(kopf.PermanentError):
+    """An object with our name exists but another owner controls it: hands off."""
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    replicas: int
+    ready_replicas: int
+    updated_replicas: int
+
+
+class Kube:
+    """One shared API client for the operator's lifetime."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    @classmethod
+    async def connect(cls) -> Kube:
+        return cls(client.ApiClient(await load_configuration()))
+
+    async def close(self) -> None:
+        await self.api_client.close()
+
+    # ----------------------------------------------------------- owned objects
+
+    async def apply(self, manifest: Mapping[str, Any], owner_uid: str) -> Outcome:
+        """Create ``manifest``, or bring the existing object in line with it."""
+        kind = manifest["kind"]
+        namespace = manifest["metadata"]["namespace"]
+        name = manifest["metadata"]["name"]
+        ops = self._ops(kind)
+        try:
+            await ops.create(namespace, manifest)
+            return Outcome.CREATED
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        existing = await ops.read(namespace, name)
+        if not _controlled_by(existing.metadata, owner_uid):
+            raise NotOwnedError(
+                f"{kind} {namespace}/{name} exists and is not controlled by this DocumentPipeline; "
+                "delete or rename it"
+            )
+        wanted = manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+        if (existing.metadata.annotations or {}).get(SPEC_HASH_ANNOTATION) == wanted:
+            return Outcome.UNCHANGED
+        await ops.patch(namespace, name, _update_patch(manifest))
+        log.info("updated %s %s/%s to spec %s", kind, namespace, name, wanted)
+        return Outcome.UPDATED
+
+    def _ops(self, kind: str) -> _Ops:
+        if kind == "Deployment":
+            return _Ops(
+                self.apps.create_namespaced_deployment,
+                self.apps.read_namespaced_deployment,
+                self.apps.patch_namespaced_deployment,
+            )
+        if kind == "Service":
+            return _Ops(
+                self.core.create_namespaced_service,
+                self.core.read_namespaced_service,
+                self.core.patch_namespaced_service,
+            )
+        raise ValueError(f"unsupported kind {kind}")
+
+    # ------------------------------------------------------------ deployments
+
+    async def deployment(self, namespace: str, name: str) -> DeploymentState | None:
+        try:
+            found = await self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        status = found.status
+        return DeploymentState(
+            replicas=found.spec.replicas if found.spec.replicas is not None else 1,
+            ready_replicas=(status.ready_replicas or 0) if status else 0,
+            updated_replicas=(status.updated_replicas or 0) if status else 0,
+        )
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        await self.apps.patch_namespaced_deployment(
+            name, namespace, {"spec": {"replicas": replicas}}, _content_type=MERGE_PATCH
+        )
+
+    # ---------------------------------------------------------------- secrets
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str:
+        secret = await self.core.read_namespaced_secret(name, namespace)
+        data = secret.data or {}
+        if key not in data:
+            raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data[key]).decode()
+
+
+@dataclass(frozen=True)
+class _Ops:
+    _create: Any
+    _read: Any
+    _patch: Any
+
+    async def create(self, namespace: str, body: Mapping[str, Any]) -> Any:
+        return await self._create(namespace, dict(body))
+
+    async def read(self, namespace: str, name: str) -> Any:
+        return await self._read(name, namespace)
+
+    async def patch(self, namespace: str, name: str, body: Mapping[str, Any]) -> Any:
+        return await self._patch(name, namespace, dict(body), _content_type=MERGE_PATCH)
+
+
+def _controlled_by(metadata: Any, owner_uid: str) -> bool:
+    return any(ref.uid == owner_uid and ref.controller for ref in metadata.owner_references or [])
+
+
+def _update_patch(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch carrying our spec, minus what must not change on update.
+
+    ``replicas`` belongs to the scaler; a Deployment's selector and a
+    Service's clusterIP are immutable (and ours never change).
+    """
+    spec = {
+        key: value
+        for key, value in manifest["spec"].items()
+        if key not in ("replicas", "selector", "clusterIP")
+    }
+    metadata = manifest["metadata"]
+    return {
+        "metadata": {"labels": metadata["labels"], "annotations": metadata["annotations"]},
+        "spec": spec,
+    }

@@ -1,0 +1,303 @@
+"""The Kubernetes objects one DocumentPipeline owns: per pool, a Deployment
+of ``docpipe worker <kind>`` and a headless Service for its metrics.
+
+Pure functions of the CR: the same spec gives the same manifests, and
+:func:`spec_hash` fingerprints what we generated, so the operator can tell
+"nothing changed" without comparing against fields the API server defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from docpipe_operator.spec import METRICS_PORT, SDK_METRICS_PORT, PipelineSpec, PoolSpec
+
+Manifest = dict[str, Any]
+
+GPU_RESOURCE = "nvidia.com/gpu"
+SPEC_HASH_ANNOTATION = "docpipe.io/spec-hash"
+PIPELINE_LABEL = "docpipe.io/pipeline"
+POOL_LABEL = "docpipe.io/pool"
+MANAGED_BY = "docpipe-operator"
+CONTAINER_NAME = "worker"
+
+# The GPU device plugin taints GPU nodes with this key on most clusters.
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+
+# The variable that sets each worker's slots (services/docpipe/config.py).
+# The workflow worker's task slots are the SDK's; its cache is not a slot count.
+CONCURRENCY_ENV = {
+    "cpu": "WORKER_CPU_THREADS",
+    "io": "MAX_CONCURRENT_IO_ACTIVITIES",
+    "gpu": "MAX_CONCURRENT_GPU_ACTIVITIES_PER_GPU",
+}
+
+
+def deployment_name(pipeline: str, kind: str) -> str:
+    return f"{pipeline}-{kind}"
+
+
+def service_name(pipeline: str, kind: str) -> str:
+    return f"{pipeline}-{kind}-metrics"
+
+
+def selector_labels(pipeline: str, kind: str) -> dict[str, str]:
+    """Immutable once a Deployment exists: keep these two forever."""
+    return {PIPELINE_LABEL: pipeline, POOL_LABEL: kind}
+
+
+def labels(pipeline: str, kind: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "docpipe",
+        "app.kubernetes.io/instance": pipeline,
+        "app.kubernetes.io/component": f"{kind}-worker",
+        "app.kubernetes.io/part-of": "docpipe",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **selector_labels(pipeline, kind),
+    }
+
+
+def spec_hash(manifest: Mapping[str, Any]) -> str:
+    """Fingerprint of a generated manifest, ignoring replicas (the scaler owns them)."""
+    body = copy.deepcopy(dict(manifest))
+    body.get("spec", {}).pop("replicas", None)
+    body.get("metadata", {}).get("annotations", {}).pop(SPEC_HASH_ANNOTATION, None)
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _env(name: str, value: object) -> dict[str, Any]:
+    return {"name": name, "value": str(value)}
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def worker_env(spec: PipelineSpec, pool: PoolSpec) -> list[dict[str, Any]]:
+    """The worker's configuration (services/docpipe/config.py variables).
+
+    Generated variables come first; the pipeline's ``env`` and then the pool's
+    replace any of them by name, so a user can override everything.
+    """
+    t = spec.temporal
+    env = [
+        _env("TEMPORAL_HOST", t.address),
+        _env("TEMPORAL_NAMESPACE", t.namespace),
+        _env("TEMPORAL_TLS", str(t.tls or t.api_key is not None).lower()),
+        _env("WORKFLOW_TASK_QUEUE", spec.queues["workflow"]),
+        _env("CPU_TASK_QUEUE", spec.queues["cpu"]),
+        _env("GPU_TASK_QUEUE", spec.queues["gpu"]),
+        _env("IO_TASK_QUEUE", spec.queues["io"]),
+        _env("METRICS_PORT", METRICS_PORT),
+        _env("SDK_METRICS_PORT", SDK_METRICS_PORT),
+    ]
+    if t.api_key is not None:
+        env.append(_secret_env("TEMPORAL_API_KEY", t.api_key.name, t.api_key.key))
+    env += _store_env(spec)
+    if pool.kind == "gpu":
+        gpus = pool.gpus_per_pod
+        env.append(_env("GPU_COUNT", gpus))
+        env.append(_env(CONCURRENCY_ENV["gpu"], max(1, pool.knobs.concurrency // max(gpus, 1))))
+    elif pool.kind in CONCURRENCY_ENV:
+        env.append(_env(CONCURRENCY_ENV[pool.kind], pool.knobs.concurrency))
+    return _override(env, [*spec.env, *pool.env])
+
+
+def _store_env(spec: PipelineSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = []
+    s3 = spec.s3
+    for field, name in (("endpoint", "S3_ENDPOINT"), ("bucket", "S3_BUCKET"), ("region", "S3_REGION")):
+        if s3.get(field):
+            env.append(_env(name, s3[field]))
+    if creds := s3.get("credentialsSecretRef"):
+        env.append(_secret_env("S3_ACCESS_KEY", creds["name"], creds.get("accessKeyKey", "access-key")))
+        env.append(_secret_env("S3_SECRET_KEY", creds["name"], creds.get("secretKeyKey", "secret-key")))
+    db = spec.metadata_db
+    for field, name in (("host", "METADATA_DB_HOST"), ("port", "METADATA_DB_PORT"), ("database", "METADATA_DB_NAME")):
+        if db.get(field):
+            env.append(_env(name, db[field]))
+    if creds := db.get("credentialsSecretRef"):
+        env.append(_secret_env("METADATA_DB_USER", creds["name"], creds.get("usernameKey", "username")))
+        env.append(_secret_env("METADATA_DB_PASSWORD", creds["name"], creds.get("passwordKey", "password")))
+    vector = spec.vector_db
+    if vector.get("url"):
+        env.append(_env("VECTOR_DB_URL", vector["url"]))
+    if vector.get("collection"):
+        env.append(_env("VECTOR_COLLECTION", vector["collection"]))
+    return env
+
+
+def _override(env: list[dict[str, Any]], overrides: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Replace variables by name (a later one wins), keeping first-seen order."""
+    merged: dict[str, dict[str, Any]] = {item["name"]: item for item in env}
+    for item in overrides:
+        merged[item["name"]] = dict(item)
+    return list(merged.values())
+
+
+def _resources(pool: PoolSpec) -> dict[str, Any]:
+    resources = {key: dict(value) for key, value in pool.resources.items() if value}
+    if pool.kind == "gpu" and pool.gpus_per_pod > 0:
+        # Extended resources: the limit is the request (Kubernetes requires equality).
+        resources.setdefault("limits", {})[GPU_RESOURCE] = pool.gpus_per_pod
+        if GPU_RESOURCE in resources.get("requests", {}):
+            resources["requests"][GPU_RESOURCE] = pool.gpus_per_pod
+    return resources
+
+
+def _tolerations(pool: PoolSpec) -> list[dict[str, Any]]:
+    tolerations = [dict(t) for t in pool.tolerations]
+    if pool.kind == "gpu" and pool.gpus_per_pod > 0:
+        if not any(t.get("key") == GPU_RESOURCE for t in tolerations):
+            tolerations.append(dict(GPU_TOLERATION))
+    return tolerations
+
+
+def _probe(initial_delay_s: int, period_s: int, failures: int) -> dict[str, Any]:
+    # Workers serve /metrics from their first second (before connecting to
+    # Temporal or loading models), so the probe says "process alive and not
+    # wedged"; Temporal connectivity shows in the queue's live pollers.
+    return {
+        "httpGet": {"path": "/metrics", "port": "metrics"},
+        "initialDelaySeconds": initial_delay_s,
+        "periodSeconds": period_s,
+        "timeoutSeconds": 5,
+        "failureThreshold": failures,
+    }
+
+
+def _container(spec: PipelineSpec, pool: PoolSpec) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": pool.image,
+        "imagePullPolicy": pool.image_pull_policy,
+        "command": ["docpipe", "worker", pool.kind],
+        "env": worker_env(spec, pool),
+        "ports": [
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+            {"name": "sdk-metrics", "containerPort": SDK_METRICS_PORT, "protocol": "TCP"},
+        ],
+        # Model loading can take minutes on a cold GPU node: a generous start-up window.
+        "startupProbe": _probe(initial_delay_s=2, period_s=5, failures=60 if pool.kind == "gpu" else 24),
+        "livenessProbe": _probe(initial_delay_s=0, period_s=20, failures=3),
+        "readinessProbe": _probe(initial_delay_s=0, period_s=10, failures=3),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if pool.env_from or spec.env_from:
+        container["envFrom"] = [dict(e) for e in (*spec.env_from, *pool.env_from)]
+    if resources := _resources(pool):
+        container["resources"] = resources
+    return container
+
+
+def deployment(body: Mapping[str, Any], spec: PipelineSpec, kind: str) -> Manifest:
+    """The pool's Deployment, owned by the DocumentPipeline ``body``."""
+    pipeline = body["metadata"]["name"]
+    pool = spec.pools[kind]
+    pod_spec: dict[str, Any] = {
+        "containers": [_container(spec, pool)],
+        # Longer than the workers' graceful shutdown, so in-flight tasks finish or
+        # are handed back before SIGKILL.
+        "terminationGracePeriodSeconds": pool.termination_grace_s,
+        "enableServiceLinks": False,
+    }
+    if pool.node_selector:
+        pod_spec["nodeSelector"] = dict(pool.node_selector)
+    if tolerations := _tolerations(pool):
+        pod_spec["tolerations"] = tolerations
+    if pool.affinity:
+        pod_spec["affinity"] = copy.deepcopy(dict(pool.affinity))
+    if pool.priority_class_name:
+        pod_spec["priorityClassName"] = pool.priority_class_name
+    if pool.service_account_name:
+        pod_spec["serviceAccountName"] = pool.service_account_name
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in spec.image_pull_secrets]
+    # A GPU node rarely has a spare GPU for a surge pod: replace in place instead.
+    rolling = (
+        {"maxSurge": 0, "maxUnavailable": 1}
+        if kind == "gpu" and pool.gpus_per_pod > 0
+        else {"maxSurge": "25%", "maxUnavailable": 0}
+    )
+    manifest: Manifest = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(pipeline, kind),
+            "namespace": body["metadata"]["namespace"],
+            "labels": labels(pipeline, kind),
+            "annotations": {},
+        },
+        "spec": {
+            "replicas": pool.initial_replicas,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector_labels(pipeline, kind)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling},
+            "template": {
+                "metadata": {
+                    "labels": labels(pipeline, kind),
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(METRICS_PORT),
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+    return _owned(manifest, body)
+
+
+def service(body: Mapping[str, Any], spec: PipelineSpec, kind: str) -> Manifest:
+    """A headless Service over the pool's pods: Prometheus scrapes each pod."""
+    pipeline = body["metadata"]["name"]
+    manifest: Manifest = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name(pipeline, kind),
+            "namespace": body["metadata"]["namespace"],
+            "labels": labels(pipeline, kind),
+            "annotations": {},
+        },
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector_labels(pipeline, kind),
+            "ports": [
+                {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
+                {
+                    "name": "sdk-metrics",
+                    "port": SDK_METRICS_PORT,
+                    "targetPort": "sdk-metrics",
+                    "protocol": "TCP",
+                },
+            ],
+        },
+    }
+    return _owned(manifest, body)
+
+
+def _owned(manifest: Manifest, body: Mapping[str, Any]) -> Manifest:
+    """Owner reference (garbage collection on delete), then the fingerprint."""
+    kopf.adopt(manifest, owner=dict(body))  # type: ignore[arg-type]
+    manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = spec_hash(manifest)
+    return manifest
+
+
+def manifests(body: Mapping[str, Any], spec: PipelineSpec) -> list[Manifest]:
+    """Everything one DocumentPipeline owns, Deployments first."""
+    return [
+        *(deployment(body, spec, kind) for kind in spec.pools),
+        *(service(body, spec, kind) for kind in spec.pools),
+    ]

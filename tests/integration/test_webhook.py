@@ -1,0 +1,110 @@
+"""Webhook delivery (call_external_api) against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import httpx
+import pytest
+
+from docpipe.activities.io.webhook import (
+    SIGNATURE_HEADER,
+    WebhookRejected,
+    WebhookUnavailable,
+    deliver,
+    sign,
+    verify_signature,
+)
+from docpipe.models import DocumentOutcome, Status
+
+pytestmark = pytest.mark.integration
+
+SECRET = "whsec-test-0123456789"
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Answers with the next status of its script, then 200; records every request."""
+
+    script: ClassVar[list[int]] = []
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((dict(self.headers), body))
+        status = type(self).script.pop(0) if type(self).script else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, type[Receiver]]]:
+    handler = type("Handler", (Receiver,), {"script": [], "received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", handler
+    server.shutdown()
+    server.server_close()
+
+
+def outcome() -> DocumentOutcome:
+    return DocumentOutcome(
+        "doc-1", "/data/a.txt", 2, Status.SUCCEEDED, "run-1", content_sha256="abc", chunk_count=3
+    )
+
+
+async def test_the_result_is_posted_signed_and_the_receiver_can_verify_it(receiver):
+    url, handler = receiver
+    async with httpx.AsyncClient() as client:
+        delivery = await deliver(client, url, outcome(), secret=SECRET)
+    assert (delivery.status_code, delivery.attempts) == (200, 1)
+    [(headers, body)] = handler.received
+    assert verify_signature(SECRET, headers[SIGNATURE_HEADER], body)
+    assert not verify_signature("another-secret", headers[SIGNATURE_HEADER], body)
+    assert not verify_signature(SECRET, headers[SIGNATURE_HEADER], body + b" ")
+    assert headers["Idempotency-Key"] == "doc-1:abc"
+    event = json.loads(body)
+    assert event["type"] == "document.succeeded"
+    assert event["document"]["chunk_count"] == 3
+
+
+def test_an_old_signature_is_refused_as_a_replay():
+    body = b"{}"
+    header = sign(SECRET, 1_000_000, body)
+    assert verify_signature(SECRET, header, body, now=1_000_100)
+    assert not verify_signature(SECRET, header, body, now=1_000_000 + 3600)
+
+
+async def test_server_errors_are_retried_with_the_same_idempotency_key(receiver):
+    url, handler = receiver
+    handler.script = [503, 500]
+    async with httpx.AsyncClient() as client:
+        delivery = await deliver(client, url, outcome(), secret=SECRET, backoff_s=0.01)
+    assert delivery.attempts == 3
+    assert len({h["Idempotency-Key"] for h, _ in handler.received}) == 1
+
+
+async def test_a_4xx_is_not_retried(receiver):
+    url, handler = receiver
+    handler.script = [400]
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(WebhookRejected, match="HTTP 400"):
+            await deliver(client, url, outcome(), secret=SECRET, backoff_s=0.01)
+    assert len(handler.received) == 1
+
+
+async def test_a_receiver_that_stays_down_raises_for_temporal_to_retry_later(receiver):
+    url, handler = receiver
+    handler.script = [502] * 10
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(WebhookUnavailable, match="failed 3 times: HTTP 502"):
+            await deliver(client, url, outcome(), secret=None, attempts=3, backoff_s=0.01)
+    assert SIGNATURE_HEADER not in handler.received[0][0], "unsigned without a secret"
