@@ -55,3 +55,16 @@ def _stack_data_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The packaged MiniLM on this machine's device, loaded once for the whole session."""
+    from docpipe.activities.gpu.embedder import Embedder
+    from docpipe.config import load_settings
+
+    model = Embedder(
+        load_settings().resolved_embedding_model_path, ["cpu"], name="all-MiniLM-L6-v2"
+    )
+    yield model
+    model.close()

@@ -90,6 +90,7 @@ async def _start(
     timeout: float,
     max_in_flight: int,
     webhook_url: str = "",
+    summarize: bool = False,
 ) -> RunSummary:
     from docpipe.workers.common import connect
 
@@ -119,6 +120,7 @@ async def _start(
             timeout_s=timeout,
             max_in_flight=max_in_flight,
             webhook_url=webhook_url,
+            summarize=summarize,
             on_batch_done=on_batch_done,
         )
 
@@ -134,6 +136,7 @@ Timeout = Annotated[
 ]
 MaxInFlight = Annotated[int, typer.Option(min=1, help="Batches running at once")]
 Strict = Annotated[bool, typer.Option(help="Exit non-zero if any document failed")]
+Summarize = Annotated[bool, typer.Option(help="Also write a summary of each document")]
 WebhookUrl = Annotated[
     str, typer.Option(help="POST each document's result here (signed with WEBHOOK_SECRET)")
 ]
@@ -147,12 +150,13 @@ def start(
     max_in_flight: MaxInFlight = 50,
     strict: Strict = True,
     webhook_url: WebhookUrl = "",
+    summarize: Summarize = False,
 ) -> None:
     """Run a CSV of documents through the running pipeline and print a summary."""
     settings = _settings()
     documents = _read_csv(csv_file)
     summary = asyncio.run(
-        _start(settings, documents, batch_size, timeout, max_in_flight, webhook_url)
+        _start(settings, documents, batch_size, timeout, max_in_flight, webhook_url, summarize)
     )
     print_summary(summary)
     if strict and summary.failed:
@@ -171,6 +175,7 @@ def run(
     timeout: Timeout = 300.0,
     max_in_flight: MaxInFlight = 50,
     strict: Strict = True,
+    summarize: Summarize = False,
 ) -> None:
     """The embedded default: start Temporal, PostgreSQL, Chroma, an object store and all
     four workers locally, run the CSV, print the summary and where the results are."""
@@ -196,7 +201,9 @@ def run(
                 }
                 with console.status("waiting for the workers (the GPU worker loads its model) ..."):
                     await wait_for_pollers(client, queues, workers)
-                return await _start(settings, documents, batch_size, timeout, max_in_flight)
+                return await _start(
+                    settings, documents, batch_size, timeout, max_in_flight, summarize=summarize
+                )
 
             summary = asyncio.run(go())
         print_summary(summary)

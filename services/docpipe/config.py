@@ -102,6 +102,19 @@ class Settings(BaseSettings):
     embedding_cache_entries: int = Field(20_000, ge=0)
     """In-process LRU of chunk vectors (per-document reuse needs no memory)."""
 
+    # --- Classification and summaries (GPU worker) ----------------------------------
+    classifier_taxonomy: dict[str, str] | None = None
+    """JSON {label: description} for zero-shot classification; default: a general taxonomy."""
+    classifier_min_score: float = Field(0.0, ge=0, le=1)
+    llm_model_path: Path | None = None
+    """A local transformers model for summaries (run_llm_inference)."""
+    llm_endpoint: str | None = None
+    """An OpenAI-compatible server (vLLM, TGI) for summaries; wins over LLM_MODEL_PATH."""
+    llm_model_name: str = "default"
+    llm_api_key: SecretStr | None = None
+    llm_max_new_tokens: int = Field(128, ge=1)
+    summary_max_sentences: int = Field(3, ge=1)
+
     # --- Metrics -------------------------------------------------------------
     metrics_port: int = Field(9100, ge=0, le=65535)
     """prometheus-client /metrics of this worker; 0 disables it."""

@@ -435,6 +435,7 @@ class PostgresServer:
         if not self.stack.persistent:
             argv.append("--no-sync")
         log_path = self.stack.log_path("postgres-initdb")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_file:
             result = subprocess.run(
                 argv,
@@ -633,8 +634,12 @@ class DevStack:
         self.started_in_s: float | None = None
         self._lock = threading.Lock()
 
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
     def log_path(self, name: str) -> Path:
-        return self.data_dir / "logs" / f"{name}.log"
+        return self.logs_dir / f"{name}.log"
 
     @property
     def objects_dir(self) -> Path:
@@ -649,7 +654,7 @@ class DevStack:
             if self._servers():
                 raise RuntimeError("this DevStack is already started")
             began = time.monotonic()
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
             if not self.persistent:
                 for state in ("postgres", "chroma", "objects", "temporal"):
                     _remove(self.data_dir / state)
@@ -687,7 +692,7 @@ class DevStack:
             log.info(
                 "local stack ready in %.1f s (logs in %s)",
                 self.started_in_s,
-                self.log_path("").parent,
+                self.logs_dir,
             )
             return self
 

@@ -24,6 +24,7 @@ class Stage(StrEnum):
     VALIDATE = "validate"
     TOKENIZE = "tokenize"
     EMBED = "embed"
+    SUMMARIZE = "summarize"
     STORE = "store"
     TIMEOUT = "timeout"
 
@@ -126,11 +127,34 @@ class EmbeddedDocument:
     chunk_count: int
     dimensions: int
     model: str
+    label: str = ""
+    """Zero-shot class of the whole document (classify_document)."""
+    label_score: float = 0.0
 
 
 @dataclass
 class EmbedResult:
     succeeded: list[EmbeddedDocument] = field(default_factory=list)
+    failed: list[DocumentFailure] = field(default_factory=list)
+
+
+@dataclass
+class SummaryJob:
+    document_id: str
+    text_key: str
+
+
+@dataclass
+class DocumentSummary:
+    document_id: str
+    summary_key: str
+    summary: str
+    engine: str
+
+
+@dataclass
+class SummaryResult:
+    succeeded: list[DocumentSummary] = field(default_factory=list)
     failed: list[DocumentFailure] = field(default_factory=list)
 
 
@@ -181,6 +205,9 @@ class DocumentOutcome:
     embeddings_key: str | None = None
     embedding_model: str | None = None
     top_words: dict[str, int] = field(default_factory=dict)
+    label: str | None = None
+    label_score: float | None = None
+    summary: str | None = None
 
 
 @dataclass
@@ -211,6 +238,8 @@ class PipelineOptions:
     timeouts: StepTimeouts = field(default_factory=StepTimeouts)
     deadline_seconds: float = 3600
     """Documents not finished this long after the batch started fail with stage 'timeout'."""
+    summarize: bool = False
+    """Run run_llm_inference (a summary per document) on the GPU queue."""
     webhook_url: str = ""
     """If set, each document's result is POSTed here (signed with the io worker's secret)."""
 

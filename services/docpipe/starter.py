@@ -59,7 +59,7 @@ class RunSummary:
 
 
 def pipeline_options(
-    settings: Settings, timeout_s: float, webhook_url: str = ""
+    settings: Settings, timeout_s: float, *, webhook_url: str = "", summarize: bool = False
 ) -> PipelineOptions:
     return PipelineOptions(
         queues=TaskQueues(
@@ -70,6 +70,7 @@ def pipeline_options(
         ),
         deadline_seconds=timeout_s,
         webhook_url=webhook_url,
+        summarize=summarize,
     )
 
 
@@ -101,10 +102,11 @@ async def run_documents(
     max_in_flight: int = 50,
     run_id: str | None = None,
     webhook_url: str = "",
+    summarize: bool = False,
     on_batch_done: Callable[[list[DocumentOutcome]], None] | None = None,
 ) -> RunSummary:
     run_id = run_id or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    options = pipeline_options(settings, timeout_s, webhook_url)
+    options = pipeline_options(settings, timeout_s, webhook_url=webhook_url, summarize=summarize)
     summary = RunSummary(run_id)
     gate = asyncio.Semaphore(max_in_flight)
     started = time.perf_counter()

@@ -117,12 +117,15 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
             assert outcome.status == Status.SUCCEEDED, (outcome.source, outcome.failure_reason)
             assert outcome.chunk_count and outcome.chunk_count >= 1
             assert outcome.language and outcome.language != "und"
+            assert outcome.label and 0 < outcome.label_score <= 1, "classified"
         else:
             assert outcome.status == Status.FAILED, outcome.source
             assert outcome.failure_stage == stage, (outcome.source, outcome.failure_reason)
             assert outcome.failure_reason
     succeeded = summary.succeeded
     assert len(succeeded) >= 15
+    by_file = {Path(o.source).name: o for o in succeeded}
+    assert by_file["en_durable_workflows.txt"].label == "technology"
     languages = {o.language for o in succeeded}
     assert {"en", "de", "fr", "es", "ja"} <= languages
 
@@ -143,7 +146,8 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
             assert await vectors.count_for(outcome.document_id) == outcome.chunk_count
     async with open_object_store(settings) as store:
         for prefix in ("text/", "chunks/", "embeddings/", "compressed/"):
-            assert len(await store.list_keys(prefix)) == len(succeeded), prefix
+            artifacts = [k for k in await store.list_keys(prefix) if not k.endswith(".meta.json")]
+            assert len(artifacts) == len(succeeded), prefix
         raw_keys = set(await store.list_keys("raw/"))
         for outcome in succeeded:
             assert outcome.raw_key in raw_keys
@@ -313,7 +317,11 @@ async def test_each_document_result_is_posted_to_the_webhook_signed(settings, wo
         )
         client = await connect(settings)
         summary = await run_documents(
-            client, settings, documents, webhook_url=f"http://127.0.0.1:{server.server_port}/hook"
+            client,
+            settings,
+            documents,
+            webhook_url=f"http://127.0.0.1:{server.server_port}/hook",
+            summarize=True,
         )
     finally:
         server.shutdown()
@@ -322,4 +330,5 @@ async def test_each_document_result_is_posted_to_the_webhook_signed(settings, wo
     events = sorted(json.loads(body)["type"] for _, body in received)
     assert events == ["document.failed", "document.succeeded"]
     assert all(verify_signature(WEBHOOK_SECRET, header, body) for header, body in received)
-    assert len(summary.succeeded) == 1
+    [done] = summary.succeeded
+    assert done.summary and "Webhook receivers" in done.summary, "the extractive summary is stored"

@@ -10,7 +10,6 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from docpipe.activities.gpu.activities import GpuActivities
-from docpipe.activities.gpu.embedder import Embedder
 from docpipe.activities.gpu.embedding_cache import VectorLru
 from docpipe.chunks import Chunk, chunks_to_json
 from docpipe.config import load_settings
@@ -21,14 +20,6 @@ from docpipe.storage.objects import LocalObjectStore
 from docpipe.workers.gpu import make_batcher
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    settings = load_settings()
-    model = Embedder(settings.resolved_embedding_model_path, ["cpu"], name="all-MiniLM-L6-v2")
-    yield model
-    model.close()
 
 
 def chunks(*texts: str) -> bytes:

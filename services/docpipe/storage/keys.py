@@ -23,5 +23,9 @@ def embeddings(document_id: str) -> str:
     return f"embeddings/{document_id}.npy"
 
 
+def summary(document_id: str) -> str:
+    return f"summaries/{document_id}.txt"
+
+
 def compressed(document_id: str) -> str:
     return f"compressed/{document_id}.txt.gz"

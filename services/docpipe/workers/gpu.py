@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import logging
 
+import httpx
 import numpy as np
 from temporalio.worker import Worker
 
 from docpipe.activities.gpu.activities import GpuActivities
 from docpipe.activities.gpu.batcher import MicroBatcher
+from docpipe.activities.gpu.classify import DEFAULT_TAXONOMY, ZeroShotClassifier
 from docpipe.activities.gpu.devices import slots_for, visible_devices
 from docpipe.activities.gpu.embedder import Embedder
 from docpipe.activities.gpu.embedding_cache import VectorLru
+from docpipe.activities.gpu.llm import (
+    EndpointSummarizer,
+    ExtractiveSummarizer,
+    Summarizer,
+    TransformersSummarizer,
+)
 from docpipe.config import Settings
 from docpipe.metrics.activity import ActivityMetricsInterceptor
 from docpipe.storage.objects import open_object_store
@@ -56,21 +64,51 @@ def make_batcher(settings: Settings, embedder: Embedder) -> MicroBatcher[str, np
     )
 
 
+def load_classifier(settings: Settings, embedder: Embedder) -> ZeroShotClassifier:
+    taxonomy = settings.classifier_taxonomy or DEFAULT_TAXONOMY
+    vectors = embedder.encode(ZeroShotClassifier.prompts(taxonomy))
+    return ZeroShotClassifier(list(taxonomy), vectors, min_score=settings.classifier_min_score)
+
+
+def load_summarizer(
+    settings: Settings,
+    embedder: Embedder,
+    batcher: MicroBatcher[str, np.ndarray],
+    http: httpx.AsyncClient,
+) -> Summarizer:
+    """LLM_ENDPOINT, else LLM_MODEL_PATH, else extractive summaries with our own model."""
+    if settings.llm_endpoint:
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        return EndpointSummarizer(
+            http, settings.llm_endpoint, model=settings.llm_model_name, api_key=key
+        )
+    if settings.llm_model_path:
+        device = embedder.replicas[0].device
+        return TransformersSummarizer(
+            settings.llm_model_path, device, max_new_tokens=settings.llm_max_new_tokens
+        )
+    return ExtractiveSummarizer(batcher.submit, max_sentences=settings.summary_max_sentences)
+
+
 async def serve(settings: Settings) -> None:
     embedder = load_embedder(settings)
     client = await connect(settings, make_runtime(settings))
+    classifier = load_classifier(settings, embedder)
+    batcher = make_batcher(settings, embedder)
     try:
-        async with open_object_store(settings) as store:
+        async with open_object_store(settings) as store, httpx.AsyncClient(timeout=120) as http:
             activities = GpuActivities(
                 store,
                 embedder,
-                make_batcher(settings, embedder),
+                batcher,
                 VectorLru(settings.embedding_cache_entries),
+                classifier,
+                load_summarizer(settings, embedder, batcher, http),
             )
             worker = Worker(
                 client,
                 task_queue=settings.gpu_task_queue,
-                activities=[activities.generate_embeddings],
+                activities=[activities.generate_embeddings, activities.run_llm_inference],
                 max_concurrent_activities=slots_for(
                     [r.device for r in embedder.replicas],
                     settings.max_concurrent_gpu_activities_per_gpu,
@@ -80,6 +118,7 @@ async def serve(settings: Settings) -> None:
             )
             await run_until_stopped(worker)
     finally:
+        await batcher.close()
         embedder.close()
 
 

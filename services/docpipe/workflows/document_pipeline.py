@@ -13,6 +13,7 @@ Steps, each on the queue of the resource it needs:
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         DocumentFailure,
         DocumentOutcome,
         DocumentRef,
+        DocumentSummary,
         EmbeddedDocument,
         EmbeddingJob,
         EmbedResult,
@@ -36,6 +38,8 @@ with workflow.unsafe.imports_passed_through():
         Stage,
         Status,
         StoreVectorsResult,
+        SummaryJob,
+        SummaryResult,
         TextJob,
         VectorJob,
         WebhookRequest,
@@ -53,6 +57,7 @@ class _BatchState:
         self.prepared: dict[str, PreparedDocument] = {}
         self.embedded: dict[str, EmbeddedDocument] = {}
         self.vectors_stored: set[str] = set()
+        self.summaries: dict[str, DocumentSummary] = {}
         self.failures: dict[str, DocumentFailure] = {}
         for ref in documents:
             if ref.invalid_reason:
@@ -116,6 +121,10 @@ class _BatchState:
         if embedded:
             outcome.embeddings_key = embedded.embeddings_key
             outcome.embedding_model = embedded.model
+            outcome.label = embedded.label or None
+            outcome.label_score = embedded.label_score if embedded.label else None
+        if doc_id in self.summaries:
+            outcome.summary = self.summaries[doc_id].summary
         return outcome
 
 
@@ -242,10 +251,23 @@ class DocumentPipelineWorkflow:
                 )
                 for i in todo
             ]
-            stored: StoreVectorsResult | None = await call(
+            store_vectors = call(
                 steps.STORE_VECTORS, vector_jobs, StoreVectorsResult, q.io,
                 t.io_start_to_close, steps.IO_RETRY, Stage.STORE, todo,
             )  # fmt: skip
+            if options.summarize:
+                # The summary needs only the text: it runs beside the vector upsert.
+                summary_jobs = [SummaryJob(i, state.prepared[i].text_key) for i in todo]
+                summarize = call(
+                    steps.RUN_LLM_INFERENCE, summary_jobs, SummaryResult, q.gpu,
+                    t.gpu_start_to_close, steps.GPU_RETRY, Stage.SUMMARIZE, todo,
+                )  # fmt: skip
+                stored, summarized = await asyncio.gather(store_vectors, summarize)
+                if summarized:
+                    state.summaries = {s.document_id: s for s in summarized.succeeded}
+                    state.record(summarized.failed)
+            else:
+                stored = await store_vectors
             if stored:
                 state.vectors_stored = set(stored.stored)
                 state.record(stored.failed)

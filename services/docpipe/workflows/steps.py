@@ -26,6 +26,7 @@ GENERATE_EMBEDDINGS = "generate_embeddings"
 STORE_VECTORS = "store_vector_embeddings"
 STORE_METADATA = "store_metadata"
 CALL_EXTERNAL_API = "call_external_api"
+RUN_LLM_INFERENCE = "run_llm_inference"
 
 NON_RETRYABLE = ["DocumentError", "ConfigError", "WebhookRejected"]
 

@@ -197,12 +197,13 @@ def _metadata_title(pdf: pdfium.PdfDocument) -> str:
 
 
 def _title(metadata_title: str, text: str) -> str:
-    """The metadata title, else the first non-empty line of the text."""
+    """The metadata title, else the first line of the text with a word in it
+    (not a lone page number or a rule of dashes)."""
     if metadata_title:
         return metadata_title[:MAX_TITLE_CHARS]
     for line in text.split("\n"):
         line = " ".join(line.split())
-        if line:
+        if sum(ch.isalpha() for ch in line) >= 2:
             return line[:MAX_TITLE_CHARS]
     return ""
 
@@ -212,9 +213,10 @@ def _render_png(pdf: pdfium.PdfDocument, index: int, dpi: int, max_pixels: int) 
     try:
         width_pt, height_pt = page.get_size()
         width_pt, height_pt = max(width_pt, 1.0), max(height_pt, 1.0)
-        scale = dpi / 72
-        if width_pt * height_pt * scale * scale > max_pixels:
-            scale = math.sqrt(max_pixels / (width_pt * height_pt))
+        scale = min(dpi / 72, math.sqrt(max_pixels / (width_pt * height_pt)))
+        # PDFium rounds the bitmap's sides up: shave the scale until it fits.
+        while math.ceil(width_pt * scale) * math.ceil(height_pt * scale) > max_pixels:
+            scale *= 0.99
         bitmap = page.render(scale=scale, grayscale=True)
         try:
             image = bitmap.to_pil()

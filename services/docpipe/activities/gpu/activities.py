@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from docpipe.activities.gpu.batcher import MicroBatcher
+from docpipe.activities.gpu.classify import ZeroShotClassifier, document_vector
 from docpipe.activities.gpu.embedder import Embedder
 from docpipe.activities.gpu.embedding_cache import (
     VectorLru,
@@ -23,13 +25,26 @@ from docpipe.activities.gpu.embedding_cache import (
     load_stored_vectors,
     meta_key,
 )
+from docpipe.activities.gpu.llm import Summarizer
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.chunks import chunks_from_json
-from docpipe.models import DocumentFailure, EmbeddedDocument, EmbeddingJob, EmbedResult, Stage
+from docpipe.models import (
+    DocumentFailure,
+    DocumentSummary,
+    EmbeddedDocument,
+    EmbeddingJob,
+    EmbedResult,
+    Stage,
+    SummaryJob,
+    SummaryResult,
+)
 from docpipe.storage import keys
 from docpipe.storage.arrays import to_npy
 from docpipe.storage.objects import ObjectNotFound, ObjectStore
 from docpipe.workflows import steps
+
+SUMMARY_ROW_CHARS = 1000
+"""The summary kept in the metadata row; the whole one is in the object store."""
 
 
 @dataclass
@@ -47,11 +62,15 @@ class GpuActivities:
         embedder: Embedder,
         batcher: MicroBatcher[str, np.ndarray],
         lru: VectorLru | None = None,
+        classifier: ZeroShotClassifier | None = None,
+        summarizer: Summarizer | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.batcher = batcher
         self.lru = lru if lru is not None else VectorLru()
+        self.classifier = classifier
+        self.summarizer = summarizer
         self.cache_hits = 0
         self.embedded_chunks = 0
 
@@ -108,18 +127,18 @@ class GpuActivities:
         doc_id = doc.job.document_id
         key = keys.embeddings(doc_id)
         unchanged = bool(doc.stored) and list(doc.stored) == doc.hashes
+        matrix = (
+            np.stack([vectors[h] for h in doc.hashes])
+            if doc.hashes
+            else np.zeros((0, self.embedder.dimensions), dtype=np.float32)
+        )
         if not unchanged:
-            matrix = (
-                np.stack([vectors[h] for h in doc.hashes])
-                if doc.hashes
-                else np.zeros((0, self.embedder.dimensions), dtype=np.float32)
-            )
             # Vectors first, then the sidecar that vouches for them.
             npy = to_npy(matrix)
             await self.store.put(key, npy, "application/x-npy")
             meta = encode_meta(self.embedder.name, doc.hashes, npy)
             await self.store.put(meta_key(doc_id), meta, "application/json")
-        return EmbeddedDocument(
+        embedded = EmbeddedDocument(
             document_id=doc_id,
             embeddings_key=key,
             chunks_key=doc.job.chunks_key,
@@ -127,3 +146,39 @@ class GpuActivities:
             dimensions=self.embedder.dimensions,
             model=self.embedder.name,
         )
+        if self.classifier is not None and len(matrix):
+            # classify_document: the document's vector against the label descriptions.
+            result = self.classifier.classify(document_vector(matrix))
+            embedded.label, embedded.label_score = result.label, result.score
+        return embedded
+
+    @activity.defn(name=steps.RUN_LLM_INFERENCE)
+    async def run_llm_inference(self, jobs: list[SummaryJob]) -> SummaryResult:
+        """A summary per document from the configured engine, stored beside its text."""
+        if self.summarizer is None:
+            raise ApplicationError("this GPU worker has no summarizer", non_retryable=True)
+        result = SummaryResult()
+        async with heartbeating():
+            texts = await asyncio.gather(
+                *(self.store.get(j.text_key) for j in jobs), return_exceptions=True
+            )
+            ready: list[tuple[SummaryJob, str]] = []
+            for job, text in zip(jobs, texts, strict=True):
+                if isinstance(text, ObjectNotFound):
+                    result.failed.append(
+                        DocumentFailure(job.document_id, Stage.SUMMARIZE, f"text missing: {text}")
+                    )
+                elif isinstance(text, BaseException):
+                    raise text
+                else:
+                    ready.append((job, text.decode("utf-8")))
+            summaries = await self.summarizer.summarize([text for _, text in ready])
+            for (job, _), summary in zip(ready, summaries, strict=True):
+                key = keys.summary(job.document_id)
+                await self.store.put(key, summary.encode("utf-8"), "text/plain; charset=utf-8")
+                result.succeeded.append(
+                    DocumentSummary(
+                        job.document_id, key, summary[:SUMMARY_ROW_CHARS], self.summarizer.name
+                    )
+                )
+        return result
