@@ -5,16 +5,16 @@ PY      := $(VENV)/bin/python
 DOCPIPE := $(VENV)/bin/docpipe
 CSV     ?= testdata/documents.csv
 
-.PHONY: help install dev demo test test-unit lint format bench clean \
+.PHONY: help install dev demo test test-unit lint format bench clean constraints \
         run-workflow-worker run-cpu-worker run-gpu-worker run-io-worker run-optimized
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 24
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install -qq --progress-bar off -c constraints.txt -e '.[dev]'
+	$(PY) -c "import docpipe.cli, docpipe.workers.gpu, docpipe.workers.io, docpipe.workers.cpu"
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with every extra and the test tools
@@ -55,6 +55,11 @@ run-io-worker: install ## IO worker (S3, PostgreSQL, Chroma, HTTP)
 
 run-optimized: install ## the embedded run with batch sizes tuned for throughput
 	$(DOCPIPE) run $(CSV) --batch-size 25 --max-in-flight 100 --no-strict
+
+constraints: install ## refresh constraints.txt from the current (tested) environment
+	@head -4 constraints.txt > constraints.new
+	$(PY) -m pip freeze --exclude-editable | grep -v '^docpipe' >> constraints.new
+	mv constraints.new constraints.txt
 
 clean: ## remove local data, caches and build output
 	rm -rf .docpipe build dist *.egg-info services/*.egg-info .pytest_cache .ruff_cache
