@@ -656,8 +656,7 @@ class DevStack:
             began = time.monotonic()
             self.logs_dir.mkdir(parents=True, exist_ok=True)
             if not self.persistent:
-                for state in ("postgres", "chroma", "objects", "temporal"):
-                    _remove(self.data_dir / state)
+                self._remove_state()
             factories: dict[str, Callable[[int | None], Server]] = {
                 "temporal": lambda port: TemporalServer(self, port, self._temporal_args),
                 "postgres": lambda port: PostgresServer(self, port, self._defaults),
@@ -695,6 +694,21 @@ class DevStack:
                 self.logs_dir,
             )
             return self
+
+    def remove_data(self) -> None:
+        """Delete what the servers stored (PostgreSQL's cluster too, wherever it
+        lives); logs stay. The stack must be stopped."""
+        with self._lock:
+            if self._servers():
+                raise RuntimeError("stop the stack before removing its data")
+            self._remove_state()
+
+    def _remove_state(self) -> None:
+        pg_link = self.data_dir / "postgres"
+        if pg_link.is_symlink():  # as root the cluster lives elsewhere
+            _remove(pg_link.resolve())
+        for state in ("postgres", "chroma", "objects", "temporal"):
+            _remove(self.data_dir / state)
 
     def _launch(self, name: str, make: Callable[[int | None], Server]) -> Server:
         """Start one server; if the free port we picked was taken meanwhile

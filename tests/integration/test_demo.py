@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from docpipe.devstack import DevStack
+
 pytestmark = pytest.mark.integration
 
 TESTDATA = Path(__file__).resolve().parents[2] / "testdata"
@@ -42,7 +44,15 @@ def test_docpipe_run_processes_a_csv_on_the_embedded_stack_and_stops(tmp_path):
     csv = tmp_path / "docs.csv"
     csv.write_text("url,title\ndocs/a.txt,Tides\ndocs/b.html,\ndocs/missing.txt,Gone\n")
     data_dir = tmp_path / "data"
+    try:
+        run_twice(csv, data_dir)
+    finally:
+        DevStack(
+            data_dir, persistent=True
+        ).remove_data()  # as root, PostgreSQL's data lives outside tmp_path
 
+
+def run_twice(csv: Path, data_dir: Path) -> None:
     result = docpipe_run(csv, data_dir)
 
     output = result.stdout + result.stderr

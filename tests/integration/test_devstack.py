@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import sys
@@ -167,9 +166,11 @@ async def test_a_persistent_local_stack_keeps_its_data_across_restarts(stack_dir
             assert await metadata.migrate() == []
             row = await metadata.get("kept")
             assert row is not None and row["run_id"] == "r1"
-    # As root the cluster lives outside data_dir (behind a symlink); a kept
-    # cluster is the caller's to delete.
-    shutil.rmtree((data_dir / "postgres").resolve(), ignore_errors=True)
+
+    stack.remove_data()
+    assert not (data_dir / "postgres").exists()
+    assert not (data_dir / "objects").exists()
+    assert stack.log_path("postgres").is_file(), "logs are kept"
 
 
 def test_postgres_keeps_working_when_the_data_dir_is_private(devstack: DevStack) -> None:

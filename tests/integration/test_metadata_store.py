@@ -197,13 +197,28 @@ async def test_failures_lists_failed_documents_newest_first(metadata: MetadataSt
     assert rows[1] == {
         "document_id": first.document_id,
         "source": first.source,
+        "row_number": first.row_number,
+        "title": "",
+        "tags": [],
+        "run_id": run_id,
         "stage": "download",
         "reason": "HTTP 404 Not Found",
+        "attempts": 1,
         "updated_at": rows[1]["updated_at"],
     }
     assert [r["document_id"] for r in await metadata.failures(limit=1, run_id=run_id)] == [
         second.document_id
     ]
+
+
+async def test_failures_can_be_narrowed_to_one_stage(metadata: MetadataStore) -> None:
+    run_id = new_run()
+    at_download = failed(run_id, "HTTP 404 Not Found")
+    at_extract = dataclasses.replace(failed(run_id, "not a PDF"), failure_stage=Stage.EXTRACT)
+    await metadata.upsert_outcomes([at_download, at_extract])
+
+    rows = await metadata.failures(run_id=run_id, stage=Stage.EXTRACT.value)
+    assert [(r["document_id"], r["stage"]) for r in rows] == [(at_extract.document_id, "extract")]
 
 
 async def test_ping_answers(metadata: MetadataStore) -> None:
