@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_max_new_tokens: int = Field(128, ge=1)
     summary_max_sentences: int = Field(3, ge=1)
+    ocr_languages: list[str] = ["en"]
+    """easyocr language codes; their model files must be in the offline model directory."""
 
     # --- Metrics -------------------------------------------------------------
     metrics_port: int = Field(9100, ge=0, le=65535)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from docpipe import queues
 
@@ -20,6 +21,7 @@ class Stage(StrEnum):
     CSV = "csv"
     DOWNLOAD = "download"
     EXTRACT = "extract"
+    OCR = "ocr"
     PREPROCESS = "preprocess"
     VALIDATE = "validate"
     TOKENIZE = "tokenize"
@@ -105,8 +107,38 @@ class PreparedDocument:
 
 
 @dataclass
+class OcrJob:
+    """Page images to read: rendered PDF pages, or the raw image itself."""
+
+    document_id: str
+    page_keys: list[str]
+    content_type: str
+    is_image: bool
+
+
+@dataclass
 class PrepareResult:
     succeeded: list[PreparedDocument] = field(default_factory=list)
+    failed: list[DocumentFailure] = field(default_factory=list)
+    needs_ocr: list[OcrJob] = field(default_factory=list)
+    """Images and scanned PDFs: their text must come from perform_ocr first."""
+
+
+@dataclass
+class OcrText:
+    """The recognised text is in the object store under ``text_key``."""
+
+    document_id: str
+    text_key: str
+    pages: int
+    confidence: float
+    image: dict[str, Any] | None = None
+    """analyze_images: size, format, perceptual hash, colours, EXIF (images only)."""
+
+
+@dataclass
+class OcrResultBatch:
+    succeeded: list[OcrText] = field(default_factory=list)
     failed: list[DocumentFailure] = field(default_factory=list)
 
 
@@ -208,6 +240,9 @@ class DocumentOutcome:
     label: str | None = None
     label_score: float | None = None
     summary: str | None = None
+    ocr_pages: int | None = None
+    ocr_confidence: float | None = None
+    image_info: dict[str, Any] | None = None
 
 
 @dataclass

@@ -54,6 +54,10 @@ EXPECTED_FAILURES = {
 }
 
 
+# Rows whose text can only come from OCR (a scanned PDF, images).
+OCR_FILES = {"scanned_invoice.pdf", "invoice_scan.png", "invoice_photo.jpg"}
+
+
 def expected_stage(source: str) -> Stage | None:
     if not source:
         return EXPECTED_FAILURES[""]
@@ -116,8 +120,12 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
         if stage is None:
             assert outcome.status == Status.SUCCEEDED, (outcome.source, outcome.failure_reason)
             assert outcome.chunk_count and outcome.chunk_count >= 1
-            assert outcome.language and outcome.language != "und"
             assert outcome.label and 0 < outcome.label_score <= 1, "classified"
+            if Path(outcome.source).name in OCR_FILES:
+                assert outcome.ocr_pages == 1 and outcome.ocr_confidence > 0.5, outcome.source
+            else:
+                assert outcome.language and outcome.language != "und"
+                assert outcome.ocr_pages is None
         else:
             assert outcome.status == Status.FAILED, outcome.source
             assert outcome.failure_stage == stage, (outcome.source, outcome.failure_reason)
@@ -126,6 +134,14 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
     assert len(succeeded) >= 15
     by_file = {Path(o.source).name: o for o in succeeded}
     assert by_file["en_durable_workflows.txt"].label == "technology"
+    # Every kind of document: PDF text layer, scanned PDF and images through OCR.
+    assert by_file["text_layer_lighthouses.pdf"].title == "Lighthouse keeping notes"
+    assert by_file["text_layer_lighthouses.pdf"].ocr_pages is None
+    for name in OCR_FILES:
+        assert by_file[name].word_count >= 4, name
+    png = by_file["invoice_scan.png"].image_info
+    assert png["format"] == "PNG" and len(png["phash"]) == 16 and png["text_area_ratio"] > 0
+    assert by_file["scanned_invoice.pdf"].image_info is None, "a PDF is not an image"
     languages = {o.language for o in succeeded}
     assert {"en", "de", "fr", "es", "ja"} <= languages
 

@@ -23,6 +23,14 @@ def embeddings(document_id: str) -> str:
     return f"embeddings/{document_id}.npy"
 
 
+def page_image(document_id: str, page: int) -> str:
+    return f"pages/{document_id}/{page:04d}.png"
+
+
+def ocr_text(document_id: str) -> str:
+    return f"ocr/{document_id}.txt"
+
+
 def summary(document_id: str) -> str:
     return f"summaries/{document_id}.txt"
 

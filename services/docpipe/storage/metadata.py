@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # concurrent migrate() calls queue behind each other instead of racing.
 _MIGRATION_LOCK_ID = 0x646F6370697065  # "docpipe"
 
-_JSON_FIELDS = {"tags", "top_words"}
+_JSON_FIELDS = {"tags", "top_words", "image_info"}
 _COLUMNS = [f.name for f in dataclasses.fields(DocumentOutcome)]
 
 _UPSERT = sql.SQL(
@@ -71,7 +71,7 @@ def _row_params(outcome: DocumentOutcome) -> dict[str, Any]:
     for name in _COLUMNS:
         value = getattr(outcome, name)
         if name in _JSON_FIELDS:
-            value = Jsonb(value)
+            value = None if value is None else Jsonb(value)
         elif isinstance(value, enum.Enum):
             # psycopg would dump an Enum by member *name*; the table holds values.
             value = value.value

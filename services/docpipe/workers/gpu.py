@@ -26,6 +26,8 @@ from docpipe.activities.gpu.llm import (
     Summarizer,
     TransformersSummarizer,
 )
+from docpipe.activities.gpu.ocr import OcrEngine
+from docpipe.activities.gpu.ocr_activities import OcrActivities
 from docpipe.config import Settings
 from docpipe.metrics.activity import ActivityMetricsInterceptor
 from docpipe.storage.objects import open_object_store
@@ -94,6 +96,7 @@ async def serve(settings: Settings) -> None:
     embedder = load_embedder(settings)
     client = await connect(settings, make_runtime(settings))
     classifier = load_classifier(settings, embedder)
+    ocr = OcrEngine([r.device for r in embedder.replicas], languages=settings.ocr_languages)
     batcher = make_batcher(settings, embedder)
     try:
         async with open_object_store(settings) as store, httpx.AsyncClient(timeout=120) as http:
@@ -105,10 +108,15 @@ async def serve(settings: Settings) -> None:
                 classifier,
                 load_summarizer(settings, embedder, batcher, http),
             )
+            ocr_activities = OcrActivities(store, ocr)
             worker = Worker(
                 client,
                 task_queue=settings.gpu_task_queue,
-                activities=[activities.generate_embeddings, activities.run_llm_inference],
+                activities=[
+                    activities.generate_embeddings,
+                    activities.run_llm_inference,
+                    ocr_activities.perform_ocr,
+                ],
                 max_concurrent_activities=slots_for(
                     [r.device for r in embedder.replicas],
                     settings.max_concurrent_gpu_activities_per_gpu,
@@ -120,6 +128,7 @@ async def serve(settings: Settings) -> None:
     finally:
         await batcher.close()
         embedder.close()
+        ocr.close()
 
 
 def main() -> None:

@@ -31,6 +31,9 @@ with workflow.unsafe.imports_passed_through():
         EmbedResult,
         FetchedDocument,
         FetchResult,
+        OcrJob,
+        OcrResultBatch,
+        OcrText,
         PipelineInput,
         PipelineResult,
         PreparedDocument,
@@ -58,6 +61,7 @@ class _BatchState:
         self.embedded: dict[str, EmbeddedDocument] = {}
         self.vectors_stored: set[str] = set()
         self.summaries: dict[str, DocumentSummary] = {}
+        self.ocr: dict[str, OcrText] = {}
         self.failures: dict[str, DocumentFailure] = {}
         for ref in documents:
             if ref.invalid_reason:
@@ -118,6 +122,11 @@ class _BatchState:
             outcome.chunks_key = prepared.chunks_key
             outcome.compressed_key = prepared.compressed_key
             outcome.top_words = dict(prepared.top_words)
+        if doc_id in self.ocr:
+            ocr = self.ocr[doc_id]
+            outcome.ocr_pages = ocr.pages
+            outcome.ocr_confidence = ocr.confidence
+            outcome.image_info = ocr.image
         if embedded:
             outcome.embeddings_key = embedded.embeddings_key
             outcome.embedding_model = embedded.model
@@ -192,6 +201,19 @@ class DocumentPipelineWorkflow:
 
         q, t = options.queues, options.timeouts
 
+        async def prepare(jobs: list[TextJob]) -> list[OcrJob]:
+            """prepare_text on the CPU queue; returns the documents that need OCR first."""
+            ids = [j.document_id for j in jobs]
+            prepared: PrepareResult | None = await call(
+                steps.PREPARE_DOCUMENTS, jobs, PrepareResult, q.cpu,
+                t.cpu_start_to_close, steps.CPU_RETRY, Stage.EXTRACT, ids,
+            )  # fmt: skip
+            if not prepared:
+                return []
+            state.prepared.update({d.document_id: d for d in prepared.succeeded})
+            state.record(prepared.failed)
+            return prepared.needs_ocr
+
         todo = state.alive()
         if todo:
             refs = [state.refs[i] for i in todo]
@@ -215,13 +237,29 @@ class DocumentPipelineWorkflow:
                 )
                 for i in todo
             ]
-            prepared: PrepareResult | None = await call(
-                steps.PREPARE_DOCUMENTS, jobs, PrepareResult, q.cpu,
-                t.cpu_start_to_close, steps.CPU_RETRY, Stage.EXTRACT, todo,
-            )  # fmt: skip
-            if prepared:
-                state.prepared = {d.document_id: d for d in prepared.succeeded}
-                state.record(prepared.failed)
+            ocr_jobs = await prepare(jobs)
+            if ocr_jobs:
+                # Images and scanned PDFs: read on the GPU, then prepared like any text.
+                ocr_ids = [j.document_id for j in ocr_jobs]
+                read: OcrResultBatch | None = await call(
+                    steps.PERFORM_OCR, ocr_jobs, OcrResultBatch, q.gpu,
+                    t.gpu_start_to_close, steps.GPU_RETRY, Stage.OCR, ocr_ids,
+                )  # fmt: skip
+                if read:
+                    state.ocr = {r.document_id: r for r in read.succeeded}
+                    state.record(read.failed)
+                    ocr_text_jobs = [
+                        TextJob(
+                            document_id=r.document_id,
+                            raw_key=r.text_key,
+                            content_type="text/plain",
+                            source=state.refs[r.document_id].source,
+                            language_hint=state.refs[r.document_id].language_hint,
+                        )
+                        for r in read.succeeded
+                    ]
+                    if ocr_text_jobs:
+                        await prepare(ocr_text_jobs)
 
         todo = state.alive(state.prepared)
         if todo:

@@ -27,6 +27,7 @@ STORE_VECTORS = "store_vector_embeddings"
 STORE_METADATA = "store_metadata"
 CALL_EXTERNAL_API = "call_external_api"
 RUN_LLM_INFERENCE = "run_llm_inference"
+PERFORM_OCR = "perform_ocr"
 
 NON_RETRYABLE = ["DocumentError", "ConfigError", "WebhookRejected"]
 

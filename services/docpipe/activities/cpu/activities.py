@@ -15,11 +15,20 @@ from concurrent.futures import Executor
 
 from temporalio import activity
 
+from docpipe.activities.cpu.extract import NeedsOcr
+from docpipe.activities.cpu.pdf import render_pages
 from docpipe.activities.cpu.text_pipeline import PreparedText, TextOptions, prepare_text
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.chunks import chunks_to_json
 from docpipe.errors import DocumentError
-from docpipe.models import DocumentFailure, PreparedDocument, PrepareResult, Stage, TextJob
+from docpipe.models import (
+    DocumentFailure,
+    OcrJob,
+    PreparedDocument,
+    PrepareResult,
+    Stage,
+    TextJob,
+)
 from docpipe.storage import keys
 from docpipe.storage.objects import ObjectNotFound, ObjectStore
 from docpipe.workflows import steps
@@ -41,11 +50,13 @@ class CpuActivities:
         for outcome in outcomes:
             if isinstance(outcome, DocumentFailure):
                 result.failed.append(outcome)
+            elif isinstance(outcome, OcrJob):
+                result.needs_ocr.append(outcome)
             else:
                 result.succeeded.append(outcome)
         return result
 
-    async def _prepare_one(self, job: TextJob) -> PreparedDocument | DocumentFailure:
+    async def _prepare_one(self, job: TextJob) -> PreparedDocument | DocumentFailure | OcrJob:
         try:
             raw = await self.store.get(job.raw_key)
         except ObjectNotFound:
@@ -59,6 +70,8 @@ class CpuActivities:
             )
         except DocumentError as err:
             return DocumentFailure(job.document_id, err.stage, err.reason)
+        except NeedsOcr as need:
+            return await self._ocr_job(job, raw, need)
 
         doc_id = job.document_id
         text_key, chunks_key, compressed_key = (
@@ -86,3 +99,19 @@ class CpuActivities:
             compressed_bytes=len(prepared.compressed),
             top_words=prepared.top_words,
         )
+
+    async def _ocr_job(self, job: TextJob, raw: bytes, need: NeedsOcr) -> OcrJob | DocumentFailure:
+        """Images go to OCR as they are; scanned PDF pages are rendered to PNGs first
+        (here, on the CPU, so the GPU worker only ever sees images)."""
+        if need.content_type != "application/pdf":
+            return OcrJob(job.document_id, [job.raw_key], need.content_type, is_image=True)
+        loop = asyncio.get_running_loop()
+        try:
+            pngs = await loop.run_in_executor(self.pool, render_pages, raw, need.pages)
+        except DocumentError as err:
+            return DocumentFailure(job.document_id, err.stage, err.reason)
+        page_keys = [keys.page_image(job.document_id, page) for page in need.pages]
+        await asyncio.gather(
+            *(self.store.put(k, png, "image/png") for k, png in zip(page_keys, pngs, strict=True))
+        )
+        return OcrJob(job.document_id, page_keys, need.content_type, is_image=False)

@@ -198,7 +198,7 @@ def _blocks(root: ET.Element, styles: dict[str, str]) -> Iterator[_Block]:
             stack.extend(reversed(boxes))
         elif name == "tbl":
             yield from _table_rows(element)
-        elif _split(element.tag)[1] == "Fallback" and _split(element.tag)[0] == _MC_NAMESPACE:
+        elif _is_fallback(element):
             continue  # a duplicate of the mc:Choice content, for older readers
         elif name not in ("sectPr", "pPr", "rPr", "tblPr"):
             stack.extend(reversed(list(element)))  # body, sdt, sdtContent, customXml, ...
@@ -228,7 +228,7 @@ def _paragraph_text(paragraph: ET.Element) -> tuple[str, list[ET.Element]]:
     while stack:
         element = stack.pop()
         ns, local = _split(element.tag)
-        if ns == _MC_NAMESPACE and local == "Fallback":
+        if _is_fallback(element):
             continue
         if ns not in _W_NAMESPACES:
             stack.extend(reversed(list(element)))  # drawing, hyperlink wrappers, ...
@@ -270,10 +270,26 @@ def _table_rows(table: ET.Element) -> Iterator[_Block]:
                 continue
             # A cell may hold several paragraphs and even a nested table:
             # flatten them to one line so the row stays one line.
-            texts = [_paragraph_text(p)[0].strip() for p in cell.iter() if _w(p) == "p"]
+            texts = [_paragraph_text(p)[0].strip() for p in _paragraphs_in(cell)]
             cells.append(" ".join(" ".join(t.split()) for t in texts if t))
         if any(cells):
             yield _Block("\t".join(cells), "row")
+
+
+def _paragraphs_in(element: ET.Element) -> Iterator[ET.Element]:
+    """Every paragraph under ``element`` in document order, nested tables and
+    text boxes included, compatibility fallbacks excluded."""
+    stack = [element]
+    while stack:
+        node = stack.pop()
+        if _w(node) == "p":
+            yield node
+        if not _is_fallback(node):
+            stack.extend(reversed(list(node)))
+
+
+def _is_fallback(element: ET.Element) -> bool:
+    return _split(element.tag) == (_MC_NAMESPACE, "Fallback")
 
 
 def _join(blocks: list[_Block]) -> str:

@@ -202,7 +202,6 @@ def prepare_image(
     """
     image = upright_view(open_image(data, max_pixels=max_pixels, draft_side=max_side))
     if max(image.size) > max_side:
-        image = image.copy()  # thumbnail works in place; keep the decoded original intact
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
     return to_rgb(image)
 
@@ -253,8 +252,10 @@ class OcrEngine:
         self.replicas: list[_Replica] = []
         for device in devices:
             with warnings.catch_warnings():
-                # easyocr quantises its CPU models with an API torch deprecates.
-                warnings.filterwarnings("ignore", message=r".*quantize", category=UserWarning)
+                # easyocr quantises its CPU models to int8 with torch.ao, which
+                # torch deprecates (it still works in the pinned torch 2.14).
+                warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
+                warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor")
                 reader = easyocr.Reader(
                     list(languages),
                     gpu=device if device.startswith("cuda") else False,

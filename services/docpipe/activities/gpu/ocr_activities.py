@@ -1,0 +1,71 @@
+"""GPU-queue OCR: perform_ocr (and analyze_images for image inputs).
+
+Scanned PDF pages arrive already rendered to PNG by the CPU worker; images
+arrive as they were downloaded. Each page is read by the worker's OCR engine
+(one easyocr reader per device, one image at a time each); the page texts
+join into one text that the CPU step then processes like any other. For an
+image, the same bytes are also analysed (size, format, EXIF, perceptual hash,
+dominant colours): same queue, same download, one activity call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Any
+
+from temporalio import activity
+
+from docpipe.activities.gpu.images import analyze_image
+from docpipe.activities.gpu.ocr import OcrEngine, OcrResult
+from docpipe.activities.heartbeat import heartbeating
+from docpipe.errors import DocumentError
+from docpipe.models import DocumentFailure, OcrJob, OcrResultBatch, OcrText, Stage
+from docpipe.storage import keys
+from docpipe.storage.objects import ObjectNotFound, ObjectStore
+from docpipe.workflows import steps
+
+
+def image_info(analysis: Any, ocr: OcrResult) -> dict[str, Any]:
+    """The analysis as stored in the metadata row (JSON)."""
+    info = asdict(analysis)
+    info["text_area_ratio"] = round(ocr.text_area_ratio, 4)
+    info["text_boxes"] = ocr.boxes
+    return info
+
+
+class OcrActivities:
+    def __init__(self, store: ObjectStore, engine: OcrEngine) -> None:
+        self.store = store
+        self.engine = engine
+
+    @activity.defn(name=steps.PERFORM_OCR)
+    async def perform_ocr(self, jobs: list[OcrJob]) -> OcrResultBatch:
+        result = OcrResultBatch()
+        async with heartbeating():
+            outcomes = await asyncio.gather(*(self._read_document(job) for job in jobs))
+        for outcome in outcomes:
+            (result.failed if isinstance(outcome, DocumentFailure) else result.succeeded).append(
+                outcome
+            )
+        return result
+
+    async def _read_document(self, job: OcrJob) -> OcrText | DocumentFailure:
+        try:
+            pages = [await self.store.get(key) for key in job.page_keys]
+        except ObjectNotFound as err:
+            return DocumentFailure(job.document_id, Stage.OCR, f"page image missing: {err}")
+        try:
+            results = [await self.engine.aread(page) for page in pages]
+            info = None
+            if job.is_image:
+                analysis = await asyncio.to_thread(analyze_image, pages[0])
+                info = image_info(analysis, results[0])
+        except DocumentError as err:
+            return DocumentFailure(job.document_id, err.stage, err.reason)
+        text = "\n\n".join(r.text for r in results if r.text.strip())
+        key = keys.ocr_text(job.document_id)
+        await self.store.put(key, text.encode("utf-8"), "text/plain; charset=utf-8")
+        read = [r for r in results if r.boxes]
+        confidence = sum(r.confidence for r in read) / len(read) if read else 0.0
+        return OcrText(job.document_id, key, len(pages), round(confidence, 4), info)
