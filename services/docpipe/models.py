@@ -104,6 +104,7 @@ class PreparedDocument:
     chunk_count: int
     compressed_bytes: int
     top_words: dict[str, int] = field(default_factory=dict)
+    quality_score: float = 0.0
 
 
 @dataclass
@@ -240,6 +241,9 @@ class DocumentOutcome:
     label: str | None = None
     label_score: float | None = None
     summary: str | None = None
+    quality_score: float | None = None
+    duplicate_of: str | None = None
+    """Another document with byte-identical content that was processed before."""
     ocr_pages: int | None = None
     ocr_confidence: float | None = None
     image_info: dict[str, Any] | None = None
@@ -296,6 +300,20 @@ class PipelineResult:
     @property
     def failed(self) -> list[DocumentOutcome]:
         return [o for o in self.outcomes if o.status == Status.FAILED]
+
+
+@dataclass
+class MetadataQuery:
+    """query_metadata_database: which of these contents are already stored, and as what."""
+
+    content_sha256: dict[str, str]
+    """document id -> sha256 of its raw bytes."""
+
+
+@dataclass
+class MetadataAnswer:
+    duplicate_of: dict[str, str] = field(default_factory=dict)
+    """document id -> an earlier document with byte-identical content."""
 
 
 @dataclass

@@ -121,6 +121,8 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
             assert outcome.status == Status.SUCCEEDED, (outcome.source, outcome.failure_reason)
             assert outcome.chunk_count and outcome.chunk_count >= 1
             assert outcome.label and 0 < outcome.label_score <= 1, "classified"
+            assert 0 < outcome.quality_score <= 1
+            assert outcome.duplicate_of is None, "testdata holds no two identical files"
             if Path(outcome.source).name in OCR_FILES:
                 assert outcome.ocr_pages == 1 and outcome.ocr_confidence > 0.5, outcome.source
             else:

@@ -27,6 +27,8 @@ from docpipe.models import (
     EmbedResult,
     FetchedDocument,
     FetchResult,
+    MetadataAnswer,
+    MetadataQuery,
     PipelineInput,
     PipelineOptions,
     PipelineResult,
@@ -116,12 +118,18 @@ class FakeSteps:
     async def vectors(self, jobs: list[VectorJob]) -> StoreVectorsResult:
         return StoreVectorsResult(stored=[j.document_id for j in jobs])
 
+    @activity.defn(name=steps.QUERY_METADATA)
+    async def query(self, query: MetadataQuery) -> MetadataAnswer:
+        return MetadataAnswer(
+            {i: "doc-stored-earlier" for i in query.content_sha256 if i == "doc-0"}
+        )
+
     @activity.defn(name=steps.STORE_METADATA)
     async def metadata(self, outcomes: list[DocumentOutcome]) -> None:
         self.recorded.extend(outcomes)
 
     def all(self) -> list:
-        return [self.download, self.prepare, self.embed, self.vectors, self.metadata]
+        return [self.download, self.prepare, self.embed, self.vectors, self.metadata, self.query]
 
 
 @pytest.fixture
@@ -207,3 +215,13 @@ async def test_one_activity_call_per_step_for_the_whole_batch(client):
     fakes = FakeSteps()
     await run_batch(client, fakes, [f"good-{i}" for i in range(25)])
     assert fakes.embed_calls == 1
+
+
+async def test_identical_content_is_marked_as_a_duplicate_but_still_processed(client):
+    fakes = FakeSteps()  # every fake download has the same content hash
+    result = await run_batch(client, fakes, ["good-0", "good-1", "good-2"])
+    outcomes = by_source(result)
+    assert outcomes["good-0"].duplicate_of == "doc-stored-earlier", "found in the metadata database"
+    assert outcomes["good-1"].duplicate_of == "doc-stored-earlier", "the earliest copy"
+    assert outcomes["good-2"].duplicate_of == "doc-stored-earlier"
+    assert all(o.status == Status.SUCCEEDED for o in result.outcomes if o.source)

@@ -205,6 +205,19 @@ class MetadataStore:
             await cur.execute(query, params)
             return await cur.fetchall()
 
+    async def first_with_content(self, sha256s: list[str]) -> dict[str, str]:
+        """For each content hash, the earliest succeeded document that has it."""
+        if not sha256s:
+            return {}
+        query = (
+            "SELECT DISTINCT ON (content_sha256) content_sha256, document_id FROM documents"
+            " WHERE status = 'succeeded' AND content_sha256 = ANY(%s)"
+            " ORDER BY content_sha256, created_at, document_id"
+        )
+        async with self._pool.connection() as conn:
+            rows = await (await conn.execute(query, (list(set(sha256s)),))).fetchall()
+        return {sha: document_id for sha, document_id in rows}
+
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
         async with self._pool.connection() as conn:

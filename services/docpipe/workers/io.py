@@ -47,6 +47,7 @@ async def serve(settings: Settings) -> None:
                 activities.store_metadata,
                 activities.parse_csv,
                 activities.call_external_api,
+                activities.query_metadata_database,
             ],
             max_concurrent_activities=settings.max_concurrent_io_activities,
             interceptors=[ActivityMetricsInterceptor("io")],

@@ -31,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
         EmbedResult,
         FetchedDocument,
         FetchResult,
+        MetadataAnswer,
+        MetadataQuery,
         OcrJob,
         OcrResultBatch,
         OcrText,
@@ -62,6 +64,7 @@ class _BatchState:
         self.vectors_stored: set[str] = set()
         self.summaries: dict[str, DocumentSummary] = {}
         self.ocr: dict[str, OcrText] = {}
+        self.duplicate_of: dict[str, str] = {}
         self.failures: dict[str, DocumentFailure] = {}
         for ref in documents:
             if ref.invalid_reason:
@@ -106,6 +109,7 @@ class _BatchState:
             failure_stage=failure.stage if failure else None,
             failure_reason=failure.reason if failure else None,
         )
+        outcome.duplicate_of = self.duplicate_of.get(doc_id)
         if fetched:
             outcome.content_type = fetched.content_type
             outcome.size_bytes = fetched.size_bytes
@@ -122,6 +126,7 @@ class _BatchState:
             outcome.chunks_key = prepared.chunks_key
             outcome.compressed_key = prepared.compressed_key
             outcome.top_words = dict(prepared.top_words)
+            outcome.quality_score = prepared.quality_score
         if doc_id in self.ocr:
             ocr = self.ocr[doc_id]
             outcome.ocr_pages = ocr.pages
@@ -160,6 +165,34 @@ class DocumentPipelineWorkflow:
             "documents": len(state.refs) if state else 0,
             "failed": len(state.failures) if state else 0,
         }
+
+    async def _find_duplicates(self, state: _BatchState, options: Any) -> None:
+        """Mark byte-identical content: against stored documents (query_metadata_database)
+        and within this batch. Informational: duplicates are still processed and stored
+        under their own ids, so nothing is lost; a failed lookup only skips the marking."""
+        hashes = {i: d.content_sha256 for i, d in state.fetched.items()}
+        if not hashes:
+            return
+        self._stage = steps.QUERY_METADATA
+        try:
+            answer: MetadataAnswer = await workflow.execute_activity(
+                steps.QUERY_METADATA,
+                MetadataQuery(hashes),
+                result_type=MetadataAnswer,
+                task_queue=options.queues.io,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=steps.IO_RETRY,
+            )
+            state.duplicate_of.update(answer.duplicate_of)
+        except ActivityError as err:
+            workflow.logger.warning("duplicate lookup failed, not marking: %s", err.cause or err)
+        first_in_batch: dict[str, str] = {}
+        for doc_id in state.alive(state.fetched):
+            sha = hashes[doc_id]
+            if sha in first_in_batch and doc_id not in state.duplicate_of:
+                state.duplicate_of[doc_id] = first_in_batch[sha]
+            # Point at the earliest copy: a stored one if the first of the batch had one.
+            first_in_batch.setdefault(sha, state.duplicate_of.get(doc_id, doc_id))
 
     @workflow.run
     async def run(self, input: PipelineInput) -> PipelineResult:
@@ -224,6 +257,7 @@ class DocumentPipelineWorkflow:
             if fetched:
                 state.fetched = {d.document_id: d for d in fetched.succeeded}
                 state.record(fetched.failed)
+                await self._find_duplicates(state, options)
 
         todo = state.alive(state.fetched)
         if todo:

@@ -28,6 +28,7 @@ STORE_METADATA = "store_metadata"
 CALL_EXTERNAL_API = "call_external_api"
 RUN_LLM_INFERENCE = "run_llm_inference"
 PERFORM_OCR = "perform_ocr"
+QUERY_METADATA = "query_metadata_database"
 
 NON_RETRYABLE = ["DocumentError", "ConfigError", "WebhookRejected"]
 

@@ -98,6 +98,7 @@ class CpuActivities:
             chunk_count=len(prepared.chunks),
             compressed_bytes=len(prepared.compressed),
             top_words=prepared.top_words,
+            quality_score=prepared.quality,
         )
 
     async def _ocr_job(self, job: TextJob, raw: bytes, need: NeedsOcr) -> OcrJob | DocumentFailure:

@@ -15,6 +15,7 @@ from docpipe.activities.cpu.chunking import TokenizationError, load_tokenizer, s
 from docpipe.activities.cpu.compress import compress_document, word_frequencies
 from docpipe.activities.cpu.extract import extract_text, sniff_content_type
 from docpipe.activities.cpu.preprocess import detect_language, normalize_text, preprocess_text
+from docpipe.activities.cpu.quality import quality_score
 from docpipe.activities.cpu.validate import validate_document_structure
 from docpipe.chunks import Chunk, chunks_from_json, chunks_to_json
 from docpipe.errors import DocumentError
@@ -57,6 +58,8 @@ class PreparedText:
     compressed: bytes
     """gzip of the UTF-8 text, reproducible byte for byte."""
     top_words: dict[str, int] = field(default_factory=dict)
+    quality: float = 0.0
+    """Postprocessing quality score, 0..1 (see quality.py)."""
 
 
 def prepare_text(
@@ -109,6 +112,7 @@ def prepare_text(
         chunks=chunked.chunks,
         compressed=compressed.data,
         top_words=word_frequencies(pre.text, language=pre.language, top_n=options.top_words),
+        quality=quality_score(pre.text, language_confidence=pre.language_confidence).score,
     )
 
 

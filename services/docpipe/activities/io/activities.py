@@ -31,6 +31,8 @@ from docpipe.models import (
     DocumentRef,
     FetchedDocument,
     FetchResult,
+    MetadataAnswer,
+    MetadataQuery,
     Stage,
     StoreVectorsResult,
     VectorJob,
@@ -146,6 +148,17 @@ class IoActivities:
     async def store_metadata(self, outcomes: list[DocumentOutcome]) -> None:
         """Upsert one row per document (succeeded or failed, with the reason)."""
         await self.metadata.upsert_outcomes(outcomes)
+
+    @activity.defn(name=steps.QUERY_METADATA)
+    async def query_metadata_database(self, query: MetadataQuery) -> MetadataAnswer:
+        """Exact-duplicate lookup by content hash against every stored document."""
+        first = await self.metadata.first_with_content(list(query.content_sha256.values()))
+        answer = MetadataAnswer()
+        for document_id, sha in query.content_sha256.items():
+            other = first.get(sha)
+            if other is not None and other != document_id:
+                answer.duplicate_of[document_id] = other
+        return answer
 
     # -- webhook ---------------------------------------------------------------------
     @activity.defn(name=steps.CALL_EXTERNAL_API)
