@@ -16,7 +16,6 @@ Usage: python bench/ocr.py [--images 20] [--font-size 34] [--lines 3] [--threads
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import random
 import sys
 import time
@@ -26,18 +25,8 @@ from docpipe.activities.gpu.devices import visible_devices
 from docpipe.activities.gpu.ocr import OcrEngine
 from docpipe.config import load_settings
 
-
-def _load_samples():
-    """testdata/make_binary_samples.py: the generator of the committed samples."""
-    path = Path(__file__).resolve().parents[1] / "testdata" / "make_binary_samples.py"
-    spec = importlib.util.spec_from_file_location("make_binary_samples", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-samples = _load_samples()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testdata"))
+import make_binary_samples as samples
 
 
 def make_images(count: int, *, lines: int, font_size: int, seed: int = 5) -> list[bytes]:

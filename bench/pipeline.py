@@ -29,7 +29,7 @@ from docpipe.activities.io.download import download, make_http_client
 from docpipe.chunks import chunks_to_json
 from docpipe.csv_input import parse_documents_csv
 from docpipe.devstack import DevStack
-from docpipe.local_workers import LocalWorkers, wait_for_pollers
+from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
 from docpipe.models import DocumentOutcome, DocumentRef, Status
 from docpipe.starter import run_documents
 from docpipe.storage import keys
@@ -124,12 +124,7 @@ async def pipeline(
     client = await connect(settings)
     await wait_for_pollers(
         client,
-        {
-            settings.workflow_task_queue: True,
-            settings.cpu_task_queue: False,
-            settings.gpu_task_queue: False,
-            settings.io_task_queue: False,
-        },
+        all_task_queues(settings),
         workers,
     )
     # Warm-up: spawn the CPU pool processes and run the model once, outside the clock.

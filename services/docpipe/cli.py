@@ -180,7 +180,7 @@ def run(
     """The embedded default: start Temporal, PostgreSQL, Chroma, an object store and all
     four workers locally, run the CSV, print the summary and where the results are."""
     from docpipe.devstack import DevStack
-    from docpipe.local_workers import LocalWorkers, wait_for_pollers
+    from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
     from docpipe.workers.common import connect
 
     documents = _read_csv(csv_file)
@@ -193,14 +193,8 @@ def run(
 
             async def go() -> RunSummary:
                 client = await connect(settings)
-                queues = {
-                    settings.workflow_task_queue: True,
-                    settings.cpu_task_queue: False,
-                    settings.gpu_task_queue: False,
-                    settings.io_task_queue: False,
-                }
                 with console.status("waiting for the workers (the GPU worker loads its model) ..."):
-                    await wait_for_pollers(client, queues, workers)
+                    await wait_for_pollers(client, all_task_queues(settings), workers)
                 return await _start(
                     settings, documents, batch_size, timeout, max_in_flight, summarize=summarize
                 )

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docpipe.config import Settings
+
 WORKER_KINDS = ("workflow", "cpu", "gpu", "io")
 
 
@@ -114,6 +116,16 @@ class LocalWorkers:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def all_task_queues(settings: Settings) -> dict[str, bool]:
+    """Every queue a full set of workers polls: name -> is it the workflow queue."""
+    return {
+        settings.workflow_task_queue: True,
+        settings.cpu_task_queue: False,
+        settings.gpu_task_queue: False,
+        settings.io_task_queue: False,
+    }
 
 
 async def wait_for_pollers(

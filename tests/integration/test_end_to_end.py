@@ -26,7 +26,7 @@ import pytest
 from docpipe.activities.io.webhook import SIGNATURE_HEADER, verify_signature
 from docpipe.config import load_settings
 from docpipe.csv_input import parse_documents_csv
-from docpipe.local_workers import LocalWorkers, wait_for_pollers
+from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
 from docpipe.models import IngestInput, Stage, Status
 from docpipe.starter import pipeline_options, run_documents
 from docpipe.storage.metadata import open_metadata_store
@@ -103,12 +103,7 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
     client = await connect(settings)
     await wait_for_pollers(
         client,
-        {
-            settings.workflow_task_queue: True,
-            settings.cpu_task_queue: False,
-            settings.gpu_task_queue: False,
-            settings.io_task_queue: False,
-        },
+        all_task_queues(settings),
         workers,
     )
     summary = await run_documents(client, settings, documents, batch_size=5, timeout_s=300)

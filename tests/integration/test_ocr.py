@@ -7,11 +7,10 @@ on a CPU, so the images are small and every test reads as few as it can.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import make_binary_samples as samples  # testdata/, on pytest's pythonpath
 import pytest
 from PIL import Image
 
@@ -23,18 +22,6 @@ from docpipe.models import Stage
 
 pytestmark = pytest.mark.integration
 
-
-def _load_samples():
-    """testdata/make_binary_samples.py: the generator of the committed samples."""
-    path = Path(__file__).resolve().parents[2] / "testdata" / "make_binary_samples.py"
-    spec = importlib.util.spec_from_file_location("make_binary_samples", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-samples = _load_samples()
 INVOICE = samples.text_image(("Invoice 12345", "Total 99.50"))
 
 

@@ -3,12 +3,10 @@ guards every untrusted image passes (pixel cap before decoding, unreadable bytes
 
 from __future__ import annotations
 
-import importlib.util
 import struct
-import sys
 import zlib
-from pathlib import Path
 
+import make_binary_samples as samples  # testdata/, on pytest's pythonpath
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
@@ -24,18 +22,6 @@ from docpipe.activities.gpu.images import (
 from docpipe.errors import DocumentError
 from docpipe.models import Stage
 
-
-def _load_samples():
-    """testdata/make_binary_samples.py: the generator of the committed samples."""
-    path = Path(__file__).resolve().parents[2] / "testdata" / "make_binary_samples.py"
-    spec = importlib.util.spec_from_file_location("make_binary_samples", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-samples = _load_samples()
 png = samples.image_bytes
 INVOICE = samples.text_image()
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
-from pathlib import Path
 
+import make_binary_samples as samples  # testdata/, on pytest's pythonpath
 import pypdf
 import pypdfium2 as pdfium
 import pytest
@@ -16,19 +14,6 @@ from docpipe.activities.cpu.extract import NeedsOcr, extract_text, sniff_content
 from docpipe.activities.cpu.pdf import extract_pdf, render_pages
 from docpipe.errors import DocumentError
 from docpipe.models import Stage
-
-
-def _load_samples():
-    """testdata/make_binary_samples.py: the generator of the committed samples."""
-    path = Path(__file__).resolve().parents[2] / "testdata" / "make_binary_samples.py"
-    spec = importlib.util.spec_from_file_location("make_binary_samples", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-samples = _load_samples()
 
 LIGHTHOUSE = samples.text_pdf(samples.TEXT_PDF_PAGES, title=samples.TEXT_PDF_TITLE)
 SCANNED = samples.scanned_pdf(samples.text_image())
