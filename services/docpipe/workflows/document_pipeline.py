@@ -70,6 +70,10 @@ class _BatchState:
             if ref.invalid_reason:
                 self.fail(ref.document_id, Stage.CSV, ref.invalid_reason)
 
+    def text_job(self, document_id: str, key: str, content_type: str) -> TextJob:
+        ref = self.refs[document_id]
+        return TextJob(document_id, key, content_type, ref.source, ref.language_hint)
+
     def fail(self, document_id: str, stage: Stage, reason: str) -> None:
         self.failures.setdefault(document_id, DocumentFailure(document_id, stage, reason))
 
@@ -261,17 +265,10 @@ class DocumentPipelineWorkflow:
 
         todo = state.alive(state.fetched)
         if todo:
-            jobs = [
-                TextJob(
-                    document_id=i,
-                    raw_key=state.fetched[i].raw_key,
-                    content_type=state.fetched[i].content_type,
-                    source=state.refs[i].source,
-                    language_hint=state.refs[i].language_hint,
-                )
-                for i in todo
-            ]
-            ocr_jobs = await prepare(jobs)
+            fetched_docs = [state.fetched[i] for i in todo]
+            ocr_jobs = await prepare(
+                [state.text_job(d.document_id, d.raw_key, d.content_type) for d in fetched_docs]
+            )
             if ocr_jobs:
                 # Images and scanned PDFs: read on the GPU, then prepared like any text.
                 ocr_ids = [j.document_id for j in ocr_jobs]
@@ -283,13 +280,7 @@ class DocumentPipelineWorkflow:
                     state.ocr = {r.document_id: r for r in read.succeeded}
                     state.record(read.failed)
                     ocr_text_jobs = [
-                        TextJob(
-                            document_id=r.document_id,
-                            raw_key=r.text_key,
-                            content_type="text/plain",
-                            source=state.refs[r.document_id].source,
-                            language_hint=state.refs[r.document_id].language_hint,
-                        )
+                        state.text_job(r.document_id, r.text_key, "text/plain")
                         for r in read.succeeded
                     ]
                     if ocr_text_jobs:
