@@ -15,8 +15,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from docpipe.queue_stats import QueueStats, describe_queue
 from temporalio.client import Client
+
+from docpipe.queue_stats import QueueStats, describe_queue
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -87,7 +88,9 @@ class TemporalClients:
             temporal = await self.get(endpoint)
         except Exception as exc:  # unreachable, refused, TLS, bad API key, timeout
             return BacklogReading(
-                {pool: None for pool in queues}, _explain("connect", endpoint, exc), time.monotonic() - started
+                {pool: None for pool in queues},
+                _explain("connect", endpoint, exc),
+                time.monotonic() - started,
             )
         pools = list(queues)
         results = await asyncio.gather(

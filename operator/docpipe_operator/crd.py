@@ -198,7 +198,9 @@ def _pool_schema(kind: str) -> Schema:
             enum=["Always", "IfNotPresent", "Never"],
             default=d["imagePullPolicy"],
         ),
-        "minReplicas": _int("Fewest replicas while there is work.", minimum=0, default=d["minReplicas"]),
+        "minReplicas": _int(
+            "Fewest replicas while there is work.", minimum=0, default=d["minReplicas"]
+        ),
         "maxReplicas": _int("Most replicas.", minimum=1, default=d["maxReplicas"]),
         "concurrency": _int(
             "Tasks one replica runs at once (its slots); also sets the worker's own limit.",
@@ -220,7 +222,9 @@ def _pool_schema(kind: str) -> Schema:
             "x-kubernetes-preserve-unknown-fields": True,
         },
         "priorityClassName": _str("PriorityClass of the pods."),
-        "serviceAccountName": _str("ServiceAccount of the pods (default: the namespace's default)."),
+        "serviceAccountName": _str(
+            "ServiceAccount of the pods (default: the namespace's default)."
+        ),
         "terminationGracePeriodSeconds": _int(
             f"SIGTERM-to-SIGKILL time; must exceed the workers' {WORKER_GRACEFUL_SHUTDOWN_S} s "
             "graceful shutdown.",
@@ -262,7 +266,9 @@ def _spec_schema() -> Schema:
                         "host:port of the Temporal frontend.",
                         pattern=r"^[^:\s]+:[0-9]+$",
                     ),
-                    "namespace": _str("Temporal namespace.", default=TEMPORAL_DEFAULTS["namespace"]),
+                    "namespace": _str(
+                        "Temporal namespace.", default=TEMPORAL_DEFAULTS["namespace"]
+                    ),
                     "tls": {
                         "type": "boolean",
                         "description": "Connect with TLS (system CAs); implied by an API key.",
@@ -277,7 +283,10 @@ def _spec_schema() -> Schema:
             ),
             "queues": _obj(
                 "Task-queue names.",
-                {kind: _str(f"The {kind} queue.", default=QUEUE_DEFAULTS[kind], minLength=1) for kind in POOLS},
+                {
+                    kind: _str(f"The {kind} queue.", default=QUEUE_DEFAULTS[kind], minLength=1)
+                    for kind in POOLS
+                },
                 default={},
             ),
             "s3": _obj(
@@ -311,8 +320,12 @@ def _spec_schema() -> Schema:
                         "Secret with the user name and password.",
                         {
                             "name": _str("Secret name.", minLength=1),
-                            "usernameKey": _str("Key of the user name.", default=SECRET_KEY_DEFAULTS["dbUser"]),
-                            "passwordKey": _str("Key of the password.", default=SECRET_KEY_DEFAULTS["dbPassword"]),
+                            "usernameKey": _str(
+                                "Key of the user name.", default=SECRET_KEY_DEFAULTS["dbUser"]
+                            ),
+                            "passwordKey": _str(
+                                "Key of the password.", default=SECRET_KEY_DEFAULTS["dbPassword"]
+                            ),
                         },
                         required=["name"],
                     ),
@@ -327,7 +340,9 @@ def _spec_schema() -> Schema:
             "imagePullSecrets": {
                 "type": "array",
                 "description": "Secrets for pulling the worker images.",
-                "items": _obj("A Secret.", {"name": _str("Secret name.", minLength=1)}, required=["name"]),
+                "items": _obj(
+                    "A Secret.", {"name": _str("Secret name.", minLength=1)}, required=["name"]
+                ),
             },
             "pools": _obj(
                 "One pool per worker type; each becomes a Deployment and a metrics Service.",

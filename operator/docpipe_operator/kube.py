@@ -15,6 +15,7 @@ event, a resumed operator or a racing replica therefore changes nothing.
 from __future__ import annotations
 
 import base64
+import inspect
 import logging
 import os
 from collections.abc import Mapping
@@ -48,7 +49,8 @@ async def connection_info(configuration: client.Configuration) -> kopf.Connectio
     """The same credentials, in the form kopf's login handler returns."""
     header = None
     for identifier in ("BearerToken", "authorization"):
-        header = await configuration.get_api_key_with_prefix(identifier)
+        found = configuration.get_api_key_with_prefix(identifier)
+        header = await found if inspect.isawaitable(found) else found  # async since 33.3
         if header:
             break
     scheme, token = None, None

@@ -113,19 +113,27 @@ def worker_env(spec: PipelineSpec, pool: PoolSpec) -> list[dict[str, Any]]:
 def _store_env(spec: PipelineSpec) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = []
     s3 = spec.s3
-    for field, name in (("endpoint", "S3_ENDPOINT"), ("bucket", "S3_BUCKET"), ("region", "S3_REGION")):
+    for field, name in (
+        ("endpoint", "S3_ENDPOINT"),
+        ("bucket", "S3_BUCKET"),
+        ("region", "S3_REGION"),
+    ):
         if s3.get(field):
             env.append(_env(name, s3[field]))
     if creds := s3.get("credentialsSecretRef"):
-        env.append(_secret_env("S3_ACCESS_KEY", creds["name"], creds.get("accessKeyKey", "access-key")))
-        env.append(_secret_env("S3_SECRET_KEY", creds["name"], creds.get("secretKeyKey", "secret-key")))
+        env.append(_secret_env("S3_ACCESS_KEY", creds["name"], creds["accessKeyKey"]))
+        env.append(_secret_env("S3_SECRET_KEY", creds["name"], creds["secretKeyKey"]))
     db = spec.metadata_db
-    for field, name in (("host", "METADATA_DB_HOST"), ("port", "METADATA_DB_PORT"), ("database", "METADATA_DB_NAME")):
+    for field, name in (
+        ("host", "METADATA_DB_HOST"),
+        ("port", "METADATA_DB_PORT"),
+        ("database", "METADATA_DB_NAME"),
+    ):
         if db.get(field):
             env.append(_env(name, db[field]))
     if creds := db.get("credentialsSecretRef"):
-        env.append(_secret_env("METADATA_DB_USER", creds["name"], creds.get("usernameKey", "username")))
-        env.append(_secret_env("METADATA_DB_PASSWORD", creds["name"], creds.get("passwordKey", "password")))
+        env.append(_secret_env("METADATA_DB_USER", creds["name"], creds["usernameKey"]))
+        env.append(_secret_env("METADATA_DB_PASSWORD", creds["name"], creds["passwordKey"]))
     vector = spec.vector_db
     if vector.get("url"):
         env.append(_env("VECTOR_DB_URL", vector["url"]))
@@ -134,7 +142,9 @@ def _store_env(spec: PipelineSpec) -> list[dict[str, Any]]:
     return env
 
 
-def _override(env: list[dict[str, Any]], overrides: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _override(
+    env: list[dict[str, Any]], overrides: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """Replace variables by name (a later one wins), keeping first-seen order."""
     merged: dict[str, dict[str, Any]] = {item["name"]: item for item in env}
     for item in overrides:
@@ -185,7 +195,9 @@ def _container(spec: PipelineSpec, pool: PoolSpec) -> dict[str, Any]:
             {"name": "sdk-metrics", "containerPort": SDK_METRICS_PORT, "protocol": "TCP"},
         ],
         # Model loading can take minutes on a cold GPU node: a generous start-up window.
-        "startupProbe": _probe(initial_delay_s=2, period_s=5, failures=60 if pool.kind == "gpu" else 24),
+        "startupProbe": _probe(
+            initial_delay_s=2, period_s=5, failures=60 if pool.kind == "gpu" else 24
+        ),
         "livenessProbe": _probe(initial_delay_s=0, period_s=20, failures=3),
         "readinessProbe": _probe(initial_delay_s=0, period_s=10, failures=3),
         "securityContext": {
@@ -275,7 +287,12 @@ def service(body: Mapping[str, Any], spec: PipelineSpec, kind: str) -> Manifest:
             "clusterIP": "None",
             "selector": selector_labels(pipeline, kind),
             "ports": [
-                {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
+                {
+                    "name": "metrics",
+                    "port": METRICS_PORT,
+                    "targetPort": "metrics",
+                    "protocol": "TCP",
+                },
                 {
                     "name": "sdk-metrics",
                     "port": SDK_METRICS_PORT,

@@ -33,7 +33,7 @@ reports the backlog of a queue that has no pollers); and no statistics means
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 # Rates and counts below this are "nothing" (the server reports float rates).
@@ -111,9 +111,7 @@ class QueueSignal:
     def idle(self) -> bool:
         """Nothing waiting, nothing added or dispatched (the rates are 30 s averages)."""
         return (
-            self.backlog_count <= 0
-            and self.add_rate <= _EPSILON
-            and self.dispatch_rate <= _EPSILON
+            self.backlog_count <= 0 and self.add_rate <= _EPSILON and self.dispatch_rate <= _EPSILON
         )
 
 
@@ -158,61 +156,62 @@ class Decision:
         return (self.replicas > self.current) - (self.replicas < self.current)
 
 
-@dataclass
-class _Terms:
-    """The recommendation's parts, to name the one that drove a scale-up."""
-
-    values: dict[Reason, int] = field(default_factory=dict)
-
-    def dominant(self) -> Reason:
-        return max(self.values, key=lambda reason: self.values[reason])
-
-
 def _ceil(value: float) -> int:
     """ceil that ignores float dust (4.0000000001 tasks is 4 tasks, not 5)."""
     return max(0, math.ceil(value - 1e-9))
 
 
-def assess(signal: QueueSignal, knobs: ScalingKnobs, current: int) -> tuple[Load, _Terms]:
-    """Replicas each signal asks for, and their combination (before stabilisation)."""
+def assess(signal: QueueSignal, knobs: ScalingKnobs, current: int) -> tuple[Load, Reason]:
+    """Replicas the queue asks for (before stabilisation), and the main reason.
+
+    Two estimates of the same need, in fractional replicas, rounded up once:
+
+    * the work running now (dispatch rate x task duration, in replicas) plus
+      the backlog projected ``scale_up_horizon_s`` ahead at the current growth
+      rate (add minus dispatch), each ``target_backlog_per_replica`` tasks one
+      replica more;
+    * the replicas that keep up with the arrival rate plus today's backlog.
+
+    The first reacts to measured saturation, the second to arrivals even
+    before the pool saturates; the larger wins. A backlog older than
+    ``target_backlog_age_s`` asks for up to twice the current replicas.
+    """
     in_flight = signal.dispatch_rate * knobs.task_seconds
-    busy = _ceil(in_flight / knobs.concurrency)
-    keep_up = _ceil(signal.add_rate * knobs.task_seconds / knobs.concurrency)
+    busy = in_flight / knobs.concurrency
+    keep_up = signal.add_rate * knobs.task_seconds / knobs.concurrency
     growth = max(0.0, signal.add_rate - signal.dispatch_rate)
-    projected = max(0, signal.backlog_count) + growth * knobs.scale_up_horizon_s
-    drain = _ceil(projected / knobs.target_backlog_per_replica)
-    # Replicas for the work that is running (or arriving), plus enough to
-    # absorb what waits: the waiting tasks cannot use slots that are busy.
-    base = max(busy, keep_up)
-    demand = base + drain
+    waiting = max(0, signal.backlog_count)
+    projected = waiting + growth * knobs.scale_up_horizon_s
+    per_replica = knobs.target_backlog_per_replica
+    demand = _ceil(max(busy + projected / per_replica, keep_up + waiting / per_replica))
     age = 0
-    if signal.backlog_count > 0 and signal.backlog_age_s > knobs.target_backlog_age_s:
+    if waiting > 0 and signal.backlog_age_s > knobs.target_backlog_age_s:
         factor = min(signal.backlog_age_s / knobs.target_backlog_age_s, _MAX_AGE_UP_FACTOR)
         age = max(current + 1, _ceil(current * factor))
     floor = 0 if (knobs.scale_to_zero and signal.idle) else knobs.min_replicas
     target = min(max(demand, age, floor), knobs.max_replicas)
 
-    terms = _Terms()
-    if drain:
-        terms.values[Reason.BACKLOG_GROWING if growth > _EPSILON else Reason.BACKLOG] = demand
-    if age:
-        terms.values[Reason.BACKLOG_AGE] = age
-    if busy and busy >= keep_up:
-        terms.values[Reason.BUSY] = base
-    elif keep_up:
-        terms.values[Reason.ARRIVALS] = base
-    terms.values[Reason.MIN_REPLICAS] = floor
+    if floor > max(demand, age):
+        reason = Reason.MIN_REPLICAS
+    elif age >= demand and age > 0:
+        reason = Reason.BACKLOG_AGE
+    elif projected > 0:
+        reason = Reason.BACKLOG_GROWING if growth > _EPSILON else Reason.BACKLOG
+    elif busy >= keep_up:
+        reason = Reason.BUSY
+    else:
+        reason = Reason.ARRIVALS
     load = Load(
         in_flight=in_flight,
-        busy_replicas=busy,
-        keep_up_replicas=keep_up,
+        busy_replicas=_ceil(busy),
+        keep_up_replicas=_ceil(keep_up),
         projected_backlog=projected,
-        drain_replicas=drain,
+        drain_replicas=_ceil(projected / per_replica),
         age_replicas=age,
         floor=floor,
         target=target,
     )
-    return load, terms
+    return load, reason
 
 
 def _hold_floor(current: int, knobs: ScalingKnobs) -> int:
@@ -251,7 +250,7 @@ def decide(
         message = f"no queue statistics; holding {current} replicas"
         return Decision(current, Reason.NO_DATA, message, state, None, current)
 
-    load, terms = assess(signal, knobs, current)
+    load, main_reason = assess(signal, knobs, current)
     target = load.target
     since = state.tracking_since if state.tracking_since is not None else now
     window = knobs.down_window_s
@@ -260,15 +259,14 @@ def decide(
     facts = describe(signal)
 
     if target > current:
-        if current == 0:
-            reason = Reason.SCALE_FROM_ZERO
-        else:
-            reason = terms.dominant()
+        reason = Reason.SCALE_FROM_ZERO if current == 0 else main_reason
         message = f"{current} -> {target}: {facts}, ~{load.in_flight:.1f} tasks in flight"
         return _scaled(current, target, reason, message, state, now, load)
 
     if target == current:
-        return Decision(current, Reason.STEADY, f"{current} replicas fit: {facts}", state, load, current)
+        return Decision(
+            current, Reason.STEADY, f"{current} replicas fit: {facts}", state, load, current
+        )
 
     # target < current: the rules that make scale-down slow and safe.
     if current > knobs.max_replicas:
@@ -304,6 +302,8 @@ def _scaled(
     return Decision(new, reason, message, state, load, current)
 
 
-def keda_desired(backlog_count: int, target_queue_size: float, min_replicas: int, max_replicas: int) -> int:
+def keda_desired(
+    backlog_count: int, target_queue_size: float, min_replicas: int, max_replicas: int
+) -> int:
     """KEDA's Temporal scaler formula, the anchor our policy is compared with."""
     return min(max(_ceil(backlog_count / target_queue_size), min_replicas), max_replicas)

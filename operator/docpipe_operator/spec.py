@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docpipe import queues
-
 from docpipe_operator import POOLS
 from docpipe_operator.scaling import ScalingKnobs
 
@@ -160,8 +159,12 @@ def problems(spec: Mapping[str, Any], name: str = "") -> list[str]:
         if not merged.get("image"):
             found.append(f"{where}.image: required")
         low, high = merged["minReplicas"], merged["maxReplicas"]
-        if not (isinstance(low, int) and isinstance(high, int) and 0 <= low <= high and high >= 1):
-            found.append(f"{where}: need 0 <= minReplicas <= maxReplicas, maxReplicas >= 1 (got {low}, {high})")
+        if not isinstance(low, int) or low < 0:
+            found.append(f"{where}.minReplicas: must be an integer >= 0 (got {low!r})")
+        elif not isinstance(high, int) or high < 1:
+            found.append(f"{where}.maxReplicas: must be an integer >= 1 (got {high!r})")
+        elif low > high:
+            found.append(f"{where}: minReplicas must not exceed maxReplicas ({low} > {high})")
         if merged["concurrency"] < 1:
             found.append(f"{where}.concurrency: must be >= 1")
         if merged.get("gpusPerPod", 0) < 0:
@@ -171,7 +174,12 @@ def problems(spec: Mapping[str, Any], name: str = "") -> list[str]:
                 f"{where}.terminationGracePeriodSeconds: must exceed the workers' "
                 f"{WORKER_GRACEFUL_SHUTDOWN_S} s graceful shutdown"
             )
-        for knob in ("taskSeconds", "targetBacklogAgeSeconds", "targetBacklogPerReplica", "pollIntervalSeconds"):
+        for knob in (
+            "taskSeconds",
+            "targetBacklogAgeSeconds",
+            "targetBacklogPerReplica",
+            "pollIntervalSeconds",
+        ):
             if not scaling[knob] > 0:
                 found.append(f"{where}.scaling.{knob}: must be > 0")
         if scaling["maxScaleDownStep"] < 1:
@@ -205,10 +213,19 @@ def parse(spec: Mapping[str, Any], name: str = "") -> PipelineSpec:
         env=tuple(spec.get("env") or ()),
         env_from=tuple(spec.get("envFrom") or ()),
         image_pull_secrets=tuple(s["name"] for s in spec.get("imagePullSecrets") or ()),
-        s3=dict(spec.get("s3") or {}),
-        metadata_db=dict(spec.get("metadataDb") or {}),
+        s3=_store(spec.get("s3"), accessKeyKey="s3AccessKey", secretKeyKey="s3SecretKey"),
+        metadata_db=_store(spec.get("metadataDb"), usernameKey="dbUser", passwordKey="dbPassword"),
         vector_db=dict(spec.get("vectorDb") or {}),
     )
+
+
+def _store(raw: Mapping[str, Any] | None, **key_defaults: str) -> dict[str, Any]:
+    """A store section with its credentials Secret's key names defaulted."""
+    store = dict(raw or {})
+    if store.get("credentialsSecretRef"):
+        defaults = {field: SECRET_KEY_DEFAULTS[name] for field, name in key_defaults.items()}
+        store["credentialsSecretRef"] = defaults | dict(store["credentialsSecretRef"])
+    return store
 
 
 def _pool(kind: str, raw: Mapping[str, Any]) -> PoolSpec:

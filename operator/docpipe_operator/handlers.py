@@ -1,0 +1,86 @@
+"""kopf handlers for DocumentPipeline: thin, they wire kopf to reconcile.py.
+
+* login: the same credentials as our own API client (kube.py);
+* create / resume / update: create or patch the owned Deployments and Services;
+* a timer per object: one autoscaling round (each pool at its own poll interval);
+* delete: ownerReferences let Kubernetes collect the children; we only drop
+  the pipeline's metric series.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import kopf
+
+from docpipe_operator import GROUP, PLURAL, VERSION, metrics, reconcile
+from docpipe_operator.backlog import TemporalClients
+from docpipe_operator.config import load
+from docpipe_operator.kube import Kube, connection_info, load_configuration
+from docpipe_operator.spec import SpecError, parse
+
+CONFIG = load()
+RESOURCE = (GROUP, VERSION, PLURAL)
+
+
+@kopf.on.login()
+async def login(**_: Any) -> kopf.ConnectionInfo:
+    return await connection_info(await load_configuration())
+
+
+@kopf.on.startup()
+async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
+    # kopf neither waits for nor cancels a timer that is mid-round when the
+    # operator exits; give a round (at worst a Temporal deadline or two) time
+    # to finish before the API client below is closed.
+    settings.background.instant_exit_timeout = 2 * CONFIG.temporal_timeout_seconds + 1
+    memo.kube = await Kube.connect()
+    memo.temporal = TemporalClients(timeout_s=CONFIG.temporal_timeout_seconds)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if "kube" in memo:
+        await memo.kube.close()
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE)
+async def ensure(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
+    """Owned Deployments and Services match the spec (a replay changes nothing)."""
+    try:
+        spec = parse(body["spec"], body["metadata"]["name"])
+    except SpecError as exc:
+        result = reconcile.invalid(body, str(exc))
+    else:
+        result = await reconcile.ensure_workloads(memo.kube, body, spec)
+    _apply(body, patch, result)
+
+
+@kopf.timer(*RESOURCE, interval=CONFIG.tick_seconds, initial_delay=CONFIG.tick_seconds)
+async def autoscale(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
+    """Read backlog, decide per pool, scale, write status and Events."""
+    try:
+        spec = parse(body["spec"], body["metadata"]["name"])
+    except SpecError:
+        return  # ensure() reported it; nothing sensible to scale
+    pools = memo.setdefault("pools", {})
+    result = await reconcile.autoscale(
+        memo.kube, memo.temporal, body, spec, pools, now=time.time(), monotonic=time.monotonic()
+    )
+    if result is not None:
+        _apply(body, patch, result)
+
+
+@kopf.on.delete(*RESOURCE, optional=True)
+def forget_metrics(namespace: str, name: str, **_: Any) -> None:
+    metrics.forget(namespace, name)
+
+
+def _apply(body: kopf.Body, patch: kopf.Patch, result: reconcile.Result) -> None:
+    for key, value in result.status.items():
+        patch.status[key] = value
+    for notice in result.notices:
+        kopf.event(body, type=notice.type, reason=notice.reason, message=notice.message)

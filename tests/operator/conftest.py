@@ -1,0 +1,73 @@
+"""Fixtures for the operator tests: an emulated Kubernetes API (kmock), the
+real kopf operator running in-process against it, and a real Temporal dev
+server for the backlog.
+
+The operator reads its settings at import, so they are set here, before any
+test module imports the handlers: a short timer tick and Temporal deadline
+keep the suite fast, and every wait below polls with a deadline instead of
+sleeping a fixed time (the machine may be slow).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DOCPIPE_OPERATOR_TICK_SECONDS", "0.5")
+os.environ.setdefault("DOCPIPE_OPERATOR_TEMPORAL_TIMEOUT_SECONDS", "2")
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+import yaml
+from kmock import Server
+from kube_emulator import ApiServer
+from operator_harness import (
+    NAMESPACE,
+    Cluster,
+    running_operator,
+    start_temporal,
+    stop_temporal,
+)
+
+from docpipe.devstack import TemporalServer
+
+
+@pytest_asyncio.fixture
+async def cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[Cluster]:
+    """An empty cluster with our namespace; $KUBECONFIG points at it."""
+    async with ApiServer() as api, Server(api):
+        url = str(api.url).rstrip("/")
+        api.add_namespace(NAMESPACE)
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "kmock", "cluster": {"server": url}}],
+                    "users": [{"name": "test", "user": {"token": "test-token"}}],
+                    "contexts": [
+                        {"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}
+                    ],
+                    "current-context": "kmock",
+                }
+            )
+        )
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        yield Cluster(api, url)
+
+
+@pytest_asyncio.fixture
+async def operator(cluster: Cluster) -> AsyncIterator[None]:
+    async with running_operator():
+        yield
+
+
+@pytest.fixture(scope="session")
+def temporal() -> Iterator[TemporalServer]:
+    """One dev server shared by the tests that never stop it."""
+    server = start_temporal()
+    yield server
+    stop_temporal(server)

@@ -1,0 +1,151 @@
+"""kmock's Kubernetes emulator plus the API-server duties our operator meets.
+
+kmock keeps objects and serves list/watch/get/create/patch/delete. A real API
+server also stamps metadata on every write, and kopf and our client rely on
+it: ``uid`` (owner references), ``resourceVersion`` (kopf's optimistic
+patches), ``generation`` (observedGeneration), names for ``generateName``
+(kopf's Events), a failed JSON-patch ``test`` answered 422 (kopf's
+optimistic concurrency retries on exactly that), and a list's resourceVersion
+that a watch can start from, without replaying what the list already gave
+(kmock replays every object as ADDED; kopf would act on a stale copy). This subclass adds those, and records which verbs were used
+on which resources, so a test can check the RBAC manifests grant them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonpatch
+import kmock
+from kmock import KubernetesEmulator, KubernetesError, ResourceInfo
+
+TEST_AGENT = "docpipe-operator-tests"
+"""The User-Agent of the test's own requests (playing kubectl), kept out of ``calls``."""
+
+VERBS = {
+    kmock.action.LIST: "list",
+    kmock.action.WATCH: "watch",
+    kmock.action.FETCH: "get",
+    kmock.action.CREATE: "create",
+    kmock.action.UPDATE: "patch",
+    kmock.action.DELETE: "delete",
+}
+
+RESOURCES = {
+    "v1/namespaces": ResourceInfo(
+        kind="Namespace", namespaced=False, verbs=["get", "list", "watch"]
+    ),
+    "v1/events": ResourceInfo(kind="Event", namespaced=True, verbs=["create", "list"]),
+    "v1/secrets": ResourceInfo(kind="Secret", namespaced=True, verbs=["get", "create"]),
+    "v1/services": ResourceInfo(
+        kind="Service", namespaced=True, verbs=["get", "create", "patch", "list"]
+    ),
+    "apps/v1/deployments": ResourceInfo(
+        kind="Deployment",
+        namespaced=True,
+        subresources=["status", "scale"],
+        verbs=["get", "create", "patch", "list"],
+    ),
+    "docpipe.io/v1alpha1/documentpipelines": ResourceInfo(
+        kind="DocumentPipeline",
+        namespaced=True,
+        shortnames=["dp"],
+        subresources=["status"],
+        verbs=["get", "list", "watch", "create", "patch", "delete"],
+    ),
+    "kopf.dev/v1/kopfpeerings": ResourceInfo(
+        kind="KopfPeering", namespaced=True, verbs=["get", "list", "watch", "patch", "create"]
+    ),
+}
+
+
+class ApiServer(KubernetesEmulator):
+    """The emulator, stamping metadata like an API server and logging verbs."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.version = 0
+        self.calls: set[tuple[str, str, str]] = set()
+        """(api group, resource[/subresource], verb) of every request but the test's own."""
+        self.log: list[tuple[str, str, str | None]] = []
+        """(verb, resource[/subresource], name) of every request, in order."""
+        for key, info in RESOURCES.items():
+            self.resources[key] = info
+
+    def add_namespace(self, name: str) -> None:
+        self.objects["v1/namespaces", None, name] = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "uid": str(uuid.uuid4())},
+        }
+
+    async def _handle(self, request: Any) -> Any:
+        # Discovery (/api, /apis/<group>...) has no plural: every user may read it.
+        if request.resource is not None and request.action is not None and request.resource.plural:
+            plural = request.resource.plural
+            if request.subresource:
+                plural = f"{plural}/{request.subresource}"
+            if request.headers.get("User-Agent") != TEST_AGENT:
+                self.calls.add((request.resource.group, plural, VERBS[request.action]))
+            self.log.append((VERBS[request.action], plural, request.name))
+            if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+                self._stamp_new(request.data)
+            elif request.action == kmock.action.UPDATE:
+                self._stamp_update(request)
+        try:
+            return await super()._handle(request)
+        except jsonpatch.JsonPatchException as exc:
+            raise KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
+
+    def _next_version(self) -> str:
+        self.version += 1
+        return str(self.version)
+
+    async def _serve_list(self, request: Any) -> Any:
+        payload = await super()._serve_list(request)
+        payload["metadata"]["resourceVersion"] = str(self.version)
+        return payload
+
+    async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
+        since = request.params.get("resourceVersion")
+        async for event in super()._serve_watch(request):
+            if since and since.isdigit() and isinstance(event, dict):
+                version = event.get("object", {}).get("metadata", {}).get("resourceVersion", "0")
+                if int(version) <= int(since):
+                    continue  # the list already showed this state
+            yield event
+
+    def _stamp_new(self, data: dict[str, Any]) -> None:
+        meta = data.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        meta["uid"] = str(uuid.uuid4())
+        meta["resourceVersion"] = self._next_version()
+        meta["generation"] = 1
+        meta["creationTimestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _stamp_update(self, request: Any) -> None:
+        version = self._next_version()
+        data = request.data
+        if isinstance(data, list):  # JSON patch
+            touches_spec = any(str(op.get("path", "")).startswith("/spec") for op in data)
+            data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
+        elif isinstance(data, dict):  # merge patch
+            touches_spec = "spec" in data and request.subresource is None
+            data.setdefault("metadata", {})["resourceVersion"] = version
+        else:
+            return
+        if touches_spec and request.subresource is None:
+            key = (request.resource, request.namespace, request.name)
+            try:
+                current = self.objects[key].raw
+            except (KeyError, ValueError):
+                return
+            generation = int(current.get("metadata", {}).get("generation", 1)) + 1
+            if isinstance(data, list):
+                data.append({"op": "add", "path": "/metadata/generation", "value": generation})
+            else:
+                data["metadata"]["generation"] = generation

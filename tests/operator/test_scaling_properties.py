@@ -1,0 +1,101 @@
+"""Properties of the scaling policy that hold for any input (hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from docpipe_operator.scaling import QueueSignal, ScalingKnobs, ScalingState, decide
+
+
+@st.composite
+def knobs(draw: st.DrawFn) -> ScalingKnobs:
+    low = draw(st.integers(0, 10))
+    return ScalingKnobs(
+        min_replicas=low,
+        max_replicas=draw(st.integers(max(low, 1), 50)),
+        concurrency=draw(st.integers(1, 200)),
+        target_backlog_per_replica=draw(st.floats(0.5, 500)),
+        task_seconds=draw(st.floats(0.01, 900)),
+        target_backlog_age_s=draw(st.floats(0.5, 600)),
+        scale_up_horizon_s=draw(st.floats(0, 300)),
+        scale_down_stabilization_s=draw(st.floats(0, 900)),
+        max_scale_down_step=draw(st.integers(1, 10)),
+        scale_to_zero=draw(st.booleans()),
+    )
+
+
+signals = st.builds(
+    QueueSignal,
+    backlog_count=st.integers(0, 100_000),
+    backlog_age_s=st.floats(0, 10_000),
+    add_rate=st.floats(0, 5_000),
+    dispatch_rate=st.floats(0, 5_000),
+)
+maybe_signals = st.one_of(st.none(), signals)
+
+
+@settings(max_examples=120, deadline=None)
+@given(knobs(), st.lists(maybe_signals, min_size=1, max_size=40), st.integers(0, 60))
+def test_replicas_stay_within_bounds(knob: ScalingKnobs, trace: list, start: int) -> None:
+    """Never above max; never below min, except a pool that may idle at zero."""
+    replicas, state = min(start, knob.max_replicas), ScalingState()
+    for step, item in enumerate(trace):
+        decision = decide(replicas, item, knob, state, step * 10.0)
+        assert decision.replicas <= knob.max_replicas
+        if decision.replicas < knob.min_replicas:
+            assert decision.replicas == 0
+            assert knob.scale_to_zero or knob.min_replicas == 0 or replicas == 0
+        replicas, state = decision.replicas, decision.state
+
+
+@settings(max_examples=120, deadline=None)
+@given(knobs(), signals, st.integers(1, 50), st.floats(0, 10_000))
+def test_never_shrinks_while_the_backlog_grows(
+    knob: ScalingKnobs, signal: QueueSignal, current: int, now: float
+) -> None:
+    current = min(current, knob.max_replicas)
+    if signal.backlog_count == 0 or signal.add_rate <= signal.dispatch_rate:
+        signal = QueueSignal(
+            max(1, signal.backlog_count),
+            signal.backlog_age_s,
+            signal.dispatch_rate + 1,
+            signal.dispatch_rate,
+        )
+    state = ScalingState(tracking_since=now - 100_000)  # a long quiet history
+    assert decide(current, signal, knob, state, now).replicas >= current
+
+
+@settings(max_examples=120, deadline=None)
+@given(knobs(), st.integers(0, 50), st.lists(st.none(), min_size=1, max_size=30))
+def test_no_data_never_changes_replicas_inside_the_bounds(
+    knob: ScalingKnobs, current: int, trace: list
+) -> None:
+    current = min(current, knob.max_replicas)
+    if current < knob.min_replicas and current != 0:
+        current = knob.min_replicas
+    replicas, state = current, ScalingState()
+    for step, item in enumerate(trace):
+        decision = decide(replicas, item, knob, state, step * 10.0)
+        if current != 0 or knob.scale_to_zero or knob.min_replicas == 0:
+            assert decision.replicas == current
+        replicas, state = decision.replicas, decision.state
+
+
+@settings(max_examples=120, deadline=None)
+@given(knobs(), signals, st.integers(1, 50), st.floats(0, 10_000))
+def test_one_decision_removes_at_most_max_step_replicas(
+    knob: ScalingKnobs, signal: QueueSignal, current: int, now: float
+) -> None:
+    current = min(current, knob.max_replicas)
+    state = ScalingState(tracking_since=now - 100_000)
+    decision = decide(current, signal, knob, state, now)
+    assert current - decision.replicas <= knob.max_scale_down_step
+
+
+@settings(max_examples=100, deadline=None)
+@given(knobs(), st.integers(1, 1_000), st.floats(0, 10_000))
+def test_a_queued_task_always_gets_a_replica(knob: ScalingKnobs, backlog: int, age: float) -> None:
+    """Scale from zero: any waiting task on a pool at zero brings at least one replica."""
+    signal = QueueSignal(backlog, age, 0.0, 0.0)
+    assert decide(0, signal, knob, ScalingState(), 0.0).replicas >= 1
