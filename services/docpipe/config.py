@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     classifier_taxonomy: dict[str, str] | None = None
     """JSON {label: description} for zero-shot classification; default: a general taxonomy."""
     classifier_min_score: float = Field(0.0, ge=0, le=1)
+    classifier_model_path: Path | None = None
+    """A local sequence-classification model; replaces the zero-shot classifier."""
+    image_classifier_model_path: Path | None = None
+    """A local image-classification model; its top labels join each image's analysis."""
     llm_model_path: Path | None = None
     """A local transformers model for summaries (run_llm_inference)."""
     llm_endpoint: str | None = None

@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 
 from docpipe.activities.gpu.activities import GpuActivities
 from docpipe.activities.gpu.batcher import MicroBatcher
-from docpipe.activities.gpu.classify import DEFAULT_TAXONOMY, ZeroShotClassifier
+from docpipe.activities.gpu.classify import DEFAULT_TAXONOMY, DocumentClassifier, ZeroShotClassifier
 from docpipe.activities.gpu.devices import slots_for, visible_devices
 from docpipe.activities.gpu.embedder import Embedder
 from docpipe.activities.gpu.embedding_cache import VectorLru
@@ -26,10 +26,12 @@ from docpipe.activities.gpu.llm import (
     Summarizer,
     TransformersSummarizer,
 )
+from docpipe.activities.gpu.model_classifiers import ImageModelClassifier, TextModelClassifier
 from docpipe.activities.gpu.ocr import OcrEngine
 from docpipe.activities.gpu.ocr_activities import OcrActivities
 from docpipe.config import Settings
 from docpipe.metrics.activity import ActivityMetricsInterceptor
+from docpipe.metrics.gpu import batch_observer, register_nvml_collector
 from docpipe.storage.objects import open_object_store
 from docpipe.workers.common import (
     GRACEFUL_SHUTDOWN,
@@ -63,10 +65,14 @@ def make_batcher(settings: Settings, embedder: Embedder) -> MicroBatcher[str, np
         max_wait_s=settings.embedding_max_wait_ms / 1000,
         # One model call in flight per replica: each GPU works on its own batch.
         max_concurrent_batches=len(embedder.replicas),
+        on_batch=batch_observer(embedder.name, settings.embedding_max_batch_items),
     )
 
 
-def load_classifier(settings: Settings, embedder: Embedder) -> ZeroShotClassifier:
+def load_classifier(settings: Settings, embedder: Embedder) -> DocumentClassifier:
+    """CLASSIFIER_MODEL_PATH if set, else zero-shot over the taxonomy's descriptions."""
+    if settings.classifier_model_path:
+        return TextModelClassifier(settings.classifier_model_path, embedder.replicas[0].device)
     taxonomy = settings.classifier_taxonomy or DEFAULT_TAXONOMY
     vectors = embedder.encode(ZeroShotClassifier.prompts(taxonomy))
     return ZeroShotClassifier(list(taxonomy), vectors, min_score=settings.classifier_min_score)
@@ -93,10 +99,16 @@ def load_summarizer(
 
 
 async def serve(settings: Settings) -> None:
+    register_nvml_collector()  # GPU memory, temperature, utilisation; none without a GPU
     embedder = load_embedder(settings)
     client = await connect(settings, make_runtime(settings))
     classifier = load_classifier(settings, embedder)
     ocr = OcrEngine([r.device for r in embedder.replicas], languages=settings.ocr_languages)
+    image_classifier = (
+        ImageModelClassifier(settings.image_classifier_model_path, embedder.replicas[0].device)
+        if settings.image_classifier_model_path
+        else None
+    )
     batcher = make_batcher(settings, embedder)
     try:
         async with open_object_store(settings) as store, httpx.AsyncClient(timeout=120) as http:
@@ -108,7 +120,7 @@ async def serve(settings: Settings) -> None:
                 classifier,
                 load_summarizer(settings, embedder, batcher, http),
             )
-            ocr_activities = OcrActivities(store, ocr)
+            ocr_activities = OcrActivities(store, ocr, image_classifier)
             worker = Worker(
                 client,
                 task_queue=settings.gpu_task_queue,

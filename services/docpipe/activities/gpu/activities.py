@@ -9,14 +9,14 @@ running in this worker into large model calls.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from docpipe.activities.gpu.batcher import MicroBatcher
-from docpipe.activities.gpu.classify import ZeroShotClassifier, document_vector
+from docpipe.activities.gpu.classify import DocumentClassifier, document_vector
 from docpipe.activities.gpu.embedder import Embedder
 from docpipe.activities.gpu.embedding_cache import (
     VectorLru,
@@ -28,6 +28,7 @@ from docpipe.activities.gpu.embedding_cache import (
 from docpipe.activities.gpu.llm import Summarizer
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.chunks import chunks_from_json
+from docpipe.metrics.gpu import record_embedding_lookups
 from docpipe.models import (
     DocumentFailure,
     DocumentSummary,
@@ -53,6 +54,8 @@ class _Doc:
     texts: list[str]
     hashes: list[str]
     stored: dict[str, np.ndarray]
+    tokens: list[int] = field(default_factory=list)
+    """Each chunk's token count (for the tokens-per-second metric)."""
 
 
 class GpuActivities:
@@ -62,7 +65,7 @@ class GpuActivities:
         embedder: Embedder,
         batcher: MicroBatcher[str, np.ndarray],
         lru: VectorLru | None = None,
-        classifier: ZeroShotClassifier | None = None,
+        classifier: DocumentClassifier | None = None,
         summarizer: Summarizer | None = None,
     ) -> None:
         self.store = store
@@ -94,17 +97,21 @@ class GpuActivities:
             data = await self.store.get(job.chunks_key)
         except ObjectNotFound as err:
             return DocumentFailure(job.document_id, Stage.EMBED, f"chunks missing: {err}")
-        texts = [c.text for c in chunks_from_json(data)]
+        chunks = chunks_from_json(data)
+        texts = [c.text for c in chunks]
         stored = await load_stored_vectors(self.store, job.document_id, self.embedder.name)
-        return _Doc(job, texts, [chunk_hash(t) for t in texts], stored)
+        return _Doc(
+            job, texts, [chunk_hash(t) for t in texts], stored, [c.token_count for c in chunks]
+        )
 
     async def _vectors_for(self, docs: list[_Doc]) -> dict[str, np.ndarray]:
         """Vector per chunk hash: from the stored document, the LRU, else the model."""
         model = self.embedder.name
         found: dict[str, np.ndarray] = {}
         missing: dict[str, str] = {}
+        missing_tokens = 0
         for doc in docs:
-            for digest, text in zip(doc.hashes, doc.texts, strict=True):
+            for i, (digest, text) in enumerate(zip(doc.hashes, doc.texts, strict=True)):
                 if digest in found or digest in missing:
                     continue
                 vector = doc.stored.get(digest)
@@ -112,9 +119,11 @@ class GpuActivities:
                     vector = self.lru.get(model, digest)
                 if vector is None:
                     missing[digest] = text
+                    missing_tokens += doc.tokens[i] if i < len(doc.tokens) else 0
                 else:
                     found[digest] = vector
         self.cache_hits += len(found)
+        record_embedding_lookups(model, len(found), len(missing), missing_tokens)
         if missing:
             fresh = await self.batcher.submit(list(missing.values()))
             self.embedded_chunks += len(fresh)
@@ -148,7 +157,8 @@ class GpuActivities:
         )
         if self.classifier is not None and len(matrix):
             # classify_document: the document's vector against the label descriptions.
-            result = self.classifier.classify(document_vector(matrix))
+            lead = " ".join(doc.texts[:2])  # a model classifier reads the opening chunks
+            result = await self.classifier.classify_document(lead, document_vector(matrix))
             embedded.label, embedded.label_score = result.label, result.score
         return embedded
 

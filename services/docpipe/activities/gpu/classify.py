@@ -14,6 +14,7 @@ into ``"other"``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -30,6 +31,11 @@ DEFAULT_TAXONOMY: dict[str, str] = {
     "environment": "nature, climate, weather, energy, agriculture, gardens and ecology",
     "sports": "sports, games, athletes, competitions and teams",
 }
+
+
+class DocumentClassifier(Protocol):
+    async def classify_document(self, text: str, vector: np.ndarray) -> Classification: ...
+
 
 LABEL_PROMPT = "This document is about {description}."
 
@@ -69,6 +75,10 @@ class ZeroShotClassifier:
     @staticmethod
     def prompts(taxonomy: dict[str, str]) -> list[str]:
         return [LABEL_PROMPT.format(description=d) for d in taxonomy.values()]
+
+    async def classify_document(self, text: str, vector: np.ndarray) -> Classification:
+        """The classifier interface of the GPU worker (a model classifier reads the text)."""
+        return self.classify(vector)
 
     def classify(self, doc_vector: np.ndarray) -> Classification:
         similarities = self.label_vectors @ np.asarray(doc_vector, dtype=np.float32)

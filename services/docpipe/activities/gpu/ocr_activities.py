@@ -17,6 +17,7 @@ from typing import Any
 from temporalio import activity
 
 from docpipe.activities.gpu.images import analyze_image
+from docpipe.activities.gpu.model_classifiers import ImageModelClassifier
 from docpipe.activities.gpu.ocr import OcrEngine, OcrResult
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.errors import DocumentError
@@ -35,9 +36,15 @@ def image_info(analysis: Any, ocr: OcrResult) -> dict[str, Any]:
 
 
 class OcrActivities:
-    def __init__(self, store: ObjectStore, engine: OcrEngine) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        engine: OcrEngine,
+        image_classifier: ImageModelClassifier | None = None,
+    ) -> None:
         self.store = store
         self.engine = engine
+        self.image_classifier = image_classifier
 
     @activity.defn(name=steps.PERFORM_OCR)
     async def perform_ocr(self, jobs: list[OcrJob]) -> OcrResultBatch:
@@ -61,6 +68,8 @@ class OcrActivities:
             if job.is_image:
                 analysis = await asyncio.to_thread(analyze_image, pages[0])
                 info = image_info(analysis, results[0])
+                if self.image_classifier is not None:
+                    info["labels"] = await self.image_classifier.classify(pages[0])
         except DocumentError as err:
             return DocumentFailure(job.document_id, err.stage, err.reason)
         text = "\n\n".join(r.text for r in results if r.text.strip())
