@@ -44,7 +44,10 @@ WORDS = (
 def make_texts(count: int, seed: int = 11) -> list[str]:
     """Distinct short texts of 12-60 words, so no two chunks share a cache entry."""
     rng = random.Random(seed)
-    return [f"{i}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 60))) for i in range(count)]
+    return [
+        f"{i}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 60)))
+        for i in range(count)
+    ]
 
 
 def bare_encode(embedder: Embedder, texts: list[str]) -> tuple[float, int]:
@@ -53,7 +56,9 @@ def bare_encode(embedder: Embedder, texts: list[str]) -> tuple[float, int]:
     best = (0.0, 0)
     for batch_size in (16, 32, 64, 128, 256):
         started = time.perf_counter()
-        model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+        model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
         rate = len(texts) / (time.perf_counter() - started)
         best = max(best, (rate, batch_size))
     return best
@@ -67,29 +72,40 @@ async def worker_path(embedder: Embedder, texts: list[str], per_request: int, ro
     for n, start in enumerate(range(0, len(texts), per_request)):
         part = texts[start : start + per_request]
         doc_id = f"doc-{n:05d}"
-        await store.put(keys.chunks(doc_id), chunks_to_json([Chunk(i, t, 0, 0, len(t)) for i, t in enumerate(part)]))
+        await store.put(
+            keys.chunks(doc_id),
+            chunks_to_json([Chunk(i, t, 0, 0, len(t)) for i, t in enumerate(part)]),
+        )
         jobs.append(EmbeddingJob(doc_id, keys.chunks(doc_id), len(part)))
     env = ActivityEnvironment()
     started = time.perf_counter()
-    results = await asyncio.gather(*(env.run(activities.generate_embeddings, [job]) for job in jobs))
+    results = await asyncio.gather(
+        *(env.run(activities.generate_embeddings, [job]) for job in jobs)
+    )
     elapsed = time.perf_counter() - started
     assert sum(len(r.succeeded) for r in results) == len(jobs)
     assert activities.embedded_chunks == len(texts)
     stats = activities.batcher.stats
-    print(f"worker path: {len(jobs)} concurrent requests -> {stats.batches} model calls (mean {stats.mean_batch_size:.0f} chunks)")
+    print(
+        f"worker path: {len(jobs)} concurrent requests -> {stats.batches} model calls (mean {stats.mean_batch_size:.0f} chunks)"
+    )
     await activities.batcher.close()
     return len(texts) / elapsed
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--chunks", type=int, default=1024)
     parser.add_argument("--per-request", type=int, default=4)
     args = parser.parse_args()
 
     settings = load_settings()
     devices = visible_devices(settings.gpu_count)
-    embedder = Embedder(settings.resolved_embedding_model_path, devices, batch_size=settings.embedding_batch_size)
+    embedder = Embedder(
+        settings.resolved_embedding_model_path, devices, batch_size=settings.embedding_batch_size
+    )
     texts = make_texts(args.chunks)
     embedder.encode(texts[:64])  # warm up kernels and allocator
     bare_rate, best_batch = bare_encode(embedder, texts)

@@ -18,6 +18,9 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from docpipe.metrics.gpu import INFERENCE_ITEMS
+from docpipe.workflows.steps import PERFORM_OCR
+
 ACTIVITY_SECONDS = Histogram(
     "docpipe_activity_duration_seconds",
     "Wall time of one activity execution (a batch of documents).",
@@ -29,7 +32,7 @@ ACTIVITIES_IN_FLIGHT = Gauge(
 )
 DOCUMENTS = Counter(
     "docpipe_documents_total",
-    "Documents handled by an activity, by result.",
+    "Documents handled by an activity, by result (succeeded, failed, needs_ocr).",
     ["worker", "activity", "result"],
 )
 
@@ -41,10 +44,17 @@ def count_documents(worker: str, result: Any) -> None:
     failed = getattr(result, "failed", None)
     if succeeded is None:
         succeeded = getattr(result, "stored", None)
+    needs_ocr = getattr(result, "needs_ocr", None)
     if isinstance(succeeded, list):
         DOCUMENTS.labels(worker, name, "succeeded").inc(len(succeeded))
     if isinstance(failed, list):
         DOCUMENTS.labels(worker, name, "failed").inc(len(failed))
+    if isinstance(needs_ocr, list):
+        # prepare_text hands images and scanned PDFs to OCR: neither done nor failed.
+        DOCUMENTS.labels(worker, name, "needs_ocr").inc(len(needs_ocr))
+    if name == PERFORM_OCR and isinstance(succeeded, list):
+        pages = sum(getattr(item, "pages", 0) for item in succeeded)
+        INFERENCE_ITEMS.labels("ocr", "easyocr").inc(pages)
 
 
 class _Inbound(ActivityInboundInterceptor):

@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from docpipe.config import Settings
+from docpipe.metrics.io import timed, unwatch_postgres_pool, watch_postgres_pool
 from docpipe.models import DocumentOutcome, Status
 
 log = logging.getLogger(__name__)
@@ -103,13 +104,16 @@ class MetadataStore:
             open=False,
         )
         await pool.open(wait=True, timeout=open_timeout_s)
+        watch_postgres_pool(pool)
         try:
             yield cls(pool)
         finally:
+            unwatch_postgres_pool(pool)
             await pool.close()
 
     # ------------------------------------------------------------------ schema
 
+    @timed("postgres", "migrate")
     async def migrate(self) -> list[str]:
         """Apply the SQL scripts not applied yet; return their versions.
 
@@ -141,6 +145,7 @@ class MetadataStore:
 
     # ------------------------------------------------------------------ writes
 
+    @timed("postgres", "upsert")
     async def upsert_outcomes(self, outcomes: Iterable[DocumentOutcome]) -> None:
         """Insert or update one row per outcome, in one transaction.
 
@@ -160,6 +165,7 @@ class MetadataStore:
 
     # ----------------------------------------------------------------- queries
 
+    @timed("postgres", "get")
     async def get(self, document_id: str) -> dict[str, Any] | None:
         """The document's row as a dict, or None if it was never written."""
         async with self._pool.connection() as conn:
@@ -167,6 +173,7 @@ class MetadataStore:
             await cur.execute("SELECT * FROM documents WHERE document_id = %s", (document_id,))
             return await cur.fetchone()
 
+    @timed("postgres", "count")
     async def count_by_status(self, run_id: str | None = None) -> dict[str, int]:
         """``{"succeeded": n, "failed": m}`` over all rows, or one run's rows."""
         query = "SELECT status, count(*) FROM documents"
@@ -181,6 +188,7 @@ class MetadataStore:
                 counts[status] = count
         return counts
 
+    @timed("postgres", "failures")
     async def failures(
         self, limit: int = 100, run_id: str | None = None, stage: str | None = None
     ) -> list[dict[str, Any]]:
@@ -205,6 +213,7 @@ class MetadataStore:
             await cur.execute(query, params)
             return await cur.fetchall()
 
+    @timed("postgres", "find_duplicates")
     async def first_with_content(self, sha256s: list[str]) -> dict[str, str]:
         """For each content hash, the earliest succeeded document that has it."""
         if not sha256s:
@@ -218,6 +227,7 @@ class MetadataStore:
             rows = await (await conn.execute(query, (list(set(sha256s)),))).fetchall()
         return {sha: document_id for sha, document_id in rows}
 
+    @timed("postgres", "ping")
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
         async with self._pool.connection() as conn:

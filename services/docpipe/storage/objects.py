@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from docpipe.config import Settings
+from docpipe.metrics.io import count_bytes, timed
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from types_aiobotocore_s3 import S3Client  # type: ignore[import-not-found]
@@ -146,6 +147,7 @@ class S3ObjectStore:
         """The shared aioboto3 client, for what this interface does not cover."""
         return self._client
 
+    @timed("s3", "put")
     async def put(
         self, key: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> None:
@@ -156,6 +158,7 @@ class S3ObjectStore:
             await self._client.put_object(
                 Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
             )
+        count_bytes("s3", "out", len(data))
 
     async def _put_multipart(self, key: str, data: bytes, content_type: str) -> None:
         """Upload in parts, a few at a time; abort on failure so no parts linger.
@@ -200,6 +203,7 @@ class S3ObjectStore:
             )
             raise
 
+    @timed("s3", "get")
     async def get(self, key: str) -> bytes:
         _check_key(key)
         try:
@@ -207,8 +211,11 @@ class S3ObjectStore:
         except self._client.exceptions.NoSuchKey as exc:
             raise ObjectNotFound(key) from exc
         async with response["Body"] as body:
-            return await body.read()
+            data: bytes = await body.read()
+        count_bytes("s3", "in", len(data))
+        return data
 
+    @timed("s3", "head")
     async def exists(self, key: str) -> bool:
         _check_key(key)
         from botocore.exceptions import ClientError
@@ -221,10 +228,12 @@ class S3ObjectStore:
             raise
         return True
 
+    @timed("s3", "delete")
     async def delete(self, key: str) -> None:
         _check_key(key)
         await self._client.delete_object(Bucket=self.bucket, Key=key)
 
+    @timed("s3", "list")
     async def list_keys(self, prefix: str = "") -> list[str]:
         keys: list[str] = []
         paginator = self._client.get_paginator("list_objects_v2")

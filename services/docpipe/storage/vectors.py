@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from docpipe.config import Settings
+from docpipe.metrics.io import count_bytes, timed
 
 MetadataValue = str | int | float | bool
 
@@ -72,6 +73,7 @@ class VectorStore:
     def collection_name(self) -> str:
         return str(self._collection.name)
 
+    @timed("chroma", "upsert")
     async def upsert_document(
         self,
         document_id: str,
@@ -92,6 +94,7 @@ class VectorStore:
                 f"{count} chunks but embeddings of shape {vectors.shape}; expected ({count}, d)"
             )
         shared = {k: v for k, v in (metadata or {}).items() if v is not None}
+        count_bytes("chroma", "out", vectors.nbytes + sum(len(t.encode()) for t in chunk_texts))
         if count:
             await self._collection.upsert(
                 ids=[chunk_id(document_id, i) for i in range(count)],
@@ -107,18 +110,22 @@ class VectorStore:
             where={"$and": [{"document_id": document_id}, {"chunk_index": {"$gte": count}}]}
         )
 
+    @timed("chroma", "delete")
     async def delete_document(self, document_id: str) -> None:
         await self._collection.delete(where={"document_id": document_id})
 
+    @timed("chroma", "count")
     async def count(self) -> int:
         """Chunks in the collection, over all documents."""
         return int(await self._collection.count())
 
+    @timed("chroma", "count")
     async def count_for(self, document_id: str) -> int:
         """Chunks stored for one document."""
         found = await self._collection.get(where={"document_id": document_id}, include=[])
         return len(found["ids"])
 
+    @timed("chroma", "get")
     async def chunks_for(self, document_id: str) -> list[dict[str, Any]]:
         """The document's chunks in order: ``{"id", "text", "metadata"}`` each."""
         found = await self._collection.get(
@@ -132,6 +139,7 @@ class VectorStore:
         ]
         return sorted(chunks, key=lambda c: int(c["metadata"].get("chunk_index", 0)))
 
+    @timed("chroma", "heartbeat")
     async def heartbeat(self) -> int:
         """The server's clock in ns; raises if it does not answer."""
         return int(await self._client.heartbeat())

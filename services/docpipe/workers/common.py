@@ -21,6 +21,8 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from docpipe.config import ConfigError, Settings, load_settings
+from docpipe.metrics import set_worker_kind
+from docpipe.metrics.process import register_process_collector
 
 log = logging.getLogger("docpipe.worker")
 
@@ -58,7 +60,10 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     )
 
 
-def start_metrics(settings: Settings) -> None:
+def start_metrics(settings: Settings, kind: str) -> None:
+    """Serve /metrics on METRICS_PORT: docpipe_* (labelled ``worker=kind``) and process metrics."""
+    set_worker_kind(kind)
+    register_process_collector()
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
 
@@ -83,6 +88,6 @@ def run_worker(kind: str, main: Callable[[Settings], Awaitable[None]]) -> None:
     except ConfigError as err:
         print(f"docpipe {kind} worker: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    start_metrics(settings)
+    start_metrics(settings, kind)
     asyncio.run(main(settings))
     log.info("%s worker stopped", kind)

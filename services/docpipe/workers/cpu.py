@@ -17,6 +17,7 @@ from docpipe.activities.cpu.activities import CpuActivities
 from docpipe.activities.cpu.text_pipeline import TextOptions, warm_up
 from docpipe.config import Settings
 from docpipe.metrics.activity import ActivityMetricsInterceptor
+from docpipe.metrics.cpu import MeteredPool, watch_pool
 from docpipe.storage.objects import open_object_store
 from docpipe.workers.common import (
     GRACEFUL_SHUTDOWN,
@@ -40,12 +41,16 @@ def text_options(settings: Settings) -> TextOptions:
 async def serve(settings: Settings) -> None:
     options = text_options(settings)
     client = await connect(settings, make_runtime(settings))
-    pool = ProcessPoolExecutor(
-        max_workers=settings.worker_cpu_threads,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=warm_up,
-        initargs=(options.tokenizer_dir,),
+    pool = MeteredPool(
+        ProcessPoolExecutor(
+            max_workers=settings.worker_cpu_threads,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=warm_up,
+            initargs=(options.tokenizer_dir,),
+        ),
+        size=settings.worker_cpu_threads,
     )
+    watch_pool(pool)
     try:
         async with open_object_store(settings) as store:
             activities = CpuActivities(store, pool, options)

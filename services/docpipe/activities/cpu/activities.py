@@ -21,6 +21,7 @@ from docpipe.activities.cpu.text_pipeline import PreparedText, TextOptions, prep
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.chunks import chunks_to_json
 from docpipe.errors import DocumentError
+from docpipe.metrics.cpu import INPUT_BYTES
 from docpipe.models import (
     DocumentFailure,
     OcrJob,
@@ -63,6 +64,7 @@ class CpuActivities:
             return DocumentFailure(
                 job.document_id, Stage.EXTRACT, f"raw object {job.raw_key} is missing"
             )
+        INPUT_BYTES.inc(len(raw))
         loop = asyncio.get_running_loop()
         try:
             prepared: PreparedText = await loop.run_in_executor(

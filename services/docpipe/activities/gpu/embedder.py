@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from docpipe.metrics.gpu import record_inference
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -80,7 +83,14 @@ class Embedder:
         self._next = itertools.cycle(self.replicas)
 
     def _encode(self, replica: _Replica, texts: list[str]) -> np.ndarray:
-        return encode_with_oom_split(lambda part: self._encode_once(replica, part), texts, _is_oom)
+        started = time.perf_counter()
+        vectors = encode_with_oom_split(
+            lambda part: self._encode_once(replica, part), texts, _is_oom
+        )
+        record_inference(
+            "embed", self.name, replica.device, len(texts), time.perf_counter() - started
+        )
+        return vectors
 
     def _encode_once(self, replica: _Replica, texts: list[str]) -> np.ndarray:
         vectors = replica.model.encode(

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from temporalio import activity
@@ -23,6 +24,8 @@ from docpipe.chunks import chunks_from_json
 from docpipe.config import Settings
 from docpipe.csv_input import CsvFormatError, parse_documents_csv
 from docpipe.errors import DocumentError, TransientError
+from docpipe.metrics.io import backend_request, count_bytes, timed
+from docpipe.metrics.pipeline import record_outcomes
 from docpipe.models import (
     CsvPage,
     CsvPageRequest,
@@ -46,6 +49,8 @@ from docpipe.storage.vectors import VectorStore
 from docpipe.workflows import steps
 
 log = logging.getLogger(__name__)
+
+_timed_deliver = timed("http", "webhook")(deliver)
 
 
 class IoActivities:
@@ -76,14 +81,16 @@ class IoActivities:
 
     async def _fetch_one(self, ref: DocumentRef) -> FetchedDocument | DocumentFailure:
         attempts = self.settings.download_attempts
+        backend = _source_backend(ref.source)
         for attempt in range(1, attempts + 1):
             try:
-                got = await download(
-                    ref.source,
-                    self.http,
-                    max_bytes=self.settings.download_max_bytes,
-                    local_root=self.settings.local_source_root,
-                )
+                with backend_request(backend, "download"):
+                    got = await download(
+                        ref.source,
+                        self.http,
+                        max_bytes=self.settings.download_max_bytes,
+                        local_root=self.settings.local_source_root,
+                    )
                 break
             except DocumentError as err:
                 return DocumentFailure(ref.document_id, err.stage, err.reason)
@@ -93,6 +100,7 @@ class IoActivities:
                         ref.document_id, Stage.DOWNLOAD, f"gave up after {attempts} attempts: {err}"
                     )
                 await asyncio.sleep(min(2.0**attempt * 0.25, 10.0))
+        count_bytes(backend, "in", len(got.data))
         key = keys.raw(ref.document_id)
         declared = ref.declared_type or got.content_type.split(";")[0].strip()
         await self.store.put(key, got.data, declared or "application/octet-stream")
@@ -148,6 +156,7 @@ class IoActivities:
     async def store_metadata(self, outcomes: list[DocumentOutcome]) -> None:
         """Upsert one row per document (succeeded or failed, with the reason)."""
         await self.metadata.upsert_outcomes(outcomes)
+        await record_outcomes(outcomes)  # the pipeline's result: every outcome passes here
 
     @activity.defn(name=steps.QUERY_METADATA)
     async def query_metadata_database(self, query: MetadataQuery) -> MetadataAnswer:
@@ -168,7 +177,7 @@ class IoActivities:
         async with heartbeating():
             deliveries = await asyncio.gather(
                 *(
-                    deliver(
+                    _timed_deliver(
                         self.http,
                         request.url,
                         outcome,
@@ -229,6 +238,11 @@ _TYPES_BY_SUFFIX = {
     ".tif": "image/tiff",
     ".tiff": "image/tiff",
 }
+
+
+def _source_backend(source: str) -> str:
+    """The backend a download uses, for its metrics: ``http`` or ``file`` (local paths)."""
+    return "http" if urlsplit(source.strip()).scheme.lower() in {"http", "https"} else "file"
 
 
 def _type_from_name(name: str) -> str:
