@@ -9,6 +9,7 @@ document fails alone and the batch goes on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -244,6 +245,8 @@ class DocumentOutcome:
     quality_score: float | None = None
     duplicate_of: str | None = None
     """Another document with byte-identical content that was processed before."""
+    started_at: datetime | None = None
+    """When the batch workflow that produced this outcome started (end-to-end latency)."""
     ocr_pages: int | None = None
     ocr_confidence: float | None = None
     image_info: dict[str, Any] | None = None

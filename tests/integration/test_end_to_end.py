@@ -151,6 +151,7 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
             assert failures[outcome.document_id]["reason"] == outcome.failure_reason
         row = await metadata.get(succeeded[0].document_id)
         assert row is not None and row["chunk_count"] == succeeded[0].chunk_count
+        assert row["started_at"] is not None and row["started_at"] <= row["updated_at"]
 
     # Chroma: one vector per chunk; S3: every artifact of every stored document.
     async with open_vector_store(settings) as vectors:

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import httpx
@@ -350,17 +351,22 @@ def outcome(status: Status, stage: Stage | None = None) -> DocumentOutcome:
     )
 
 
-async def test_outcomes_are_counted_by_stage_and_need_no_activity_for_that() -> None:
+def test_outcomes_are_counted_by_stage_and_timed_from_their_batch_start() -> None:
     done = sample("docpipe_pipeline_documents_completed_total")
     ocr = sample("docpipe_pipeline_documents_failed_total", stage="ocr")
     latency = sample("docpipe_pipeline_document_duration_seconds_count", status="succeeded")
-    await pipeline.record_outcomes(
-        [outcome(Status.SUCCEEDED), outcome(Status.SUCCEEDED), outcome(Status.FAILED, Stage.OCR)]
+    started = outcome(Status.SUCCEEDED)
+    started.started_at = datetime.now(UTC) - timedelta(seconds=3)
+    pipeline.record_outcomes(
+        [started, outcome(Status.SUCCEEDED), outcome(Status.FAILED, Stage.OCR)]
     )
     assert sample("docpipe_pipeline_documents_completed_total") == done + 2
     assert sample("docpipe_pipeline_documents_failed_total", stage="ocr") == ocr + 1
-    # Outside an activity there is no workflow to ask for its start: no latency, no error.
-    assert sample("docpipe_pipeline_document_duration_seconds_count", status="succeeded") == latency
+    # Only an outcome that says when its batch started has a latency.
+    assert (
+        sample("docpipe_pipeline_document_duration_seconds_count", status="succeeded")
+        == latency + 1
+    )
 
 
 def test_every_stage_has_a_failure_series_from_the_start() -> None:

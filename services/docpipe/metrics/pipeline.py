@@ -5,18 +5,16 @@ Each batch workflow ends by storing one metadata row per document
 is where the pipeline's result is counted: completed documents, failed ones by
 the stage they failed at (the reason is free text, far too many values for a
 label; it is in PostgreSQL and ``docpipe failures``), and the time from the
-batch workflow's start to its outcome being stored.
+batch workflow's start (carried in the outcome) to its outcome being stored.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from prometheus_client import Counter, Histogram
-from temporalio import activity
 
 from docpipe.models import DocumentOutcome, Stage, Status
 
@@ -42,36 +40,16 @@ for _stage in Stage:  # every stage reports 0 from the start: ratios and alerts 
 for _status in Status:
     LATENCY.labels(_status.value)
 
-_DESCRIBE_TIMEOUT_S = 2.0
 
-
-async def _workflow_started() -> datetime | None:
-    """When the calling activity's workflow started (one DescribeWorkflowExecution)."""
-    try:
-        info = activity.info()
-        handle = activity.client().get_workflow_handle(
-            info.workflow_id or "", run_id=info.workflow_run_id
-        )
-        async with asyncio.timeout(_DESCRIBE_TIMEOUT_S):
-            description = await handle.describe()
-    except Exception as exc:  # a metric must never fail the activity
-        log.debug("no end-to-end latency: %s", exc)
-        return None
-    return description.start_time
-
-
-async def record_outcomes(outcomes: Sequence[DocumentOutcome]) -> None:
-    """Count stored outcomes and observe their end-to-end latency (in an activity)."""
+def record_outcomes(outcomes: Sequence[DocumentOutcome]) -> None:
+    """Count stored outcomes and observe their end-to-end latency."""
     for outcome in outcomes:
         if outcome.status == Status.SUCCEEDED:
             COMPLETED.inc()
         else:
             FAILED.labels(str(outcome.failure_stage or "unknown")).inc()
-    if not outcomes:
-        return
-    started = await _workflow_started()
-    if started is None:
-        return
-    elapsed = max((datetime.now(UTC) - started).total_seconds(), 0.0)
+    now = datetime.now(UTC)
     for outcome in outcomes:
-        LATENCY.labels(str(outcome.status)).observe(elapsed)
+        if outcome.started_at is not None:  # set by the batch workflow
+            elapsed = max((now - outcome.started_at).total_seconds(), 0.0)
+            LATENCY.labels(str(outcome.status)).observe(elapsed)

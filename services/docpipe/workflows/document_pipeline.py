@@ -14,7 +14,7 @@ Steps, each on the queue of the resource it needs:
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -55,8 +55,9 @@ with workflow.unsafe.imports_passed_through():
 class _BatchState:
     """What the workflow knows about each document so far (pure bookkeeping)."""
 
-    def __init__(self, run_id: str, documents: list[DocumentRef]) -> None:
+    def __init__(self, run_id: str, documents: list[DocumentRef], started_at: datetime) -> None:
         self.run_id = run_id
+        self.started_at = started_at
         self.refs = {d.document_id: d for d in documents}
         self.fetched: dict[str, FetchedDocument] = {}
         self.prepared: dict[str, PreparedDocument] = {}
@@ -112,6 +113,7 @@ class _BatchState:
             tags=list(ref.tags),
             failure_stage=failure.stage if failure else None,
             failure_reason=failure.reason if failure else None,
+            started_at=self.started_at,
         )
         outcome.duplicate_of = self.duplicate_of.get(doc_id)
         if fetched:
@@ -200,7 +202,7 @@ class DocumentPipelineWorkflow:
 
     @workflow.run
     async def run(self, input: PipelineInput) -> PipelineResult:
-        state = self._state = _BatchState(input.run_id, input.documents)
+        state = self._state = _BatchState(input.run_id, input.documents, workflow.info().start_time)
         options = input.options
         deadline = workflow.now() + timedelta(seconds=options.deadline_seconds)
 

@@ -156,7 +156,7 @@ class IoActivities:
     async def store_metadata(self, outcomes: list[DocumentOutcome]) -> None:
         """Upsert one row per document (succeeded or failed, with the reason)."""
         await self.metadata.upsert_outcomes(outcomes)
-        await record_outcomes(outcomes)  # the pipeline's result: every outcome passes here
+        record_outcomes(outcomes)  # the pipeline's result: every outcome passes here
 
     @activity.defn(name=steps.QUERY_METADATA)
     async def query_metadata_database(self, query: MetadataQuery) -> MetadataAnswer:
