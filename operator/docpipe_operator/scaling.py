@@ -11,10 +11,14 @@ for one of them (docs/scaling.md has the long form):
 * **Fan-out** (kedacore/keda#7977): one workflow fans out as many activities as
   there are slots; every task is dispatched at once, so the backlog reads ~0
   while every slot is busy, and KEDA shrinks the busy pool. We estimate the
-  work in flight with Little's law (dispatch rate x typical task duration) and
-  never recommend fewer replicas than that work needs; the scale-down window
-  is at least one task duration long, so work dispatched in one burst (whose
-  30 s rate average decays before the tasks finish) still holds its replicas.
+  work in flight with Little's law, as the tasks dispatched during the last
+  typical task duration (the dispatch-rate readings integrated over it), and
+  never recommend fewer replicas than that work needs. Work dispatched in one
+  burst, whose 30 s rate average decays long before the tasks finish, thus
+  holds its replicas for a whole task, and the stabilisation window then
+  waits on top of that; the integral also keeps a burst of long tasks from
+  reading as a steady stream (N / 30 s x task duration: far more work than
+  N tasks).
 * **Lag** (kedacore/keda#7966): the backlog count only rises once the pool is
   saturated. We also scale on the backlog's *age* and on the backlog's growth
   (add rate above dispatch rate), projected over the time a new pod takes to
@@ -22,7 +26,8 @@ for one of them (docs/scaling.md has the long form):
 * **Flapping**: up is immediate; down happens only when every recommendation
   of the stabilisation window was lower (so a noisy load settles at its recent
   peak), by at most ``max_scale_down_step`` replicas per decision, and never
-  while tasks are waiting.
+  while tasks are waiting; a reading with tasks waiting (every slot busy)
+  counts in the window as a recommendation of at least the current size.
 
 Plus: ``[min, max]`` clamps; a pool with ``scale_to_zero`` goes to zero after a
 whole window without work and comes back on the first queued task (Temporal
@@ -125,6 +130,8 @@ class ScalingState:
     """When this state started observing; no scale-down before a full window."""
     last_scale_time: float | None = None
     last_direction: int = 0
+    readings: tuple[tuple[float, float, float], ...] = ()
+    """(time, add rate, dispatch rate) of recent signals, reaching back one task."""
 
 
 @dataclass(frozen=True)
@@ -161,31 +168,92 @@ def _ceil(value: float) -> int:
     return max(0, math.ceil(value - 1e-9))
 
 
-def assess(signal: QueueSignal, knobs: ScalingKnobs, current: int) -> tuple[Load, Reason]:
+def witnessed(
+    readings: tuple[tuple[float, float, float], ...],
+    now: float,
+    span_s: float,
+    rate_now: float,
+    column: int,
+) -> float:
+    """Tasks added (``column`` 1) or dispatched (2) over ``(now - span_s, now]``.
+
+    The integral of the rate readings: the current rate stands for the time
+    since the last reading, each earlier reading for the time since the one
+    before it. Time no reading covers (the first poll, after a restart) takes
+    the oldest rate known, so without any history this is ``rate_now x span_s``.
+    Temporal's rates are 30 s averages, so a burst of N tasks shows in two or
+    three polls and integrates to about N (up to ~1.4 N).
+    """
+    start = now - span_s
+    total, until, rate = 0.0, now, rate_now
+    for reading in reversed(readings):
+        at = reading[0]
+        if at <= start:
+            return total + rate * max(0.0, until - start)
+        total += rate * max(0.0, until - at)
+        until, rate = at, reading[column]
+    return total + rate * max(0.0, until - start)
+
+
+def _keep_readings(
+    readings: tuple[tuple[float, float, float], ...], now: float, span_s: float
+) -> tuple[tuple[float, float, float], ...]:
+    """The readings :func:`witnessed` needs next time: those inside the span, and one before."""
+    inside = [i for i, reading in enumerate(readings) if reading[0] > now - span_s]
+    first = max(0, inside[0] - 1) if inside else max(0, len(readings) - 1)
+    return readings[first:]
+
+
+def assess(
+    signal: QueueSignal,
+    knobs: ScalingKnobs,
+    current: int,
+    readings: tuple[tuple[float, float, float], ...] = (),
+    now: float = 0.0,
+    starting: bool = False,
+) -> tuple[Load, Reason]:
     """Replicas the queue asks for (before stabilisation), and the main reason.
 
     Two estimates of the same need, in fractional replicas, rounded up once:
 
-    * the work running now (dispatch rate x task duration, in replicas) plus
-      the backlog projected ``scale_up_horizon_s`` ahead at the current growth
-      rate (add minus dispatch), each ``target_backlog_per_replica`` tasks one
-      replica more;
+    * the work running now (the tasks dispatched during the last task
+      duration, in replicas) plus the backlog projected ``scale_up_horizon_s``
+      ahead at the current growth rate (add minus dispatch), each
+      ``target_backlog_per_replica`` tasks one replica more;
     * the replicas that keep up with the arrival rate plus today's backlog.
 
     The first reacts to measured saturation, the second to arrivals even
     before the pool saturates; the larger wins. A backlog older than
-    ``target_backlog_age_s`` asks for up to twice the current replicas.
+    ``target_backlog_age_s`` asks for up to twice the current replicas, unless
+    the pool grew less than ``scale_up_horizon_s`` (a pod's start-up) ago
+    (``starting``): those pods cannot have served the backlog yet, so its age
+    says nothing about their number, and doubling them would only overshoot.
+
+    Work in flight is Little's law, but integrated over the previous
+    ``readings`` (see :func:`witnessed`) rather than the current rate times
+    the task duration: the two agree for a steady load, while after a burst
+    of tasks longer than Temporal's 30 s rate window the current rate first
+    reads N / 30 (times ``task_seconds``: far more work than N tasks) and then
+    0 (while the tasks still run). Likewise the arrivals a pool must keep up
+    with are at most the tasks that arrived during the last task duration plus
+    those due within the horizon; waiting tasks among them are counted once,
+    by the backlog term.
     """
-    in_flight = signal.dispatch_rate * knobs.task_seconds
-    busy = in_flight / knobs.concurrency
-    keep_up = signal.add_rate * knobs.task_seconds / knobs.concurrency
-    growth = max(0.0, signal.add_rate - signal.dispatch_rate)
+    span = knobs.task_seconds
     waiting = max(0, signal.backlog_count)
+    in_flight = witnessed(readings, now, span, signal.dispatch_rate, 2)
+    busy = in_flight / knobs.concurrency
+    arrived = witnessed(readings, now, span, signal.add_rate, 1)
+    if signal.backlog_age_s <= span:  # every waiting task arrived within the span
+        arrived = max(0.0, arrived - waiting)
+    arrivals = min(signal.add_rate * span, arrived + signal.add_rate * knobs.scale_up_horizon_s)
+    keep_up = arrivals / knobs.concurrency
+    growth = max(0.0, signal.add_rate - signal.dispatch_rate)
     projected = waiting + growth * knobs.scale_up_horizon_s
     per_replica = knobs.target_backlog_per_replica
     demand = _ceil(max(busy + projected / per_replica, keep_up + waiting / per_replica))
     age = 0
-    if waiting > 0 and signal.backlog_age_s > knobs.target_backlog_age_s:
+    if waiting > 0 and signal.backlog_age_s > knobs.target_backlog_age_s and not starting:
         factor = min(signal.backlog_age_s / knobs.target_backlog_age_s, _MAX_AGE_UP_FACTOR)
         age = max(current + 1, _ceil(current * factor))
     floor = 0 if (knobs.scale_to_zero and signal.idle) else knobs.min_replicas
@@ -250,12 +318,26 @@ def decide(
         message = f"no queue statistics; holding {current} replicas"
         return Decision(current, Reason.NO_DATA, message, state, None, current)
 
-    load, main_reason = assess(signal, knobs, current)
+    starting = (
+        state.last_direction > 0
+        and state.last_scale_time is not None
+        and now - state.last_scale_time < knobs.scale_up_horizon_s
+    )
+    load, main_reason = assess(signal, knobs, current, state.readings, now, starting)
     target = load.target
     since = state.tracking_since if state.tracking_since is not None else now
     window = knobs.down_window_s
     recent = tuple((t, r) for t, r in state.recommendations if now - t < window)
-    state = replace(state, recommendations=(*recent, (now, target)), tracking_since=since)
+    readings = (*state.readings, (now, signal.add_rate, signal.dispatch_rate))
+    # Tasks waiting mean every slot is busy: whatever the rates say, the pool
+    # needed all it had, so that counts as a recommendation for the window.
+    wanted = max(target, min(current, knobs.max_replicas)) if signal.backlog_count > 0 else target
+    state = replace(
+        state,
+        recommendations=(*recent, (now, wanted)),
+        tracking_since=since,
+        readings=_keep_readings(readings, now, knobs.task_seconds),
+    )
     facts = describe(signal)
 
     if target > current:

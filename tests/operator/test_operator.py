@@ -268,11 +268,15 @@ async def test_backlog_scales_the_pools_and_a_lost_temporal_holds_them(
             lambda: cluster.pipeline("docs")["status"]["pools"]["workflow"].get("backlog") == 5
         )  # type: ignore[index]
         assert cluster.pipeline("docs")["status"]["totalBacklog"] >= 48  # type: ignore[index]
-        ups = reason_events(cluster, "ScaledUp")
-        assert any(
-            message.startswith("gpu: 0 -> ") and "ScaleFromZero" in message for message in ups
-        )
-        assert any(message.startswith("cpu: 1 -> ") for message in ups)
+
+        def scaled_up_events() -> bool:
+            # kopf posts Events in the background: they may land after the status.
+            ups = reason_events(cluster, "ScaledUp")
+            return any(m.startswith("gpu: 0 -> ") and "ScaleFromZero" in m for m in ups) and any(
+                m.startswith("cpu: 1 -> ") for m in ups
+            )
+
+        await eventually(scaled_up_events)
         labels = {"namespace": NAMESPACE, "pipeline": "docs", "pool": "cpu"}
         assert (
             REGISTRY.get_sample_value(

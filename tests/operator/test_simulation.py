@@ -1,0 +1,406 @@
+"""The autoscaling simulator's mechanics (docpipe_operator.simulation), and the
+policy run through it on the fan-out that breaks KEDA (kedacore/keda#7977).
+
+bench/autoscale_sim.py trusts these mechanics for its figures: tasks are
+neither lost nor invented, pods serve only after their start-up delay, the
+statistics are Temporal's (sync match, 30 s rates, refreshed every ~6 s),
+billing counts starting and draining pods, and shutdowns behave like the
+workers' graceful shutdown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from docpipe_operator.scaling import QueueSignal, ScalingKnobs, ScalingState, decide, witnessed
+from docpipe_operator.simulation import (
+    DocpipeAutoscaler,
+    KedaAutoscaler,
+    RateTracker,
+    RunResult,
+    Task,
+    percentile,
+    simulate,
+)
+
+
+@dataclass
+class Fixed:
+    """An autoscaler that plays a script of (time, replicas) and records what it saw."""
+
+    script: list[tuple[float, int]] = field(default_factory=list)
+    poll_interval_s: float = 5.0
+    name: str = "fixed"
+    seen: list[tuple[float, QueueSignal]] = field(default_factory=list)
+
+    def replicas(self, current: int, signal: QueueSignal, now: float) -> int:
+        self.seen.append((now, signal))
+        target = current
+        for at, replicas in self.script:
+            if at <= now:
+                target = replicas
+        return target
+
+
+def tasks_at(*arrivals: float, duration: float = 10.0) -> list[Task]:
+    return [Task(a, duration) for a in arrivals]
+
+
+def conserved(result: RunResult) -> bool:
+    return result.arrived == (
+        result.completed + result.running_at_end + result.unstarted + result.interrupted
+    )
+
+
+# ---------------------------------------------------------------- Temporal's statistics
+
+
+def test_rate_tracker_averages_over_thirty_seconds_like_temporal() -> None:
+    tracker = RateTracker()
+    for second in range(120):
+        tracker.add(float(second))
+    assert tracker.rate(119.5) == pytest.approx(1.0, rel=0.05)
+    burst = RateTracker()
+    burst.add(1.0, 30)
+    assert burst.rate(10.0) == pytest.approx(3.0)  # younger than the window: / elapsed
+    assert burst.rate(31.0) == pytest.approx(30 / 31)  # 30 s plus 1 s into the bucket
+    assert burst.rate(40.0) == 0.0  # the bucket has left the window
+
+
+def test_a_task_with_a_free_slot_never_shows_in_the_backlog() -> None:
+    """Sync match: with 8 slots free, a fan-out of 8 reads backlog 0 while every slot works."""
+    scaler = Fixed(poll_interval_s=3.0)
+    result = simulate(
+        tasks_at(*[1.0] * 8, duration=60),
+        scaler,
+        concurrency=4,
+        startup_s=10,
+        horizon_s=50,
+        initial_replicas=2,
+    )
+    assert set(result.waits) == {0.0}
+    later = [s for s in result.samples if s.time > 10]
+    assert {s.busy_slots for s in later} == {8}
+    assert {s.signal.backlog_count for s in later} == {0}
+    # The rates saw the fan-out while it was in their 30 s window, then forget it.
+    assert all(s.signal.dispatch_rate > 0 for s in later if s.time < 30)
+    assert later[-1].signal.dispatch_rate == 0
+
+
+def test_the_autoscaler_sees_a_snapshot_up_to_one_refresh_old() -> None:
+    scaler = Fixed(poll_interval_s=5.0)
+    simulate(
+        tasks_at(1.0, 1.0, 1.0),
+        scaler,
+        concurrency=1,
+        startup_s=1,
+        horizon_s=20,
+        initial_replicas=0,
+        stats_refresh_s=6.0,
+    )
+    backlog = {now: signal.backlog_count for now, signal in scaler.seen}
+    assert backlog[0.0] == 0
+    assert backlog[5.0] == 0  # the snapshot of t=0; the tasks came at t=1
+    assert backlog[10.0] == 3  # the snapshot of t=6
+    ages = {now: signal.backlog_age_s for now, signal in scaler.seen}
+    assert ages[10.0] == pytest.approx(5.0)  # as old as the snapshot, not the poll
+
+
+# ---------------------------------------------------------------- pods and tasks
+
+
+def test_pods_serve_only_after_their_start_up_delay() -> None:
+    scaler = Fixed([(0.0, 2)], poll_interval_s=5.0)
+    result = simulate(
+        tasks_at(1.0, 2.0, 3.0),
+        scaler,
+        concurrency=4,
+        startup_s=40,
+        horizon_s=100,
+        initial_replicas=0,
+    )
+    assert [p.ready_at - p.created for p in result.pods] == [40.0, 40.0]
+    assert sorted(result.waits) == [37.0, 38.0, 39.0]
+
+
+def test_start_up_jitter_is_seeded_and_bounded() -> None:
+    def run(seed: int) -> list[float]:
+        result = simulate(
+            [],
+            Fixed([(0.0, 20)]),
+            concurrency=1,
+            startup_s=50,
+            horizon_s=10,
+            initial_replicas=0,
+            startup_jitter=0.2,
+            seed=seed,
+        )
+        return [p.ready_at - p.created for p in result.pods]
+
+    delays = run(3)
+    assert delays == run(3)
+    assert delays != run(4)
+    assert all(40 <= d <= 60 for d in delays)
+    assert len(set(delays)) > 1
+
+
+def test_every_task_is_accounted_for() -> None:
+    """Arrived = completed + running + waiting + interrupted (whose retries arrive anew)."""
+    tasks = [Task(t * 0.7, 3 + (t % 5) * 20) for t in range(300)]
+    script = [(0.0, 3), (30.0, 8), (90.0, 2), (120.0, 6), (150.0, 1)]
+    result = simulate(
+        tasks,
+        Fixed(script),
+        concurrency=3,
+        startup_s=15,
+        horizon_s=260,
+        initial_replicas=1,
+        drain_s=10,
+    )
+    assert result.interrupted > 0 and result.unstarted > 0 and result.running_at_end > 0
+    assert conserved(result)
+    retries = result.arrived - sum(1 for t in tasks if t.arrival <= 260)
+    assert 0 < retries <= result.interrupted
+    assert len(result.waits) == result.arrived  # one wait per start, and per task still waiting
+
+
+def test_worker_seconds_bill_starting_pods() -> None:
+    # One pod from 0; a second ordered at 10 that starts for 30 s, billed from 10.
+    result = simulate(
+        [],
+        Fixed([(10.0, 2)]),
+        concurrency=1,
+        startup_s=30,
+        horizon_s=100,
+        initial_replicas=1,
+    )
+    assert result.worker_seconds == pytest.approx(100 + 90)
+
+
+def test_a_removed_pod_finishes_short_tasks_and_loses_long_ones() -> None:
+    """SIGTERM: stop polling, finish for up to the graceful shutdown, then the rest is retried."""
+    tasks = [Task(1.0, 20.0), Task(1.0, 100.0)]
+    result = simulate(
+        tasks,
+        Fixed([(5.0, 0)]),
+        concurrency=2,
+        startup_s=10,
+        horizon_s=60,
+        initial_replicas=1,
+        drain_s=30,
+        retry_delay_s=1,
+    )
+    assert result.completed == 1  # the 20 s task, started at 1, done at 21
+    assert result.interrupted == 1  # the 100 s task, cut at 5 + 30
+    assert result.lost_work_s == pytest.approx(34.0)
+    assert result.unstarted == 1  # its retry, queued at 36, with no pod left
+    assert result.worker_seconds == pytest.approx(35.0)  # the pod lived until the kill
+    assert conserved(result)
+
+
+def test_scale_down_removes_starting_pods_first_then_the_newest() -> None:
+    scaler = Fixed([(0.0, 3), (10.0, 2), (40.0, 1)], poll_interval_s=10.0)
+    result = simulate([], scaler, concurrency=1, startup_s=30, horizon_s=60, initial_replicas=1)
+    first, second, third = result.pods
+    # 1 -> 3 at 0 (two pods start until 30); 3 -> 2 at 10 drops a starting pod
+    # (the newer); 2 -> 1 at 40 drops the pod ready last, so the original stays.
+    assert third.ended == 10.0 and not third.ready
+    assert second.ended == 40.0 and second.ready
+    assert first.ended is None
+
+
+def test_a_busy_pool_scale_down_is_flagged_only_when_every_slot_works() -> None:
+    busy = simulate(
+        tasks_at(0.0, 0.0, duration=100),
+        Fixed([(10.0, 1)], poll_interval_s=10.0),
+        concurrency=1,
+        startup_s=5,
+        horizon_s=30,
+        initial_replicas=2,
+    )
+    idle = simulate(
+        tasks_at(0.0, duration=100),
+        Fixed([(10.0, 1)], poll_interval_s=10.0),
+        concurrency=1,
+        startup_s=5,
+        horizon_s=30,
+        initial_replicas=2,
+    )
+    assert busy.busy_scaledowns == 1
+    assert idle.busy_scaledowns == 0
+    assert busy.direction_changes == idle.direction_changes == 0
+
+
+def test_direction_changes_count_reversals() -> None:
+    script = [(0.0, 3), (10.0, 5), (20.0, 2), (30.0, 1), (40.0, 4)]
+    result = simulate(
+        [],
+        Fixed(script, poll_interval_s=10.0),
+        concurrency=1,
+        startup_s=1,
+        horizon_s=45,
+        initial_replicas=1,
+    )
+    assert [a.direction for a in result.actions] == [1, 1, -1, -1, 1]
+    assert result.direction_changes == 2
+
+
+def test_percentile_interpolates_like_numpy() -> None:
+    assert percentile([], 95) == 0.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == pytest.approx(2.5)
+    assert percentile(list(range(101)), 95) == pytest.approx(95.0)
+
+
+def test_runs_are_deterministic() -> None:
+    tasks = [Task(t * 0.3, 5.0 + (t % 7)) for t in range(500)]
+    knobs = ScalingKnobs(1, 10, 4, 4, 6, 30, 30, 300, 2)
+
+    def run() -> RunResult:
+        return simulate(
+            tasks,
+            DocpipeAutoscaler(knobs),
+            concurrency=4,
+            startup_s=30,
+            startup_jitter=0.2,
+            horizon_s=400,
+            initial_replicas=1,
+            stats_phase_s=2.5,
+            seed=9,
+        )
+
+    first, second = run(), run()
+    assert first.waits == second.waits
+    assert first.actions == second.actions
+    assert first.worker_seconds == second.worker_seconds
+
+
+# ---------------------------------------------------------------- KEDA, as the bench models it
+
+
+def test_keda_scales_down_to_the_highest_desire_of_its_window() -> None:
+    keda = KedaAutoscaler(target_queue_size=4, min_replicas=1, max_replicas=20)
+    signal = QueueSignal(40, 5.0, 1.0, 1.0)
+    idle = QueueSignal(0, 0.0, 0.0, 0.0)
+    assert keda.replicas(1, signal, 0.0) == 10
+    assert keda.replicas(10, idle, 30.0) == 10
+    assert keda.replicas(10, idle, 270.0) == 10
+    assert keda.replicas(10, idle, 300.0) == 1  # the 10 has left the 300 s window
+
+
+def test_keda_goes_to_zero_after_its_cooldown_and_back_on_a_backlog() -> None:
+    keda = KedaAutoscaler(target_queue_size=4, min_replicas=0, max_replicas=4)
+    idle = QueueSignal(0, 0.0, 0.0, 0.0)
+    assert keda.replicas(0, idle, 0.0) == 0
+    assert keda.replicas(0, QueueSignal(9, 1.0, 1.0, 0.0), 30.0) == 3
+    assert keda.replicas(3, idle, 60.0) == 3
+    assert keda.replicas(3, idle, 300.0) == 3
+    assert keda.replicas(3, idle, 330.0) == 0  # 300 s since the backlog last read > 0
+
+
+# ---------------------------------------------------------------- the policy on a fan-out
+
+
+FAN_OUT_KNOBS = ScalingKnobs(
+    min_replicas=1,
+    max_replicas=20,
+    concurrency=4,
+    target_backlog_per_replica=4,
+    task_seconds=480,
+    target_backlog_age_s=30,
+    scale_up_horizon_s=30,
+    scale_down_stabilization_s=300,
+    max_scale_down_step=2,
+)
+
+
+def fan_out(width: int = 64, waves: int = 2) -> list[Task]:
+    """Every 20 minutes one workflow starts ``width`` activities of 6-9 minutes."""
+    return [
+        Task(60.0 + 1200 * wave + i * 0.01, 360.0 + (i * 37 % 180))
+        for wave in range(waves)
+        for i in range(width)
+    ]
+
+
+def run_fan_out(scaler: DocpipeAutoscaler | KedaAutoscaler, tasks: list[Task]) -> RunResult:
+    return simulate(
+        tasks,
+        scaler,
+        concurrency=4,
+        startup_s=30,
+        horizon_s=2700,
+        initial_replicas=1,
+        stats_phase_s=2.0,
+    )
+
+
+def test_keda_shrinks_a_pool_whose_backlog_reads_zero_while_it_works() -> None:
+    """kedacore/keda#7977, reproduced: the simulator shows KEDA's fan-out failure."""
+    keda = run_fan_out(KedaAutoscaler(4, 1, 20), fan_out())
+    assert keda.busy_scaledowns > 0
+    assert keda.interrupted > 0
+
+
+def test_our_policy_holds_a_fan_out_until_its_tasks_are_done() -> None:
+    ours = run_fan_out(DocpipeAutoscaler(FAN_OUT_KNOBS), fan_out())
+    assert ours.busy_scaledowns == 0
+    assert ours.interrupted == 0
+    assert ours.completed == len(fan_out())
+    assert conserved(ours)
+
+
+def test_a_burst_of_long_tasks_does_not_read_as_a_steady_stream() -> None:
+    """64 tasks of ~8 min need 16 replicas. Temporal's 30 s rates read 64/30 per
+    second, which times 480 s looks like ~1000 tasks in flight, and the backlog
+    ages while the new pods start; the policy integrates the readings and lets
+    new pods start before it scales on age, so a large maxReplicas is not
+    filled (it went to 100 before). What remains is projecting the burst's
+    rate one horizon ahead: about twice the need, for one window."""
+    ours = run_fan_out(DocpipeAutoscaler(replace(FAN_OUT_KNOBS, max_replicas=100)), fan_out())
+    assert ours.peak_replicas <= 40
+    assert ours.interrupted == 0
+
+
+def test_the_age_of_a_backlog_waiting_for_starting_pods_does_not_grow_the_pool() -> None:
+    knobs = replace(FAN_OUT_KNOBS, task_seconds=5)
+    old = QueueSignal(backlog_count=40, backlog_age_s=45, add_rate=0, dispatch_rate=0)
+    state = ScalingState(tracking_since=-1000.0)
+    first = decide(1, old, knobs, state, 0.0)
+    assert first.replicas == 10  # the backlog: 40 / 4 per replica
+    settling = decide(first.replicas, old, knobs, first.state, 15.0)
+    assert settling.replicas == 10  # the 9 new pods start for a horizon (30 s)
+    later = decide(settling.replicas, old, knobs, settling.state, 30.0)
+    assert later.replicas == 15  # still 45 s old once they could have served: x 45 / 30
+
+
+def test_witnessed_integrates_rate_readings() -> None:
+    # No history: the current rate over the whole span (Little's law).
+    assert witnessed((), 100.0, 480.0, 0.5, 2) == pytest.approx(240.0)
+    # A steady 0.5/s, read every 15 s for longer than the span: the same.
+    steady = tuple((t, 0.5, 0.5) for t in range(0, 1000, 15))
+    assert witnessed(steady, 1005.0, 480.0, 0.5, 2) == pytest.approx(240.0)
+    # A burst of 60 tasks seen by two polls (2/s each), then nothing: ~60 tasks,
+    # held until the readings leave the span, where the current rate alone says 0.
+    burst = ((0.0, 0.0, 0.0), (15.0, 0.0, 2.0), (30.0, 0.0, 2.0), (45.0, 0.0, 0.0))
+    assert witnessed(burst, 60.0, 480.0, 0.0, 2) == pytest.approx(60.0)
+    assert witnessed(burst, 500.0, 480.0, 0.0, 2) == pytest.approx(20.0)  # (20, 30] at 2/s
+    assert witnessed(burst, 520.0, 480.0, 0.0, 2) == pytest.approx(0.0)
+
+
+def test_a_backlog_seen_in_the_window_holds_the_pool_for_a_window() -> None:
+    """Waiting tasks mean every slot was busy, even when the 30 s rates say the
+    pool is larger than the load: no scale-down for a window after that."""
+    knobs = replace(FAN_OUT_KNOBS, task_seconds=5, scale_down_stabilization_s=120)
+    state = ScalingState(tracking_since=-1000.0)
+    quiet = QueueSignal(backlog_count=0, backlog_age_s=0, add_rate=2.0, dispatch_rate=2.0)
+    full = QueueSignal(backlog_count=1, backlog_age_s=0.5, add_rate=2.0, dispatch_rate=2.0)
+    replicas, moves = 6, []
+    for step, signal in enumerate([full] + [quiet] * 12):
+        decision = decide(replicas, signal, knobs, state, step * 15.0)
+        replicas, state = decision.replicas, decision.state
+        moves.append(replicas)
+    # 2 tasks/s of 5 s need 3 replicas; the backlog at 0 s holds 6 until 120 s.
+    assert moves[:8] == [6] * 8
+    assert moves[8] == 4 and moves[-1] == 3
