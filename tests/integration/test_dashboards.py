@@ -555,7 +555,7 @@ async def _serve_operator(temporal_address: str, metrics_port: int) -> None:
     sys.path.insert(0, str(ROOT / "tests" / "operator"))
     from kmock import Server
     from kube_emulator import ApiServer
-    from operator_harness import NAMESPACE, Cluster, running_operator
+    from operator_harness import NAMESPACE, Cluster, running_operator, write_kubeconfig
     from prometheus_client import start_http_server
 
     body = yaml.safe_load((ROOT / "deploy" / "examples" / "minimal.yaml").read_text())
@@ -576,21 +576,7 @@ async def _serve_operator(temporal_address: str, metrics_port: int) -> None:
         async with ApiServer() as kube, Server(kube):
             url = str(kube.url).rstrip("/")
             kube.add_namespace(NAMESPACE)
-            kubeconfig = Path(tmp) / "kubeconfig"
-            kubeconfig.write_text(
-                yaml.safe_dump(
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Config",
-                        "clusters": [{"name": "kmock", "cluster": {"server": url}}],
-                        "users": [{"name": "test", "user": {"token": "test-token"}}],
-                        "contexts": [
-                            {"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}
-                        ],
-                        "current-context": "kmock",
-                    }
-                )
-            )
+            kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", url)
             os.environ["KUBECONFIG"] = str(kubeconfig)
             os.environ.pop("KUBERNETES_SERVICE_HOST", None)
             start_http_server(metrics_port, addr="127.0.0.1")

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import yaml
 from kmock import Server
 from kube_emulator import ApiServer
 from operator_harness import (
@@ -28,6 +27,7 @@ from operator_harness import (
     running_operator,
     start_temporal,
     stop_temporal,
+    write_kubeconfig,
 )
 
 from docpipe.devstack import TemporalServer
@@ -39,21 +39,7 @@ async def cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncItera
     async with ApiServer() as api, Server(api):
         url = str(api.url).rstrip("/")
         api.add_namespace(NAMESPACE)
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "kmock", "cluster": {"server": url}}],
-                    "users": [{"name": "test", "user": {"token": "test-token"}}],
-                    "contexts": [
-                        {"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}
-                    ],
-                    "current-context": "kmock",
-                }
-            )
-        )
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", url)
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         yield Cluster(api, url)

@@ -170,3 +170,22 @@ def start_temporal() -> TemporalServer:
 def stop_temporal(server: TemporalServer) -> None:
     server.stop()
     shutil.rmtree(server.data_dir, ignore_errors=True)  # type: ignore[attr-defined]
+
+
+def write_kubeconfig(path: Path, server_url: str) -> Path:
+    """A kubeconfig that points kopf and kubernetes_asyncio at the emulated API server."""
+    import yaml
+
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "kmock", "cluster": {"server": server_url}}],
+                "users": [{"name": "test", "user": {"token": "test-token"}}],
+                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
+                "current-context": "kmock",
+            }
+        )
+    )
+    return path

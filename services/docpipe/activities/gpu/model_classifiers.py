@@ -33,6 +33,14 @@ class _LocalModel:
         self.device = device
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"classifier-{device}")
 
+    def _load(self, auto_class, model_path: Path):  # type: ignore[no-untyped-def]
+        """Local files only; fp16 on CUDA."""
+        import torch
+
+        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        model = auto_class.from_pretrained(model_path, local_files_only=True, dtype=dtype)
+        return model.to(self.device).eval()
+
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
@@ -45,19 +53,11 @@ class _LocalModel:
 
 class TextModelClassifier(_LocalModel):
     def __init__(self, model_path: Path, device: str, *, max_tokens: int = 512) -> None:
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         super().__init__(device)
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-        self.model = (
-            AutoModelForSequenceClassification.from_pretrained(
-                model_path, local_files_only=True, dtype=dtype
-            )
-            .to(device)
-            .eval()
-        )
+        self.model = self._load(AutoModelForSequenceClassification, model_path)
         self.max_tokens = max_tokens
 
     def _classify(self, text: str) -> Classification:
@@ -76,19 +76,11 @@ class TextModelClassifier(_LocalModel):
 
 class ImageModelClassifier(_LocalModel):
     def __init__(self, model_path: Path, device: str, *, top: int = 3) -> None:
-        import torch
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
         super().__init__(device)
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
         self.processor = AutoImageProcessor.from_pretrained(model_path, local_files_only=True)
-        self.model = (
-            AutoModelForImageClassification.from_pretrained(
-                model_path, local_files_only=True, dtype=dtype
-            )
-            .to(device)
-            .eval()
-        )
+        self.model = self._load(AutoModelForImageClassification, model_path)
         self.top = top
 
     def _classify(self, image_bytes: bytes) -> list[dict[str, float | str]]:
