@@ -48,7 +48,7 @@ from docpipe_operator.simulation import (
     Task,
     simulate,
 )
-from docpipe_operator.spec import POOL_DEFAULTS, SCALING_DEFAULTS
+from docpipe_operator.spec import pool_knobs as spec_pool_knobs
 
 GOAL_AGE_RATIO = 0.5
 GOAL_WORKER_RATIO = 0.8
@@ -59,21 +59,7 @@ KEDA_COOLDOWN_S = 300.0
 
 def pool_knobs(kind: str, **overrides: float) -> tuple[ScalingKnobs, float]:
     """The pool's default knobs (as the CRD fills them in) and its poll interval."""
-    pool = POOL_DEFAULTS[kind]
-    scaling = SCALING_DEFAULTS[kind] | overrides
-    knobs = ScalingKnobs(
-        min_replicas=pool["minReplicas"],
-        max_replicas=pool["maxReplicas"],
-        concurrency=pool["concurrency"],
-        target_backlog_per_replica=float(scaling["targetBacklogPerReplica"]),
-        task_seconds=float(scaling["taskSeconds"]),
-        target_backlog_age_s=float(scaling["targetBacklogAgeSeconds"]),
-        scale_up_horizon_s=float(scaling["scaleUpHorizonSeconds"]),
-        scale_down_stabilization_s=float(scaling["scaleDownStabilizationSeconds"]),
-        max_scale_down_step=int(scaling["maxScaleDownStep"]),
-        scale_to_zero=bool(scaling["scaleToZero"]),
-    )
-    return knobs, float(scaling["pollIntervalSeconds"])
+    return spec_pool_knobs(kind, {"scaling": overrides})
 
 
 @dataclass(frozen=True)

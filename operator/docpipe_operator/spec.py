@@ -228,7 +228,8 @@ def _store(raw: Mapping[str, Any] | None, **key_defaults: str) -> dict[str, Any]
     return store
 
 
-def _pool(kind: str, raw: Mapping[str, Any]) -> PoolSpec:
+def pool_knobs(kind: str, raw: Mapping[str, Any]) -> tuple[ScalingKnobs, float]:
+    """A pool's scaling knobs and poll interval, the CRD's defaults filled in."""
     pool = POOL_DEFAULTS[kind] | dict(raw)
     scaling = SCALING_DEFAULTS[kind] | dict(raw.get("scaling") or {})
     knobs = ScalingKnobs(
@@ -243,11 +244,17 @@ def _pool(kind: str, raw: Mapping[str, Any]) -> PoolSpec:
         max_scale_down_step=int(scaling["maxScaleDownStep"]),
         scale_to_zero=bool(scaling["scaleToZero"]),
     )
+    return knobs, float(scaling["pollIntervalSeconds"])
+
+
+def _pool(kind: str, raw: Mapping[str, Any]) -> PoolSpec:
+    pool = POOL_DEFAULTS[kind] | dict(raw)
+    knobs, poll_interval_s = pool_knobs(kind, raw)
     return PoolSpec(
         kind=kind,
         image=pool["image"],
         knobs=knobs,
-        poll_interval_s=float(scaling["pollIntervalSeconds"]),
+        poll_interval_s=poll_interval_s,
         image_pull_policy=pool["imagePullPolicy"],
         gpus_per_pod=int(pool.get("gpusPerPod", 0)) if kind == "gpu" else 0,
         resources=dict(pool.get("resources") or {}),
