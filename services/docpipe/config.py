@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     download_attempts: int = Field(3, ge=1)
     local_source_root: Path | None = None
     """If set, local-file sources must resolve inside this directory."""
+    download_allow_private_networks: bool = False
+    """Let downloads reach loopback, private, link-local... addresses (never in production)."""
+    download_allowed_hosts: str = ""
+    """Comma list (exact host or *.suffix); if set, only these hosts may be downloaded from."""
+    download_denied_hosts: str = ""
+    """Comma list (exact host or *.suffix) never downloaded from."""
+    download_allowed_networks: str = ""
+    """Comma list of CIDRs downloads may reach even if private (an internal document server)."""
     max_text_chars: int = Field(5_000_000, ge=1)
     min_text_chars: int = Field(1, ge=1)
 
@@ -144,6 +152,19 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://", "file://")):
             raise ValueError("must start with http://, https:// or file://")
         return value.rstrip("/")
+
+    @field_validator("download_allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        import ipaddress
+
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not a CIDR network, e.g. 10.0.0.0/8") from exc
+        return ",".join(items)
 
     @model_validator(mode="after")
     def _overlap_below_chunk(self) -> Settings:

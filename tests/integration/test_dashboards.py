@@ -332,6 +332,8 @@ async def observed(
         "S3_BUCKET": "metrics-documents",
         "VECTOR_COLLECTION": "metrics_chunks",
         "WEBHOOK_SECRET": "metrics-webhook-secret",
+        # testdata/docs are served from 127.0.0.1, which downloads refuse by default.
+        "DOWNLOAD_ALLOWED_NETWORKS": "127.0.0.0/8",
         # Rows in a schema of our own: the end-to-end tests count the rows and write
         # attempts of these same documents in the shared database.
         "PGOPTIONS": f"-c search_path={DB_SCHEMA}",

@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpcore
 import httpx
 import pytest
 
 from docpipe.activities.io.download import Downloaded, download, make_http_client
+from docpipe.activities.io.netguard import NetPolicy
 from docpipe.config import load_settings
 from docpipe.devstack import free_port
 from docpipe.errors import DocumentError, TransientError
@@ -24,6 +26,7 @@ from docpipe.models import Stage
 pytestmark = pytest.mark.integration
 
 CAP = 64 * 1024
+LOOPBACK = "127.0.0.0/8"
 BODY = b"Hello, docpipe!\n"
 
 
@@ -47,6 +50,11 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(302, b"", {"Location": "/doc.txt"})
         elif path == "/loop":
             self.reply(302, b"", {"Location": "/loop"})
+        elif path == "/to-loopback":  # a public-looking host bouncing to the server's own port
+            port = self.server.server_address[1]
+            self.reply(302, b"", {"Location": f"http://127.0.0.1:{port}/doc.txt"})
+        elif path == "/to-metadata":
+            self.reply(302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"})
         elif path == "/to-file":
             self.reply(302, b"", {"Location": "file:///etc/passwd"})
         elif path == "/endless":  # no Content-Length, keeps sending
@@ -94,7 +102,9 @@ def server() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with make_http_client(load_settings(download_read_timeout_s=0.5)) as client:
+    # The test server is on loopback, which the default policy refuses: opt in.
+    settings = load_settings(download_read_timeout_s=0.5, download_allowed_networks=LOOPBACK)
+    async with make_http_client(settings) as client:
         yield client
 
 
@@ -201,7 +211,12 @@ async def test_a_read_timeout_is_transient(server: str, client: httpx.AsyncClien
 async def test_the_total_timeout_is_transient(server: str) -> None:
     async with httpx.AsyncClient() as patient:  # no read timeout to hide behind
         with pytest.raises(TransientError, match=r"longer than 0\.3 s"):
-            await fetch(f"{server}/slow", patient, total_timeout_s=0.3)
+            await fetch(
+                f"{server}/slow",
+                patient,
+                total_timeout_s=0.3,
+                policy=NetPolicy.build(allowed_networks=LOOPBACK),
+            )
 
 
 async def test_a_refused_connection_is_transient(client: httpx.AsyncClient) -> None:
@@ -280,6 +295,194 @@ async def test_absolute_paths_outside_the_local_root_are_refused(
     assert "outside the allowed root" in await fails(
         (files.parent / "secret.txt").as_uri(), client, local_root=files
     )
+
+
+# ------------------------------------------------------------- network guard
+
+PUBLIC_IP = "93.184.216.34"  # looks public; the test backend takes it to 127.0.0.1
+
+
+class LoopbackBackend(httpcore.AnyIOBackend):
+    """Records where the downloader connects, then connects to the local test server."""
+
+    def __init__(self) -> None:
+        self.connects: list[tuple[str, int]] = []
+
+    async def connect_tcp(
+        self, host: str, port: int, **kwargs: object
+    ) -> httpcore.AsyncNetworkStream:  # type: ignore[override]
+        self.connects.append((host, port))
+        return await super().connect_tcp("127.0.0.1", port, **kwargs)  # type: ignore[arg-type]
+
+
+class Rebinder:
+    """A resolver stub: a public answer first, then loopback (a DNS rebinding attack)."""
+
+    def __init__(self, *answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.calls: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.calls.append(host)
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+@pytest.fixture
+async def strict() -> AsyncIterator[tuple[httpx.AsyncClient, LoopbackBackend]]:
+    """A client with the default (production) policy and a recording network backend."""
+    backend = LoopbackBackend()
+    async with make_http_client(load_settings(), network_backend=backend) as client:
+        yield client, backend
+
+
+async def test_the_default_policy_refuses_loopback(server: str) -> None:
+    async with make_http_client(load_settings()) as client:
+        reason = await fails(f"{server}/doc.txt", client)
+    assert "'127.0.0.1'" in reason and "loopback" in reason
+
+
+@pytest.mark.parametrize(
+    ("url", "klass"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
+        ("http://[::1]:8080/", "loopback"),
+        ("http://[::ffff:127.0.0.1]/", "loopback"),
+        ("http://[64:ff9b::a00:1]/", "private"),
+        ("http://10.1.2.3/", "private"),
+        ("http://100.64.0.1/", "CGNAT"),
+        ("http://0.0.0.0:8000/", "unspecified"),
+        ("http://[fe80::1]/", "link-local"),
+        ("https://224.0.0.1/", "multicast"),
+        ("http://240.0.0.1/", "reserved"),
+    ],
+)
+async def test_internal_address_literals_are_refused(
+    strict: tuple[httpx.AsyncClient, LoopbackBackend], url: str, klass: str
+) -> None:
+    client, backend = strict
+    assert klass in await fails(url, client)
+    assert backend.connects == []  # refused before any connection
+
+
+async def test_a_name_resolving_to_loopback_is_refused(
+    strict: tuple[httpx.AsyncClient, LoopbackBackend],
+) -> None:
+    client, backend = strict
+    reason = await fails(
+        "http://intranet.example/doc.txt", client, resolver=Rebinder(["127.0.0.1"])
+    )
+    assert reason.startswith("refused host 'intranet.example': resolves to 127.0.0.1,")
+    assert "loopback" in reason
+    assert backend.connects == []
+
+
+async def test_a_decimal_ip_host_is_resolved_and_refused(
+    strict: tuple[httpx.AsyncClient, LoopbackBackend],
+) -> None:
+    client, _ = strict
+    assert "loopback" in await fails("http://2130706433/", client)  # = 127.0.0.1
+
+
+async def test_any_internal_answer_refuses_the_host(
+    strict: tuple[httpx.AsyncClient, LoopbackBackend],
+) -> None:
+    client, _ = strict
+    resolver = Rebinder([PUBLIC_IP, "10.0.0.7"])
+    assert "10.0.0.7" in await fails("http://mixed.example/doc.txt", client, resolver=resolver)
+
+
+async def test_the_vetted_address_is_pinned_against_rebinding(
+    server: str, strict: tuple[httpx.AsyncClient, LoopbackBackend]
+) -> None:
+    client, backend = strict
+    port = int(server.rsplit(":", 1)[1])
+    resolver = Rebinder([PUBLIC_IP], ["127.0.0.1"])
+    got = await fetch(f"http://docs.example:{port}/doc.txt", client, resolver=resolver)
+    assert got.data == BODY
+    assert got.final_url == f"http://docs.example:{port}/doc.txt"
+    # One lookup, and the connection went to the address that lookup vetted.
+    assert resolver.calls == ["docs.example"]
+    assert backend.connects == [(PUBLIC_IP, port)]
+    # The name now rebinds to loopback: the next download is refused, not connected.
+    assert "loopback" in await fails(
+        f"http://docs.example:{port}/doc.txt", client, resolver=resolver
+    )
+    assert backend.connects == [(PUBLIC_IP, port)]
+
+
+@pytest.mark.parametrize(
+    ("route", "klass"), [("to-loopback", "loopback"), ("to-metadata", "cloud metadata")]
+)
+async def test_every_redirect_hop_is_vetted(
+    server: str, strict: tuple[httpx.AsyncClient, LoopbackBackend], route: str, klass: str
+) -> None:
+    client, backend = strict
+    port = int(server.rsplit(":", 1)[1])
+    reason = await fails(
+        f"http://docs.example:{port}/{route}", client, resolver=Rebinder([PUBLIC_IP])
+    )
+    assert klass in reason
+    assert backend.connects == [(PUBLIC_IP, port)]  # the first hop only
+
+
+async def test_redirects_between_allowed_hosts_are_followed_with_a_limit(
+    server: str, strict: tuple[httpx.AsyncClient, LoopbackBackend]
+) -> None:
+    client, _ = strict
+    port = int(server.rsplit(":", 1)[1])
+    resolver = Rebinder([PUBLIC_IP])
+    got = await fetch(f"http://docs.example:{port}/redirect", client, resolver=resolver)
+    assert got.data == BODY and got.final_url == f"http://docs.example:{port}/doc.txt"
+    assert resolver.calls == ["docs.example"] * 2  # each hop resolved and vetted
+    reason = await fails(f"http://docs.example:{port}/loop", client, resolver=resolver)
+    assert reason == f"more than 5 redirects from http://docs.example:{port}/loop"
+
+
+async def test_allowed_networks_let_an_internal_server_through(server: str) -> None:
+    settings = load_settings(download_allowed_networks="10.0.0.0/8, 127.0.0.1/32")
+    async with make_http_client(settings) as client:
+        assert (await fetch(f"{server}/doc.txt", client)).data == BODY
+    narrow = load_settings(download_allowed_networks="127.0.0.2/32")
+    async with make_http_client(narrow) as client:
+        assert "loopback" in await fails(f"{server}/doc.txt", client)
+
+
+async def test_allow_private_networks_lets_everything_through(server: str) -> None:
+    async with make_http_client(load_settings(download_allow_private_networks=True)) as client:
+        assert (await fetch(f"{server}/doc.txt", client)).data == BODY
+
+
+async def test_host_allow_and_deny_lists(server: str) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    settings = load_settings(
+        download_allowed_hosts="docs.example, *.files.example",
+        download_denied_hosts="bad.files.example",
+    )
+    backend = LoopbackBackend()
+    async with make_http_client(settings, network_backend=backend) as client:
+        resolver = Rebinder([PUBLIC_IP])
+        for host in ("docs.example", "a.files.example"):
+            got = await fetch(f"http://{host}:{port}/doc.txt", client, resolver=resolver)
+            assert got.data == BODY
+        assert "not on DOWNLOAD_ALLOWED_HOSTS" in await fails(
+            f"http://other.example:{port}/doc.txt", client, resolver=resolver
+        )
+        assert "'bad.files.example' is on DOWNLOAD_DENIED_HOSTS" in await fails(
+            f"http://BAD.files.example.:{port}/doc.txt", client, resolver=resolver
+        )
+
+
+async def test_a_policy_passed_in_wins_over_the_clients(
+    server: str, client: httpx.AsyncClient
+) -> None:
+    assert "loopback" in await fails(f"{server}/doc.txt", client, policy=NetPolicy())
+
+
+async def test_the_webhook_path_is_not_pinned(server: str) -> None:
+    # Outside download() the shared client connects as httpx does (the webhook uses it).
+    async with make_http_client(load_settings()) as client:
+        response = await client.get(f"{server}/doc.txt")
+    assert response.content == BODY
 
 
 # ------------------------------------------------------------------- schemes
