@@ -7,6 +7,7 @@ local stack, so what runs here is what runs in a pod.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -17,7 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from temporalio.client import Client
+
 from docpipe.config import Settings
+from docpipe.queue_stats import describe_queue
 
 WORKER_KINDS = ("workflow", "cpu", "gpu", "io")
 
@@ -129,12 +133,9 @@ def all_task_queues(settings: Settings) -> dict[str, bool]:
 
 
 async def wait_for_pollers(
-    client, queues: Mapping[str, bool], workers: LocalWorkers, timeout_s: float = 120
-) -> None:  # type: ignore[no-untyped-def]
+    client: Client, queues: Mapping[str, bool], workers: LocalWorkers, timeout_s: float = 120
+) -> None:
     """Wait until each queue has a live poller (workers load models before polling)."""
-    import asyncio
-
-    from docpipe.queue_stats import describe_queue
 
     deadline = time.monotonic() + timeout_s
     pending = dict(queues)
