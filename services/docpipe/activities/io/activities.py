@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.activities.io.download import download
+from docpipe.activities.io.s3_source import S3SourceReader
 from docpipe.activities.io.webhook import WebhookRejected, deliver
 from docpipe.chunks import chunks_from_json
 from docpipe.config import Settings
@@ -44,7 +45,7 @@ from docpipe.models import (
 from docpipe.storage import keys
 from docpipe.storage.arrays import from_npy
 from docpipe.storage.metadata import MetadataStore
-from docpipe.storage.objects import ObjectNotFound, ObjectStore
+from docpipe.storage.objects import ObjectNotFound, ObjectStore, S3ObjectStore
 from docpipe.storage.vectors import VectorStore
 from docpipe.workflows import steps
 
@@ -67,6 +68,12 @@ class IoActivities:
         self.store = store
         self.metadata = metadata
         self.vectors = vectors
+        self.schemes = frozenset(settings.download_schemes.split(",")) - {""}
+        self.s3_sources = (
+            S3SourceReader(store.client, settings.download_s3_buckets.split(","))
+            if isinstance(store, S3ObjectStore)
+            else None
+        )
 
     # -- download + upload_to_s3 --------------------------------------------------
     @activity.defn(name=steps.DOWNLOAD_DOCUMENTS)
@@ -90,6 +97,8 @@ class IoActivities:
                         self.http,
                         max_bytes=self.settings.download_max_bytes,
                         local_root=self.settings.local_source_root,
+                        schemes=self.schemes,
+                        s3=self.s3_sources,
                     )
                 break
             except DocumentError as err:
@@ -241,8 +250,9 @@ _TYPES_BY_SUFFIX = {
 
 
 def _source_backend(source: str) -> str:
-    """The backend a download uses, for its metrics: ``http`` or ``file`` (local paths)."""
-    return "http" if urlsplit(source.strip()).scheme.lower() in {"http", "https"} else "file"
+    """The backend a download uses, for its metrics: ``http``, ``s3`` or ``file`` (local paths)."""
+    scheme = urlsplit(source.strip()).scheme.lower()
+    return "http" if scheme in {"http", "https"} else "s3" if scheme == "s3" else "file"
 
 
 def _type_from_name(name: str) -> str:

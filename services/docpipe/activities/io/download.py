@@ -1,4 +1,4 @@
-"""Fetch a document's bytes from an http(s) URL or a local file.
+"""Fetch a document's bytes from an http(s) URL, an s3:// object or a local file.
 
 Pure of Temporal: the IO activity wraps :func:`download` and turns its two
 error kinds into the document's fate. :class:`DocumentError` means the source
@@ -28,7 +28,7 @@ import mimetypes
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from email.message import Message
@@ -56,8 +56,14 @@ _RETRYABLE_STATUS = {408, 429}
 # EAI_AGAIN, a resolver that is temporarily unreachable).
 _NO_SUCH_HOST = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
+SOURCE_SCHEMES = frozenset({"http", "https", "s3", "file"})
+"""The source kinds DOWNLOAD_SCHEMES can allow; ``file`` covers plain paths too."""
+
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """``(host, port) -> addresses``: the system resolver, or a stub in tests."""
+
+S3Reader = Callable[[str, int], Awaitable["Downloaded"]]
+"""``(s3 url, max_bytes) -> Downloaded``: see :mod:`docpipe.activities.io.s3_source`."""
 
 # The vetted address of each (host, port) the current download may connect to.
 # Set per redirect hop by :func:`download`; None outside a download (other users
@@ -217,8 +223,10 @@ async def download(
     total_timeout_s: float | None = None,
     policy: NetPolicy | None = None,
     resolver: Resolver | None = None,
+    schemes: Collection[str] | None = None,
+    s3: S3Reader | None = None,
 ) -> Downloaded:
-    """Fetch ``source`` (http(s) URL, file:// URL or plain path), at most ``max_bytes``.
+    """Fetch ``source`` (http(s), s3:// or file:// URL, or a plain path), at most ``max_bytes``.
 
     ``local_root``: if set, local sources must resolve (symlinks included)
     inside it, and relative paths are taken relative to it.
@@ -230,11 +238,27 @@ async def download(
     default (public addresses only). Connections are pinned to the vetted
     address only with a client from :func:`make_http_client`.
     ``resolver``: host name lookup (default: getaddrinfo).
+    ``schemes``: the source kinds allowed (``http``, ``https``, ``s3``, ``file``
+    -- the last covering plain paths too); default all of them.
+    ``s3``: reads ``s3://`` sources (the worker's S3 client); without it they fail.
     """
     source = source.strip()
     if not source:
         raise DocumentError(Stage.DOWNLOAD, "unsupported URL scheme: the source is empty")
     scheme = urlsplit(source).scheme.lower()
+    kind = "file" if scheme == "" or _is_windows_drive(scheme) else scheme
+    if schemes is not None and kind in SOURCE_SCHEMES and kind not in schemes:
+        raise DocumentError(
+            Stage.DOWNLOAD,
+            f"{'local file' if kind == 'file' else kind} sources are not allowed here "
+            f"(DOWNLOAD_SCHEMES: {', '.join(sorted(schemes)) or 'none'}): {source}",
+        )
+    if scheme == "s3":
+        if s3 is None:
+            raise DocumentError(
+                Stage.DOWNLOAD, f"s3:// sources need the worker's S3 object store: {source}"
+            )
+        return await s3(source, max_bytes)
     if scheme in {"http", "https"}:
         if total_timeout_s is None:
             total_timeout_s = getattr(client, "total_timeout_s", None)
@@ -256,7 +280,8 @@ async def download(
         return await asyncio.to_thread(_read_local, Path(source), max_bytes, local_root)
     raise DocumentError(
         Stage.DOWNLOAD,
-        f"unsupported URL scheme {scheme!r} in {source!r} (supported: http, https, file, local paths)",
+        f"unsupported URL scheme {scheme!r} in {source!r} "
+        "(supported: http, https, s3, file, local paths)",
     )
 
 
