@@ -57,6 +57,8 @@ class DocumentFailure:
     document_id: str
     stage: Stage
     reason: str
+    content_type: str = ""
+    """What the bytes turned out to be, when the failure came after sniffing them."""
 
 
 @dataclass
@@ -68,6 +70,7 @@ class FetchedDocument:
     size_bytes: int
     content_sha256: str
     content_type: str
+    """As declared (CSV column or server header), or "": the CPU step sniffs the bytes."""
     final_url: str = ""
 
 
@@ -106,6 +109,8 @@ class PreparedDocument:
     compressed_bytes: int
     top_words: dict[str, int] = field(default_factory=dict)
     quality_score: float = 0.0
+    content_type: str = ""
+    """The sniffed type (from the bytes, with the declared type and file name as hints)."""
 
 
 @dataclass
@@ -365,3 +370,5 @@ class IngestSummary:
     failed: int = 0
     failures: list[DocumentFailure] = field(default_factory=list)
     """The first failures with their reasons (all are in PostgreSQL)."""
+    error: str | None = None
+    """Set when the CSV as a whole is unusable (no header, no url column): nothing ran."""

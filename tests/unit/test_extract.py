@@ -165,6 +165,24 @@ class TestDecoding:
     def test_empty_bytes_decode_to_empty_text(self):
         assert decode_text(b"") == ""
 
+    def test_a_few_nul_bytes_in_prose_do_not_make_it_binary(self):
+        text = b"A log line that was padded by a crashing writer.\n" * 20 + b"\x00" * 4
+        assert sniff_content_type(text, filename="app.log") == "text/plain"
+        assert decode_text(text).startswith("A log line")
+
+    def test_text_that_is_mostly_nul_bytes_is_binary(self):
+        assert sniff_content_type(b"header" + bytes(1000), filename="a.txt") == (
+            "application/octet-stream"
+        )
+
+    def test_utf8_with_a_windows_1252_stretch_reads_both_parts(self):
+        data = "Crème brûlée, 2 €. ".encode() * 3 + "Später: Grüße.".encode("cp1252")
+        assert decode_text(data) == "Crème brûlée, 2 €. " * 3 + "Später: Grüße."
+
+    def test_windows_1252_alone_is_still_guessed_as_such(self):
+        text = "Der Bäcker über die Straße. " * 5
+        assert decode_text(text.encode("cp1252")) == text
+
 
 # --------------------------------------------------------------------------- extraction
 

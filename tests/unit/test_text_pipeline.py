@@ -14,6 +14,7 @@ import pytest
 from docpipe.activities.cpu.chunking import default_model_dir
 from docpipe.activities.cpu.text_pipeline import (
     Chunk,
+    PreparationError,
     PreparedText,
     TextOptions,
     chunks_from_json,
@@ -171,3 +172,32 @@ def test_chunks_round_trip_through_the_object_store_json_format():
 def test_identical_input_gives_identical_output(options):
     raw = read("handbook_nested.html")
     assert prepare_text(raw, "text/html", options) == prepare_text(raw, "text/html", options)
+
+
+def test_the_file_name_is_a_hint_to_the_sniffer_and_the_sniffed_type_is_returned(options):
+    note = b"# Harbour log\n\nThe tide turned at noon and the boats came back in.\n" * 3
+    assert prepare_text(note, "", options).content_type == "text/plain"
+    as_markdown = prepare_text(note, "", options, filename="/data/harbour.md")
+    assert as_markdown.content_type == "text/markdown"
+    assert as_markdown.title == "Harbour log"
+
+
+def test_a_failure_says_what_the_bytes_turned_out_to_be(options):
+    executable = b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 8
+    with pytest.raises(PreparationError) as err:
+        prepare_text(executable, "text/plain", options, filename="notes.txt")
+    assert err.value.stage == Stage.EXTRACT
+    assert err.value.content_type == "application/octet-stream"
+    again = pickle.loads(pickle.dumps(err.value))  # back from the process pool
+    assert (again.stage, again.reason, again.content_type) == (
+        err.value.stage,
+        err.value.reason,
+        err.value.content_type,
+    )
+
+
+def test_a_text_over_the_limit_is_refused_before_it_is_normalised(options):
+    small = TextOptions(tokenizer_dir=options.tokenizer_dir, max_chars=1000)
+    err = failure(b"lighthouse " * 200, "text/plain", small)
+    assert err.stage == Stage.VALIDATE
+    assert err.reason == ("document is too long: 2,200 characters extracted, the limit is 1,000")

@@ -66,6 +66,8 @@ class _BatchState:
         self.summaries: dict[str, DocumentSummary] = {}
         self.ocr: dict[str, OcrText] = {}
         self.duplicate_of: dict[str, str] = {}
+        self.sniffed: dict[str, str] = {}
+        """What each document's bytes turned out to be (the CPU step sniffs them)."""
         self.failures: dict[str, DocumentFailure] = {}
         for ref in documents:
             if ref.invalid_reason:
@@ -90,6 +92,13 @@ class _BatchState:
     def record(self, failed: list[DocumentFailure]) -> None:
         for failure in failed:
             self.fail(failure.document_id, failure.stage, failure.reason)
+            self.note_type(failure.document_id, failure.content_type)
+
+    def note_type(self, document_id: str, content_type: str) -> None:
+        """Keep the first sniffed type: an image's OCR text is prepared as text
+        afterwards, but the document is still the image."""
+        if content_type:
+            self.sniffed.setdefault(document_id, content_type)
 
     def outcomes(self) -> list[DocumentOutcome]:
         return [self._outcome(ref) for ref in self.refs.values()]
@@ -117,7 +126,8 @@ class _BatchState:
         )
         outcome.duplicate_of = self.duplicate_of.get(doc_id)
         if fetched:
-            outcome.content_type = fetched.content_type
+            # What the bytes are, not what the source claimed (a .txt may be an executable).
+            outcome.content_type = self.sniffed.get(doc_id) or fetched.content_type or None
             outcome.size_bytes = fetched.size_bytes
             outcome.content_sha256 = fetched.content_sha256
             outcome.raw_key = fetched.raw_key
@@ -249,6 +259,10 @@ class DocumentPipelineWorkflow:
             )  # fmt: skip
             if not prepared:
                 return []
+            for job in prepared.needs_ocr:
+                state.note_type(job.document_id, job.content_type)
+            for doc in prepared.succeeded:
+                state.note_type(doc.document_id, doc.content_type)
             state.prepared.update({d.document_id: d for d in prepared.succeeded})
             state.record(prepared.failed)
             return prepared.needs_ocr

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from docpipe.models import (
@@ -75,14 +76,23 @@ class IngestCsvWorkflow:
         for _ in range(input.pages_per_run):
             if offset is None:
                 break
-            page: CsvPage = await workflow.execute_activity(
-                steps.PARSE_CSV,
-                CsvPageRequest(input.location, offset, input.page_size),
-                result_type=CsvPage,
-                task_queue=options.queues.io,
-                start_to_close_timeout=timedelta(seconds=options.timeouts.io_start_to_close),
-                retry_policy=steps.IO_RETRY,
-            )
+            try:
+                page: CsvPage = await workflow.execute_activity(
+                    steps.PARSE_CSV,
+                    CsvPageRequest(input.location, offset, input.page_size),
+                    result_type=CsvPage,
+                    task_queue=options.queues.io,
+                    start_to_close_timeout=timedelta(seconds=options.timeouts.io_start_to_close),
+                    retry_policy=steps.IO_RETRY,
+                )
+            except ActivityError as err:
+                cause = err.cause
+                if isinstance(cause, ApplicationError) and cause.type == "DocumentError":
+                    # The file as a whole is unusable (no url column, wrong bucket):
+                    # the ingestion ends with that reason instead of failing blindly.
+                    summary.error = cause.message
+                    return summary
+                raise
             summary.documents += len(page.documents)
             tasks = []
             for start in range(0, len(page.documents), input.batch_size):

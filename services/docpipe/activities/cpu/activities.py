@@ -68,10 +68,18 @@ class CpuActivities:
         loop = asyncio.get_running_loop()
         try:
             prepared: PreparedText = await loop.run_in_executor(
-                self.pool, prepare_text, raw, job.content_type, self.options, job.language_hint
+                self.pool,
+                prepare_text,
+                raw,
+                job.content_type,
+                self.options,
+                job.language_hint,
+                job.source,  # the file name is a hint for the sniffer (.md, .html)
             )
         except DocumentError as err:
-            return DocumentFailure(job.document_id, err.stage, err.reason)
+            return DocumentFailure(
+                job.document_id, err.stage, err.reason, getattr(err, "content_type", "")
+            )
         except NeedsOcr as need:
             return await self._ocr_job(job, raw, need)
 
@@ -101,6 +109,7 @@ class CpuActivities:
             compressed_bytes=len(prepared.compressed),
             top_words=prepared.top_words,
             quality_score=prepared.quality,
+            content_type=prepared.content_type,
         )
 
     async def _ocr_job(self, job: TextJob, raw: bytes, need: NeedsOcr) -> OcrJob | DocumentFailure:

@@ -36,6 +36,7 @@ __all__ = ["DOCUMENT_PART", "MAX_PART_BYTES", "extract_docx", "is_docx"]
 DOCUMENT_PART = "word/document.xml"
 MAX_PART_BYTES = 64 * 1024 * 1024
 """Cap on one part's uncompressed size: a 64 MB document.xml is ~10 MB of text."""
+_READ_STEP = 1024 * 1024
 
 # Transitional (what Word writes) and Strict OOXML namespaces.
 _W_NAMESPACES = frozenset(
@@ -105,8 +106,18 @@ def _read_part(archive: zipfile.ZipFile, name: str, limit: int) -> bytes | None:
         raise _too_large(name, limit)
     try:
         with archive.open(info) as part:
-            # The header's size may lie: read one byte past the cap to know.
-            content = part.read(limit + 1)
+            # The header's size may lie: read one byte past the cap to know. In
+            # steps, since one read inflates as much as it is asked for before
+            # trimming to the claimed size: a lying bomb then costs 1 MB, not 64.
+            pieces: list[bytes] = []
+            remaining = limit + 1
+            while remaining > 0:
+                piece = part.read(min(remaining, _READ_STEP))
+                if not piece:
+                    break
+                pieces.append(piece)
+                remaining -= len(piece)
+            content = b"".join(pieces)
     except RuntimeError as exc:  # zipfile's "File ... is encrypted"
         raise DocumentError(Stage.EXTRACT, f"DOCX is encrypted: {exc}") from exc
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:

@@ -31,6 +31,11 @@ _CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 MAX_CONTROL_RATIO = 0.05
 """More control characters than this (as a share of the sample) means binary data."""
 
+MAX_NUL_RATIO = 0.01
+"""More NUL bytes than this (as a share of the sample) means binary data. A few
+NULs in prose are corruption (a padded log, a bad export), not a binary file;
+normalisation removes them."""
+
 # Labels that browsers (WHATWG) decode as windows-1252: servers say latin-1 and mean it.
 _LATIN1_LABELS = {
     "latin-1",
@@ -79,11 +84,11 @@ def guess_utf16_without_bom(sample: bytes) -> str | None:
 
 
 def looks_binary(sample: bytes) -> bool:
-    """True when ``sample`` (the start of a file, no BOM) cannot be text: it holds
-    NUL bytes or many other control bytes."""
+    """True when ``sample`` (the start of a file, no BOM) cannot be text: more
+    than a few NUL bytes, or many other control bytes."""
     if not sample:
         return False
-    if 0 in sample:
+    if sample.count(0) / len(sample) > MAX_NUL_RATIO:
         return True
     controls = len(sample.translate(None, delete=_NOT_CONTROL_BYTES))
     return controls / len(sample) > MAX_CONTROL_RATIO
@@ -143,7 +148,54 @@ def decode_text(data: bytes, charset: str = "") -> str:
             continue
         return _checked(text, encoding)
 
+    mixed = _mixed_utf8(data)
+    if mixed is not None:
+        return _checked(mixed, "utf-8 mixed with windows-1252")
     return _checked(*_guess(data))
+
+
+_UTF8_MULTIBYTE_RE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+_HIGH_BYTE_RE = re.compile(rb"[\x80-\xff]")
+_CP1252_FALLBACK = "docpipe-cp1252-fallback"
+
+
+def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: a byte that is not UTF-8 is read as windows-1252
+    (latin-1 for the five bytes windows-1252 leaves undefined)."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    bad = exc.object[exc.start : exc.end]
+    chars = []
+    for byte in bad:
+        try:
+            chars.append(bytes([byte]).decode("cp1252"))
+        except UnicodeDecodeError:
+            chars.append(chr(byte))
+    return "".join(chars), exc.end
+
+
+codecs.register_error(_CP1252_FALLBACK, _cp1252_fallback)
+
+
+def _mixed_utf8(data: bytes) -> str | None:
+    """Text that is mostly UTF-8 with stretches of windows-1252 (two programs
+    appended to one file, a pasted quote), or None if it is not that.
+
+    Decoding all of it as either encoding garbles the other part; decoding the
+    UTF-8 sequences as UTF-8 and each stray byte as windows-1252 reads both.
+    Legacy 8-bit text almost never holds valid UTF-8 sequences by accident, so
+    several of them, at least a quarter as many as the stray high bytes, are
+    the signal; otherwise the statistical guess decides, as before.
+    """
+    sequences = _UTF8_MULTIBYTE_RE.findall(data)
+    if len(sequences) < 2:
+        return None
+    stray = len(_HIGH_BYTE_RE.findall(data)) - sum(len(s) for s in sequences)
+    if len(sequences) * 4 < stray:
+        return None
+    return data.decode("utf-8", errors=_CP1252_FALLBACK)
 
 
 def _guess(data: bytes) -> tuple[str, str]:

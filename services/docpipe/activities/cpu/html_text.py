@@ -4,6 +4,11 @@ Block elements become line breaks and paragraph-like ones blank lines, so the
 chunker can still find paragraph boundaries; scripts, styles and other
 invisible content are dropped. The walk is iterative, so deeply nested pages
 cannot hit Python's recursion limit.
+
+Nesting is capped before parsing: the HTML tree builder's cost grows with the
+square of the depth (100 000 nested ``<div>`` took over a minute, unclosed
+inline tags several), so tags past :data:`MAX_NESTING` levels are dropped and
+their text kept, as browsers do (Chromium stops nesting at 512 levels).
 """
 
 from __future__ import annotations
@@ -39,6 +44,28 @@ _LINE_TAGS = frozenset(
 _LIST_TAGS = frozenset({"ul", "ol", "dl"})
 _CELL_TAGS = frozenset({"td", "th"})
 
+MAX_NESTING = 512
+"""Deepest element nesting kept; deeper tags are dropped, their text stays."""
+
+# Elements that never nest (void) or that the parser closes by itself when a
+# sibling starts: they do not deepen the tree, so they are not counted.
+_NOT_NESTING = frozenset(
+    {
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+        "source", "track", "wbr", "param", "keygen", "p", "li", "dt", "dd", "tr", "td",
+        "th", "option", "optgroup", "rb", "rt", "rp", "thead", "tbody", "tfoot",
+        "colgroup", "caption", "html", "head", "body",
+    }
+)  # fmt: skip
+# Comments and raw-text elements are skipped whole: a "<b" inside a script is no tag.
+_TAG_RE = re.compile(
+    r"<!--.*?(?:-->|$)|<(script|style|textarea|title|xmp)\b.*?(?:</\1\s*>|$)"
+    # A tag's attributes stop at the next "<" or ">": every character is looked at
+    # a bounded number of times, so text full of "<a" without a ">" stays linear.
+    r"|<(/?)([a-zA-Z][a-zA-Z0-9:-]*)([^<>]*)>",
+    re.DOTALL | re.IGNORECASE,
+)
+
 _LINE = 1
 _PARAGRAPH = 2
 _HTML_SPACE_RE = re.compile(r"[ \t\n\r\f]+")
@@ -58,7 +85,7 @@ def html_to_text(html: str, *, title_from_any_heading: bool = False) -> HtmlText
     ``title_from_any_heading`` (rendered Markdown has no ``<title>``) it is the
     first heading of any level.
     """
-    tree = LexborHTMLParser(html)
+    tree = LexborHTMLParser(limit_nesting(html))
     title = "" if title_from_any_heading else _node_text(tree.css_first("head > title"))
     if not title:
         selector = "h1, h2, h3, h4, h5, h6" if title_from_any_heading else "h1"
@@ -66,6 +93,45 @@ def html_to_text(html: str, *, title_from_any_heading: bool = False) -> HtmlText
     root = tree.body if tree.body is not None else tree.root
     text = _render(root) if root is not None else ""
     return HtmlText(text=text, title=title)
+
+
+def limit_nesting(html: str, max_depth: int = MAX_NESTING) -> str:
+    """``html`` with the tags that would nest deeper than ``max_depth`` removed.
+
+    A cheap tag scan, not a parser: it only has to bound the depth the real
+    parser sees. The text inside the removed tags stays in place; their end
+    tags go too. A page with fewer tags than ``max_depth`` cannot be too deep
+    and is returned as it is without a scan.
+    """
+    if html.count("<") <= max_depth:
+        return html
+    depth = 0
+    dropped = 0  # start tags removed and not yet matched by an end tag
+    cuts: list[tuple[int, int]] = []
+    for match in _TAG_RE.finditer(html):
+        name = match.group(3)
+        if name is None or name.lower() in _NOT_NESTING or match.group(4).endswith("/"):
+            continue  # comment, raw text, void or self-closing tag, implicitly closed element
+        if match.group(2):  # end tag
+            if dropped:
+                dropped -= 1
+                cuts.append(match.span())
+            elif depth:
+                depth -= 1
+        elif depth >= max_depth:
+            dropped += 1
+            cuts.append(match.span())
+        else:
+            depth += 1
+    if not cuts:
+        return html
+    pieces: list[str] = []
+    last = 0
+    for start, end in cuts:
+        pieces.append(html[last:start])
+        last = end
+    pieces.append(html[last:])
+    return "".join(pieces)
 
 
 def _node_text(node: LexborNode | None) -> str:

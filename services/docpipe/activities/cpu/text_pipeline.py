@@ -23,6 +23,7 @@ from docpipe.models import Stage
 
 __all__ = [
     "Chunk",
+    "PreparationError",
     "PreparedText",
     "TextOptions",
     "chunks_from_json",
@@ -60,21 +61,62 @@ class PreparedText:
     top_words: dict[str, int] = field(default_factory=dict)
     quality: float = 0.0
     """Postprocessing quality score, 0..1 (see quality.py)."""
+    content_type: str = ""
+    """What the bytes turned out to be (sniffed), whatever was declared."""
+
+
+class PreparationError(DocumentError):
+    """A :class:`DocumentError` that also says what the document turned out to be,
+    so a failed document's record shows the sniffed type (a ``.txt`` that is an
+    executable is recorded as ``application/octet-stream``, not ``text/plain``)."""
+
+    def __init__(self, stage: Stage, reason: str, content_type: str = "") -> None:
+        super().__init__(stage, reason)
+        self.content_type = content_type
+
+    def __reduce__(self) -> tuple[type[PreparationError], tuple[Stage, str, str]]:  # type: ignore[override]
+        # Raised inside the CPU worker's process pool: must survive pickling back.
+        return (type(self), (self.stage, self.reason, self.content_type))
 
 
 def prepare_text(
-    raw: bytes, content_type: str, options: TextOptions, language_hint: str = ""
+    raw: bytes,
+    content_type: str,
+    options: TextOptions,
+    language_hint: str = "",
+    filename: str = "",
 ) -> PreparedText:
     """extract -> preprocess -> validate -> chunk -> compress + word statistics.
 
-    ``content_type`` is sniffed again from the bytes (with the given type as a
-    hint), so a mislabelled document is still read as what it is.
+    ``content_type`` is sniffed again from the bytes (with the given type and
+    ``filename``, a path or URL, as hints), so a mislabelled document is still
+    read as what it is; the result and any :class:`PreparationError` carry the
+    sniffed type.
     """
-    content_type = sniff_content_type(raw, declared=content_type)
+    sniffed = sniff_content_type(raw, declared=content_type, filename=filename)
+    try:
+        prepared = _prepare(raw, sniffed, options, language_hint)
+    except DocumentError as err:
+        raise PreparationError(err.stage, err.reason, sniffed) from err
+    prepared.content_type = sniffed
+    return prepared
+
+
+def _prepare(
+    raw: bytes, content_type: str, options: TextOptions, language_hint: str
+) -> PreparedText:
     try:
         extracted = extract_text(raw, content_type)
     except (UnicodeError, ValueError) as exc:  # a parser choking on malformed input
         raise DocumentError(Stage.EXTRACT, f"could not extract text: {exc}") from exc
+    # Before normalising: the limit is on the work one document may cause, and
+    # normalising a 20 MB line costs seconds and ~0.5 GB before validate sees it.
+    if len(extracted.text) > options.max_chars:
+        raise DocumentError(
+            Stage.VALIDATE,
+            f"document is too long: {len(extracted.text):,} characters extracted, "
+            f"the limit is {options.max_chars:,}",
+        )
 
     try:
         pre = preprocess_text(extracted.text, language_hint)

@@ -15,6 +15,7 @@ allocating anything.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -115,7 +116,14 @@ def open_image(
                 image.draft(image.mode, (draft_side, draft_side))
             image.load()
     except Image.DecompressionBombError as exc:
-        raise DocumentError(Stage.EXTRACT, f"image too large to process: {exc}") from exc
+        # Pillow refuses far oversized images itself, inside open(), before our
+        # check can run: the same reason, in the same words.
+        match = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(match.group(1)) / 1e6:,.0f} MP" if match else "far too many pixels"
+        raise DocumentError(
+            Stage.EXTRACT,
+            f"image too large to process: {size}, the limit is {max_pixels / 1e6:.0f} MP",
+        ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         # Pillow reports truncated and malformed files as OSError/SyntaxError.
         raise DocumentError(Stage.EXTRACT, f"unreadable image: {exc}") from exc

@@ -15,6 +15,7 @@ the model to ignore instructions inside it.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,8 +33,15 @@ SYSTEM_PROMPT = (
 )
 
 
+_DELIMITER_RE = re.compile(r"<(\s*/?\s*document\b)", re.IGNORECASE)
+
+
 def user_prompt(text: str, max_chars: int) -> str:
-    return f"<document>\n{text[:max_chars]}\n</document>\nSummary:"
+    """The document as a delimited data block. A ``</document>`` inside the text
+    would close the block early and let what follows pose as instructions, so
+    the delimiter's ``<`` is defused (``&lt;``) wherever the text has one."""
+    data = _DELIMITER_RE.sub(r"&lt;\1", text[:max_chars])
+    return f"<document>\n{data}\n</document>\nSummary:"
 
 
 class Summarizer(Protocol):

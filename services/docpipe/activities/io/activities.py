@@ -12,6 +12,7 @@ import hashlib
 import logging
 from pathlib import Path
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import httpx
 from temporalio import activity
@@ -23,7 +24,7 @@ from docpipe.activities.io.s3_source import S3SourceReader
 from docpipe.activities.io.webhook import WebhookRejected, deliver
 from docpipe.chunks import chunks_from_json
 from docpipe.config import Settings
-from docpipe.csv_input import CsvFormatError, parse_documents_csv
+from docpipe.csv_input import CsvFormatError, documents_page
 from docpipe.errors import DocumentError, TransientError
 from docpipe.metrics.io import backend_request, count_bytes, timed
 from docpipe.metrics.pipeline import record_outcomes
@@ -118,8 +119,9 @@ class IoActivities:
             raw_key=key,
             size_bytes=len(got.data),
             content_sha256=hashlib.sha256(got.data).hexdigest(),
-            # The CPU step sniffs the bytes; the declared type and file name are hints.
-            content_type=declared or _type_from_name(got.filename or ref.source),
+            # Only what was declared: the CPU step sniffs the bytes, with this and the
+            # source's file name as hints, and the sniffed type is what gets recorded.
+            content_type=declared,
             final_url=got.final_url,
         )
 
@@ -208,52 +210,56 @@ class IoActivities:
     # -- CSV -----------------------------------------------------------------------
     @activity.defn(name=steps.PARSE_CSV)
     async def parse_csv(self, request: CsvPageRequest) -> CsvPage:
-        """Read one page of rows of a CSV held in the object store (s3://bucket/key)
-        or on the worker's disk; bad rows come back as failing documents."""
-        location = request.location
+        """Read one page of rows of a CSV held in the object store or at a source URL;
+        bad rows come back as failing documents.
+
+        The CSV follows the documents' source rules (DOWNLOAD_SCHEMES, the local
+        root, the network guard) with its own size cap (CSV_MAX_BYTES); one in this
+        worker's own bucket is read directly. Parsing runs off the event loop and
+        once per file, not once per page.
+        """
+        location = request.location.strip()
+        cap = self.settings.csv_max_bytes
         base_dir: Path | None = None
-        if location.startswith("s3://"):
-            bucket, _, key = location.removeprefix("s3://").partition("/")
-            if bucket != self.settings.s3_bucket:
-                raise DocumentError(Stage.CSV, f"CSV must be in bucket {self.settings.s3_bucket}")
-            data = await self.store.get(key)
-        else:
-            path = Path(location.removeprefix("file://"))
-            data = await asyncio.to_thread(path.read_bytes)
-            base_dir = path.resolve().parent
         try:
-            documents = parse_documents_csv(
-                data.decode("utf-8-sig", errors="replace"), base_dir=base_dir, origin=location
+            bucket, _, key = location.removeprefix("s3://").partition("/")
+            if location.startswith("s3://") and bucket == self.settings.s3_bucket:
+                data = await self.store.get(key)
+                if len(data) > cap:
+                    raise DocumentError(
+                        Stage.CSV, f"CSV {location} is larger than the {cap}-byte limit"
+                    )
+            else:
+                got = await download(
+                    location,
+                    self.http,
+                    max_bytes=cap,
+                    local_root=self.settings.local_source_root,
+                    schemes=self.schemes,
+                    s3=self.s3_sources,
+                )
+                data = got.data
+                if got.final_url.startswith("file:"):
+                    base_dir = Path(url2pathname(urlsplit(got.final_url).path)).parent
+        except ObjectNotFound:
+            raise DocumentError(Stage.CSV, f"no CSV at {location}") from None
+        except DocumentError as err:
+            raise DocumentError(Stage.CSV, err.reason) from None
+        try:
+            documents, next_offset = await asyncio.to_thread(
+                documents_page,
+                data.decode("utf-8-sig", errors="replace"),
+                request.offset,
+                request.limit,
+                base_dir=base_dir,
+                origin=location,
             )
         except CsvFormatError as err:
             raise DocumentError(Stage.CSV, str(err)) from None
-        end = request.offset + request.limit
-        return CsvPage(
-            documents=documents[request.offset : end],
-            next_offset=end if end < len(documents) else None,
-        )
-
-
-_TYPES_BY_SUFFIX = {
-    ".html": "text/html",
-    ".htm": "text/html",
-    ".md": "text/markdown",
-    ".markdown": "text/markdown",
-    ".txt": "text/plain",
-    ".pdf": "application/pdf",
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".tif": "image/tiff",
-    ".tiff": "image/tiff",
-}
+        return CsvPage(documents=documents, next_offset=next_offset)
 
 
 def _source_backend(source: str) -> str:
     """The backend a download uses, for its metrics: ``http``, ``s3`` or ``file`` (local paths)."""
     scheme = urlsplit(source.strip()).scheme.lower()
     return "http" if scheme in {"http", "https"} else "s3" if scheme == "s3" else "file"
-
-
-def _type_from_name(name: str) -> str:
-    return _TYPES_BY_SUFFIX.get(Path(name.split("?")[0]).suffix.lower(), "")
