@@ -34,8 +34,10 @@ def run_kwargs(config: OperatorConfig) -> dict[str, object]:
 
 def main() -> None:
     config = load()
-    kopf.configure(log_prefix=True)
-    logging.getLogger("docpipe_operator").setLevel(logging.INFO)
+    kopf.configure(
+        debug=config.log_level == "DEBUG", quiet=config.log_level == "WARNING", log_prefix=True
+    )
+    logging.getLogger("docpipe_operator").setLevel(config.log_level)
     if config.metrics_port:
         start_http_server(config.metrics_port)
     kopf.run(**run_kwargs(config))  # type: ignore[arg-type]

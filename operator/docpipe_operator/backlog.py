@@ -13,23 +13,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from temporalio.client import Client
 
+from docpipe.config import TemporalConnection
 from docpipe.queue_stats import QueueStats, describe_queue
 
 DEFAULT_TIMEOUT_S = 5.0
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and how to reach Temporal; the client cache's key."""
-
-    address: str
-    namespace: str = "default"
-    tls: bool = False
-    api_key: str | None = field(default=None, repr=False)
+Endpoint = TemporalConnection
+"""Where and how to reach Temporal (address, namespace, TLS, API key); the client cache's key."""
 
 
 @dataclass(frozen=True)
@@ -65,15 +60,7 @@ class TemporalClients:
         # every pipeline's tick for the whole timeout.
         found = self._clients.get(endpoint)
         if found is None:
-            found = await asyncio.wait_for(
-                Client.connect(
-                    endpoint.address,
-                    namespace=endpoint.namespace,
-                    tls=endpoint.tls or endpoint.api_key is not None,
-                    api_key=endpoint.api_key,
-                ),
-                self.timeout_s,
-            )
+            found = await asyncio.wait_for(endpoint.connect(), self.timeout_s)
             self._clients[endpoint] = found
         return found
 

@@ -29,12 +29,24 @@ class OperatorConfig(BaseSettings):
     every replica when two share a priority, so each replica draws its own."""
     tick_seconds: float = Field(5.0, gt=0)
     """Timer interval per DocumentPipeline; a pool is polled when its pollIntervalSeconds is due."""
+    retry_backoff_seconds: float = Field(10.0, gt=0)
+    """Wait before retrying a create/update that failed (API server 5xx, a conflict)."""
     temporal_timeout_seconds: float = Field(5.0, gt=0)
     """Deadline of one Temporal connect or DescribeTaskQueue call."""
+    log_level: str = "INFO"
+    """DEBUG, INFO or WARNING. Secrets the operator reads never reach the log at any level."""
     metrics_port: int = Field(9090, ge=0, le=65535)
     """prometheus-client /metrics; 0 disables it."""
     health_port: int = Field(8080, ge=0, le=65535)
     """kopf's liveness endpoint (/healthz); 0 disables it."""
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING"):
+            raise ValueError("must be DEBUG, INFO or WARNING")
+        return level
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -278,6 +278,28 @@ def _spec_schema() -> Schema:
                         "Secret holding a Temporal Cloud API key.",
                         SECRET_KEY_DEFAULTS["temporalApiKey"],
                     ),
+                    "tlsSecretRef": _obj(
+                        "A kubernetes.io/tls Secret (tls.crt, tls.key and, unless ca is "
+                        "false, ca.crt) for mTLS: mounted read-only into every worker pod, "
+                        "and read by the operator for its own connection. Implies tls.",
+                        {
+                            "name": _str(
+                                "Secret name, in the DocumentPipeline's namespace.", minLength=1
+                            ),
+                            "ca": {
+                                "type": "boolean",
+                                "description": "Verify the server with the Secret's ca.crt; "
+                                "false: with the system CAs (e.g. Temporal Cloud).",
+                                "default": True,
+                            },
+                        },
+                        required=["name"],
+                    ),
+                    "serverName": _str(
+                        "Name the server's certificate is checked against (TLS SNI), "
+                        "when it is not the address's host.",
+                        minLength=1,
+                    ),
                 },
                 required=["address"],
             ),

@@ -45,9 +45,11 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await memo.kube.close()
 
 
-@kopf.on.resume(*RESOURCE)
-@kopf.on.create(*RESOURCE)
-@kopf.on.update(*RESOURCE)
+# A failed create/patch (API server 5xx, a 409 from a racing writer) raises;
+# kopf retries the whole, idempotent handler after the backoff.
+@kopf.on.resume(*RESOURCE, backoff=CONFIG.retry_backoff_seconds)
+@kopf.on.create(*RESOURCE, backoff=CONFIG.retry_backoff_seconds)
+@kopf.on.update(*RESOURCE, backoff=CONFIG.retry_backoff_seconds)
 async def ensure(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
     """Owned Deployments and Services match the spec (a replay changes nothing)."""
     try:
@@ -59,16 +61,31 @@ async def ensure(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) 
     _apply(body, patch, result)
 
 
-@kopf.timer(*RESOURCE, interval=CONFIG.tick_seconds, initial_delay=CONFIG.tick_seconds)
+@kopf.timer(
+    *RESOURCE,
+    interval=CONFIG.tick_seconds,
+    initial_delay=CONFIG.tick_seconds,
+    backoff=CONFIG.retry_backoff_seconds,
+)
 async def autoscale(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
     """Read backlog, decide per pool, scale, write status and Events."""
     try:
         spec = parse(body["spec"], body["metadata"]["name"])
-    except SpecError:
-        return  # ensure() reported it; nothing sensible to scale
+    except SpecError as exc:
+        # ensure() reported it; nothing sensible to scale. Keep the status saying so.
+        if (again := reconcile.still_invalid(body, str(exc))) is not None:
+            _apply(body, patch, again)
+        return
     pools = memo.setdefault("pools", {})
     result = await reconcile.autoscale(
-        memo.kube, memo.temporal, body, spec, pools, now=time.time(), monotonic=time.monotonic()
+        memo.kube,
+        memo.temporal,
+        body,
+        spec,
+        pools,
+        now=time.time(),
+        monotonic=time.monotonic(),
+        seen=memo.setdefault("rounds", {}),
     )
     if result is not None:
         _apply(body, patch, result)

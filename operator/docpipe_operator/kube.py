@@ -31,6 +31,10 @@ from docpipe_operator.resources import SPEC_HASH_ANNOTATION
 
 log = logging.getLogger(__name__)
 
+# kubernetes_asyncio logs every response body at DEBUG, a Secret's data included:
+# keep that logger quiet whatever level the operator runs at.
+logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.INFO)
+
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -169,11 +173,16 @@ class Kube:
     # ---------------------------------------------------------------- secrets
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str:
+        return (await self.secret_data(namespace, name, [key]))[key].decode()
+
+    async def secret_data(self, namespace: str, name: str, keys: list[str]) -> dict[str, bytes]:
+        """The decoded values of ``keys``; errors name the Secret and key, never a value."""
         secret = await self.core.read_namespaced_secret(name, namespace)
         data = secret.data or {}
-        if key not in data:
-            raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
-        return base64.b64decode(data[key]).decode()
+        missing = [key for key in keys if key not in data]
+        if missing:
+            raise KeyError(f"Secret {namespace}/{name} has no key {', '.join(missing)}")
+        return {key: base64.b64decode(data[key]) for key in keys}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from docpipe_operator import POOLS, metrics, resources, scaling
 from docpipe_operator.backlog import BacklogReading, Endpoint, QueueRef, TemporalClients
 from docpipe_operator.kube import DeploymentState, Kube, Outcome
-from docpipe_operator.spec import PipelineSpec
+from docpipe_operator.spec import TLS_CA_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, PipelineSpec
 from docpipe_operator.status import (
     READY,
     SCALING,
@@ -49,10 +49,12 @@ class PoolMemory:
 
     state: scaling.ScalingState = field(default_factory=scaling.ScalingState)
     next_poll: float = 0.0
+    owned: int | None = None
+    """Replicas the operator last set or accepted: anything else was changed by hand."""
 
 
-def invalid(body: Mapping[str, Any], error: str) -> Result:
-    """Status and a Warning for a spec the operator cannot honour."""
+def invalid(body: Mapping[str, Any], error: str, *, notify: bool = True) -> Result:
+    """Status and (with ``notify``) a Warning for a spec the operator cannot honour."""
     conditions = (body.get("status") or {}).get("conditions") or []
     generation = body["metadata"].get("generation")
     conditions = set_condition(
@@ -60,8 +62,22 @@ def invalid(body: Mapping[str, Any], error: str) -> Result:
     )
     return Result(
         status={"phase": Phase.INVALID.value, "conditions": conditions},
-        notices=[Notice("Warning", "InvalidSpec", error)],
+        notices=[Notice("Warning", "InvalidSpec", error)] if notify else [],
     )
+
+
+def still_invalid(body: Mapping[str, Any], error: str) -> Result | None:
+    """The Invalid status again if something overwrote it, else None.
+
+    An autoscaling round that began before an invalid update lands writes its
+    status (phase Pending/Running) after the update handler wrote Invalid; the
+    next round restores it, without a second Warning.
+    """
+    status = body.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == READY), {})
+    if status.get("phase") == Phase.INVALID.value and ready.get("reason") == "InvalidSpec":
+        return None
+    return invalid(body, error, notify=False)
 
 
 async def ensure_workloads(kube: Kube, body: Mapping[str, Any], spec: PipelineSpec) -> Result:
@@ -92,12 +108,29 @@ async def ensure_workloads(kube: Kube, body: Mapping[str, Any], spec: PipelineSp
 
 
 async def endpoint(kube: Kube, namespace: str, spec: PipelineSpec) -> Endpoint:
-    """Where this pipeline's Temporal is, with its API key read from the Secret."""
+    """Where this pipeline's Temporal is, with its API key and TLS material read from Secrets.
+
+    The same connection the workers make from their env and mounted files
+    (``docpipe.config.TemporalConnection``), so what works for one works for the other.
+    """
+    t = spec.temporal
     api_key = None
-    if spec.temporal.api_key is not None:
-        ref = spec.temporal.api_key
-        api_key = await kube.secret_value(namespace, ref.name, ref.key)
-    return Endpoint(spec.temporal.address, spec.temporal.namespace, spec.temporal.tls, api_key)
+    if t.api_key is not None:
+        api_key = await kube.secret_value(namespace, t.api_key.name, t.api_key.key)
+    tls: dict[str, bytes] = {}
+    if t.tls_secret is not None:
+        keys = [TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY] + ([TLS_CA_KEY] if t.tls_secret.ca else [])
+        tls = await kube.secret_data(namespace, t.tls_secret.name, keys)
+    return Endpoint(
+        t.address,
+        t.namespace,
+        t.uses_tls,
+        api_key,
+        server_root_ca_cert=tls.get(TLS_CA_KEY),
+        client_cert=tls.get(TLS_CERT_KEY),
+        client_private_key=tls.get(TLS_PRIVATE_KEY_KEY),
+        server_name=t.server_name,
+    )
 
 
 async def autoscale(
@@ -109,11 +142,15 @@ async def autoscale(
     *,
     now: float,
     monotonic: float,
+    seen: MutableMapping[str, Any] | None = None,
 ) -> Result | None:
     """One round: read the due pools' queues, decide, scale, report.
 
     ``now`` is wall-clock time (decisions and status), ``monotonic`` decides
-    which pools are due. Returns None when no pool is due.
+    which pools are due. ``seen`` (the object's memo) remembers whether
+    Temporal answered last round: the body's condition can lag a round behind
+    under load, and an outage must give one Warning, not one per stale body.
+    Returns None when no pool is due.
     """
     due = [kind for kind in POOLS if memory.setdefault(kind, PoolMemory()).next_poll <= monotonic]
     if not due:
@@ -139,6 +176,13 @@ async def autoscale(
     previous = (body.get("status") or {}).get("pools") or {}
     pools: dict[str, dict[str, Any]] = {}
     result = Result()
+    missing = [kind for kind in POOLS if deployments[kind] is None]
+    # Recreate only what ensure_workloads() already made once (it records
+    # observedGeneration when done): a first round may race a create in flight,
+    # and a pipeline being deleted must be left to the garbage collector.
+    settled = (body.get("status") or {}).get("observedGeneration") is not None
+    if missing and settled and not body["metadata"].get("deletionTimestamp"):
+        deployments |= await _recreate(kube, body, spec, missing, result)
     decisions: list[scaling.Decision] = []
     for kind in POOLS:
         found = deployments[kind]
@@ -149,10 +193,34 @@ async def autoscale(
             pools[kind] = entry
             continue
         if kind in due:
-            decision, found = await _decide_and_scale(
-                kube, namespace, name, kind, spec, found, reading, memory[kind], now
-            )
-            memory[kind].next_poll = monotonic + spec.pools[kind].poll_interval_s
+            pool_memory = memory[kind]
+            if pool_memory.owned is None and isinstance(entry.get("desiredReplicas"), int):
+                # A restarted operator: its last decision is in status.
+                pool_memory.owned = entry["desiredReplicas"]
+            try:
+                decision, found = await _decide_and_scale(
+                    kube,
+                    namespace,
+                    name,
+                    kind,
+                    spec,
+                    found,
+                    reading,
+                    pool_memory,
+                    now,
+                    result,
+                    recreated=kind in missing,
+                )
+            except Exception as exc:  # 409/500/timeouts: the next round tries again
+                log.warning("%s/%s %s: scaling failed: %s", namespace, name, kind, exc)
+                result.notices.append(
+                    Notice("Warning", "ScaleFailed", f"{kind}: {_describe_error(exc)}")
+                )
+                entry["currentReplicas"] = found.replicas
+                entry["readyReplicas"] = found.ready_replicas
+                pools[kind] = entry
+                continue
+            pool_memory.next_poll = monotonic + spec.pools[kind].poll_interval_s
             decisions.append(decision)
             entry |= _decision_status(decision, reading.stats.get(kind), now)
             if decision.direction:
@@ -164,6 +232,10 @@ async def autoscale(
 
     result.status = _round_status(body, pools, reading, decisions)
     was = condition_status((body.get("status") or {}).get("conditions") or [], TEMPORAL_REACHABLE)
+    if seen is not None:
+        if "temporal_reachable" in seen:
+            was = "True" if seen["temporal_reachable"] else "False"
+        seen["temporal_reachable"] = reading.reachable
     if not reading.reachable and was != "False":
         result.notices.append(
             Notice("Warning", "TemporalUnreachable", f"holding replicas: {reading.error}")
@@ -179,8 +251,8 @@ async def _read_backlog(
     queues = {kind: QueueRef(spec.queues[kind], workflow=kind == "workflow") for kind in due}
     try:
         where = await endpoint(kube, namespace, spec)
-    except Exception as exc:  # the API-key Secret is missing or unreadable
-        error = f"cannot read the Temporal API key: {exc}"
+    except Exception as exc:  # the API-key or TLS Secret is missing or unreadable
+        error = f"cannot read the Temporal credentials: {_describe_error(exc)}"
         return BacklogReading({kind: None for kind in due}, error, 0.0)
     return await temporal.read(where, queues)
 
@@ -195,8 +267,16 @@ async def _decide_and_scale(
     reading: BacklogReading,
     memory: PoolMemory,
     now: float,
+    result: Result,
+    *,
+    recreated: bool = False,
 ) -> tuple[scaling.Decision, DeploymentState]:
     stats = reading.stats.get(kind)
+    # The autoscaler owns replicas: a count someone else set (kubectl scale, a
+    # recreated Deployment) is not the starting point; the operator's own is.
+    current = found.replicas
+    if memory.owned is not None and memory.owned != found.replicas:
+        current = memory.owned
     signal = (
         None
         if stats is None
@@ -207,15 +287,51 @@ async def _decide_and_scale(
             dispatch_rate=stats.dispatch_rate,
         )
     )
-    decision = scaling.decide(found.replicas, signal, spec.pools[kind].knobs, memory.state, now)
-    memory.state = decision.state
-    if decision.direction:
+    decision = scaling.decide(current, signal, spec.pools[kind].knobs, memory.state, now)
+    if decision.replicas != found.replicas:
+        # State is committed only after the patch succeeded: a failed one is retried
+        # next round instead of starting a cooldown for a scale that never happened.
         await kube.scale(namespace, resources.deployment_name(name, kind), decision.replicas)
+        if found.replicas != current and not recreated:
+            message = (
+                f"{kind}: replicas were set to {found.replicas} outside the operator; "
+                f"back to {decision.replicas} (the autoscaler owns replicas: change "
+                "minReplicas/maxReplicas instead)"
+            )
+            result.notices.append(Notice("Warning", "ReplicasOverridden", message))
+            log.warning("%s/%s %s", namespace, name, message)
+        found = DeploymentState(decision.replicas, found.ready_replicas, found.updated_replicas)
+    if decision.direction:
         direction = "up" if decision.direction > 0 else "down"
         metrics.SCALE_EVENTS.labels(namespace, name, kind, direction, decision.reason.value).inc()
         log.info("%s/%s %s: %s (%s)", namespace, name, kind, decision.message, decision.reason)
-        found = DeploymentState(decision.replicas, found.ready_replicas, found.updated_replicas)
+    memory.state = decision.state
+    memory.owned = decision.replicas
     return decision, found
+
+
+async def _recreate(
+    kube: Kube, body: Mapping[str, Any], spec: PipelineSpec, missing: list[str], result: Result
+) -> dict[str, DeploymentState]:
+    """Deployments deleted by hand come back (at their initial size; the round then
+    scales them to the operator's last decision)."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    back: dict[str, DeploymentState] = {}
+    for kind in missing:
+        manifest = resources.deployment(body, spec, kind)
+        try:
+            await kube.apply(manifest, body["metadata"]["uid"])
+        except Exception as exc:  # retried next round
+            log.warning("%s/%s: recreating %s failed: %s", namespace, name, kind, exc)
+            result.notices.append(
+                Notice("Warning", "RecreateFailed", f"{kind}: {_describe_error(exc)}")
+            )
+            continue
+        back[kind] = DeploymentState(manifest["spec"]["replicas"], 0, 0)
+        message = f"Deployment {manifest['metadata']['name']} was missing; recreated"
+        result.notices.append(Notice("Warning", "DeploymentRecreated", message))
+        log.warning("%s/%s: %s", namespace, name, message)
+    return back
 
 
 def _decision_status(decision: scaling.Decision, stats: Any, now: float) -> dict[str, Any]:
@@ -282,6 +398,15 @@ def _round_status(
         "pools": pools,
         "conditions": conditions,
     }
+
+
+def _describe_error(exc: BaseException) -> str:
+    """A short, value-free account of a failure (an ApiException's body may echo a request)."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    if isinstance(exc, ApiException):
+        return f"{exc.status} {exc.reason}"
+    return str(exc) or type(exc).__name__
 
 
 def _export_pool(namespace: str, name: str, kind: str, entry: Mapping[str, Any]) -> None:

@@ -16,7 +16,15 @@ from typing import Any
 
 import kopf
 
-from docpipe_operator.spec import METRICS_PORT, SDK_METRICS_PORT, PipelineSpec, PoolSpec
+from docpipe_operator.spec import (
+    METRICS_PORT,
+    SDK_METRICS_PORT,
+    TLS_CA_KEY,
+    TLS_CERT_KEY,
+    TLS_PRIVATE_KEY_KEY,
+    PipelineSpec,
+    PoolSpec,
+)
 
 Manifest = dict[str, Any]
 
@@ -29,6 +37,18 @@ CONTAINER_NAME = "worker"
 
 # The GPU device plugin taints GPU nodes with this key on most clusters.
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+
+# The images' non-root user (Dockerfile.*: USER 65532:65532).
+WORKER_UID = 65532
+
+# Where the Temporal TLS Secret is mounted in every worker pod.
+TEMPORAL_TLS_VOLUME = "temporal-tls"
+TEMPORAL_TLS_DIR = "/etc/docpipe/temporal-tls"
+
+# The root filesystem is read-only; these are the only places a worker writes:
+# /tmp (easyocr's user_network_directory, spooled S3 uploads, tempfile) and the
+# home cache (HF_HOME, torch and other libraries' caches under ~/.cache).
+WRITABLE_DIRS = {"tmp": "/tmp", "cache": "/home/docpipe/.cache"}
 
 # The variable that sets each worker's slots (services/docpipe/config.py).
 # The workflow worker's task slots are the SDK's; its cache is not a slot count.
@@ -90,7 +110,7 @@ def worker_env(spec: PipelineSpec, pool: PoolSpec) -> list[dict[str, Any]]:
     env = [
         _env("TEMPORAL_HOST", t.address),
         _env("TEMPORAL_NAMESPACE", t.namespace),
-        _env("TEMPORAL_TLS", str(t.tls or t.api_key is not None).lower()),
+        _env("TEMPORAL_TLS", str(t.uses_tls).lower()),
         _env("WORKFLOW_TASK_QUEUE", spec.queues["workflow"]),
         _env("CPU_TASK_QUEUE", spec.queues["cpu"]),
         _env("GPU_TASK_QUEUE", spec.queues["gpu"]),
@@ -100,6 +120,13 @@ def worker_env(spec: PipelineSpec, pool: PoolSpec) -> list[dict[str, Any]]:
     ]
     if t.api_key is not None:
         env.append(_secret_env("TEMPORAL_API_KEY", t.api_key.name, t.api_key.key))
+    if t.tls_secret is not None:
+        if t.tls_secret.ca:
+            env.append(_env("TEMPORAL_TLS_CA_PATH", f"{TEMPORAL_TLS_DIR}/{TLS_CA_KEY}"))
+        env.append(_env("TEMPORAL_TLS_CERT_PATH", f"{TEMPORAL_TLS_DIR}/{TLS_CERT_KEY}"))
+        env.append(_env("TEMPORAL_TLS_KEY_PATH", f"{TEMPORAL_TLS_DIR}/{TLS_PRIVATE_KEY_KEY}"))
+    if t.server_name:
+        env.append(_env("TEMPORAL_TLS_SERVER_NAME", t.server_name))
     env += _store_env(spec)
     if pool.kind == "gpu":
         gpus = pool.gpus_per_pod
@@ -201,16 +228,57 @@ def _container(spec: PipelineSpec, pool: PoolSpec) -> dict[str, Any]:
         "livenessProbe": _probe(initial_delay_s=0, period_s=20, failures=3),
         "readinessProbe": _probe(initial_delay_s=0, period_s=10, failures=3),
         "securityContext": {
+            "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
+        "volumeMounts": _volume_mounts(spec),
     }
     if pool.env_from or spec.env_from:
         container["envFrom"] = [dict(e) for e in (*spec.env_from, *pool.env_from)]
     if resources := _resources(pool):
         container["resources"] = resources
     return container
+
+
+def _volume_mounts(spec: PipelineSpec) -> list[dict[str, Any]]:
+    mounts = [{"name": name, "mountPath": path} for name, path in WRITABLE_DIRS.items()]
+    if spec.temporal.tls_secret is not None:
+        mounts.append(
+            {"name": TEMPORAL_TLS_VOLUME, "mountPath": TEMPORAL_TLS_DIR, "readOnly": True}
+        )
+    return mounts
+
+
+def _volumes(spec: PipelineSpec) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [{"name": name, "emptyDir": {}} for name in WRITABLE_DIRS]
+    if (tls := spec.temporal.tls_secret) is not None:
+        keys = [TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY] + ([TLS_CA_KEY] if tls.ca else [])
+        volumes.append(
+            {
+                "name": TEMPORAL_TLS_VOLUME,
+                "secret": {
+                    "secretName": tls.name,
+                    # Owner and group may read (the group is fsGroup), nobody writes.
+                    "defaultMode": 0o440,
+                    "items": [{"key": key, "path": key} for key in keys],
+                },
+            }
+        )
+    return volumes
+
+
+def pod_security_context() -> dict[str, Any]:
+    """Non-root (the images' user), group-readable mounted Secrets, default seccomp."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": WORKER_UID,
+        "runAsGroup": WORKER_UID,
+        "fsGroup": WORKER_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def deployment(body: Mapping[str, Any], spec: PipelineSpec, kind: str) -> Manifest:
@@ -223,6 +291,8 @@ def deployment(body: Mapping[str, Any], spec: PipelineSpec, kind: str) -> Manife
         # are handed back before SIGKILL.
         "terminationGracePeriodSeconds": pool.termination_grace_s,
         "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "volumes": _volumes(spec),
     }
     if pool.node_selector:
         pod_spec["nodeSelector"] = dict(pool.node_selector)

@@ -85,12 +85,35 @@ class SecretKeyRef:
     key: str
 
 
+# A kubernetes.io/tls-style Secret (cert-manager writes exactly these keys).
+TLS_CA_KEY = "ca.crt"
+TLS_CERT_KEY = "tls.crt"
+TLS_PRIVATE_KEY_KEY = "tls.key"
+
+
+@dataclass(frozen=True)
+class TlsSecretRef:
+    """Temporal TLS material: ``ca.crt`` (unless ``ca`` is False) and ``tls.crt``/``tls.key``."""
+
+    name: str
+    ca: bool = True
+    """Verify the server with the Secret's ca.crt; False: the system CAs (Temporal Cloud)."""
+
+
 @dataclass(frozen=True)
 class TemporalSpec:
     address: str
     namespace: str = "default"
     tls: bool = False
     api_key: SecretKeyRef | None = None
+    tls_secret: TlsSecretRef | None = None
+    """Client certificate (mTLS) and server CA, mounted into every worker pod."""
+    server_name: str | None = None
+    """TLS server name (SNI) override."""
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.api_key is not None or self.tls_secret is not None
 
 
 @dataclass(frozen=True)
@@ -200,11 +223,17 @@ def parse(spec: Mapping[str, Any], name: str = "") -> PipelineSpec:
     if raw_temporal.get("apiKeySecretRef"):
         ref = raw_temporal["apiKeySecretRef"]
         api_key = SecretKeyRef(ref["name"], ref.get("key", SECRET_KEY_DEFAULTS["temporalApiKey"]))
+    tls_secret = None
+    if raw_temporal.get("tlsSecretRef"):
+        ref = raw_temporal["tlsSecretRef"]
+        tls_secret = TlsSecretRef(ref["name"], bool(ref.get("ca", True)))
     temporal = TemporalSpec(
         address=raw_temporal["address"],
         namespace=raw_temporal["namespace"],
         tls=bool(raw_temporal["tls"]),
         api_key=api_key,
+        tls_secret=tls_secret,
+        server_name=raw_temporal.get("serverName") or None,
     )
     return PipelineSpec(
         temporal=temporal,

@@ -42,10 +42,16 @@ class WorkerKind(StrEnum):
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as err:
         err_console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
+    if "log_level" in settings.model_fields_set:
+        # The CLI's own output is its progress and summary: logs only when LOG_LEVEL asks.
+        from docpipe.workers.common import configure_logging
+
+        configure_logging(settings.log_level)
+    return settings
 
 
 def _read_csv(path: Path) -> list[DocumentRef]:

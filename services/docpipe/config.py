@@ -97,6 +97,8 @@ class Settings(BaseSettings):
 
     All four on a developer's machine; the images narrow it to http,https,s3 so a
     pod never reads its own filesystem for a CSV row."""
+    csv_max_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    """Largest CSV the IO worker's parse_csv reads (server-side ingestion)."""
     download_s3_buckets: str = ""
     """Comma list of buckets s3:// sources may name; empty: any the credentials can read."""
     local_source_root: Path | None = None
@@ -158,6 +160,10 @@ class Settings(BaseSettings):
     sdk_metrics_port: int = Field(9101, ge=0, le=65535)
     """Temporal SDK metrics of this worker; 0 disables them."""
 
+    # --- Logging -------------------------------------------------------------
+    log_level: str = "INFO"
+    """DEBUG, INFO, WARNING or ERROR; DEBUG also turns on the HTTP/S3 libraries' logs."""
+
     # --- Embedded stack -------------------------------------------------------
     data_dir: Path = Path(".docpipe")
 
@@ -168,6 +174,14 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit():
             raise ValueError("must be host:port, e.g. localhost:7233")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
 
     @field_validator("s3_endpoint", "vector_db_url")
     @classmethod

@@ -224,6 +224,9 @@ def test_operator_deployment_means_what_the_operator_reads(
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsUser"] == 65532  # USER of Dockerfile.io
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert "docpipe-io" in container["image"]
 
 

@@ -284,3 +284,19 @@ class _Heartbeat(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def test_docpipe_containers_run_non_root_on_a_read_only_root_filesystem() -> None:
+    """The workers and the CLI run as the images' user with nothing to write but tmpfs
+    (the same places the operator's pods mount emptyDirs), no capabilities and no way to
+    gain privileges: a compromised parser cannot change the image or escalate."""
+    from docpipe_operator.resources import WORKER_UID, WRITABLE_DIRS
+
+    found = resolved(COMPOSE)["services"]
+    for name in [f"{kind}-worker" for kind in WORKERS] + ["cli"]:
+        service = found[name]
+        assert service["user"] == f"{WORKER_UID}:{WORKER_UID}", name
+        assert service["read_only"] is True, name
+        assert sorted(service["tmpfs"]) == sorted(WRITABLE_DIRS.values()), name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name

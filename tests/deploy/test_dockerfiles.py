@@ -399,3 +399,24 @@ def test_hadolint_is_clean() -> None:
         [_tool("hadolint"), "--no-color", *files], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("kind", IMAGES)
+def test_every_path_the_image_writes_to_is_a_writable_mount_in_the_pods(kind: str) -> None:
+    """Pods run with a read-only root filesystem (resources.py, compose.yaml): the
+    image's home, and every cache directory its ENV names, must lie under one of the
+    emptyDirs the operator mounts, or the worker fails on its first write."""
+    from docpipe_operator.resources import WORKER_UID, WRITABLE_DIRS
+
+    runtime = stages(kind)[-1]
+    assert runtime.values("USER")[-1] == f"{WORKER_UID}:{WORKER_UID}"
+    env: dict[str, str] = {}
+    for value in runtime.values("ENV"):
+        env |= pairs(value)
+    writable = [Path(path) for path in WRITABLE_DIRS.values()]
+    assert Path("/tmp") in writable
+    home = Path(env["HOME"])
+    assert home / ".cache" in writable, "~/.cache (torch, pip, matplotlib...) must be writable"
+    for name, value in env.items():
+        if name.endswith(("_HOME", "_CACHE", "_CACHE_DIR")) and name != "HOME":
+            assert any(Path(value).is_relative_to(mount) for mount in writable), (name, value)

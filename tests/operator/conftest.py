@@ -14,6 +14,7 @@ import os
 
 os.environ.setdefault("DOCPIPE_OPERATOR_TICK_SECONDS", "0.5")
 os.environ.setdefault("DOCPIPE_OPERATOR_TEMPORAL_TIMEOUT_SECONDS", "2")
+os.environ.setdefault("DOCPIPE_OPERATOR_RETRY_BACKOFF_SECONDS", "0.5")
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 

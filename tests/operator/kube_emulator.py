@@ -14,7 +14,7 @@ on which resources, so a test can check the RBAC manifests grant them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,6 +62,12 @@ RESOURCES = {
 }
 
 
+Fault = Callable[[str, str, "str | None"], "int | None"]
+"""(verb, resource[/subresource], name) -> an HTTP status to fail the request with, or None."""
+
+_FAULT_REASONS = {409: "Conflict", 500: "InternalError", 503: "ServiceUnavailable"}
+
+
 class ApiServer(KubernetesEmulator):
     """The emulator, stamping metadata like an API server and logging verbs."""
 
@@ -72,6 +78,10 @@ class ApiServer(KubernetesEmulator):
         """(api group, resource[/subresource], verb) of every request but the test's own."""
         self.log: list[tuple[str, str, str | None]] = []
         """(verb, resource[/subresource], name) of every request, in order."""
+        self.faults: list[Fault] = []
+        """Consulted on every operator request: the first status returned fails it."""
+        self.failed: list[tuple[str, str, str | None, int]] = []
+        """Requests a fault failed: (verb, resource, name, status)."""
         for key, info in RESOURCES.items():
             self.resources[key] = info
 
@@ -88,9 +98,17 @@ class ApiServer(KubernetesEmulator):
             plural = request.resource.plural
             if request.subresource:
                 plural = f"{plural}/{request.subresource}"
+            verb = VERBS[request.action]
             if request.headers.get("User-Agent") != TEST_AGENT:
-                self.calls.add((request.resource.group, plural, VERBS[request.action]))
-            self.log.append((VERBS[request.action], plural, request.name))
+                self.calls.add((request.resource.group, plural, verb))
+                for fault in self.faults:
+                    if status := fault(verb, plural, request.name):
+                        self.failed.append((verb, plural, request.name, status))
+                        reason = _FAULT_REASONS.get(status, "Error")
+                        raise KubernetesError(
+                            status=status, reason=reason, message=f"injected {status} {reason}"
+                        )
+            self.log.append((verb, plural, request.name))
             if request.action == kmock.action.CREATE and isinstance(request.data, dict):
                 self._stamp_new(request.data)
             elif request.action == kmock.action.UPDATE:

@@ -29,14 +29,20 @@ log = logging.getLogger("docpipe.worker")
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
-def configure_logging() -> None:
+def configure_logging(level: str = "INFO") -> None:
+    """Log to stderr at LOG_LEVEL; chatty libraries stay at WARNING unless it is DEBUG.
+
+    Secrets never reach a log at any level: settings hold them as SecretStr, and
+    nothing logs a connection string or a request's headers (a test greps).
+    """
     logging.basicConfig(
-        level=logging.INFO,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("httpx", "botocore", "aiobotocore", "chromadb", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if level != "DEBUG":
+        for noisy in ("httpx", "botocore", "aiobotocore", "chromadb", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def make_runtime(settings: Settings) -> Runtime | None:
@@ -50,14 +56,8 @@ def make_runtime(settings: Settings) -> Runtime | None:
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
-    return await Client.connect(
-        settings.temporal_host,
-        namespace=settings.temporal_namespace,
-        tls=settings.temporal_tls or bool(api_key),
-        api_key=api_key,
-        runtime=runtime or Runtime.default(),
-    )
+    """The Temporal client of ``settings`` (TLS, mTLS, API key): TemporalConnection.connect."""
+    return await settings.temporal_connection().connect(runtime)
 
 
 def start_metrics(settings: Settings, kind: str) -> None:
@@ -82,12 +82,12 @@ async def run_until_stopped(worker: Worker) -> None:
 
 def run_worker(kind: str, main: Callable[[Settings], Awaitable[None]]) -> None:
     """Process entry point shared by all worker types."""
-    configure_logging()
     try:
         settings = load_settings()
     except ConfigError as err:
         print(f"docpipe {kind} worker: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    configure_logging(settings.log_level)
     start_metrics(settings, kind)
     asyncio.run(main(settings))
     log.info("%s worker stopped", kind)
