@@ -56,6 +56,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/docpipe \
     HF_HUB_OFFLINE=1 \
+    DOWNLOAD_SCHEMES=http,https,s3 \
     METRICS_PORT=9100 \
     SDK_METRICS_PORT=9101
 

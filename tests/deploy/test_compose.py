@@ -171,6 +171,7 @@ def test_worker_settings_point_at_the_compose_services() -> None:
     # The IO worker reads the sample CSV's local files where the CLI sees them.
     mounts = {v["target"]: v["source"] for v in services()["io-worker"]["volumes"]}
     assert Path(mounts[str(settings.local_source_root)]) == REPO / "testdata"
+    assert "file" in settings.download_schemes.split(",")
     cli_mounts = {v["target"]: v["source"] for v in services()["cli"]["volumes"]}
     assert cli_mounts == mounts
     assert services()["gpu-worker"]["environment"]["GPU_COUNT"] == "0"

@@ -420,3 +420,11 @@ def test_every_path_the_image_writes_to_is_a_writable_mount_in_the_pods(kind: st
     for name, value in env.items():
         if name.endswith(("_HOME", "_CACHE", "_CACHE_DIR")) and name != "HOME":
             assert any(Path(value).is_relative_to(mount) for mount in writable), (name, value)
+
+
+def test_the_io_image_never_reads_its_own_filesystem_for_a_csv_row() -> None:
+    """Pods fetch http, https and s3 sources only; local files are a deliberate opt-in."""
+    env: dict[str, str] = {}
+    for value in stages("io")[-1].values("ENV"):
+        env |= pairs(value)
+    assert Settings(download_schemes=env["DOWNLOAD_SCHEMES"]).download_schemes == "http,https,s3"
