@@ -72,6 +72,8 @@ class FetchedDocument:
     content_type: str
     """As declared (CSV column or server header), or "": the CPU step sniffs the bytes."""
     final_url: str = ""
+    filename: str = ""
+    """The name the source gave (Content-Disposition, else the URL's last segment)."""
 
 
 @dataclass
@@ -89,6 +91,8 @@ class TextJob:
     content_type: str
     source: str = ""
     language_hint: str = ""
+    filename: str = ""
+    """The source's file name, a hint for the sniffer (.md, .html); else ``source`` is."""
 
 
 @dataclass

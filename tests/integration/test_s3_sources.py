@@ -128,6 +128,7 @@ async def test_the_download_activity_keeps_an_s3_source_as_the_documents_raw_obj
         assert await store.get(fetched.raw_key) == REPORT
         assert fetched.size_bytes == len(REPORT)
         assert fetched.final_url == good.source
+        assert fetched.filename == "q3 report.txt"  # a hint for the sniffer
         [failure] = result.failed
         assert failure.document_id == "doc-s3-local"
         assert "local file sources are not allowed here" in failure.reason

@@ -73,9 +73,11 @@ class _BatchState:
             if ref.invalid_reason:
                 self.fail(ref.document_id, Stage.CSV, ref.invalid_reason)
 
-    def text_job(self, document_id: str, key: str, content_type: str) -> TextJob:
+    def text_job(
+        self, document_id: str, key: str, content_type: str, filename: str = ""
+    ) -> TextJob:
         ref = self.refs[document_id]
-        return TextJob(document_id, key, content_type, ref.source, ref.language_hint)
+        return TextJob(document_id, key, content_type, ref.source, ref.language_hint, filename)
 
     def fail(self, document_id: str, stage: Stage, reason: str) -> None:
         self.failures.setdefault(document_id, DocumentFailure(document_id, stage, reason))
@@ -283,7 +285,10 @@ class DocumentPipelineWorkflow:
         if todo:
             fetched_docs = [state.fetched[i] for i in todo]
             ocr_jobs = await prepare(
-                [state.text_job(d.document_id, d.raw_key, d.content_type) for d in fetched_docs]
+                [
+                    state.text_job(d.document_id, d.raw_key, d.content_type, d.filename)
+                    for d in fetched_docs
+                ]
             )
             if ocr_jobs:
                 # Images and scanned PDFs: read on the GPU, then prepared like any text.

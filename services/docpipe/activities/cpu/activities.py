@@ -74,7 +74,8 @@ class CpuActivities:
                 job.content_type,
                 self.options,
                 job.language_hint,
-                job.source,  # the file name is a hint for the sniffer (.md, .html)
+                # The file name is a hint for the sniffer (.md, .html).
+                job.filename or job.source,
             )
         except DocumentError as err:
             return DocumentFailure(

@@ -123,6 +123,7 @@ class IoActivities:
             # source's file name as hints, and the sniffed type is what gets recorded.
             content_type=declared,
             final_url=got.final_url,
+            filename=got.filename,
         )
 
     # -- ChromaDB ------------------------------------------------------------------
