@@ -318,3 +318,15 @@ class TestImagesNeedOcr:
     def test_the_routing_signal_survives_the_trip_back_from_the_process_pool(self):
         signal = pickle.loads(pickle.dumps(NeedsOcr([0, 2], "application/pdf")))
         assert (signal.pages, signal.content_type) == ([0, 2], "application/pdf")
+
+
+def test_markdown_nested_past_the_parsers_limit_keeps_its_text() -> None:
+    deep = ">" * 50_000 + " the innermost quote\n\nAfter the quote."
+    text = extract_text(deep.encode(), "text/markdown").text
+    assert "the innermost quote" in text
+    assert "After the quote." in text
+
+
+def test_markdown_that_renders_to_no_text_is_taken_as_plain_text() -> None:
+    nested = "".join("  " * depth + "- \n" for depth in range(40)) + "  " * 40 + "- leaf\n"
+    assert "leaf" in extract_text(nested.encode(), "text/markdown").text

@@ -95,9 +95,7 @@ def extract_text(data: bytes, content_type: str) -> ExtractedText:
         result = html_to_text(html)
         return ExtractedText(text=result.text, title=result.title)
     if mime in _MARKDOWN_LIKE:
-        source = decode_text(data, charset)
-        result = html_to_text(_MARKDOWN.render(source), title_from_any_heading=True)
-        return ExtractedText(text=result.text, title=result.title)
+        return _extract_markdown(decode_text(data, charset))
     if mime.startswith("text/") or mime in _PLAIN_LIKE:
         text = decode_text(data, charset)
         return ExtractedText(text=text, title=_plain_title(text) if mime == sniff.PLAIN else "")
@@ -110,6 +108,25 @@ def extract_text(data: bytes, content_type: str) -> ExtractedText:
 
     reason = _UNSUPPORTED_REASONS.get(mime, _SUPPORTED)
     raise DocumentError(Stage.EXTRACT, f"unsupported content type {mime or '(none)'}: {reason}")
+
+
+def _extract_markdown(source: str) -> ExtractedText:
+    """Markdown's text and first heading.
+
+    markdown-it drops whatever sits deeper than its nesting limit (20), so
+    blockquote markers past a depth of 16 are folded first (the text stays),
+    and a document whose rendering has no text left is taken as the plain
+    text it also is rather than failing as "empty".
+    """
+    result = html_to_text(
+        _MARKDOWN.render(_DEEP_QUOTES.sub(r"\1", source)), title_from_any_heading=True
+    )
+    if not result.text.strip() and source.strip():
+        return ExtractedText(text=source, title=_plain_title(source))
+    return ExtractedText(text=result.text, title=result.title)
+
+
+_DEEP_QUOTES = re.compile(r"^((?:[ \t]{0,3}>){16})(?:[ \t]{0,3}>)+", re.MULTILINE)
 
 
 def _extract_pdf_text(data: bytes) -> ExtractedText:
