@@ -56,7 +56,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +139,17 @@ def _http_ok(url: str) -> bool:
             return 200 <= response.status < 300
     except (OSError, urllib.error.URLError):
         return False
+
+
+def _run_coroutine(coro: Coroutine[object, object, bool]) -> bool:
+    """Run ``coro`` to completion from sync code, also when this thread already
+    runs an event loop (a restart called from an async test): then in a thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1, thread_name_prefix="devstack-ready") as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
@@ -331,7 +342,7 @@ class TemporalServer:
         self.process.wait_ready(self._ready)
 
     def _ready(self) -> bool:
-        return _tcp_open(self.port) and asyncio.run(self._client_connects())
+        return _tcp_open(self.port) and _run_coroutine(self._client_connects())
 
     async def _client_connects(self) -> bool:
         from temporalio.client import Client
@@ -370,9 +381,13 @@ class PostgresServer:
         self.socket_dir = self.pgdata
         self._own_socket_dir: Path | None = None
         self.process: ManagedProcess | None = None
+        self._initialised = False
 
     def start(self) -> None:
-        self._init_data_dir()
+        """Start the server; the first start of a non-persistent stack makes a
+        fresh cluster, a later one (a restart) keeps what is there."""
+        self._init_data_dir(fresh=not self.stack.persistent and not self._initialised)
+        self._initialised = True
         self.socket_dir = self._pick_socket_dir()
         argv = [
             str(self.bin / "postgres"),
@@ -406,11 +421,11 @@ class PostgresServer:
         env["LC_ALL"] = "C"
         return env
 
-    def _init_data_dir(self) -> None:
+    def _init_data_dir(self, *, fresh: bool) -> None:
         if self.user is not None:
             _grant_traverse(self.bin)
-        if not self.stack.persistent:
-            _remove(self.pgdata)  # a fresh cluster every time
+        if fresh:
+            _remove(self.pgdata)  # throw-away data: a fresh cluster
         if self.pgdata != self.link:
             _remove(self.link)
             self.link.symlink_to(self.pgdata, target_is_directory=True)
@@ -506,10 +521,12 @@ class PostgresServer:
                     )
                 )
 
-    def stop(self) -> None:
+    def stop(self, *, keep_data: bool = False) -> None:
+        """Stop the server; unless persistent or ``keep_data`` (a restart),
+        remove a cluster that lives outside data_dir."""
         if self.process is not None:
             self.process.stop()
-        if not self.stack.persistent and self.pgdata != self.link:
+        if not keep_data and not self.stack.persistent and self.pgdata != self.link:
             # Outside data_dir: nobody else would ever clean it up.
             shutil.rmtree(self.pgdata, ignore_errors=True)
         if self._own_socket_dir is not None:
@@ -572,6 +589,7 @@ class MotoS3Server:
 # -------------------------------------------------------------------- stack
 
 Server = TemporalServer | PostgresServer | ChromaServer | MotoS3Server
+ServerName = Literal["temporal", "postgres", "chroma", "s3"]
 # Tries per server when an automatically picked port turns out to be taken.
 _PORT_ATTEMPTS = 3
 
@@ -600,6 +618,12 @@ class DevStack:
     in memory and the other data directories are wiped at start. moto's S3 is
     always in memory: use ``object_store="local"`` (a directory under
     ``data_dir``) for objects that outlive the stack.
+
+    ``stop_server``/``start_server``/``restart_server`` take one server down
+    and bring it back on the same port with the same data, as an outage or a
+    rolling restart would (fault-injection tests). Servers that hold their
+    state in memory (moto; Temporal unless persistent) refuse unless told that
+    losing it is fine.
     """
 
     def __init__(
@@ -727,6 +751,61 @@ class DevStack:
                 if requested is not None or not port_taken or attempt >= _PORT_ATTEMPTS:
                     raise
                 log.warning("%s: port %d was taken; trying another", name, server.port)
+
+    # ------------------------------------------------- one server at a time
+
+    def server(self, name: ServerName) -> Server:
+        """The running stack's server called ``name``."""
+        servers: dict[str, Server | None] = {
+            "temporal": self.temporal,
+            "postgres": self.postgres,
+            "chroma": self.chroma,
+            "s3": self.s3,
+        }
+        server = servers.get(name)
+        if server is None:
+            raise RuntimeError(f"this stack has no {name} server (is it started?)")
+        return server
+
+    def _check_state_survives(self, name: ServerName, allow_data_loss: bool) -> None:
+        in_memory = name == "s3" or (name == "temporal" and not self.persistent)
+        if in_memory and not allow_data_loss:
+            raise ValueError(
+                f"{name} keeps its state in memory here, so stopping it loses that state; "
+                "start the stack with persistent=True (Temporal), object_store='local' (S3), "
+                "or pass allow_data_loss=True"
+            )
+
+    def stop_server(self, name: ServerName, *, allow_data_loss: bool = False) -> None:
+        """Stop one server (an outage), keeping its port and its data for
+        :meth:`start_server`. Clients see connection refused until then."""
+        self.server(name)
+        self._check_state_survives(name, allow_data_loss)
+        with self._lock:
+            server = self.server(name)
+            if isinstance(server, PostgresServer):
+                server.stop(keep_data=True)
+            else:
+                server.stop()
+        log.info("%s stopped (port %d kept)", name, server.port)
+
+    def start_server(self, name: ServerName) -> float:
+        """Start a server stopped by :meth:`stop_server` again, on the same port
+        with the same data; returns the seconds it took to answer."""
+        with self._lock:
+            server = self.server(name)
+            if server.process is not None and server.process.running:
+                raise RuntimeError(f"{name} is running; stop_server() it first")
+            began = time.monotonic()
+            server.start()
+        took = time.monotonic() - began
+        log.info("%s started again on port %d in %.1f s", name, server.port, took)
+        return took
+
+    def restart_server(self, name: ServerName, *, allow_data_loss: bool = False) -> float:
+        """Stop and start one server (port and data kept); returns the start's seconds."""
+        self.stop_server(name, allow_data_loss=allow_data_loss)
+        return self.start_server(name)
 
     def stop(self) -> None:
         """Stop every server (in parallel); safe to call twice."""

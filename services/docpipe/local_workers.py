@@ -8,11 +8,14 @@ local stack, so what runs here is what runs in a pod.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,10 +29,45 @@ from docpipe.queue_stats import describe_queue
 WORKER_KINDS = ("workflow", "cpu", "gpu", "io")
 
 
+_LOWEST_PORT = 10_000
+_ports_lock = threading.Lock()
+_ports_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port on 127.0.0.1 below the kernel's ephemeral range, never the same twice.
+
+    A worker binds its metrics ports only after loading its models (tens of
+    seconds). A port from ``bind(0)`` is an ephemeral one, the kind every
+    outgoing connection on the machine takes as its source port meanwhile, so
+    it was sometimes gone by then ("Address already in use"); ports below the
+    ephemeral range are only ever taken by someone binding them on purpose.
+    """
+    low, _ = _ephemeral_range()
+    with _ports_lock:
+        while True:
+            port = random.randrange(_LOWEST_PORT, max(low, _LOWEST_PORT + 1000))
+            if port in _ports_handed_out:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _ports_handed_out.add(port)
+            return port
+
+
+READY_LINE = "polling task queue"
+"""What a worker logs once it polls (models loaded, clients connected)."""
 
 
 @dataclass
@@ -39,12 +77,54 @@ class WorkerProcess:
     log_path: Path
     metrics_port: int
     sdk_metrics_port: int
+    log_offset: int = 0
+    """Size of the (shared, appended) log file when this process started."""
 
-    def log_tail(self, lines: int = 40) -> str:
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_text(self) -> str:
+        """What this process wrote to its log (not earlier workers of the same kind)."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            with self.log_path.open("rb") as log:
+                log.seek(self.log_offset)
+                return log.read().decode(errors="replace")
         except OSError:
             return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL the worker's whole process group (its pool processes too), as a
+        node or container loss would: nothing gets to finish or hand tasks back."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def _reap_group(self) -> None:
+        # Children (the CPU worker's process pool) must not outlive a stopped worker.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    async def wait_polling(self, timeout_s: float = 120.0) -> float:
+        """Wait until this process polls its queue; returns the seconds it took.
+
+        Temporal's poller list remembers an exited worker for minutes, so a
+        replacement's readiness is read from its own log instead.
+        """
+        began = time.monotonic()
+        while READY_LINE not in self.log_text():
+            code = self.process.poll()
+            if code is not None:
+                raise RuntimeError(
+                    f"the {self.kind} worker exited with code {code}:\n{self.log_tail()}"
+                )
+            if time.monotonic() - began > timeout_s:
+                raise TimeoutError(f"the {self.kind} worker did not poll within {timeout_s:g} s")
+            await asyncio.sleep(0.1)
+        return time.monotonic() - began
 
 
 @dataclass
@@ -61,6 +141,12 @@ class LocalWorkers:
             self.start_one(kind, extra_env)
 
     def start_one(self, kind: str, extra_env: Mapping[str, str] | None = None) -> WorkerProcess:
+        """Start one worker of ``kind``; one of that kind must not be running
+        (stop or kill it first: a second would be untracked and outlive stop())."""
+        running = self.processes.get(kind)
+        if running is not None and running.process.poll() is None:
+            raise RuntimeError(f"a {kind} worker is already running (pid {running.pid})")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         metrics_port, sdk_port = free_port(), free_port()
         env = {
             **os.environ,
@@ -72,6 +158,7 @@ class LocalWorkers:
         }
         log_path = self.log_dir / f"{kind}-worker.log"
         with log_path.open("ab") as log:
+            offset = log.tell()
             process = subprocess.Popen(
                 [sys.executable, "-m", f"docpipe.workers.{kind}"],
                 env=env,
@@ -79,7 +166,7 @@ class LocalWorkers:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        worker = WorkerProcess(kind, process, log_path, metrics_port, sdk_port)
+        worker = WorkerProcess(kind, process, log_path, metrics_port, sdk_port, offset)
         self.processes[kind] = worker
         return worker
 
@@ -92,6 +179,7 @@ class LocalWorkers:
                 )
 
     def stop_one(self, kind: str, *, timeout_s: float = 40.0, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` to the worker and wait for it (SIGKILL after ``timeout_s``)."""
         worker = self.processes.pop(kind)
         if worker.process.poll() is None:
             worker.process.send_signal(sig)
@@ -100,6 +188,13 @@ class LocalWorkers:
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
+        worker._reap_group()
+
+    def kill_one(self, kind: str) -> WorkerProcess:
+        """kill -9 the worker of ``kind`` and its children, at once; returns it."""
+        worker = self.processes.pop(kind)
+        worker.kill()
+        return worker
 
     def stop(self) -> None:
         for worker in self.processes.values():
@@ -113,6 +208,7 @@ class LocalWorkers:
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
+            worker._reap_group()
         self.processes.clear()
 
     def __enter__(self) -> LocalWorkers:

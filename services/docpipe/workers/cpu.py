@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from docpipe.activities.cpu.activities import CpuActivities
 from docpipe.activities.cpu.text_pipeline import TextOptions, warm_up
+from docpipe.activities.heartbeat import HeartbeatInterceptor
 from docpipe.config import Settings
 from docpipe.metrics.activity import ActivityMetricsInterceptor
 from docpipe.metrics.cpu import MeteredPool, watch_pool
@@ -61,7 +62,9 @@ async def serve(settings: Settings) -> None:
                 # Each activity is a batch whose documents fan out over the pool; a few
                 # batches at once keep every pool process busy.
                 max_concurrent_activities=max(2, settings.worker_cpu_threads),
-                interceptors=[ActivityMetricsInterceptor("cpu")],
+                # Every activity heartbeats while it runs, so a dead worker's task is
+                # retried after the heartbeat timeout, not the start-to-close one.
+                interceptors=[ActivityMetricsInterceptor("cpu"), HeartbeatInterceptor()],
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             )
             await run_until_stopped(worker)

@@ -29,6 +29,7 @@ from docpipe.activities.gpu.llm import (
 from docpipe.activities.gpu.model_classifiers import ImageModelClassifier, TextModelClassifier
 from docpipe.activities.gpu.ocr import OcrEngine
 from docpipe.activities.gpu.ocr_activities import OcrActivities
+from docpipe.activities.heartbeat import HeartbeatInterceptor
 from docpipe.config import Settings
 from docpipe.metrics.activity import ActivityMetricsInterceptor
 from docpipe.metrics.gpu import batch_observer, register_nvml_collector
@@ -133,7 +134,9 @@ async def serve(settings: Settings) -> None:
                     [r.device for r in embedder.replicas],
                     settings.max_concurrent_gpu_activities_per_gpu,
                 ),
-                interceptors=[ActivityMetricsInterceptor("gpu")],
+                # Every activity heartbeats while it runs, so a dead worker's task is
+                # retried after the heartbeat timeout, not the start-to-close one.
+                interceptors=[ActivityMetricsInterceptor("gpu"), HeartbeatInterceptor()],
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             )
             await run_until_stopped(worker)

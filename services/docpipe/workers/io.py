@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 
 from temporalio.worker import Worker
 
+from docpipe.activities.heartbeat import HeartbeatInterceptor
 from docpipe.activities.io.activities import IoActivities
 from docpipe.activities.io.download import make_http_client
 from docpipe.config import Settings
@@ -50,7 +51,9 @@ async def serve(settings: Settings) -> None:
                 activities.query_metadata_database,
             ],
             max_concurrent_activities=settings.max_concurrent_io_activities,
-            interceptors=[ActivityMetricsInterceptor("io")],
+            # Every activity heartbeats while it runs, so a dead worker's task is
+            # retried after the heartbeat timeout, not the start-to-close one.
+            interceptors=[ActivityMetricsInterceptor("io"), HeartbeatInterceptor()],
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         )
         await run_until_stopped(worker)

@@ -2,10 +2,14 @@
 
 Workflows call activities by name so that importing a workflow never pulls in
 torch, psycopg or boto (the workflow sandbox re-imports modules per run).
-Each step family gets its own retry policy: network steps retry longer with
-backoff, CPU steps retry little because a deterministic step that failed once
-will fail again. Bad input never reaches Temporal's retry at all: activities
-return it as a per-document failure.
+Each step family gets its own retry policy. Bad input never reaches
+Temporal's retry at all: activities return it as a per-document failure, so
+what does reach it is infrastructure: a server down, a worker killed (its
+attempt ends at the heartbeat timeout). CPU and GPU steps read and write the
+object store too, so every policy must outlast the same outage of a server
+(OUTAGE_TOLERANCE_S of backoff alone, before the last attempt): a CPU policy
+of 3 attempts gave up after 3 s of backoff, inside a plain S3 restart. Network
+steps still retry longest, as they meet flaky remote servers as well.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ QUERY_METADATA = "query_metadata_database"
 
 NON_RETRYABLE = ["DocumentError", "ConfigError", "WebhookRejected"]
 
+OUTAGE_TOLERANCE_S = 30.0
+"""Every step's backoff adds up to at least this before its last attempt."""
+
 IO_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -43,13 +50,27 @@ CPU_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
-    maximum_attempts=3,
+    maximum_attempts=7,  # 1+2+4+8+10+10 = 35 s of backoff
     non_retryable_error_types=NON_RETRYABLE,
 )
 GPU_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
-    maximum_attempts=4,
+    maximum_attempts=5,  # 2+4+8+16 = 30 s of backoff
     non_retryable_error_types=NON_RETRYABLE,
 )
+
+
+def retry_window_s(policy: RetryPolicy) -> float:
+    """Seconds of backoff between the first and the last attempt: the longest
+    outage a step is sure to survive (attempts themselves take time too)."""
+    if not policy.maximum_attempts:
+        return float("inf")
+    interval = policy.initial_interval.total_seconds()
+    cap = policy.maximum_interval.total_seconds() if policy.maximum_interval else float("inf")
+    total = 0.0
+    for _ in range(policy.maximum_attempts - 1):
+        total += min(interval, cap)
+        interval *= policy.backoff_coefficient
+    return total
