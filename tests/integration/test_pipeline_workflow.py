@@ -41,6 +41,7 @@ from docpipe.models import (
     TaskQueues,
     TextJob,
     VectorJob,
+    WebhookRequest,
 )
 from docpipe.workflows import DocumentPipelineWorkflow, steps
 
@@ -128,8 +129,20 @@ class FakeSteps:
     async def metadata(self, outcomes: list[DocumentOutcome]) -> None:
         self.recorded.extend(outcomes)
 
+    @activity.defn(name=steps.CALL_EXTERNAL_API)
+    async def webhook(self, request: WebhookRequest) -> None:
+        self.posted = request.url
+
     def all(self) -> list:
-        return [self.download, self.prepare, self.embed, self.vectors, self.metadata, self.query]
+        return [
+            self.download,
+            self.prepare,
+            self.embed,
+            self.vectors,
+            self.metadata,
+            self.query,
+            self.webhook,
+        ]
 
 
 @pytest.fixture
@@ -138,9 +151,13 @@ async def client(devstack) -> Client:
 
 
 async def run_batch(
-    client: Client, fakes: FakeSteps, sources: list[str], **option_overrides
+    client: Client,
+    fakes: FakeSteps,
+    sources: list[str],
+    queue: str | None = None,
+    **option_overrides,
 ) -> PipelineResult:
-    queue = f"test-{uuid.uuid4().hex[:8]}"
+    queue = queue or f"test-{uuid.uuid4().hex[:8]}"
     options = PipelineOptions(
         queues=TaskQueues(cpu=queue, gpu=queue, io=queue, workflow=queue),
         timeouts=StepTimeouts(heartbeat=30, metadata_grace=10),
@@ -225,3 +242,27 @@ async def test_identical_content_is_marked_as_a_duplicate_but_still_processed(cl
     assert outcomes["good-1"].duplicate_of == "doc-stored-earlier", "the earliest copy"
     assert outcomes["good-2"].duplicate_of == "doc-stored-earlier"
     assert all(o.status == Status.SUCCEEDED for o in result.outcomes if o.source)
+
+
+async def test_every_step_heartbeats_so_a_dead_worker_is_noticed_within_the_heartbeat_timeout(
+    client,
+):
+    # Without a heartbeat timeout, a step whose worker died is retried only after its
+    # whole start-to-close timeout (minutes); every step, the bookkeeping ones too.
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    await run_batch(client, FakeSteps(), ["good-0"], queue=queue, webhook_url="http://hook")
+    scheduled = {}
+    async for event in client.get_workflow_handle(f"wf-{queue}").fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attributes = event.activity_task_scheduled_event_attributes
+            scheduled[attributes.activity_type.name] = attributes.heartbeat_timeout.ToSeconds()
+    assert set(scheduled) >= {
+        steps.DOWNLOAD_DOCUMENTS,
+        steps.QUERY_METADATA,
+        steps.PREPARE_DOCUMENTS,
+        steps.GENERATE_EMBEDDINGS,
+        steps.STORE_VECTORS,
+        steps.STORE_METADATA,
+        steps.CALL_EXTERNAL_API,
+    }
+    assert set(scheduled.values()) == {30}, scheduled

@@ -199,6 +199,7 @@ class DocumentPipelineWorkflow:
                 result_type=MetadataAnswer,
                 task_queue=options.queues.io,
                 start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=timedelta(seconds=options.timeouts.heartbeat),
                 retry_policy=steps.IO_RETRY,
             )
             state.duplicate_of.update(answer.duplicate_of)
@@ -368,6 +369,7 @@ class DocumentPipelineWorkflow:
             schedule_to_close_timeout=timedelta(
                 seconds=max((deadline - workflow.now()).total_seconds(), 0) + t.metadata_grace
             ),
+            heartbeat_timeout=timedelta(seconds=t.heartbeat),
             retry_policy=steps.IO_RETRY,
         )
         if options.webhook_url:
@@ -380,6 +382,7 @@ class DocumentPipelineWorkflow:
                     WebhookRequest(options.webhook_url, outcomes),
                     task_queue=q.io,
                     start_to_close_timeout=timedelta(seconds=t.io_start_to_close),
+                    heartbeat_timeout=timedelta(seconds=t.heartbeat),
                     retry_policy=steps.IO_RETRY,
                 )
             except ActivityError as err:

@@ -83,6 +83,7 @@ class IngestCsvWorkflow:
                     result_type=CsvPage,
                     task_queue=options.queues.io,
                     start_to_close_timeout=timedelta(seconds=options.timeouts.io_start_to_close),
+                    heartbeat_timeout=timedelta(seconds=options.timeouts.heartbeat),
                     retry_policy=steps.IO_RETRY,
                 )
             except ActivityError as err:
