@@ -73,7 +73,12 @@ def set_condition(
         "status": status,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": (now or now_iso()) if changed else previous["lastTransitionTime"],
+        # A condition written by someone else may lack the time: it starts now then.
+        "lastTransitionTime": (
+            (now or now_iso())
+            if changed or not previous.get("lastTransitionTime")
+            else previous["lastTransitionTime"]
+        ),
     }
     if generation is not None:
         entry["observedGeneration"] = generation
