@@ -1,3 +1,3 @@
-from docpipe.cli import app
+from docpipe.cli import main
 
-app(prog_name="docpipe")
+main()

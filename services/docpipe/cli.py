@@ -9,7 +9,6 @@ docpipe status               backlog, age, rates and live pollers of every queue
 from __future__ import annotations
 
 import asyncio
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +21,7 @@ from rich.table import Table
 from docpipe.config import ConfigError, Settings, load_settings
 from docpipe.csv_input import CsvFormatError, parse_documents_csv
 from docpipe.models import DocumentOutcome, DocumentRef
+from docpipe.process_exit import run_then_exit
 from docpipe.starter import RunSummary, run_documents
 
 app = typer.Typer(
@@ -331,8 +331,9 @@ def status() -> None:
 
 
 def main() -> None:  # pragma: no cover - console script entry
-    app()
+    """``docpipe``: the CLI, ended without the Temporal client's crash at exit."""
+    run_then_exit(lambda: app(prog_name="docpipe"))
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main()

@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 from docpipe.config import ConfigError, Settings, load_settings
 from docpipe.metrics import set_worker_kind
 from docpipe.metrics.process import register_process_collector
+from docpipe.process_exit import exit_without_finalizing
 
 log = logging.getLogger("docpipe.worker")
 
@@ -91,3 +92,4 @@ def run_worker(kind: str, main: Callable[[Settings], Awaitable[None]]) -> None:
     start_metrics(settings, kind)
     asyncio.run(main(settings))
     log.info("%s worker stopped", kind)
+    exit_without_finalizing(0)
