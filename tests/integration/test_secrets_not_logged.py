@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from tls_kit import mtls_temporal, tls_env
 
 from docpipe.devstack import DevStack
 from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
 from docpipe.workers.common import connect
-
-from .test_temporal_tls import mtls_temporal, tls_env
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from crd_admission import admit
 from operator_harness import NAMESPACE, Cluster, eventually, running_operator
-from tcp_proxy import SwitchableProxy
+from tcp_proxy import Forwarder
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from test_operator import FanOut, creates, pipeline, pools, reason_events
@@ -81,7 +81,7 @@ async def test_temporal_unreachable_from_the_start_then_back_resumes_scaling(
     """A pipeline created while Temporal is down still gets its Deployments at
     their initial size, says why it cannot scale, and starts scaling on its
     own once Temporal answers: no restart, no spec change."""
-    async with SwitchableProxy(target=None) as proxy:
+    async with Forwarder(target=None) as proxy:
         body = pipeline("docs", proxy.address)
         body["spec"]["pools"]["cpu"]["scaling"] |= {"targetBacklogPerReplica": 4}
         queues = body["spec"]["queues"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,10 @@ import yaml
 from operator_harness import NAMESPACE, Cluster, eventually, running_operator
 from test_operator import REPO, granted, pipeline
 from test_operator_faults import condition
+from tls_kit import SERVER_NAME, mtls_temporal
 
 from docpipe.devstack import TemporalServer
 from docpipe_operator import POOLS
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the shared TLS kit
-from integration.test_temporal_tls import SERVER_NAME, mtls_temporal
 
 API_KEY = "op-api-key-Rk58wQz2TESTONLY"
 
