@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     download_allowed_networks: str = ""
     """Comma list of CIDRs downloads may reach even if private (an internal document server)."""
     max_text_chars: int = Field(5_000_000, ge=1)
+    image_near_duplicate_bits: int = Field(6, ge=0, le=7)
+    """Perceptual-hash bits (of 64) two images may differ in and be marked near duplicates."""
     min_text_chars: int = Field(1, ge=1)
 
     # --- Webhook (call_external_api) ---------------------------------------------

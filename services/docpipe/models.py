@@ -259,6 +259,11 @@ class DocumentOutcome:
     ocr_pages: int | None = None
     ocr_confidence: float | None = None
     image_info: dict[str, Any] | None = None
+    near_duplicate_of: str | None = None
+    """An image stored before (or earlier in the batch) that is the same picture:
+    resized, recompressed or lightly edited (perceptual hash within a few bits)."""
+    near_duplicate_distance: int | None = None
+    """How many of the 64 perceptual-hash bits differ from ``near_duplicate_of``."""
 
 
 @dataclass
@@ -293,6 +298,8 @@ class PipelineOptions:
     """Run run_llm_inference (a summary per document) on the GPU queue."""
     webhook_url: str = ""
     """If set, each document's result is POSTed here (signed with the io worker's secret)."""
+    image_near_duplicate_bits: int = 6
+    """Perceptual-hash bits (of 64) two images may differ in and be near duplicates; 0-7."""
 
 
 @dataclass
@@ -318,14 +325,27 @@ class PipelineResult:
 class MetadataQuery:
     """query_metadata_database: which of these contents are already stored, and as what."""
 
-    content_sha256: dict[str, str]
+    content_sha256: dict[str, str] = field(default_factory=dict)
     """document id -> sha256 of its raw bytes."""
+    image_phash: dict[str, str] = field(default_factory=dict)
+    """document id -> perceptual hash of its image: look for near-duplicate images."""
+    max_image_distance: int = 6
+    """Hash bits two images may differ in and still be the same picture (at most 7)."""
+
+
+@dataclass
+class SimilarImage:
+    document_id: str
+    distance: int
+    """Perceptual-hash bits that differ (0: the same picture)."""
 
 
 @dataclass
 class MetadataAnswer:
     duplicate_of: dict[str, str] = field(default_factory=dict)
     """document id -> an earlier document with byte-identical content."""
+    similar_image: dict[str, SimilarImage] = field(default_factory=dict)
+    """document id -> the closest stored image within the distance (earliest on ties)."""
 
 
 @dataclass

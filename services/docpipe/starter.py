@@ -71,6 +71,7 @@ def pipeline_options(
         deadline_seconds=timeout_s,
         webhook_url=webhook_url,
         summarize=summarize,
+        image_near_duplicate_bits=settings.image_near_duplicate_bits,
     )
 
 

@@ -139,6 +139,11 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
     png = by_file["invoice_scan.png"].image_info
     assert png["format"] == "PNG" and len(png["phash"]) == 16 and png["text_area_ratio"] > 0
     assert by_file["scanned_invoice.pdf"].image_info is None, "a PDF is not an image"
+    # The JPEG is the PNG's picture recompressed: a near duplicate, not a byte-identical one.
+    photo = by_file["invoice_photo.jpg"]
+    assert photo.near_duplicate_of == by_file["invoice_scan.png"].document_id
+    assert photo.near_duplicate_distance is not None and photo.near_duplicate_distance <= 6
+    assert by_file["invoice_scan.png"].near_duplicate_of is None, "the original is no copy"
     languages = {o.language for o in succeeded}
     assert {"en", "de", "fr", "es", "ja"} <= languages
 
@@ -149,6 +154,9 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
         failures = {f["document_id"]: f for f in await metadata.failures(run_id=summary.run_id)}
         for outcome in summary.failed:
             assert failures[outcome.document_id]["reason"] == outcome.failure_reason
+        photo_row = await metadata.get(photo.document_id)
+        assert photo_row is not None
+        assert photo_row["near_duplicate_of"] == photo.near_duplicate_of
         row = await metadata.get(succeeded[0].document_id)
         assert row is not None and row["chunk_count"] == succeeded[0].chunk_count
         assert row["started_at"] is not None and row["started_at"] <= row["updated_at"]
@@ -197,6 +205,8 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
         for outcome in summary.outcomes:
             row = await metadata.get(outcome.document_id)
             assert row is not None and row["attempts"] == 2, outcome.source
+            # A second run marks the same copies: the original stays the original.
+            assert row["near_duplicate_of"] == outcome.near_duplicate_of, outcome.source
     async with open_vector_store(settings) as vectors:
         assert await vectors.count() == summary.chunks
     async with open_object_store(settings) as store:

@@ -234,3 +234,63 @@ async def test_a_unix_socket_directory_works_as_the_host(
     )
     async with MetadataStore.open(over_socket) as store:
         await store.ping()
+
+
+# ------------------------------------------------------- near-duplicate images
+
+
+def image(run_id: str, phash: str, **fields: object) -> DocumentOutcome:
+    return succeeded(
+        run_id, content_type="image/png", image_info={"phash": phash, "width": 640}, **fields
+    )
+
+
+def flipped(phash: str, *bits: int) -> str:
+    value = int(phash, 16)
+    for bit in bits:
+        value ^= 1 << bit
+    return f"{value:016x}"
+
+
+async def test_the_closest_earlier_image_within_the_distance_is_a_near_duplicate(
+    metadata: MetadataStore,
+) -> None:
+    run = new_run()
+    original = f"{uuid.uuid4().int & (2**64 - 1):016x}"
+    first = image(run, original, row_number=1)
+    await metadata.upsert_outcomes([first])
+    copy = image(run, flipped(original, 3, 17, 60), row_number=2)  # 3 bits apart, stored later
+    edit = flipped(original, 0, 1, 2, 3, 4)
+    await metadata.upsert_outcomes([copy, failed(run, "not an image")])
+    found = await metadata.similar_images(
+        {"new-scan": flipped(original, 3), "new-edit": edit, first.document_id: original},
+        max_distance=6,
+    )
+    # The original is 1 bit from the new scan, the copy 2: the closest wins.
+    assert found["new-scan"] == (first.document_id, 1)
+    assert found["new-edit"] == (first.document_id, 5)
+    # The original itself has no earlier copy; the later copy points at it.
+    assert first.document_id not in found
+    later = await metadata.similar_images({copy.document_id: copy.image_info["phash"]}, 6)  # type: ignore[index]
+    assert later == {copy.document_id: (first.document_id, 3)}
+    assert await metadata.similar_images({"far": flipped(original, *range(0, 64, 5))}, 6) == {}
+
+
+async def test_a_documents_hash_index_follows_its_latest_row(metadata: MetadataStore) -> None:
+    run = new_run()
+    old_hash = f"{uuid.uuid4().int & (2**64 - 1):016x}"
+    new_hash = f"{int(old_hash, 16) ^ (2**64 - 1):016x}"  # every bit different
+    document = image(run, old_hash)
+    await metadata.upsert_outcomes([document])
+    await metadata.upsert_outcomes([dataclasses.replace(document, image_info={"phash": new_hash})])
+    assert await metadata.similar_images({"probe": old_hash}, 6) == {}
+    assert await metadata.similar_images({"probe": new_hash}, 6) == {
+        "probe": (document.document_id, 0)
+    }
+
+
+async def test_a_distance_beyond_what_the_band_index_guarantees_is_refused(
+    metadata: MetadataStore,
+) -> None:
+    with pytest.raises(ValueError, match="at most 7"):
+        await metadata.similar_images({"probe": "0" * 16}, 8)

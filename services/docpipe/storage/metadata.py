@@ -31,6 +31,8 @@ from psycopg_pool import AsyncConnectionPool
 from docpipe.config import Settings
 from docpipe.metrics.io import timed, unwatch_postgres_pool, watch_postgres_pool
 from docpipe.models import DocumentOutcome, Status
+from docpipe.phash import MAX_EXACT_DISTANCE
+from docpipe.phash import bands as phash_bands
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,18 @@ def migration_scripts() -> list[tuple[str, str]]:
         if entry.name.endswith(".sql")
     ]
     return sorted(scripts)
+
+
+def _image_phash(outcome: DocumentOutcome) -> str:
+    """The outcome's image hash if it is a well-formed 64-bit one, else ""."""
+    phash = (outcome.image_info or {}).get("phash")
+    if isinstance(phash, str) and len(phash) == 16:
+        try:
+            int(phash, 16)
+        except ValueError:
+            return ""
+        return phash.lower()
+    return ""
 
 
 def _row_params(outcome: DocumentOutcome) -> dict[str, Any]:
@@ -159,9 +173,26 @@ class MetadataStore:
         if not latest:
             return
         params = [_row_params(latest[key]) for key in sorted(latest)]
+        hashed = {key: _image_phash(latest[key]) for key in sorted(latest)}
+        band_rows = [
+            (key, band, value)
+            for key, phash in hashed.items()
+            if phash
+            for band, value in enumerate(phash_bands(phash))
+        ]
         async with self._pool.connection() as conn, conn.transaction():
             async with conn.cursor() as cur:
                 await cur.executemany(_UPSERT, params)
+                # The image index follows the row: a document's bands are its current hash's.
+                await cur.execute(
+                    "DELETE FROM image_hash_bands WHERE document_id = ANY(%s)", (list(hashed),)
+                )
+                if band_rows:
+                    await cur.executemany(
+                        "INSERT INTO image_hash_bands (document_id, band, value)"
+                        " VALUES (%s, %s, %s)",
+                        band_rows,
+                    )
 
     # ----------------------------------------------------------------- queries
 
@@ -226,6 +257,61 @@ class MetadataStore:
         async with self._pool.connection() as conn:
             rows = await (await conn.execute(query, (list(set(sha256s)),))).fetchall()
         return {sha: document_id for sha, document_id in rows}
+
+    @timed("postgres", "similar_images")
+    async def similar_images(
+        self, phashes: dict[str, str], max_distance: int
+    ) -> dict[str, tuple[str, int]]:
+        """For each document's image hash, the closest image stored before that
+        document within ``max_distance`` bits (earliest on ties): ``{id: (other id,
+        distance)}``. A document stored first is nobody's near duplicate, so the
+        original stays the original when a batch runs again.
+
+        Candidates come from the band index (every hash within 7 bits shares a
+        band, see :mod:`docpipe.phash`), then the exact distance decides.
+        """
+        if max_distance > MAX_EXACT_DISTANCE:
+            raise ValueError(f"max_distance must be at most {MAX_EXACT_DISTANCE}")
+        ids, band_numbers, values, hashes = [], [], [], []
+        for document_id, phash in phashes.items():
+            for band, value in enumerate(phash_bands(phash)):
+                ids.append(document_id)
+                band_numbers.append(band)
+                values.append(value)
+                hashes.append(phash)
+        if not ids:
+            return {}
+        query = """
+            WITH probe AS (
+                SELECT * FROM unnest(%s::text[], %s::smallint[], %s::smallint[], %s::text[])
+                    AS p (document_id, band, value, phash)
+            ), candidate AS (
+                SELECT DISTINCT probe.document_id, probe.phash, b.document_id AS other_id
+                FROM probe
+                JOIN image_hash_bands b ON b.band = probe.band AND b.value = probe.value
+                WHERE b.document_id <> probe.document_id
+            )
+            SELECT DISTINCT ON (c.document_id) c.document_id, c.other_id, s.distance
+            FROM candidate c
+            JOIN documents d ON d.document_id = c.other_id AND d.status = 'succeeded'
+            -- Only copies older than the document itself: the original stays the original
+            -- when a batch is run again.
+            LEFT JOIN documents mine ON mine.document_id = c.document_id
+            CROSS JOIN LATERAL (
+                SELECT bit_count(
+                    ('x' || c.phash)::bit(64) # ('x' || (d.image_info ->> 'phash'))::bit(64)
+                ) AS distance
+            ) s
+            WHERE s.distance <= %s
+              AND (mine.created_at IS NULL OR (d.created_at, d.row_number, d.document_id)
+                   < (mine.created_at, mine.row_number, mine.document_id))
+            ORDER BY c.document_id, s.distance, d.created_at, d.row_number, c.other_id
+        """
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute(query, (ids, band_numbers, values, hashes, max_distance))
+            ).fetchall()
+        return {document_id: (other_id, int(distance)) for document_id, other_id, distance in rows}
 
     @timed("postgres", "ping")
     async def ping(self) -> None:

@@ -21,6 +21,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    from docpipe import phash
     from docpipe.models import (
         DocumentFailure,
         DocumentOutcome,
@@ -66,6 +67,8 @@ class _BatchState:
         self.summaries: dict[str, DocumentSummary] = {}
         self.ocr: dict[str, OcrText] = {}
         self.duplicate_of: dict[str, str] = {}
+        self.similar_image: dict[str, tuple[str, int]] = {}
+        """Near-duplicate image: (the other document, hash bits that differ)."""
         self.sniffed: dict[str, str] = {}
         """What each document's bytes turned out to be (the CPU step sniffs them)."""
         self.failures: dict[str, DocumentFailure] = {}
@@ -127,6 +130,8 @@ class _BatchState:
             started_at=self.started_at,
         )
         outcome.duplicate_of = self.duplicate_of.get(doc_id)
+        if doc_id in self.similar_image:
+            outcome.near_duplicate_of, outcome.near_duplicate_distance = self.similar_image[doc_id]
         if fetched:
             # What the bytes are, not what the source claimed (a .txt may be an executable).
             outcome.content_type = self.sniffed.get(doc_id) or fetched.content_type or None
@@ -212,6 +217,39 @@ class DocumentPipelineWorkflow:
                 state.duplicate_of[doc_id] = first_in_batch[sha]
             # Point at the earliest copy: a stored one if the first of the batch had one.
             first_in_batch.setdefault(sha, state.duplicate_of.get(doc_id, doc_id))
+
+    async def _find_similar_images(self, state: _BatchState, options: Any) -> None:
+        """Mark near-duplicate images (resized, recompressed, lightly edited copies):
+        the closest stored image (query_metadata_database), else the closest earlier
+        one in this batch. Informational, like exact duplicates: nothing is dropped,
+        and a failed lookup only skips the marking."""
+        phashes = [
+            (doc_id, str(state.ocr[doc_id].image["phash"]))
+            for doc_id in state.alive(state.ocr)
+            if (state.ocr[doc_id].image or {}).get("phash")
+        ]
+        if not phashes:
+            return
+        bits = options.image_near_duplicate_bits
+        self._stage = steps.QUERY_METADATA
+        try:
+            answer: MetadataAnswer = await workflow.execute_activity(
+                steps.QUERY_METADATA,
+                MetadataQuery(image_phash=dict(phashes), max_image_distance=bits),
+                result_type=MetadataAnswer,
+                task_queue=options.queues.io,
+                start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=timedelta(seconds=options.timeouts.heartbeat),
+                retry_policy=steps.IO_RETRY,
+            )
+            for doc_id, similar in answer.similar_image.items():
+                state.similar_image[doc_id] = (similar.document_id, similar.distance)
+        except ActivityError as err:
+            workflow.logger.warning(
+                "similar-image lookup failed, not marking: %s", err.cause or err
+            )
+        for doc_id, found in phash.nearest_earlier(phashes, bits).items():
+            state.similar_image.setdefault(doc_id, found)
 
     @workflow.run
     async def run(self, input: PipelineInput) -> PipelineResult:
@@ -301,6 +339,7 @@ class DocumentPipelineWorkflow:
                 if read:
                     state.ocr = {r.document_id: r for r in read.succeeded}
                     state.record(read.failed)
+                    await self._find_similar_images(state, options)
                     ocr_text_jobs = [
                         state.text_job(r.document_id, r.text_key, "text/plain")
                         for r in read.succeeded

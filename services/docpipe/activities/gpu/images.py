@@ -25,6 +25,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from docpipe.errors import DocumentError
 from docpipe.models import Stage
+from docpipe.phash import HASH_BITS, hamming, near_duplicate
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
@@ -42,7 +43,6 @@ __all__ = [
 MAX_IMAGE_PIXELS = 64_000_000
 """A 600 dpi A4 scan is 35 MP; decoded RGB at the cap is ~190 MB."""
 
-HASH_BITS = 64
 _DCT_SIZE = 32  # pHash: DCT of a 32x32 greyscale thumbnail, keep the 8x8 lowest frequencies
 _LOW = 8
 _COLOR_SAMPLE_SIDE = 128
@@ -222,19 +222,6 @@ def _dct_matrix(n: int) -> np.ndarray:
     matrix = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * i + 1) * k / (2 * n))
     matrix[0, :] = np.sqrt(1.0 / n)
     return matrix
-
-
-def hamming(hash_a: str, hash_b: str) -> int:
-    """How many bits two perceptual hashes differ in (0 = same picture)."""
-    if len(hash_a) != len(hash_b):
-        raise ValueError(f"hashes of different lengths: {hash_a!r} and {hash_b!r}")
-    return (int(hash_a, 16) ^ int(hash_b, 16)).bit_count()
-
-
-def near_duplicate(hash_a: str, hash_b: str, threshold: int = 6) -> bool:
-    """Whether two images are the same picture up to resizing, recompression
-    or small edits: at most ``threshold`` of 64 hash bits differ."""
-    return hamming(hash_a, hash_b) <= threshold
 
 
 def dominant_colors(image: Image.Image, count: int = 5) -> list[ColorShare]:

@@ -38,6 +38,7 @@ from docpipe.models import (
     FetchResult,
     MetadataAnswer,
     MetadataQuery,
+    SimilarImage,
     Stage,
     StoreVectorsResult,
     VectorJob,
@@ -172,13 +173,21 @@ class IoActivities:
 
     @activity.defn(name=steps.QUERY_METADATA)
     async def query_metadata_database(self, query: MetadataQuery) -> MetadataAnswer:
-        """Exact-duplicate lookup by content hash against every stored document."""
-        first = await self.metadata.first_with_content(list(query.content_sha256.values()))
+        """Duplicates among every stored document: byte-identical content (by hash),
+        and near-duplicate images (by perceptual hash)."""
         answer = MetadataAnswer()
-        for document_id, sha in query.content_sha256.items():
-            other = first.get(sha)
-            if other is not None and other != document_id:
-                answer.duplicate_of[document_id] = other
+        if query.content_sha256:
+            first = await self.metadata.first_with_content(list(query.content_sha256.values()))
+            for document_id, sha in query.content_sha256.items():
+                other = first.get(sha)
+                if other is not None and other != document_id:
+                    answer.duplicate_of[document_id] = other
+        if query.image_phash:
+            similar = await self.metadata.similar_images(
+                query.image_phash, query.max_image_distance
+            )
+            for document_id, (other, distance) in similar.items():
+                answer.similar_image[document_id] = SimilarImage(other, distance)
         return answer
 
     # -- webhook ---------------------------------------------------------------------
