@@ -44,6 +44,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -83,23 +84,41 @@ class ServerStartError(RuntimeError):
 # ------------------------------------------------------------------ helpers
 
 _ports_lock = threading.Lock()
+_LOWEST_PORT = 10_000
 _ports_handed_out: set[int] = set()
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on now (never the same one twice).
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
-    The port is released before the server binds it, so another program could
-    take it in between; that shows up as a start error naming the port.
+
+def free_port() -> int:
+    """A free port on 127.0.0.1 below the kernel's ephemeral range, never the same twice.
+
+    The port is released before the server binds it, and a worker binds its
+    metrics ports only after loading its models (tens of seconds). A port from
+    ``bind(0)`` is an ephemeral one, the kind every outgoing connection on the
+    machine takes as its source port meanwhile, so it was sometimes gone by then
+    ("Address already in use"); ports below the ephemeral range are only ever
+    taken by someone binding them on purpose.
     """
+    low, _ = _ephemeral_range()
     with _ports_lock:
         while True:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
-            if port not in _ports_handed_out:
-                _ports_handed_out.add(port)
-                return port
+            port = random.randrange(_LOWEST_PORT, max(low, _LOWEST_PORT + 1000))
+            if port in _ports_handed_out:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _ports_handed_out.add(port)
+            return port
 
 
 def find_executable(name: str) -> Path:

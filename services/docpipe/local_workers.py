@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,46 +21,10 @@ from pathlib import Path
 from temporalio.client import Client
 
 from docpipe.config import Settings
+from docpipe.devstack import free_port
 from docpipe.queue_stats import describe_queue
 
 WORKER_KINDS = ("workflow", "cpu", "gpu", "io")
-
-
-_LOWEST_PORT = 10_000
-_ports_lock = threading.Lock()
-_ports_handed_out: set[int] = set()
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
-
-
-def free_port() -> int:
-    """A free port on 127.0.0.1 below the kernel's ephemeral range, never the same twice.
-
-    A worker binds its metrics ports only after loading its models (tens of
-    seconds). A port from ``bind(0)`` is an ephemeral one, the kind every
-    outgoing connection on the machine takes as its source port meanwhile, so
-    it was sometimes gone by then ("Address already in use"); ports below the
-    ephemeral range are only ever taken by someone binding them on purpose.
-    """
-    low, _ = _ephemeral_range()
-    with _ports_lock:
-        while True:
-            port = random.randrange(_LOWEST_PORT, max(low, _LOWEST_PORT + 1000))
-            if port in _ports_handed_out:
-                continue
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            _ports_handed_out.add(port)
-            return port
 
 
 READY_LINE = "polling task queue"

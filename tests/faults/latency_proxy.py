@@ -27,6 +27,8 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
 
+from docpipe.devstack import free_port
+
 _CHUNK = 64 * 1024
 
 
@@ -36,7 +38,7 @@ class LatencyProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.latency_s = 0.0
-        self.port = _free_port()
+        self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -157,9 +159,3 @@ def _reset(writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
