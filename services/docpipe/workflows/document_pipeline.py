@@ -189,6 +189,25 @@ class DocumentPipelineWorkflow:
             "failed": len(state.failures) if state else 0,
         }
 
+    async def _look_up(self, query: MetadataQuery, options: Any, what: str) -> MetadataAnswer:
+        """query_metadata_database for an informational marking: a failed lookup is
+        logged and answers nothing, it never fails a document."""
+        self._stage = steps.QUERY_METADATA
+        try:
+            answer: MetadataAnswer = await workflow.execute_activity(
+                steps.QUERY_METADATA,
+                query,
+                result_type=MetadataAnswer,
+                task_queue=options.queues.io,
+                start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=timedelta(seconds=options.timeouts.heartbeat),
+                retry_policy=steps.IO_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("%s lookup failed, not marking: %s", what, err.cause or err)
+            return MetadataAnswer()
+        return answer
+
     async def _find_duplicates(self, state: _BatchState, options: Any) -> None:
         """Mark byte-identical content: against stored documents (query_metadata_database)
         and within this batch. Informational: duplicates are still processed and stored
@@ -196,20 +215,8 @@ class DocumentPipelineWorkflow:
         hashes = {i: d.content_sha256 for i, d in state.fetched.items()}
         if not hashes:
             return
-        self._stage = steps.QUERY_METADATA
-        try:
-            answer: MetadataAnswer = await workflow.execute_activity(
-                steps.QUERY_METADATA,
-                MetadataQuery(hashes),
-                result_type=MetadataAnswer,
-                task_queue=options.queues.io,
-                start_to_close_timeout=timedelta(seconds=30),
-                heartbeat_timeout=timedelta(seconds=options.timeouts.heartbeat),
-                retry_policy=steps.IO_RETRY,
-            )
-            state.duplicate_of.update(answer.duplicate_of)
-        except ActivityError as err:
-            workflow.logger.warning("duplicate lookup failed, not marking: %s", err.cause or err)
+        answer = await self._look_up(MetadataQuery(hashes), options, "duplicate")
+        state.duplicate_of.update(answer.duplicate_of)
         first_in_batch: dict[str, str] = {}
         for doc_id in state.alive(state.fetched):
             sha = hashes[doc_id]
@@ -231,23 +238,13 @@ class DocumentPipelineWorkflow:
         if not phashes:
             return
         bits = options.image_near_duplicate_bits
-        self._stage = steps.QUERY_METADATA
-        try:
-            answer: MetadataAnswer = await workflow.execute_activity(
-                steps.QUERY_METADATA,
-                MetadataQuery(image_phash=dict(phashes), max_image_distance=bits),
-                result_type=MetadataAnswer,
-                task_queue=options.queues.io,
-                start_to_close_timeout=timedelta(seconds=30),
-                heartbeat_timeout=timedelta(seconds=options.timeouts.heartbeat),
-                retry_policy=steps.IO_RETRY,
-            )
-            for doc_id, similar in answer.similar_image.items():
-                state.similar_image[doc_id] = (similar.document_id, similar.distance)
-        except ActivityError as err:
-            workflow.logger.warning(
-                "similar-image lookup failed, not marking: %s", err.cause or err
-            )
+        answer = await self._look_up(
+            MetadataQuery(image_phash=dict(phashes), max_image_distance=bits),
+            options,
+            "similar-image",
+        )
+        for doc_id, similar in answer.similar_image.items():
+            state.similar_image[doc_id] = (similar.document_id, similar.distance)
         for doc_id, found in phash.nearest_earlier(phashes, bits).items():
             state.similar_image.setdefault(doc_id, found)
 
