@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from docpipe.activities.heartbeat import heartbeating
-from docpipe.activities.io.download import download
+from docpipe.activities.io.download import download, source_kind
 from docpipe.activities.io.s3_source import S3SourceReader
 from docpipe.activities.io.webhook import WebhookRejected, deliver
 from docpipe.chunks import chunks_from_json
@@ -271,5 +271,5 @@ class IoActivities:
 
 def _source_backend(source: str) -> str:
     """The backend a download uses, for its metrics: ``http``, ``s3`` or ``file`` (local paths)."""
-    scheme = urlsplit(source.strip()).scheme.lower()
-    return "http" if scheme in {"http", "https"} else "s3" if scheme == "s3" else "file"
+    kind = source_kind(source)
+    return "http" if kind in {"http", "https"} else "s3" if kind == "s3" else "file"

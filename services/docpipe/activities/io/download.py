@@ -214,6 +214,13 @@ def make_http_client(
     )
 
 
+def source_kind(source: str) -> str:
+    """What a source is fetched with: its URL scheme, lower-case, or ``file`` for a
+    plain local path (the kinds DOWNLOAD_SCHEMES names, or an unsupported scheme)."""
+    scheme = urlsplit(source.strip()).scheme.lower()
+    return "file" if scheme == "" or _is_windows_drive(scheme) else scheme
+
+
 async def download(
     source: str,
     client: httpx.AsyncClient,
@@ -246,7 +253,7 @@ async def download(
     if not source:
         raise DocumentError(Stage.DOWNLOAD, "unsupported URL scheme: the source is empty")
     scheme = urlsplit(source).scheme.lower()
-    kind = "file" if scheme == "" or _is_windows_drive(scheme) else scheme
+    kind = source_kind(source)
     if schemes is not None and kind in SOURCE_SCHEMES and kind not in schemes:
         raise DocumentError(
             Stage.DOWNLOAD,
