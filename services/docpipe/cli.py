@@ -15,8 +15,18 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from docpipe.config import ConfigError, Settings, load_settings
 from docpipe.csv_input import CsvFormatError, parse_documents_csv
@@ -68,12 +78,14 @@ def _read_csv(path: Path) -> list[DocumentRef]:
 
 def print_summary(summary: RunSummary) -> None:
     table = Table(title=f"docpipe run {summary.run_id}", show_header=False)
-    table.add_row("documents", str(len(summary.outcomes)))
-    table.add_row("[green]succeeded[/green]", str(len(summary.succeeded)))
-    table.add_row("[red]failed[/red]", str(len(summary.failed)))
+    table.add_row("documents", str(summary.documents))
+    table.add_row("[green]succeeded[/green]", str(summary.succeeded_count))
+    table.add_row("[red]failed[/red]", str(summary.failed_count))
     table.add_row("chunks embedded", str(summary.chunks))
     table.add_row("elapsed", f"{summary.elapsed_s:.1f} s")
     table.add_row("documents/s", f"{summary.documents_per_second:.2f}")
+    if summary.elapsed_s > 0:
+        table.add_row("chunks/s", f"{summary.chunks / summary.elapsed_s:.1f}")
     console.print(table)
     if summary.failed:
         failures = Table(title="failed documents", show_lines=False)
@@ -89,6 +101,20 @@ def print_summary(summary: RunSummary) -> None:
         console.print(failures)
 
 
+class RateColumn(ProgressColumn):
+    """Documents/s and chunks/s so far (the pipeline's pace, not one batch's)."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        if elapsed <= 0 or not task.completed:
+            return Text("", style="progress.data.speed")
+        chunks = task.fields.get("chunks", 0)
+        return Text(
+            f"{task.completed / elapsed:.1f} docs/s {chunks / elapsed:.0f} chunks/s",
+            style="progress.data.speed",
+        )
+
+
 async def _start(
     settings: Settings,
     documents: list[DocumentRef],
@@ -97,6 +123,7 @@ async def _start(
     max_in_flight: int,
     webhook_url: str = "",
     summarize: bool = False,
+    deadline: float | None = None,
 ) -> RunSummary:
     from docpipe.workers.common import connect
 
@@ -106,17 +133,21 @@ async def _start(
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("[red]{task.fields[failed]} failed"),
+        RateColumn(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         console=console,
         transient=False,
     ) as progress:
-        task = progress.add_task("documents", total=len(documents), failed=0)
-        failed = 0
+        task = progress.add_task("documents", total=len(documents), failed=0, chunks=0)
+        failed = chunks = 0
 
         def on_batch_done(outcomes: list[DocumentOutcome]) -> None:
-            nonlocal failed
+            nonlocal failed, chunks
             failed += sum(1 for o in outcomes if o.status == "failed")
-            progress.update(task, advance=len(outcomes), failed=failed)
+            chunks += sum(o.chunk_count or 0 for o in outcomes if o.status == "succeeded")
+            progress.update(task, advance=len(outcomes), failed=failed, chunks=chunks)
 
         return await run_documents(
             client,
@@ -124,10 +155,13 @@ async def _start(
             documents,
             batch_size=batch_size,
             timeout_s=timeout,
+            deadline_s=deadline,
             max_in_flight=max_in_flight,
             webhook_url=webhook_url,
             summarize=summarize,
             on_batch_done=on_batch_done,
+            # Failures are kept for the summary; successes are in PostgreSQL.
+            keep_outcomes=False,
         )
 
 
@@ -138,9 +172,27 @@ BatchSize = Annotated[
     int, typer.Option(min=1, max=1000, help="Documents per workflow and per activity call")
 ]
 Timeout = Annotated[
-    float, typer.Option(min=1, help="Seconds a batch may take before its documents fail")
+    float,
+    typer.Option(
+        min=1,
+        help="Seconds one step of a batch may run before it counts as stuck and is retried "
+        "(plus an allowance per chunk, page and MB); time waiting in a queue never counts",
+    ),
 ]
-MaxInFlight = Annotated[int, typer.Option(min=1, help="Batches running at once")]
+Deadline = Annotated[
+    float | None,
+    typer.Option(
+        min=1,
+        help="Optional: seconds a batch may take end to end, queue waits included, before "
+        "its unfinished documents fail with stage 'timeout' (off by default)",
+    ),
+]
+MaxInFlight = Annotated[
+    int,
+    typer.Option(
+        min=1, help="At most this many batches at once (fewer while the workers' queues are busy)"
+    ),
+]
 Strict = Annotated[bool, typer.Option(help="Exit non-zero if any document failed")]
 Summarize = Annotated[bool, typer.Option(help="Also write a summary of each document")]
 WebhookUrl = Annotated[
@@ -153,6 +205,7 @@ def start(
     csv_file: CsvArg,
     batch_size: BatchSize = 10,
     timeout: Timeout = 120.0,
+    deadline: Deadline = None,
     max_in_flight: MaxInFlight = 50,
     strict: Strict = True,
     webhook_url: WebhookUrl = "",
@@ -162,7 +215,16 @@ def start(
     settings = _settings()
     documents = _read_csv(csv_file)
     summary = asyncio.run(
-        _start(settings, documents, batch_size, timeout, max_in_flight, webhook_url, summarize)
+        _start(
+            settings,
+            documents,
+            batch_size,
+            timeout,
+            max_in_flight,
+            webhook_url,
+            summarize,
+            deadline=deadline,
+        )
     )
     print_summary(summary)
     if strict and summary.failed:
@@ -179,6 +241,7 @@ def run(
     ),
     batch_size: BatchSize = 10,
     timeout: Timeout = 300.0,
+    deadline: Deadline = None,
     max_in_flight: MaxInFlight = 50,
     strict: Strict = True,
     summarize: Summarize = False,
@@ -202,7 +265,13 @@ def run(
                 with console.status("waiting for the workers (the GPU worker loads its model) ..."):
                     await wait_for_pollers(client, all_task_queues(settings), workers)
                 return await _start(
-                    settings, documents, batch_size, timeout, max_in_flight, summarize=summarize
+                    settings,
+                    documents,
+                    batch_size,
+                    timeout,
+                    max_in_flight,
+                    summarize=summarize,
+                    deadline=deadline,
                 )
 
             summary = asyncio.run(go())
@@ -255,6 +324,7 @@ def redrive(
     limit: Limit = 10_000,
     batch_size: BatchSize = 10,
     timeout: Timeout = 120.0,
+    deadline: Deadline = None,
     max_in_flight: MaxInFlight = 50,
     strict: Strict = True,
 ) -> None:
@@ -270,7 +340,9 @@ def redrive(
     if not plan.documents:
         console.print("nothing to re-drive")
         raise typer.Exit(1 if strict and plan.not_redrivable else 0)
-    summary = asyncio.run(_start(settings, plan.documents, batch_size, timeout, max_in_flight))
+    summary = asyncio.run(
+        _start(settings, plan.documents, batch_size, timeout, max_in_flight, deadline=deadline)
+    )
     print_summary(summary)
     if strict and (summary.failed or plan.not_redrivable):
         raise typer.Exit(1)

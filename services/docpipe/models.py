@@ -145,6 +145,8 @@ class OcrText:
     confidence: float
     image: dict[str, Any] | None = None
     """analyze_images: size, format, perceptual hash, colours, EXIF (images only)."""
+    chars: int = -1
+    """Characters of recognised text; 0: the pages hold no text (-1: not counted)."""
 
 
 @dataclass
@@ -185,6 +187,10 @@ class EmbedResult:
 class SummaryJob:
     document_id: str
     text_key: str
+    embeddings_key: str = ""
+    """The chunk vectors generate_embeddings stored: an extractive summary ranks with
+    them instead of embedding the document a second time."""
+    chunks_key: str = ""
 
 
 @dataclass
@@ -264,6 +270,9 @@ class DocumentOutcome:
     resized, recompressed or lightly edited (perceptual hash within a few bits)."""
     near_duplicate_distance: int | None = None
     """How many of the 64 perceptual-hash bits differ from ``near_duplicate_of``."""
+    has_text: bool | None = None
+    """False for a document stored without text (an image or scanned page with none
+    to read): it succeeds with its image analysis and zero chunks."""
 
 
 @dataclass
@@ -278,22 +287,37 @@ class TaskQueues:
 
 @dataclass
 class StepTimeouts:
-    """Per-step start-to-close and heartbeat timeouts, in seconds."""
+    """How long one attempt of a step may *run*, and how often it must show life.
+
+    Time spent waiting in a task queue never counts: a busy queue is not a stuck
+    step. An attempt gets its step's base budget plus an allowance for the work it
+    carries (chunks to embed, pages to read, megabytes to extract), so a batch of
+    large documents is not mistaken for a hung one. A worker that dies is noticed
+    within ``heartbeat`` seconds; an attempt over its budget is retried.
+    """
 
     io_start_to_close: float = 300
     cpu_start_to_close: float = 300
-    gpu_start_to_close: float = 600
+    gpu_start_to_close: float = 300
     heartbeat: float = 60
+    per_chunk: float = 0.5
+    """Extra seconds per chunk (embeddings, summaries): ~10x a CPU's cost per chunk."""
+    per_page: float = 30.0
+    """Extra seconds per page image to OCR (a CPU reads one in ~3 s under load)."""
+    per_megabyte: float = 10.0
+    """Extra seconds per MB of raw input to extract and prepare."""
     metadata_grace: float = 60
-    """Extra time after the deadline to record outcomes, so a timeout is recorded too."""
+    """With an explicit deadline: extra time after it to record outcomes."""
 
 
 @dataclass
 class PipelineOptions:
     queues: TaskQueues = field(default_factory=TaskQueues)
     timeouts: StepTimeouts = field(default_factory=StepTimeouts)
-    deadline_seconds: float = 3600
-    """Documents not finished this long after the batch started fail with stage 'timeout'."""
+    deadline_seconds: float | None = None
+    """An explicit end-to-end deadline (``--deadline``), off by default: documents not
+    finished this long after the batch started fail with stage 'timeout', queue
+    waits included. Without it nothing fails for waiting its turn."""
     summarize: bool = False
     """Run run_llm_inference (a summary per document) on the GPU queue."""
     webhook_url: str = ""

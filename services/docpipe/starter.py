@@ -2,15 +2,23 @@
 
 The documents are cut into batches of ``batch_size``; each batch is one
 ``DocumentPipelineWorkflow`` (one activity call per step for the whole batch,
-see the workflow's docstring for why). At most ``max_in_flight`` batches run
-at once so a huge CSV does not flood the queues, and each batch has
-``timeout_s`` to finish: a document not done by then fails with stage
-'timeout', recorded like any other failure.
+see the workflow's docstring for why). Batches are admitted as the workers
+drain them (see ``docpipe.admission``): the starter watches the activity
+queues' backlog and starts new batches only while little work waits, up to
+``max_in_flight``, so queue waits stay short and memory stays flat for a CSV
+of any length.
+
+Nothing fails for waiting its turn: ``timeout_s`` is the budget of one step
+attempt once a worker runs it (plus an allowance for its size), and a dead
+worker is noticed by heartbeats. Only an explicit ``deadline_s`` bounds a
+batch's whole life, queue waits included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +28,7 @@ from datetime import timedelta
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDReusePolicy
 
+from docpipe.admission import AdmissionPolicy, batches_to_admit
 from docpipe.config import Settings
 from docpipe.csv_input import batched
 from docpipe.models import (
@@ -30,16 +39,43 @@ from docpipe.models import (
     PipelineResult,
     Stage,
     Status,
+    StepTimeouts,
     TaskQueues,
 )
+from docpipe.queue_stats import describe_queue
 from docpipe.workflows import DocumentPipelineWorkflow
+
+log = logging.getLogger(__name__)
+
+BACKLOG_POLL_S = 2.0
+"""How often the starter reads the activity queues' backlog (the server refreshes ~6 s)."""
 
 
 @dataclass
 class RunSummary:
+    """Counts for every document; the outcomes themselves only where kept (every
+    failure always; successes unless ``keep_outcomes`` was off, for huge CSVs)."""
+
     run_id: str
     outcomes: list[DocumentOutcome] = field(default_factory=list)
     elapsed_s: float = 0.0
+    documents: int = 0
+    succeeded_count: int = 0
+    failed_count: int = 0
+    chunks: int = 0
+    """Chunks embedded, over the succeeded documents."""
+
+    def add(self, outcomes: list[DocumentOutcome], *, keep_succeeded: bool = True) -> None:
+        for outcome in outcomes:
+            self.documents += 1
+            if outcome.status == Status.SUCCEEDED:
+                self.succeeded_count += 1
+                self.chunks += outcome.chunk_count or 0
+                if keep_succeeded:
+                    self.outcomes.append(outcome)
+            else:
+                self.failed_count += 1
+                self.outcomes.append(outcome)
 
     @property
     def succeeded(self) -> list[DocumentOutcome]:
@@ -50,17 +86,20 @@ class RunSummary:
         return [o for o in self.outcomes if o.status == Status.FAILED]
 
     @property
-    def chunks(self) -> int:
-        return sum(o.chunk_count or 0 for o in self.succeeded)
-
-    @property
     def documents_per_second(self) -> float:
-        return len(self.outcomes) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return self.documents / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
 def pipeline_options(
-    settings: Settings, timeout_s: float, *, webhook_url: str = "", summarize: bool = False
+    settings: Settings,
+    timeout_s: float,
+    *,
+    deadline_s: float | None = None,
+    webhook_url: str = "",
+    summarize: bool = False,
 ) -> PipelineOptions:
+    """``timeout_s``: each step attempt's base budget once running (never queue time);
+    ``deadline_s``: an explicit bound on a batch's whole life, off unless given."""
     return PipelineOptions(
         queues=TaskQueues(
             cpu=settings.cpu_task_queue,
@@ -68,7 +107,12 @@ def pipeline_options(
             io=settings.io_task_queue,
             workflow=settings.workflow_task_queue,
         ),
-        deadline_seconds=timeout_s,
+        timeouts=StepTimeouts(
+            io_start_to_close=timeout_s,
+            cpu_start_to_close=timeout_s,
+            gpu_start_to_close=timeout_s,
+        ),
+        deadline_seconds=deadline_s,
         webhook_url=webhook_url,
         summarize=summarize,
         image_near_duplicate_bits=settings.image_near_duplicate_bits,
@@ -93,6 +137,27 @@ def _unfinished(batch: list[DocumentRef], run_id: str, reason: str) -> list[Docu
     ]
 
 
+class BacklogWatch:
+    """The activity queues' approximate backlog, read every few seconds in the
+    background; ``latest`` is None until read, or while Temporal won't say."""
+
+    def __init__(self, client: Client, queues: list[str], every_s: float = BACKLOG_POLL_S):
+        self.client, self.queues, self.every_s = client, queues, every_s
+        self.latest: dict[str, int] | None = None
+        self.changed = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                stats = await asyncio.gather(*(describe_queue(self.client, q) for q in self.queues))
+                self.latest = {s.queue: s.backlog_count for s in stats}
+            except Exception as err:  # any failure: admission falls back to its floor
+                log.debug("queue statistics unavailable: %s", err)
+                self.latest = None
+            self.changed.set()
+            await asyncio.sleep(self.every_s)
+
+
 async def run_documents(
     client: Client,
     settings: Settings,
@@ -100,41 +165,72 @@ async def run_documents(
     *,
     batch_size: int = 10,
     timeout_s: float = 120.0,
+    deadline_s: float | None = None,
     max_in_flight: int = 50,
     run_id: str | None = None,
     webhook_url: str = "",
     summarize: bool = False,
     on_batch_done: Callable[[list[DocumentOutcome]], None] | None = None,
+    keep_outcomes: bool = True,
+    admission: AdmissionPolicy | None = None,
 ) -> RunSummary:
     run_id = run_id or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    options = pipeline_options(settings, timeout_s, webhook_url=webhook_url, summarize=summarize)
+    options = pipeline_options(
+        settings, timeout_s, deadline_s=deadline_s, webhook_url=webhook_url, summarize=summarize
+    )
+    policy = admission or AdmissionPolicy(max_in_flight=max_in_flight)
     summary = RunSummary(run_id)
-    gate = asyncio.Semaphore(max_in_flight)
     started = time.perf_counter()
+    # Only an explicit deadline bounds the workflow itself: past it, the workflow
+    # records its outcomes (within the grace period), then gives up for good.
+    execution_timeout = (
+        timedelta(seconds=deadline_s + 2 * options.timeouts.metadata_grace) if deadline_s else None
+    )
 
     async def run_batch(index: int, batch: list[DocumentRef]) -> None:
-        async with gate:
-            try:
-                result: PipelineResult = await client.execute_workflow(
-                    DocumentPipelineWorkflow.run,
-                    PipelineInput(run_id=run_id, documents=batch, options=options),
-                    id=f"{run_id}-batch-{index:06d}",
-                    task_queue=settings.workflow_task_queue,
-                    # Past the deadline the workflow records outcomes, then gives up for good.
-                    execution_timeout=timedelta(
-                        seconds=timeout_s + 2 * options.timeouts.metadata_grace
-                    ),
-                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                )
-                outcomes = result.outcomes
-            except WorkflowFailureError as err:
-                cause = err.cause or err
-                outcomes = _unfinished(batch, run_id, f"batch workflow failed: {cause}")
-        summary.outcomes.extend(outcomes)
+        try:
+            result: PipelineResult = await client.execute_workflow(
+                DocumentPipelineWorkflow.run,
+                PipelineInput(run_id=run_id, documents=batch, options=options),
+                id=f"{run_id}-batch-{index:06d}",
+                task_queue=settings.workflow_task_queue,
+                execution_timeout=execution_timeout,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+            outcomes = result.outcomes
+        except WorkflowFailureError as err:
+            cause = err.cause or err
+            outcomes = _unfinished(batch, run_id, f"batch workflow failed: {cause}")
+        summary.add(outcomes, keep_succeeded=keep_outcomes)
         if on_batch_done:
             on_batch_done(outcomes)
 
-    await asyncio.gather(*(run_batch(i, b) for i, b in enumerate(batched(documents, batch_size))))
+    pending = list(enumerate(batched(documents, batch_size)))
+    pending.reverse()  # pop() from the end takes them in order
+    running: set[asyncio.Task[None]] = set()
+    watch = BacklogWatch(
+        client, [settings.cpu_task_queue, settings.gpu_task_queue, settings.io_task_queue]
+    )
+    watcher = asyncio.create_task(watch.run())
+    try:
+        while pending or running:
+            for _ in range(batches_to_admit(policy, len(running), len(pending), watch.latest)):
+                index, batch = pending.pop()
+                running.add(asyncio.create_task(run_batch(index, batch)))
+            # Decide again when a batch ends or fresh statistics arrive.
+            watch.changed.clear()
+            changed = asyncio.create_task(watch.changed.wait())
+            done, _ = await asyncio.wait({*running, changed}, return_when=asyncio.FIRST_COMPLETED)
+            changed.cancel()
+            for task in done - {changed}:
+                running.discard(task)
+                task.result()  # a bug in run_batch surfaces here, not silently
+    finally:
+        watcher.cancel()
+        for task in running:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
     summary.elapsed_s = time.perf_counter() - started
     summary.outcomes.sort(key=lambda o: o.row_number)
     return summary

@@ -29,6 +29,9 @@ from docpipe.models import (
     FetchResult,
     MetadataAnswer,
     MetadataQuery,
+    OcrJob,
+    OcrResultBatch,
+    OcrText,
     PipelineInput,
     PipelineOptions,
     PipelineResult,
@@ -49,13 +52,18 @@ pytestmark = pytest.mark.integration
 
 
 class FakeSteps:
-    """Per-document behaviour is chosen by the source name: 'bad-*' fail their step."""
+    """Per-document behaviour is chosen by the source name: 'bad-*' fail their step;
+    'image-*' need OCR, where 'image-blank' holds no text and 'image-noise' only
+    a stray symbol (the OCR text then fails validation)."""
 
     def __init__(self) -> None:
         self.recorded: list[DocumentOutcome] = []
         self.embed_calls = 0
         self.embed_raises: Exception | None = None
         self.embed_delay_s = 0.0
+        self.embed_first_attempt_hangs_s = 0.0
+        self.embedded_documents: list[str] = []
+        self.stored_vectors: list[VectorJob] = []
 
     @activity.defn(name=steps.DOWNLOAD_DOCUMENTS)
     async def download(self, refs: list[DocumentRef]) -> FetchResult:
@@ -75,7 +83,10 @@ class FakeSteps:
     async def prepare(self, jobs: list[TextJob]) -> PrepareResult:
         result = PrepareResult()
         for job in jobs:
-            if job.source.startswith("bad-text"):
+            image = job.source.startswith("image-")
+            if image and not job.raw_key.startswith("ocr/"):
+                result.needs_ocr.append(OcrJob(job.document_id, [job.raw_key], "image/png", True))
+            elif job.source.startswith("bad-text") or job.source == "image-noise":
                 result.failed.append(
                     DocumentFailure(job.document_id, Stage.VALIDATE, "document is empty")
                 )
@@ -99,9 +110,29 @@ class FakeSteps:
                 )
         return result
 
+    @activity.defn(name=steps.PERFORM_OCR)
+    async def ocr(self, jobs: list[OcrJob]) -> OcrResultBatch:
+        info = {"width": 64, "height": 64, "format": "PNG", "phash": "00ff00ff00ff00ff"}
+        return OcrResultBatch(
+            succeeded=[
+                OcrText(
+                    j.document_id,
+                    f"ocr/{j.document_id}",
+                    1,
+                    0.0,
+                    dict(info),
+                    chars=0 if j.document_id.endswith("blank") else 1,
+                )
+                for j in jobs
+            ]
+        )
+
     @activity.defn(name=steps.GENERATE_EMBEDDINGS)
     async def embed(self, jobs: list[EmbeddingJob]) -> EmbedResult:
         self.embed_calls += 1
+        self.embedded_documents.extend(j.document_id for j in jobs)
+        if self.embed_first_attempt_hangs_s and activity.info().attempt == 1:
+            await asyncio.sleep(self.embed_first_attempt_hangs_s)  # stuck, not busy
         if self.embed_delay_s:
             await asyncio.sleep(self.embed_delay_s)
         if self.embed_raises:
@@ -117,6 +148,7 @@ class FakeSteps:
 
     @activity.defn(name=steps.STORE_VECTORS)
     async def vectors(self, jobs: list[VectorJob]) -> StoreVectorsResult:
+        self.stored_vectors.extend(jobs)
         return StoreVectorsResult(stored=[j.document_id for j in jobs])
 
     @activity.defn(name=steps.QUERY_METADATA)
@@ -137,6 +169,7 @@ class FakeSteps:
         return [
             self.download,
             self.prepare,
+            self.ocr,
             self.embed,
             self.vectors,
             self.metadata,
@@ -158,12 +191,15 @@ async def run_batch(
     **option_overrides,
 ) -> PipelineResult:
     queue = queue or f"test-{uuid.uuid4().hex[:8]}"
+    option_overrides.setdefault("timeouts", StepTimeouts(heartbeat=30, metadata_grace=10))
     options = PipelineOptions(
         queues=TaskQueues(cpu=queue, gpu=queue, io=queue, workflow=queue),
-        timeouts=StepTimeouts(heartbeat=30, metadata_grace=10),
         **option_overrides,
     )
-    docs = [DocumentRef(f"doc-{i}", s, i + 2) for i, s in enumerate(sources)]
+    docs = [
+        DocumentRef(s if s.startswith("image-") else f"doc-{i}", s, i + 2)
+        for i, s in enumerate(sources)
+    ]
     docs += [DocumentRef("row-bad", "", 99, invalid_reason="row has no url")]
     async with Worker(
         client, task_queue=queue, workflows=[DocumentPipelineWorkflow], activities=fakes.all()
@@ -266,3 +302,74 @@ async def test_every_step_heartbeats_so_a_dead_worker_is_noticed_within_the_hear
         steps.CALL_EXTERNAL_API,
     }
     assert set(scheduled.values()) == {30}, scheduled
+
+
+async def test_an_image_without_text_succeeds_with_its_image_analysis_and_no_chunks(client):
+    fakes = FakeSteps()
+    result = await run_batch(client, fakes, ["image-blank", "image-noise", "good-1"])
+    outcomes = by_source(result)
+    for name in ("image-blank", "image-noise"):
+        image = outcomes[name]
+        assert image.status == Status.SUCCEEDED, image.failure_reason
+        assert image.has_text is False
+        assert image.chunk_count == 0
+        assert image.image_info and image.image_info["phash"] == "00ff00ff00ff00ff"
+        assert image.ocr_pages == 1
+    assert outcomes["good-1"].has_text is True
+    assert set(fakes.embedded_documents) == {"doc-2"}, "nothing to embed for an image without text"
+    cleared = {j.document_id: j for j in fakes.stored_vectors if j.chunk_count == 0}
+    assert set(cleared) == {"image-blank", "image-noise"}, "stale chunks of an earlier version go"
+    assert all(not j.embeddings_key for j in cleared.values())
+
+
+async def test_a_document_that_fails_still_has_no_has_text_verdict(client):
+    result = await run_batch(client, FakeSteps(), ["bad-text"])
+    assert by_source(result)["bad-text"].has_text is None
+
+
+async def test_no_document_fails_for_waiting_in_a_queue_far_longer_than_its_step_budget(client):
+    # One GPU slot, each embedding call busy for 1 s, a 1.5 s budget per attempt, and
+    # six batches at once: the last waits ~5 s in the queue, several budgets' worth.
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    gpu_queue = f"{queue}-gpu"
+    fakes = FakeSteps()
+    fakes.embed_delay_s = 1.0
+    options = PipelineOptions(
+        queues=TaskQueues(cpu=queue, gpu=gpu_queue, io=queue, workflow=queue),
+        timeouts=StepTimeouts(gpu_start_to_close=1.5, per_chunk=0, heartbeat=30),
+    )
+    batches = [
+        [DocumentRef(f"b{b}-d{d}", f"good-{b}-{d}", d + 2) for d in range(3)] for b in range(6)
+    ]
+    others = [f for f in fakes.all() if f is not fakes.embed]
+    async with (
+        Worker(client, task_queue=queue, workflows=[DocumentPipelineWorkflow], activities=others),
+        Worker(client, task_queue=gpu_queue, activities=[fakes.embed], max_concurrent_activities=1),
+    ):
+        results = await asyncio.gather(
+            *(
+                client.execute_workflow(
+                    DocumentPipelineWorkflow.run,
+                    PipelineInput(run_id="busy", documents=docs, options=options),
+                    id=f"wf-{queue}-{i}",
+                    task_queue=queue,
+                )
+                for i, docs in enumerate(batches)
+            )
+        )
+    outcomes = [o for r in results for o in r.outcomes]
+    assert len(outcomes) == 18
+    assert all(o.status == Status.SUCCEEDED for o in outcomes), [
+        o.failure_reason for o in outcomes if o.failure_reason
+    ]
+    assert fakes.embed_calls == 6, "no attempt timed out while it waited"
+
+
+async def test_a_stuck_attempt_is_caught_by_its_budget_and_retried(client):
+    fakes = FakeSteps()
+    fakes.embed_first_attempt_hangs_s = 30
+    result = await run_batch(
+        client, fakes, ["good-1"], timeouts=StepTimeouts(gpu_start_to_close=1, per_chunk=0)
+    )
+    assert by_source(result)["good-1"].status == Status.SUCCEEDED
+    assert fakes.embed_calls == 2, "the hung first attempt was abandoned after its budget"

@@ -69,6 +69,8 @@ class _BatchState:
         self.duplicate_of: dict[str, str] = {}
         self.similar_image: dict[str, tuple[str, int]] = {}
         """Near-duplicate image: (the other document, hash bits that differ)."""
+        self.textless: set[str] = set()
+        """Images (and scanned pages) with no text to read: stored with zero chunks."""
         self.sniffed: dict[str, str] = {}
         """What each document's bytes turned out to be (the CPU step sniffs them)."""
         self.failures: dict[str, DocumentFailure] = {}
@@ -81,6 +83,29 @@ class _BatchState:
     ) -> TextJob:
         ref = self.refs[document_id]
         return TextJob(document_id, key, content_type, ref.source, ref.language_hint, filename)
+
+    def vector_job(self, document_id: str) -> VectorJob:
+        """What store_vector_embeddings needs; an image without text has no vectors."""
+        ref, prepared = self.refs[document_id], self.prepared.get(document_id)
+        embedded = self.embedded.get(document_id)
+        return VectorJob(
+            document_id=document_id,
+            embeddings_key=embedded.embeddings_key if embedded else "",
+            chunks_key=embedded.chunks_key if embedded else "",
+            chunk_count=embedded.chunk_count if embedded else 0,
+            source=ref.source,
+            title=(prepared.title if prepared else "") or ref.title,
+            language=prepared.language if prepared else "",
+        )
+
+    def summary_job(self, document_id: str) -> SummaryJob:
+        embedded = self.embedded[document_id]
+        return SummaryJob(
+            document_id,
+            self.prepared[document_id].text_key,
+            embeddings_key=embedded.embeddings_key,
+            chunks_key=embedded.chunks_key,
+        )
 
     def fail(self, document_id: str, stage: Stage, reason: str) -> None:
         self.failures.setdefault(document_id, DocumentFailure(document_id, stage, reason))
@@ -138,6 +163,10 @@ class _BatchState:
             outcome.size_bytes = fetched.size_bytes
             outcome.content_sha256 = fetched.content_sha256
             outcome.raw_key = fetched.raw_key
+        if failure is None:
+            outcome.has_text = doc_id not in self.textless
+            if not outcome.has_text:
+                outcome.chunk_count = 0
         if prepared:
             outcome.language = prepared.language
             outcome.char_count = prepared.char_count
@@ -252,32 +281,44 @@ class DocumentPipelineWorkflow:
     async def run(self, input: PipelineInput) -> PipelineResult:
         state = self._state = _BatchState(input.run_id, input.documents, workflow.info().start_time)
         options = input.options
-        deadline = workflow.now() + timedelta(seconds=options.deadline_seconds)
+        # Only an explicit deadline (--deadline) counts queue time against a document.
+        deadline = (
+            workflow.now() + timedelta(seconds=options.deadline_seconds)
+            if options.deadline_seconds
+            else None
+        )
 
         async def call(
             name: str,
             arg: Any,
             result_type: type,
             queue: str,
-            start_to_close: float,
+            budget: timedelta,
             retry: Any,
             stage: Stage,
             doc_ids: list[str],
         ) -> Any | None:
             """Run one batch step; if it gives up, fail its documents and go on."""
             self._stage = name
-            remaining = (deadline - workflow.now()).total_seconds()
-            if remaining <= 0:
-                state.fail_all(doc_ids, Stage.TIMEOUT, f"deadline passed before {name}")
-                return None
+            schedule_to_close = None
+            if deadline is not None:
+                remaining = (deadline - workflow.now()).total_seconds()
+                if remaining <= 0:
+                    state.fail_all(
+                        doc_ids,
+                        Stage.TIMEOUT,
+                        f"the {options.deadline_seconds:g} s deadline passed before {name}",
+                    )
+                    return None
+                schedule_to_close = timedelta(seconds=remaining)
             try:
                 return await workflow.execute_activity(
                     name,
                     arg,
                     result_type=result_type,
                     task_queue=queue,
-                    start_to_close_timeout=timedelta(seconds=start_to_close),
-                    schedule_to_close_timeout=timedelta(seconds=remaining),
+                    start_to_close_timeout=budget,
+                    schedule_to_close_timeout=schedule_to_close,
                     heartbeat_timeout=timedelta(seconds=options.timeouts.heartbeat),
                     retry_policy=retry,
                 )
@@ -287,13 +328,21 @@ class DocumentPipelineWorkflow:
                 return None
 
         q, t = options.queues, options.timeouts
+        mb = 1 / (1024 * 1024)
 
-        async def prepare(jobs: list[TextJob]) -> list[OcrJob]:
-            """prepare_text on the CPU queue; returns the documents that need OCR first."""
+        async def prepare(jobs: list[TextJob], *, from_ocr: bool = False) -> list[OcrJob]:
+            """prepare_text on the CPU queue; returns the documents that need OCR first.
+
+            Text read from an image that turns out to be no text (empty, a stray
+            symbol, noise) leaves an image without text: stored, not failed."""
             ids = [j.document_id for j in jobs]
+            size = sum(
+                state.fetched[i].size_bytes for i in ids if i in state.fetched and not from_ocr
+            )
             prepared: PrepareResult | None = await call(
                 steps.PREPARE_DOCUMENTS, jobs, PrepareResult, q.cpu,
-                t.cpu_start_to_close, steps.CPU_RETRY, Stage.EXTRACT, ids,
+                steps.attempt_budget(t.cpu_start_to_close, size * mb, t.per_megabyte),
+                steps.CPU_RETRY, Stage.EXTRACT, ids,
             )  # fmt: skip
             if not prepared:
                 return []
@@ -302,7 +351,11 @@ class DocumentPipelineWorkflow:
             for doc in prepared.succeeded:
                 state.note_type(doc.document_id, doc.content_type)
             state.prepared.update({d.document_id: d for d in prepared.succeeded})
-            state.record(prepared.failed)
+            for failure in prepared.failed:
+                if from_ocr and failure.stage == Stage.VALIDATE:
+                    state.textless.add(failure.document_id)
+                else:
+                    state.record([failure])
             return prepared.needs_ocr
 
         todo = state.alive()
@@ -310,7 +363,7 @@ class DocumentPipelineWorkflow:
             refs = [state.refs[i] for i in todo]
             fetched: FetchResult | None = await call(
                 steps.DOWNLOAD_DOCUMENTS, refs, FetchResult, q.io,
-                t.io_start_to_close, steps.IO_RETRY, Stage.DOWNLOAD, todo,
+                steps.attempt_budget(t.io_start_to_close), steps.IO_RETRY, Stage.DOWNLOAD, todo,
             )  # fmt: skip
             if fetched:
                 state.fetched = {d.document_id: d for d in fetched.succeeded}
@@ -329,20 +382,24 @@ class DocumentPipelineWorkflow:
             if ocr_jobs:
                 # Images and scanned PDFs: read on the GPU, then prepared like any text.
                 ocr_ids = [j.document_id for j in ocr_jobs]
+                pages = sum(len(j.page_keys) for j in ocr_jobs)
                 read: OcrResultBatch | None = await call(
                     steps.PERFORM_OCR, ocr_jobs, OcrResultBatch, q.gpu,
-                    t.gpu_start_to_close, steps.GPU_RETRY, Stage.OCR, ocr_ids,
+                    steps.attempt_budget(t.gpu_start_to_close, pages, t.per_page),
+                    steps.GPU_RETRY, Stage.OCR, ocr_ids,
                 )  # fmt: skip
                 if read:
                     state.ocr = {r.document_id: r for r in read.succeeded}
                     state.record(read.failed)
                     await self._find_similar_images(state, options)
+                    state.textless.update(r.document_id for r in read.succeeded if r.chars == 0)
                     ocr_text_jobs = [
                         state.text_job(r.document_id, r.text_key, "text/plain")
                         for r in read.succeeded
+                        if r.chars != 0
                     ]
                     if ocr_text_jobs:
-                        await prepare(ocr_text_jobs)
+                        await prepare(ocr_text_jobs, from_ocr=True)
 
         todo = state.alive(state.prepared)
         if todo:
@@ -350,38 +407,34 @@ class DocumentPipelineWorkflow:
                 EmbeddingJob(i, state.prepared[i].chunks_key, state.prepared[i].chunk_count)
                 for i in todo
             ]
+            chunks = sum(j.chunk_count for j in embed_jobs)
             embedded: EmbedResult | None = await call(
                 steps.GENERATE_EMBEDDINGS, embed_jobs, EmbedResult, q.gpu,
-                t.gpu_start_to_close, steps.GPU_RETRY, Stage.EMBED, todo,
+                steps.attempt_budget(t.gpu_start_to_close, chunks, t.per_chunk),
+                steps.GPU_RETRY, Stage.EMBED, todo,
             )  # fmt: skip
             if embedded:
                 state.embedded = {d.document_id: d for d in embedded.succeeded}
                 state.record(embedded.failed)
 
-        todo = state.alive(state.embedded)
+        # Documents with text have their vectors; images without text store none (an
+        # empty set also clears the chunks of an earlier version of the document).
+        todo = state.alive(state.embedded) + state.alive(state.textless)
         if todo:
-            vector_jobs = [
-                VectorJob(
-                    document_id=i,
-                    embeddings_key=state.embedded[i].embeddings_key,
-                    chunks_key=state.embedded[i].chunks_key,
-                    chunk_count=state.embedded[i].chunk_count,
-                    source=state.refs[i].source,
-                    title=state.prepared[i].title or state.refs[i].title,
-                    language=state.prepared[i].language,
-                )
-                for i in todo
-            ]
+            vector_jobs = [state.vector_job(i) for i in todo]
             store_vectors = call(
                 steps.STORE_VECTORS, vector_jobs, StoreVectorsResult, q.io,
-                t.io_start_to_close, steps.IO_RETRY, Stage.STORE, todo,
+                steps.attempt_budget(t.io_start_to_close), steps.IO_RETRY, Stage.STORE, todo,
             )  # fmt: skip
-            if options.summarize:
-                # The summary needs only the text: it runs beside the vector upsert.
-                summary_jobs = [SummaryJob(i, state.prepared[i].text_key) for i in todo]
+            with_text = state.alive(state.embedded)
+            if options.summarize and with_text:
+                # The summary ranks the vectors just computed: it runs beside the upsert.
+                summary_jobs = [state.summary_job(i) for i in with_text]
+                chunks = sum(state.embedded[i].chunk_count for i in with_text)
                 summarize = call(
                     steps.RUN_LLM_INFERENCE, summary_jobs, SummaryResult, q.gpu,
-                    t.gpu_start_to_close, steps.GPU_RETRY, Stage.SUMMARIZE, todo,
+                    steps.attempt_budget(t.gpu_start_to_close, chunks, t.per_chunk),
+                    steps.GPU_RETRY, Stage.SUMMARIZE, with_text,
                 )  # fmt: skip
                 stored, summarized = await asyncio.gather(store_vectors, summarize)
                 if summarized:
@@ -393,17 +446,21 @@ class DocumentPipelineWorkflow:
                 state.vectors_stored = set(stored.stored)
                 state.record(stored.failed)
 
-        # Record every outcome, failures included; this step gets a grace period past
-        # the deadline so that a timed-out document still has its reason stored.
+        # Record every outcome, failures included. With a deadline this step gets a
+        # grace period past it, so that a timed-out document still has its reason stored.
         self._stage = steps.STORE_METADATA
         outcomes = state.outcomes()
         await workflow.execute_activity(
             steps.STORE_METADATA,
             outcomes,
             task_queue=q.io,
-            start_to_close_timeout=timedelta(seconds=t.io_start_to_close),
-            schedule_to_close_timeout=timedelta(
-                seconds=max((deadline - workflow.now()).total_seconds(), 0) + t.metadata_grace
+            start_to_close_timeout=steps.attempt_budget(t.io_start_to_close),
+            schedule_to_close_timeout=(
+                timedelta(
+                    seconds=max((deadline - workflow.now()).total_seconds(), 0) + t.metadata_grace
+                )
+                if deadline is not None
+                else None
             ),
             heartbeat_timeout=timedelta(seconds=t.heartbeat),
             retry_policy=steps.IO_RETRY,
@@ -417,7 +474,7 @@ class DocumentPipelineWorkflow:
                     steps.CALL_EXTERNAL_API,
                     WebhookRequest(options.webhook_url, outcomes),
                     task_queue=q.io,
-                    start_to_close_timeout=timedelta(seconds=t.io_start_to_close),
+                    start_to_close_timeout=steps.attempt_budget(t.io_start_to_close),
                     heartbeat_timeout=timedelta(seconds=t.heartbeat),
                     retry_policy=steps.IO_RETRY,
                 )

@@ -74,3 +74,11 @@ def retry_window_s(policy: RetryPolicy) -> float:
         total += min(interval, cap)
         interval *= policy.backoff_coefficient
     return total
+
+
+def attempt_budget(base_s: float, work: float = 0.0, per_unit_s: float = 0.0) -> timedelta:
+    """Start-to-close of one attempt: the step's base budget plus an allowance for
+    the work it carries (chunks, pages, megabytes). Queue time is never part of it:
+    what this bounds is running, so a long queue fails nothing and a hung attempt
+    is still caught and retried."""
+    return timedelta(seconds=base_s + max(work, 0.0) * per_unit_s)

@@ -77,4 +77,6 @@ class OcrActivities:
         await self.store.put(key, text.encode("utf-8"), "text/plain; charset=utf-8")
         read = [r for r in results if r.boxes]
         confidence = sum(r.confidence for r in read) / len(read) if read else 0.0
-        return OcrText(job.document_id, key, len(pages), round(confidence, 4), info)
+        return OcrText(
+            job.document_id, key, len(pages), round(confidence, 4), info, chars=len(text.strip())
+        )

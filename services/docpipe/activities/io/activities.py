@@ -142,6 +142,11 @@ class IoActivities:
         return result
 
     async def _store_vectors_one(self, job: VectorJob) -> DocumentFailure | None:
+        if not job.embeddings_key and job.chunk_count == 0:
+            # A document without text (an image with nothing to read) has no chunks:
+            # clear those of an earlier version, if any, so the store matches the row.
+            await self.vectors.delete_document(job.document_id)
+            return None
         try:
             vectors_raw, chunks_raw = await asyncio.gather(
                 self.store.get(job.embeddings_key), self.store.get(job.chunks_key)
