@@ -13,7 +13,7 @@ from docpipe.activities.gpu.activities import GpuActivities
 from docpipe.activities.gpu.embedding_cache import VectorLru
 from docpipe.chunks import Chunk, chunks_to_json
 from docpipe.config import load_settings
-from docpipe.models import EmbeddingJob, Stage
+from docpipe.models import EmbeddingJob, Stage, SummaryJob
 from docpipe.storage import keys
 from docpipe.storage.arrays import from_npy
 from docpipe.storage.objects import LocalObjectStore
@@ -99,3 +99,30 @@ async def test_missing_chunks_fail_only_that_document(tmp_path, embedder):
     result = await ActivityEnvironment().run(activities.generate_embeddings, [good, missing])
     assert [d.document_id for d in result.succeeded] == ["good"]
     assert [(f.document_id, f.stage) for f in result.failed] == [("gone", Stage.EMBED)]
+
+
+async def test_a_summary_reuses_the_vectors_generate_embeddings_stored(tmp_path, embedder):
+    from docpipe.activities.gpu.llm import ExtractiveSummarizer
+
+    activities, store = await make_activities(tmp_path, embedder)
+    texts = [
+        f"The ferry timetable changes in week {i}. Ferries leave the harbour every hour."
+        for i in range(12)
+    ]
+    job = await put_doc(store, "d1", *texts)
+    env = ActivityEnvironment()
+    [doc] = (await env.run(activities.generate_embeddings, [job])).succeeded
+    sent: list[str] = []
+
+    async def embed(items: list[str]) -> list:
+        sent.extend(items)
+        return await activities.batcher.submit(items)
+
+    activities.summarizer = ExtractiveSummarizer(embed, max_sentences=2)
+    await store.put(keys.text("d1"), " ".join(texts).encode())
+    summary_job = SummaryJob("d1", keys.text("d1"), doc.embeddings_key, doc.chunks_key)
+    result = await env.run(activities.run_llm_inference, [summary_job])
+    [summary] = result.succeeded
+    assert "ferr" in summary.summary.lower()
+    assert not set(sent) & set(texts), "no chunk went to the model a second time"
+    assert await store.get(summary.summary_key)

@@ -59,3 +59,38 @@ def test_summary_respects_the_character_budget_but_never_returns_nothing():
     summary = pick_summary(sentences, vectors, max_chars=600)
     assert len(summary) == 500
     assert pick_summary([], np.zeros((0, 2))) == ""
+
+
+def test_the_central_chunks_are_those_nearest_the_whole_documents_centre():
+    from docpipe.activities.gpu.summarize import central_chunks
+
+    # Nine chunks on the main topic (x axis), one off-topic opening chunk (y axis).
+    vectors = np.array([[0.0, 1.0]] + [[1.0, 0.05 * i] for i in range(9)], dtype=np.float32)
+    assert 0 not in central_chunks(vectors, 3)
+    assert central_chunks(vectors, 3) == sorted(central_chunks(vectors, 3)), "document order"
+    assert central_chunks(np.zeros((0, 2), dtype=np.float32), 3) == []
+
+
+def test_candidate_sentences_are_bounded_and_spread_over_the_chosen_chunks():
+    from docpipe.activities.gpu.summarize import candidate_sentences
+
+    chunks = [
+        " ".join(f"Chunk {c} sentence number {s} is long enough." for s in range(10))
+        for c in range(4)
+    ]
+    vectors = np.ones((4, 2), dtype=np.float32)
+    picked = candidate_sentences(chunks, vectors, chunks=4, limit=8)
+    assert len(picked) == 8
+    assert {p.split()[1] for p in picked} == {"0", "1", "2", "3"}
+
+
+def test_a_generative_prompt_gets_the_central_chunks_in_order_within_its_budget():
+    from docpipe.activities.gpu.summarize import representative_text
+
+    chunks = ["off topic " * 10] + [f"main topic part {i} " * 5 for i in range(6)]
+    vectors = np.array([[0.0, 1.0]] + [[1.0, 0.0]] * 6, dtype=np.float32)
+    text = representative_text(chunks, vectors, max_chars=250)
+    assert len(text) <= 250
+    assert "off topic" not in text
+    assert text.index("part 0") < text.index("part 1")
+    assert representative_text(["short"], vectors[:1], max_chars=250) == "short"

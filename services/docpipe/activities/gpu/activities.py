@@ -26,6 +26,7 @@ from docpipe.activities.gpu.embedding_cache import (
     meta_key,
 )
 from docpipe.activities.gpu.llm import Summarizer
+from docpipe.activities.gpu.summarize import EmbeddedText
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.chunks import chunks_from_json
 from docpipe.metrics.gpu import record_embedding_lookups
@@ -40,7 +41,7 @@ from docpipe.models import (
     SummaryResult,
 )
 from docpipe.storage import keys
-from docpipe.storage.arrays import to_npy
+from docpipe.storage.arrays import from_npy, to_npy
 from docpipe.storage.objects import ObjectNotFound, ObjectStore
 from docpipe.workflows import steps
 
@@ -164,26 +165,30 @@ class GpuActivities:
 
     @activity.defn(name=steps.RUN_LLM_INFERENCE)
     async def run_llm_inference(self, jobs: list[SummaryJob]) -> SummaryResult:
-        """A summary per document from the configured engine, stored beside its text."""
+        """A summary per document from the configured engine, stored beside its text.
+
+        Documents come with the chunk vectors generate_embeddings stored: the
+        summary ranks with them, so nothing embedded before is embedded again."""
         if self.summarizer is None:
             raise ApplicationError("this GPU worker has no summarizer", non_retryable=True)
         result = SummaryResult()
         async with heartbeating():
-            texts = await asyncio.gather(
-                *(self.store.get(j.text_key) for j in jobs), return_exceptions=True
+            loaded = await asyncio.gather(*(self._summary_input(j) for j in jobs))
+            embedded = [
+                (j, d) for j, d in zip(jobs, loaded, strict=True) if isinstance(d, EmbeddedText)
+            ]
+            plain = [(j, d) for j, d in zip(jobs, loaded, strict=True) if isinstance(d, str)]
+            result.failed = [d for d in loaded if isinstance(d, DocumentFailure)]
+            summaries = await asyncio.gather(
+                self.summarizer.summarize_embedded([d for _, d in embedded]),
+                self.summarizer.summarize([d for _, d in plain]),
             )
-            ready: list[tuple[SummaryJob, str]] = []
-            for job, text in zip(jobs, texts, strict=True):
-                if isinstance(text, ObjectNotFound):
-                    result.failed.append(
-                        DocumentFailure(job.document_id, Stage.SUMMARIZE, f"text missing: {text}")
-                    )
-                elif isinstance(text, BaseException):
-                    raise text
-                else:
-                    ready.append((job, text.decode("utf-8")))
-            summaries = await self.summarizer.summarize([text for _, text in ready])
-            for (job, _), summary in zip(ready, summaries, strict=True):
+            done = zip(
+                [j for j, _ in embedded] + [j for j, _ in plain],
+                [*summaries[0], *summaries[1]],
+                strict=True,
+            )
+            for job, summary in done:
                 key = keys.summary(job.document_id)
                 await self.store.put(key, summary.encode("utf-8"), "text/plain; charset=utf-8")
                 result.succeeded.append(
@@ -192,3 +197,18 @@ class GpuActivities:
                     )
                 )
         return result
+
+    async def _summary_input(self, job: SummaryJob) -> EmbeddedText | str | DocumentFailure:
+        """The chunks and their vectors when the job names them, else the text."""
+        try:
+            if job.embeddings_key and job.chunks_key:
+                npy, chunks = await asyncio.gather(
+                    self.store.get(job.embeddings_key), self.store.get(job.chunks_key)
+                )
+                texts = [c.text for c in chunks_from_json(chunks)]
+                vectors = from_npy(npy)
+                if len(texts) == len(vectors):
+                    return EmbeddedText(texts, vectors)
+            return (await self.store.get(job.text_key)).decode("utf-8")
+        except ObjectNotFound as err:
+            return DocumentFailure(job.document_id, Stage.SUMMARIZE, f"text missing: {err}")

@@ -1,22 +1,37 @@
 """Extractive summaries ranked by embedding centrality (the offline default).
 
 With no generative model configured, a summary is the few sentences that
-best represent the whole document: each sentence is embedded, its centrality
-is its mean cosine similarity to every other sentence (a sentence that many
-others resemble carries the document's main thread), and the top sentences
-are returned in their original order. Real, deterministic, and it never says
-anything the document does not.
+best represent the whole document, returned in their original order. Real,
+deterministic, and it never says anything the document does not.
+
+The document's chunks were embedded moments before, so the ranking starts
+from those vectors instead of embedding the document again: their mean is
+the document's centre (every part of it counts, however long it is), the
+chunks nearest that centre are the most representative passages, and only
+the sentences of those few passages are embedded and ranked by their
+closeness to the centre. A summary then costs a few dozen short sentences
+per document, whatever its length. Without chunk vectors (a text-only call),
+every sentence is embedded and ranked by centrality among the sentences.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
 # Sentence ends: Latin punctuation followed by space/newline, CJK full stops, or blank lines.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-ZÀ-ÖØ-Þ0-9])|(?<=[。！？])|\n{2,}")
 MIN_SENTENCE_CHARS = 20
+
+
+@dataclass
+class EmbeddedText:
+    """A document as the embedding step left it: chunk texts and their vectors."""
+
+    chunks: list[str]
+    vectors: np.ndarray
 
 
 def split_sentences(text: str, *, max_sentences: int = 400) -> list[str]:
@@ -53,3 +68,90 @@ def pick_summary(
     return " ".join(sentences[i] for i in sorted(chosen))[
         : max(max_chars, len(sentences[chosen[0]]))
     ]
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
+
+
+def document_centre(chunk_vectors: np.ndarray) -> np.ndarray:
+    """The unit mean of the chunk vectors: what the whole document is about."""
+    centre = unit_rows(np.asarray(chunk_vectors, dtype=np.float32)).mean(axis=0)
+    norm = float(np.linalg.norm(centre))
+    return centre / norm if norm else centre
+
+
+def rank_by_centre(chunk_vectors: np.ndarray) -> list[int]:
+    """Chunk indexes, nearest the document's centre first (ties: document order)."""
+    if len(chunk_vectors) == 0:
+        return []
+    vectors = np.asarray(chunk_vectors, dtype=np.float32)
+    scores = unit_rows(vectors) @ document_centre(vectors)
+    return [int(i) for i in np.argsort(-scores, kind="stable")]
+
+
+def central_chunks(chunk_vectors: np.ndarray, count: int) -> list[int]:
+    """Indexes of the ``count`` chunks nearest the document's centre, in document order."""
+    return sorted(rank_by_centre(chunk_vectors)[:count])
+
+
+def candidate_sentences(
+    chunk_texts: list[str], chunk_vectors: np.ndarray, *, chunks: int = 4, limit: int = 24
+) -> list[str]:
+    """The sentences worth ranking: those of the most central chunks, in document
+    order, once each (chunks overlap), at most ``limit``."""
+    seen: set[str] = set()
+    sentences: list[str] = []
+    for index in central_chunks(chunk_vectors, chunks):
+        for sentence in split_sentences(chunk_texts[index]):
+            if sentence not in seen:
+                seen.add(sentence)
+                sentences.append(sentence)
+    if len(sentences) <= limit:
+        return sentences
+    # Spread the budget over the chosen chunks rather than keep only the first.
+    step = len(sentences) / limit
+    return [sentences[int(i * step)] for i in range(limit)]
+
+
+def pick_near_centre(
+    sentences: list[str],
+    vectors: np.ndarray,
+    centre: np.ndarray,
+    *,
+    max_sentences: int = 3,
+    max_chars: int = 600,
+) -> str:
+    """The sentences nearest the document's centre, in their order, within a budget."""
+    if not sentences:
+        return ""
+    scores = unit_rows(np.asarray(vectors, dtype=np.float32)) @ centre
+    ranked = np.argsort(-scores, kind="stable")
+    chosen: list[int] = []
+    used = 0
+    for index in ranked:
+        length = len(sentences[index])
+        if chosen and (len(chosen) >= max_sentences or used + length > max_chars):
+            break
+        chosen.append(int(index))
+        used += length + 1
+    return " ".join(sentences[i] for i in sorted(chosen))[
+        : max(max_chars, len(sentences[chosen[0]]))
+    ]
+
+
+def representative_text(chunk_texts: list[str], chunk_vectors: np.ndarray, max_chars: int) -> str:
+    """For a generative model with a bounded prompt: the most central chunks that
+    fit, in document order, instead of the document's first pages only."""
+    if sum(len(t) for t in chunk_texts) <= max_chars:
+        return "\n".join(chunk_texts)
+    kept: list[int] = []
+    used = 0
+    for index in rank_by_centre(chunk_vectors):
+        length = len(chunk_texts[index]) + 7
+        if kept and used + length > max_chars:
+            break
+        kept.append(index)
+        used += length
+    return "\n[...]\n".join(chunk_texts[i] for i in sorted(kept))[:max_chars]
