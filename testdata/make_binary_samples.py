@@ -181,6 +181,16 @@ def scanned_pdf(image: Image.Image, *, dpi: int = 200) -> bytes:
     )
 
 
+def icon_image(size: int = 96) -> Image.Image:
+    """A picture with no text at all, like the icons packages ship: a few shapes."""
+    image = Image.new("RGB", (size, size), (250, 250, 250))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((8, 8, size - 8, size - 8), fill=(32, 96, 200))
+    draw.rectangle((size // 3, size // 3, 2 * size // 3, 2 * size // 3), fill=(250, 200, 40))
+    draw.polygon([(size // 2, 14), (size - 18, size - 22), (18, size - 22)], outline=(20, 20, 20))
+    return image
+
+
 # --------------------------------------------------------------------------- the samples
 
 
@@ -192,6 +202,9 @@ def samples() -> dict[str, bytes]:
         "scanned_invoice.pdf": scanned_pdf(invoice),
         "invoice_scan.png": image_bytes(invoice, "PNG", optimize=True),
         "invoice_photo.jpg": image_bytes(invoice.convert("RGB"), "JPEG", quality=90),
+        # No text to read: stored as documents with image analysis and zero chunks.
+        "icon_no_text.png": image_bytes(icon_image(), "PNG", optimize=True),
+        "blank_scan.pdf": scanned_pdf(Image.new("L", (850, 1100), "white"), dpi=100),
     }
 
 

@@ -56,6 +56,8 @@ EXPECTED_FAILURES = {
 
 # Rows whose text can only come from OCR (a scanned PDF, images).
 OCR_FILES = {"scanned_invoice.pdf", "invoice_scan.png", "invoice_photo.jpg"}
+# Images and scans with no text at all: documents all the same, stored without chunks.
+TEXTLESS_FILES = {"icon_no_text.png", "blank_scan.pdf"}
 
 
 def expected_stage(source: str) -> Stage | None:
@@ -112,8 +114,13 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
     assert len(summary.outcomes) == len(documents)
     for outcome in summary.outcomes:
         stage = expected_stage(outcome.source)
-        if stage is None:
+        if Path(outcome.source).name in TEXTLESS_FILES:
             assert outcome.status == Status.SUCCEEDED, (outcome.source, outcome.failure_reason)
+            assert (outcome.has_text, outcome.chunk_count) == (False, 0), outcome.source
+            assert outcome.ocr_pages == 1 and outcome.embeddings_key is None
+        elif stage is None:
+            assert outcome.status == Status.SUCCEEDED, (outcome.source, outcome.failure_reason)
+            assert outcome.has_text is True
             assert outcome.chunk_count and outcome.chunk_count >= 1
             assert outcome.label and 0 < outcome.label_score <= 1, "classified"
             assert 0 < outcome.quality_score <= 1
@@ -127,9 +134,13 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
             assert outcome.status == Status.FAILED, outcome.source
             assert outcome.failure_stage == stage, (outcome.source, outcome.failure_reason)
             assert outcome.failure_reason
-    succeeded = summary.succeeded
+    by_file = {Path(o.source).name: o for o in summary.succeeded}
+    icon = by_file["icon_no_text.png"].image_info
+    assert icon["format"] == "PNG" and len(icon["phash"]) == 16 and icon["dominant_colors"]
+    assert by_file["blank_scan.pdf"].image_info is None, "a PDF is not an image"
+    # From here on: the documents with text (the text-less ones have no text artifacts).
+    succeeded = [o for o in summary.succeeded if o.has_text]
     assert len(succeeded) >= 15
-    by_file = {Path(o.source).name: o for o in succeeded}
     assert by_file["en_durable_workflows.txt"].label == "technology"
     # Every kind of document: PDF text layer, scanned PDF and images through OCR.
     assert by_file["text_layer_lighthouses.pdf"].title == "Lighthouse keeping notes"
@@ -150,7 +161,10 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
     # PostgreSQL: one row per document, failures with their reasons.
     async with open_metadata_store(settings) as metadata:
         counts = await metadata.count_by_status(summary.run_id)
-        assert counts == {"succeeded": len(succeeded), "failed": len(summary.failed)}
+        assert counts == {"succeeded": len(summary.succeeded), "failed": len(summary.failed)}
+        icon_row = await metadata.get(by_file["icon_no_text.png"].document_id)
+        assert icon_row is not None and icon_row["has_text"] is False
+        assert icon_row["image_info"]["phash"] == icon["phash"]
         failures = {f["document_id"]: f for f in await metadata.failures(run_id=summary.run_id)}
         for outcome in summary.failed:
             assert failures[outcome.document_id]["reason"] == outcome.failure_reason
