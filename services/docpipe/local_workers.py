@@ -2,7 +2,10 @@
 
 Each worker is the same entry point a container runs (``python -m
 docpipe.workers.<kind>``), started with the environment that points it at the
-local stack, so what runs here is what runs in a pod.
+local stack, so what runs here is what runs in a pod. A kind may run as
+several replicas (``start(replicas={"cpu": 2})``), each with its own log file
+and metrics ports, as a Deployment scaled up would; ``supervise()`` restarts a
+worker that exits without being asked to, as Kubernetes would restart its pod.
 """
 
 from __future__ import annotations
@@ -14,15 +17,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temporalio.client import Client
 
 from docpipe.config import Settings
 from docpipe.devstack import free_port
 from docpipe.queue_stats import describe_queue
+
+if TYPE_CHECKING:
+    from docpipe.supervisor import RestartPolicy
 
 WORKER_KINDS = ("workflow", "cpu", "gpu", "io")
 
@@ -40,13 +47,27 @@ class WorkerProcess:
     sdk_metrics_port: int
     log_offset: int = 0
     """Size of the (shared, appended) log file when this process started."""
+    name: str = ""
+    """Its name among the replicas: the kind for the first ("gpu"), then "gpu-2", ..."""
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    """What it was started with on top of the group's env (a restart reuses it)."""
+    started_at: float = field(default_factory=time.monotonic)
+    stop_requested: bool = False
+    """Set before a requested stop: its exit is not a crash (the supervisor leaves it)."""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.kind
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started_at
+
     def log_text(self) -> str:
-        """What this process wrote to its log (not earlier workers of the same kind)."""
+        """What this process wrote to its log (not earlier workers of the same name)."""
         try:
             with self.log_path.open("rb") as log:
                 log.seek(self.log_offset)
@@ -59,7 +80,10 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the worker's whole process group (its pool processes too), as a
-        node or container loss would: nothing gets to finish or hand tasks back."""
+        node or container loss would: nothing gets to finish or hand tasks back.
+
+        It stays in its LocalWorkers: to a supervisor this is a crash to recover
+        from (``LocalWorkers.kill_one`` removes it instead)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
@@ -80,44 +104,99 @@ class WorkerProcess:
             code = self.process.poll()
             if code is not None:
                 raise RuntimeError(
-                    f"the {self.kind} worker exited with code {code}:\n{self.log_tail()}"
+                    f"the {self.name} worker exited with code {code}:\n{self.log_tail()}"
                 )
             if time.monotonic() - began > timeout_s:
-                raise TimeoutError(f"the {self.kind} worker did not poll within {timeout_s:g} s")
+                raise TimeoutError(f"the {self.name} worker did not poll within {timeout_s:g} s")
             await asyncio.sleep(0.1)
         return time.monotonic() - began
 
 
+def replica_name(kind: str, index: int) -> str:
+    """The name of a kind's replica ``index`` (0-based): "cpu", "cpu-2", "cpu-3", ..."""
+    return kind if index == 0 else f"{kind}-{index + 1}"
+
+
+def _replica_order(worker: WorkerProcess) -> tuple[int, bool, int, str]:
+    # Kinds in WORKER_KINDS order; within one, the replica named after it first,
+    # then "cpu-2" before "cpu-10".
+    kind = WORKER_KINDS.index(worker.kind)
+    return (kind, worker.name != worker.kind, len(worker.name), worker.name)
+
+
 @dataclass
 class LocalWorkers:
+    """Worker processes on this machine, by name; one or more replicas per kind.
+
+    ``processes[kind]`` is a kind's first replica (its only one, unless
+    ``start(replicas=...)`` or ``start_one(name=...)`` started more);
+    ``replicas(kind)`` lists them all. ``stop()`` (or leaving the ``with``)
+    stops every one. A :class:`~docpipe.supervisor.WorkerSupervisor` (see
+    :meth:`supervise`) restarts those that exit without being asked to.
+    """
+
     log_dir: Path
     env: Mapping[str, str]
-    processes: dict[str, WorkerProcess] = field(default_factory=dict)
+    by_name: dict[str, WorkerProcess] = field(default_factory=dict)
+
+    @property
+    def processes(self) -> dict[str, WorkerProcess]:
+        """kind -> its first replica (a snapshot: change the group through its methods)."""
+        first: dict[str, WorkerProcess] = {}
+        for worker in sorted(self.by_name.values(), key=_replica_order):
+            first.setdefault(worker.kind, worker)
+        return first
+
+    def replicas(self, kind: str) -> list[WorkerProcess]:
+        """Every process of ``kind`` this group holds, the first replica first."""
+        return sorted((w for w in self.by_name.values() if w.kind == kind), key=_replica_order)
 
     def start(
-        self, kinds: tuple[str, ...] = WORKER_KINDS, extra_env: Mapping[str, str] | None = None
+        self,
+        kinds: tuple[str, ...] = WORKER_KINDS,
+        extra_env: Mapping[str, str] | None = None,
+        *,
+        replicas: Mapping[str, int] | None = None,
     ) -> None:
+        """Start ``kinds``, one process each, or ``replicas[kind]`` of them."""
+        replicas = dict(replicas or {})
+        unknown = set(replicas) - set(kinds)
+        if unknown:
+            raise ValueError(f"replicas for kinds not started: {', '.join(sorted(unknown))}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for kind in kinds:
-            self.start_one(kind, extra_env)
+            count = replicas.get(kind, 1)
+            if count < 1:
+                raise ValueError(f"{kind}: replicas must be at least 1, not {count}")
+            for index in range(count):
+                self.start_one(kind, extra_env, name=replica_name(kind, index))
 
-    def start_one(self, kind: str, extra_env: Mapping[str, str] | None = None) -> WorkerProcess:
-        """Start one worker of ``kind``; one of that kind must not be running
-        (stop or kill it first: a second would be untracked and outlive stop())."""
-        running = self.processes.get(kind)
+    def start_one(
+        self, kind: str, extra_env: Mapping[str, str] | None = None, *, name: str | None = None
+    ) -> WorkerProcess:
+        """Start one worker of ``kind`` named ``name`` (default: the kind, i.e. its
+        first replica); its log is ``<name>-worker.log``, its metrics ports its own.
+
+        One of that name must not be running (stop or kill it first: a second
+        would be untracked and outlive stop())."""
+        if kind not in WORKER_KINDS:
+            raise ValueError(f"unknown worker kind {kind!r}; one of {', '.join(WORKER_KINDS)}")
+        name = name or kind
+        running = self.by_name.get(name)
         if running is not None and running.process.poll() is None:
-            raise RuntimeError(f"a {kind} worker is already running (pid {running.pid})")
+            raise RuntimeError(f"a {name} worker is already running (pid {running.pid})")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         metrics_port, sdk_port = free_port(), free_port()
+        extra = dict(extra_env or {})
         env = {
             **os.environ,
             **self.env,
-            **(extra_env or {}),
+            **extra,
             "METRICS_PORT": str(metrics_port),
             "SDK_METRICS_PORT": str(sdk_port),
             "PYTHONUNBUFFERED": "1",
         }
-        log_path = self.log_dir / f"{kind}-worker.log"
+        log_path = self.log_dir / f"{name}-worker.log"
         with log_path.open("ab") as log:
             offset = log.tell()
             process = subprocess.Popen(
@@ -127,21 +206,26 @@ class LocalWorkers:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        worker = WorkerProcess(kind, process, log_path, metrics_port, sdk_port, offset)
-        self.processes[kind] = worker
+        worker = WorkerProcess(
+            kind, process, log_path, metrics_port, sdk_port, offset, name=name, extra_env=extra
+        )
+        self.by_name[name] = worker
         return worker
 
     def check_alive(self) -> None:
-        for worker in self.processes.values():
+        """Raise if any worker has exited (with its log tail)."""
+        for worker in self.by_name.values():
             code = worker.process.poll()
             if code is not None:
                 raise RuntimeError(
-                    f"the {worker.kind} worker exited with code {code}:\n{worker.log_tail()}"
+                    f"the {worker.name} worker exited with code {code}:\n{worker.log_tail()}"
                 )
 
-    def stop_one(self, kind: str, *, timeout_s: float = 40.0, sig: int = signal.SIGTERM) -> None:
-        """Send ``sig`` to the worker and wait for it (SIGKILL after ``timeout_s``)."""
-        worker = self.processes.pop(kind)
+    def stop_one(self, name: str, *, timeout_s: float = 40.0, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` to the worker ``name`` (a kind: its first replica) and wait
+        for it (SIGKILL after ``timeout_s``)."""
+        worker = self.by_name.pop(name)
+        worker.stop_requested = True
         if worker.process.poll() is None:
             worker.process.send_signal(sig)
             try:
@@ -151,26 +235,42 @@ class LocalWorkers:
                 worker.process.wait()
         worker._reap_group()
 
-    def kill_one(self, kind: str) -> WorkerProcess:
-        """kill -9 the worker of ``kind`` and its children, at once; returns it."""
-        worker = self.processes.pop(kind)
+    def kill_one(self, name: str) -> WorkerProcess:
+        """kill -9 the worker ``name`` (a kind: its first replica) and its children,
+        at once, and forget it (no supervisor restarts it); returns it."""
+        worker = self.by_name.pop(name)
+        worker.stop_requested = True
         worker.kill()
         return worker
 
     def stop(self) -> None:
-        for worker in self.processes.values():
+        workers = list(self.by_name.values())
+        for worker in workers:
+            worker.stop_requested = True
             if worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 40
-        for kind in list(self.processes):
-            worker = self.processes[kind]
+        for worker in workers:
             try:
                 worker.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
             worker._reap_group()
-        self.processes.clear()
+        self.by_name.clear()
+
+    async def supervise(
+        self,
+        on_event: Callable[[str], None],
+        stop: asyncio.Event,
+        *,
+        policy: RestartPolicy | None = None,
+    ) -> None:
+        """Restart workers that exit unasked until ``stop`` is set; each event is a
+        line for ``on_event``. See :class:`docpipe.supervisor.WorkerSupervisor`."""
+        from docpipe.supervisor import RestartPolicy, WorkerSupervisor
+
+        await WorkerSupervisor(self, on_event, policy=policy or RestartPolicy()).run(stop)
 
     def __enter__(self) -> LocalWorkers:
         return self
