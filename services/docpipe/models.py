@@ -159,7 +159,11 @@ class OcrResultBatch:
 class EmbeddingJob:
     document_id: str
     chunks_key: str
+    """The batch's chunk bundle (or, from older runs, the document's own chunks)."""
     chunk_count: int
+    previous_embeddings_key: str = ""
+    """Where an earlier run stored this document's vectors: unchanged chunks are reused
+    from there instead of embedded again. Empty for a document never stored."""
 
 
 @dataclass
@@ -355,6 +359,8 @@ class MetadataQuery:
     """document id -> perceptual hash of its image: look for near-duplicate images."""
     max_image_distance: int = 6
     """Hash bits two images may differ in and still be the same picture (at most 7)."""
+    stored_vectors: list[str] = field(default_factory=list)
+    """Document ids: where has an earlier run stored their vectors?"""
 
 
 @dataclass
@@ -370,6 +376,8 @@ class MetadataAnswer:
     """document id -> an earlier document with byte-identical content."""
     similar_image: dict[str, SimilarImage] = field(default_factory=dict)
     """document id -> the closest stored image within the distance (earliest on ties)."""
+    embeddings_key: dict[str, str] = field(default_factory=dict)
+    """document id -> the vectors an earlier run stored (documents stored before only)."""
 
 
 @dataclass

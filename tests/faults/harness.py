@@ -346,15 +346,8 @@ class StoreCheck:
 
 
 def _expected_keys(document_id: str) -> set[str]:
-    embeddings = keys.embeddings(document_id)
-    return {
-        keys.raw(document_id),
-        keys.text(document_id),
-        keys.chunks(document_id),
-        keys.compressed(document_id),
-        embeddings,
-        embeddings.removesuffix(".npy") + ".meta.json",
-    }
+    """The document's own objects; its chunks and vectors are in its batch's bundles."""
+    return {keys.raw(document_id), keys.text(document_id), keys.compressed(document_id)}
 
 
 async def check_stores(
@@ -408,6 +401,10 @@ async def check_stores(
             (check.lost if len(ids) < len(wanted_ids) else check.duplicated).append(
                 f"{doc_id}: chunk ids {sorted(ids)} != {wanted_ids}"
             )
+            continue
+        bundles = {row["chunks_key"], row["embeddings_key"]}
+        if not bundles <= set(all_keys):
+            check.lost.append(f"{doc_id}: bundles missing {sorted(bundles - set(all_keys))}")
             continue
         wanted_keys = _expected_keys(doc_id)
         if stored_keys != wanted_keys:

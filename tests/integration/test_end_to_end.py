@@ -181,12 +181,14 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
         for outcome in succeeded:
             assert await vectors.count_for(outcome.document_id) == outcome.chunk_count
     async with open_object_store(settings) as store:
-        for prefix in ("text/", "chunks/", "embeddings/", "compressed/"):
-            artifacts = [k for k in await store.list_keys(prefix) if not k.endswith(".meta.json")]
-            assert len(artifacts) == len(succeeded), prefix
-        raw_keys = set(await store.list_keys("raw/"))
+        for prefix in ("text/", "compressed/"):
+            assert len(await store.list_keys(prefix)) == len(succeeded), prefix
+        stored = set(await store.list_keys())
         for outcome in succeeded:
-            assert outcome.raw_key in raw_keys
+            assert {outcome.raw_key, outcome.chunks_key, outcome.embeddings_key} <= stored
+        # Chunks and vectors travel in one bundle per batch, not one object per document.
+        bundles = {o.embeddings_key for o in succeeded}
+        assert len(bundles) < len(succeeded)
 
     # The same CSV again, through the CLI as a user runs it: nothing is duplicated.
     env = {**os.environ, **e2e_env, "METRICS_PORT": "0", "SDK_METRICS_PORT": "0"}
@@ -224,7 +226,7 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
     async with open_vector_store(settings) as vectors:
         assert await vectors.count() == summary.chunks
     async with open_object_store(settings) as store:
-        assert len(await store.list_keys("chunks/")) == len(succeeded)
+        assert len(await store.list_keys("text/")) == len(succeeded)
 
 
 async def test_a_csv_read_by_the_io_worker_fans_out_batches_and_continues_as_new(

@@ -15,7 +15,7 @@ from docpipe.chunks import Chunk, chunks_to_json
 from docpipe.config import load_settings
 from docpipe.models import EmbeddingJob, Stage, SummaryJob
 from docpipe.storage import keys
-from docpipe.storage.arrays import from_npy
+from docpipe.storage.arrays import bundle_from_npz
 from docpipe.storage.objects import LocalObjectStore
 from docpipe.workers.gpu import make_batcher
 
@@ -37,13 +37,19 @@ async def put_doc(store, doc_id: str, *texts: str) -> EmbeddingJob:
     return EmbeddingJob(doc_id, keys.chunks(doc_id), len(texts))
 
 
-async def test_vectors_are_normalised_per_chunk_and_stored_per_document(tmp_path, embedder):
+async def test_vectors_are_normalised_per_chunk_and_stored_as_one_bundle_per_batch(
+    tmp_path, embedder
+):
     activities, store = await make_activities(tmp_path, embedder)
     job = await put_doc(store, "d1", "Tide tables for the harbour.", "Fresh bread before sunrise.")
-    result = await ActivityEnvironment().run(activities.generate_embeddings, [job])
-    [doc] = result.succeeded
+    other = await put_doc(store, "d2", "Night buses run every hour.")
+    result = await ActivityEnvironment().run(activities.generate_embeddings, [job, other])
+    doc, second = result.succeeded
     assert (doc.chunk_count, doc.dimensions) == (2, 384)
-    matrix = from_npy(await store.get(doc.embeddings_key))
+    assert doc.embeddings_key == second.embeddings_key == keys.vector_bundle(["d1", "d2"])
+    bundle = bundle_from_npz(await store.get(doc.embeddings_key))
+    assert bundle.model == embedder.name and len(bundle.vectors["d2"]) == 1
+    matrix = bundle.vectors["d1"]
     assert matrix.shape == (2, 384) and matrix.dtype == np.float32
     assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-4)
     direct = embedder.encode(["Tide tables for the harbour."])[0]
@@ -65,8 +71,10 @@ async def test_unchanged_chunks_are_never_embedded_again(tmp_path, embedder):
     activities, store = await make_activities(tmp_path, embedder)
     job = await put_doc(store, "d1", "First paragraph.", "Second paragraph.", "Third paragraph.")
     env = ActivityEnvironment()
-    await env.run(activities.generate_embeddings, [job])
+    [first] = (await env.run(activities.generate_embeddings, [job])).succeeded
     assert activities.embedded_chunks == 3
+    # The workflow tells a re-run where the document's vectors were stored.
+    job.previous_embeddings_key = first.embeddings_key
 
     activities.lru = VectorLru(0)  # a fresh worker process: only the stored vectors remain
     await env.run(activities.generate_embeddings, [job])
@@ -75,21 +83,35 @@ async def test_unchanged_chunks_are_never_embedded_again(tmp_path, embedder):
     edited = await put_doc(
         store, "d1", "First paragraph.", "A rewritten second paragraph.", "Third paragraph."
     )
+    edited.previous_embeddings_key = first.embeddings_key
     await env.run(activities.generate_embeddings, [edited])
     assert activities.embedded_chunks == 4, "only the changed chunk went to the model"
 
 
-async def test_a_torn_write_is_never_trusted(tmp_path, embedder):
+async def test_a_re_run_in_another_batch_reuses_the_vectors_of_the_first(tmp_path, embedder):
+    activities, store = await make_activities(tmp_path, embedder)
+    a = await put_doc(store, "a", "Alpha paragraph.", "Beta paragraph.")
+    b = await put_doc(store, "b", "Gamma paragraph.")
+    env = ActivityEnvironment()
+    first = (await env.run(activities.generate_embeddings, [a, b])).succeeded
+    activities.lru = VectorLru(0)
+    a.previous_embeddings_key = first[0].embeddings_key
+    [again] = (await env.run(activities.generate_embeddings, [a])).succeeded
+    assert activities.embedded_chunks == 3, "nothing embedded twice"
+    assert again.embeddings_key == keys.vector_bundle(["a"]) != first[0].embeddings_key
+
+
+async def test_an_unreadable_stored_bundle_is_never_trusted(tmp_path, embedder):
     activities, store = await make_activities(tmp_path, embedder)
     job = await put_doc(store, "d1", "Alpha.", "Beta.")
     env = ActivityEnvironment()
-    await env.run(activities.generate_embeddings, [job])
-    await store.put(
-        keys.embeddings("d1"), (await store.get(keys.embeddings("d1")))[:-8] + b"\0" * 8
-    )
+    [first] = (await env.run(activities.generate_embeddings, [job])).succeeded
+    stored = await store.get(first.embeddings_key)
+    await store.put(first.embeddings_key, stored[: len(stored) // 2])  # torn or corrupt
+    job.previous_embeddings_key = first.embeddings_key
     activities.lru = VectorLru(0)
     await env.run(activities.generate_embeddings, [job])
-    assert activities.embedded_chunks == 4
+    assert activities.embedded_chunks == 4, "embedded afresh"
 
 
 async def test_missing_chunks_fail_only_that_document(tmp_path, embedder):

@@ -1,10 +1,16 @@
-"""Object-store key layout: every artifact of a document lives under its id.
+"""Object-store key layout.
 
-Keys depend only on the document id, so a retried or re-run step overwrites
+A document's own artifacts (raw bytes, text, gzip, OCR text, summary) live
+under its id. What only travels between steps (chunks, vectors) lives in one
+bundle per batch under ``batches/<bundle id>/``, the id a hash of the batch's
+document ids. Keys depend only on ids, so a retried or re-run step overwrites
 the same objects instead of creating new ones.
 """
 
 from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
 
 
 def raw(document_id: str) -> str:
@@ -37,3 +43,17 @@ def summary(document_id: str) -> str:
 
 def compressed(document_id: str) -> str:
     return f"compressed/{document_id}.txt.gz"
+
+
+def bundle_id(document_ids: Iterable[str]) -> str:
+    """The same set of documents always names the same bundle (a retry overwrites)."""
+    digest = hashlib.sha256("\n".join(sorted(set(document_ids))).encode("utf-8"))
+    return digest.hexdigest()[:32]
+
+
+def chunk_bundle(document_ids: Iterable[str]) -> str:
+    return f"batches/{bundle_id(document_ids)}/chunks.json"
+
+
+def vector_bundle(document_ids: Iterable[str]) -> str:
+    return f"batches/{bundle_id(document_ids)}/vectors.npz"

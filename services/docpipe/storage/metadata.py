@@ -258,6 +258,19 @@ class MetadataStore:
             rows = await (await conn.execute(query, (list(set(sha256s)),))).fetchall()
         return {sha: document_id for sha, document_id in rows}
 
+    @timed("postgres", "stored_vectors")
+    async def embeddings_keys(self, document_ids: list[str]) -> dict[str, str]:
+        """Where the vectors of these documents are, for those stored before."""
+        if not document_ids:
+            return {}
+        query = (
+            "SELECT document_id, embeddings_key FROM documents"
+            " WHERE document_id = ANY(%s) AND embeddings_key IS NOT NULL"
+        )
+        async with self._pool.connection() as conn:
+            rows = await (await conn.execute(query, (list(set(document_ids)),))).fetchall()
+        return {document_id: key for document_id, key in rows}
+
     @timed("postgres", "similar_images")
     async def similar_images(
         self, phashes: dict[str, str], max_distance: int

@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from docpipe.config import Settings
@@ -376,3 +376,21 @@ def open_object_store(settings: Settings) -> AbstractAsyncContextManager[ObjectS
 @asynccontextmanager
 async def _local(root: Path) -> AsyncIterator[ObjectStore]:
     yield LocalObjectStore(root)
+
+
+T = TypeVar("T")
+
+
+async def read_each_once(
+    store: ObjectStore, object_keys: Iterable[str], parse: Callable[[bytes], T]
+) -> dict[str, T | ObjectNotFound]:
+    """Every distinct key read once, concurrently; a missing one maps to its error."""
+    distinct = sorted({k for k in object_keys if k})
+
+    async def one(key: str) -> T | ObjectNotFound:
+        try:
+            return parse(await store.get(key))
+        except ObjectNotFound as missing:
+            return missing
+
+    return dict(zip(distinct, await asyncio.gather(*(one(k) for k in distinct)), strict=True))

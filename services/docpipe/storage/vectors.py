@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,12 +34,23 @@ def chunk_id(document_id: str, index: int) -> str:
     return f"{document_id}:{index}"
 
 
+@dataclass
+class DocumentVectors:
+    """One document's chunks, their vectors and the metadata copied onto each."""
+
+    document_id: str
+    texts: list[str]
+    vectors: np.ndarray
+    metadata: Mapping[str, MetadataValue | None] = field(default_factory=dict)
+
+
 class VectorStore:
     """One collection of chunk vectors on a Chroma server."""
 
     def __init__(self, client: Any, collection: Any) -> None:
         self._client = client
         self._collection = collection
+        self._max_batch: int | None = None
 
     @classmethod
     @asynccontextmanager
@@ -109,6 +121,59 @@ class VectorStore:
         await self._collection.delete(
             where={"$and": [{"document_id": document_id}, {"chunk_index": {"$gte": count}}]}
         )
+
+    @timed("chroma", "upsert")
+    async def upsert_documents(self, documents: list[DocumentVectors]) -> None:
+        """Make each document's entries exactly its chunks, for a whole batch in a few
+        calls: one upsert per ``max_batch`` chunks and one delete of what is left over
+        from longer earlier versions (a document with no chunks loses them all)."""
+        if not documents:
+            return
+        ids: list[str] = []
+        vectors: list[np.ndarray] = []
+        texts: list[str] = []
+        metadatas: list[dict[str, MetadataValue]] = []
+        for doc in documents:
+            matrix = np.asarray(doc.vectors, dtype=np.float32)
+            count = len(doc.texts)
+            if count and (matrix.ndim != 2 or matrix.shape[0] != count):
+                raise ValueError(
+                    f"{doc.document_id}: {count} chunks but embeddings of shape {matrix.shape}"
+                )
+            shared = {k: v for k, v in doc.metadata.items() if v is not None}
+            ids.extend(chunk_id(doc.document_id, i) for i in range(count))
+            texts.extend(doc.texts)
+            metadatas.extend(
+                {**shared, "document_id": doc.document_id, "chunk_index": i} for i in range(count)
+            )
+            if count:
+                vectors.append(matrix)
+        matrix = np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+        count_bytes("chroma", "out", matrix.nbytes + sum(len(t.encode()) for t in texts))
+        step = await self.max_batch()
+        for start in range(0, len(ids), step):
+            await self._collection.upsert(
+                ids=ids[start : start + step],
+                embeddings=matrix[start : start + step],
+                documents=texts[start : start + step],
+                metadatas=metadatas[start : start + step],
+            )
+        # Upsert first, then trim: a crash in between leaves extra chunks (fixed by
+        # the retry), never a document with no chunks at all.
+        stale = [
+            {"$and": [{"document_id": d.document_id}, {"chunk_index": {"$gte": len(d.texts)}}]}
+            for d in documents
+        ]
+        await self._collection.delete(where=stale[0] if len(stale) == 1 else {"$or": stale})
+
+    async def max_batch(self) -> int:
+        """The most records the server takes in one call (asked once)."""
+        if self._max_batch is None:
+            try:
+                self._max_batch = int(await self._client.get_max_batch_size())
+            except Exception:  # an older server: a size every server accepts
+                self._max_batch = 1000
+        return max(self._max_batch, 1)
 
     @timed("chroma", "delete")
     async def delete_document(self, document_id: str) -> None:

@@ -18,7 +18,7 @@ from docpipe.activities.gpu.activities import GpuActivities
 from docpipe.activities.gpu.batcher import MicroBatcher
 from docpipe.activities.gpu.classify import DEFAULT_TAXONOMY, DocumentClassifier, ZeroShotClassifier
 from docpipe.activities.gpu.devices import slots_for, visible_devices
-from docpipe.activities.gpu.embedder import Embedder
+from docpipe.activities.gpu.embedder import Embedder, NullEmbedder
 from docpipe.activities.gpu.embedding_cache import VectorLru
 from docpipe.activities.gpu.llm import (
     EndpointSummarizer,
@@ -47,6 +47,9 @@ log = logging.getLogger("docpipe.worker.gpu")
 
 def load_embedder(settings: Settings) -> Embedder:
     devices = visible_devices(settings.gpu_count)
+    if settings.embedding_null_model:
+        log.warning("EMBEDDING_NULL_MODEL is set: embeddings are zero vectors (benchmarks only)")
+        return NullEmbedder(devices)
     log.info("loading %s on %s", settings.embedding_model_name, ", ".join(devices))
     return Embedder(
         settings.resolved_embedding_model_path,

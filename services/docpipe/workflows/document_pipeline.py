@@ -69,6 +69,8 @@ class _BatchState:
         self.duplicate_of: dict[str, str] = {}
         self.similar_image: dict[str, tuple[str, int]] = {}
         """Near-duplicate image: (the other document, hash bits that differ)."""
+        self.previous_embeddings: dict[str, str] = {}
+        """Where an earlier run stored each document's vectors (documents stored before)."""
         self.textless: set[str] = set()
         """Images (and scanned pages) with no text to read: stored with zero chunks."""
         self.sniffed: dict[str, str] = {}
@@ -244,8 +246,12 @@ class DocumentPipelineWorkflow:
         hashes = {i: d.content_sha256 for i, d in state.fetched.items()}
         if not hashes:
             return
-        answer = await self._look_up(MetadataQuery(hashes), options, "duplicate")
+        # The same call says where earlier runs stored these documents' vectors, so
+        # the embedding step reuses unchanged chunks without looking for every document.
+        query = MetadataQuery(hashes, stored_vectors=list(hashes))
+        answer = await self._look_up(query, options, "duplicate")
         state.duplicate_of.update(answer.duplicate_of)
+        state.previous_embeddings.update(answer.embeddings_key)
         first_in_batch: dict[str, str] = {}
         for doc_id in state.alive(state.fetched):
             sha = hashes[doc_id]
@@ -404,7 +410,12 @@ class DocumentPipelineWorkflow:
         todo = state.alive(state.prepared)
         if todo:
             embed_jobs = [
-                EmbeddingJob(i, state.prepared[i].chunks_key, state.prepared[i].chunk_count)
+                EmbeddingJob(
+                    i,
+                    state.prepared[i].chunks_key,
+                    state.prepared[i].chunk_count,
+                    state.previous_embeddings.get(i, ""),
+                )
                 for i in todo
             ]
             chunks = sum(j.chunk_count for j in embed_jobs)

@@ -19,7 +19,7 @@ from docpipe.activities.cpu.extract import NeedsOcr
 from docpipe.activities.cpu.pdf import render_pages
 from docpipe.activities.cpu.text_pipeline import PreparedText, TextOptions, prepare_text
 from docpipe.activities.heartbeat import heartbeating
-from docpipe.chunks import chunks_to_json
+from docpipe.chunks import Chunk, bundle_to_json
 from docpipe.errors import DocumentError
 from docpipe.metrics.cpu import INPUT_BYTES
 from docpipe.models import (
@@ -46,18 +46,28 @@ class CpuActivities:
         """extract_text_from_document -> preprocess_text -> validate_document_structure
         -> tokenize_text -> compress_document + word frequencies, per document."""
         result = PrepareResult()
+        chunks: dict[str, list[Chunk]] = {}
         async with heartbeating():
             outcomes = await asyncio.gather(*(self._prepare_one(job) for job in jobs))
-        for outcome in outcomes:
-            if isinstance(outcome, DocumentFailure):
-                result.failed.append(outcome)
-            elif isinstance(outcome, OcrJob):
-                result.needs_ocr.append(outcome)
-            else:
-                result.succeeded.append(outcome)
+            for outcome in outcomes:
+                if isinstance(outcome, DocumentFailure):
+                    result.failed.append(outcome)
+                elif isinstance(outcome, OcrJob):
+                    result.needs_ocr.append(outcome)
+                else:
+                    document, chunks[document.document_id] = outcome
+                    result.succeeded.append(document)
+            if chunks:
+                # The batch's chunks in one object: the GPU and IO steps read it once.
+                key = keys.chunk_bundle(j.document_id for j in jobs)  # a retry: same key
+                await self.store.put(key, bundle_to_json(chunks), "application/json")
+                for document in result.succeeded:
+                    document.chunks_key = key
         return result
 
-    async def _prepare_one(self, job: TextJob) -> PreparedDocument | DocumentFailure | OcrJob:
+    async def _prepare_one(
+        self, job: TextJob
+    ) -> tuple[PreparedDocument, list[Chunk]] | DocumentFailure | OcrJob:
         try:
             raw = await self.store.get(job.raw_key)
         except ObjectNotFound:
@@ -85,20 +95,15 @@ class CpuActivities:
             return await self._ocr_job(job, raw, need)
 
         doc_id = job.document_id
-        text_key, chunks_key, compressed_key = (
-            keys.text(doc_id),
-            keys.chunks(doc_id),
-            keys.compressed(doc_id),
-        )
+        text_key, compressed_key = keys.text(doc_id), keys.compressed(doc_id)
         await asyncio.gather(
             self.store.put(text_key, prepared.text.encode("utf-8"), "text/plain; charset=utf-8"),
-            self.store.put(chunks_key, chunks_to_json(prepared.chunks), "application/json"),
             self.store.put(compressed_key, prepared.compressed, "application/gzip"),
         )
-        return PreparedDocument(
+        document = PreparedDocument(
             document_id=doc_id,
             text_key=text_key,
-            chunks_key=chunks_key,
+            chunks_key="",  # the batch's chunk bundle, once written
             compressed_key=compressed_key,
             title=prepared.title,
             language=prepared.language,
@@ -112,6 +117,7 @@ class CpuActivities:
             quality_score=prepared.quality,
             content_type=prepared.content_type,
         )
+        return document, prepared.chunks
 
     async def _ocr_job(self, job: TextJob, raw: bytes, need: NeedsOcr) -> OcrJob | DocumentFailure:
         """Images go to OCR as they are; scanned PDF pages are rendered to PNGs first

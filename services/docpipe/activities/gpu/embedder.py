@@ -116,3 +116,35 @@ class Embedder:
     def close(self) -> None:
         for replica in self.replicas:
             replica.executor.shutdown(wait=True)
+
+
+class _NullModel:
+    """Stands where a SentenceTransformer stands; computes nothing."""
+
+    def __init__(self, dimensions: int) -> None:
+        self.dimensions = dimensions
+
+    def get_embedding_dimension(self) -> int:
+        return self.dimensions
+
+    def encode(self, texts: list[str], **_: Any) -> np.ndarray:
+        vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        vectors[:, 0] = 1.0  # unit length, like the real model's output
+        return vectors
+
+
+class NullEmbedder(Embedder):
+    """EMBEDDING_NULL_MODEL: the worker's whole path around a model that costs nothing.
+
+    For bench/feed.py: the chunks/s the GPU worker reaches with it is the rate at
+    which its Python could feed a real GPU."""
+
+    def __init__(self, devices: list[str], *, dimensions: int = 384, name: str = "null") -> None:
+        self.name = name
+        self.batch_size = 1 << 16
+        self.replicas = [
+            _Replica(_NullModel(dimensions), d, ThreadPoolExecutor(1, thread_name_prefix="null"))
+            for d in devices
+        ]
+        self.dimensions = dimensions
+        self._next = itertools.cycle(self.replicas)

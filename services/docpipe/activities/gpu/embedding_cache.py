@@ -1,11 +1,15 @@
 """Embeddings are cached by (model, chunk hash): unchanged chunks are never re-embedded.
 
-Two levels. Each document's vectors are stored with a sidecar listing the
-model and the hash of every chunk (``embeddings/<id>.meta.json``), so a
-re-run of a document reuses every vector whose chunk text is unchanged, even
-when chunks moved; that costs one object read per document, not per chunk.
-An in-process LRU catches repeats across documents (boilerplate paragraphs,
-duplicates) between those reads.
+Two levels. A batch's vectors are stored in one bundle with the model and the
+hash of every chunk (storage/arrays.py), and the workflow tells a re-run where
+each document stored before has its vectors, so a re-run reuses every vector
+whose chunk text is unchanged, even when chunks moved, at one read per earlier
+bundle (never one per chunk, and none for a new document). An in-process LRU
+catches repeats across documents (boilerplate paragraphs, duplicates).
+
+Vectors stored before bundles existed (``embeddings/<id>.npy`` with a
+``.meta.json`` sidecar naming the model, the hashes and the matrix's sha256)
+are still read by :func:`load_stored_vectors`.
 """
 
 from __future__ import annotations
@@ -27,13 +31,6 @@ def chunk_hash(text: str) -> str:
 
 def meta_key(document_id: str) -> str:
     return keys.embeddings(document_id).removesuffix(".npy") + ".meta.json"
-
-
-def encode_meta(model: str, hashes: list[str], npy: bytes) -> bytes:
-    """The sidecar names the exact vectors file it describes (its sha256), so a crash
-    between writing the two objects can never pair old hashes with new vectors."""
-    digest = hashlib.sha256(npy).hexdigest()
-    return json.dumps({"model": model, "hashes": hashes, "npy_sha256": digest}).encode()
 
 
 class VectorLru:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import httpx
+import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -22,7 +24,7 @@ from docpipe.activities.heartbeat import heartbeating
 from docpipe.activities.io.download import download, source_kind
 from docpipe.activities.io.s3_source import S3SourceReader
 from docpipe.activities.io.webhook import WebhookRejected, deliver
-from docpipe.chunks import chunks_from_json
+from docpipe.chunks import bundle_from_json, chunks_of
 from docpipe.config import Settings
 from docpipe.csv_input import CsvFormatError, documents_page
 from docpipe.errors import DocumentError, TransientError
@@ -45,10 +47,10 @@ from docpipe.models import (
     WebhookRequest,
 )
 from docpipe.storage import keys
-from docpipe.storage.arrays import from_npy
+from docpipe.storage.arrays import bundle_from_npz, from_npy
 from docpipe.storage.metadata import MetadataStore
-from docpipe.storage.objects import ObjectNotFound, ObjectStore, S3ObjectStore
-from docpipe.storage.vectors import VectorStore
+from docpipe.storage.objects import ObjectNotFound, ObjectStore, S3ObjectStore, read_each_once
+from docpipe.storage.vectors import DocumentVectors, VectorStore
 from docpipe.workflows import steps
 
 log = logging.getLogger(__name__)
@@ -130,44 +132,73 @@ class IoActivities:
     # -- ChromaDB ------------------------------------------------------------------
     @activity.defn(name=steps.STORE_VECTORS)
     async def store_vector_embeddings(self, jobs: list[VectorJob]) -> StoreVectorsResult:
-        """Upsert each document's chunk vectors (ids document:chunk) with their text."""
+        """Upsert each document's chunk vectors (ids document:chunk) with their text:
+        each bundle read once, the whole batch in one upsert. If that call fails, each
+        document is tried alone so a bad one fails by itself."""
         result = StoreVectorsResult()
         async with heartbeating():
-            outcomes = await asyncio.gather(*(self._store_vectors_one(job) for job in jobs))
-        for job, failure in zip(jobs, outcomes, strict=True):
-            if failure is None:
-                result.stored.append(job.document_id)
-            else:
-                result.failed.append(failure)
+            ready: list[DocumentVectors] = []
+            for item in await self._vectors_of(jobs):
+                (result.failed if isinstance(item, DocumentFailure) else ready).append(item)
+            try:
+                await self.vectors.upsert_documents(ready)
+                result.stored = [d.document_id for d in ready]
+            except Exception as batch_error:
+                if len(ready) <= 1:
+                    raise
+                log.warning("batch upsert failed (%s); storing documents one by one", batch_error)
+                for doc in ready:
+                    try:
+                        await self.vectors.upsert_documents([doc])
+                    except ValueError as err:
+                        result.failed.append(
+                            DocumentFailure(doc.document_id, Stage.STORE, str(err))
+                        )
+                    else:
+                        result.stored.append(doc.document_id)
         return result
 
-    async def _store_vectors_one(self, job: VectorJob) -> DocumentFailure | None:
-        if not job.embeddings_key and job.chunk_count == 0:
-            # A document without text (an image with nothing to read) has no chunks:
-            # clear those of an earlier version, if any, so the store matches the row.
-            await self.vectors.delete_document(job.document_id)
-            return None
-        try:
-            vectors_raw, chunks_raw = await asyncio.gather(
-                self.store.get(job.embeddings_key), self.store.get(job.chunks_key)
-            )
-        except ObjectNotFound as err:
-            return DocumentFailure(job.document_id, Stage.STORE, f"artifact missing: {err}")
-        vectors = from_npy(vectors_raw)
-        texts = [c.text for c in chunks_from_json(chunks_raw)]
-        if len(texts) != len(vectors):
-            return DocumentFailure(
-                job.document_id,
-                Stage.STORE,
-                f"{len(texts)} chunks but {len(vectors)} vectors: artifacts are out of step",
-            )
-        await self.vectors.upsert_document(
-            job.document_id,
-            texts,
-            vectors,
-            {"source": job.source, "title": job.title, "language": job.language},
+    async def _vectors_of(self, jobs: list[VectorJob]) -> list[DocumentVectors | DocumentFailure]:
+        """Each document's chunk texts and vectors, from its batch's bundles."""
+        chunk_bundles, vector_bundles = await asyncio.gather(
+            read_each_once(self.store, (j.chunks_key for j in jobs), bundle_from_json),
+            read_each_once(self.store, (j.embeddings_key for j in jobs), _read_vectors),
         )
-        return None
+        items: list[DocumentVectors | DocumentFailure] = []
+        for job in jobs:
+            metadata = {"source": job.source, "title": job.title, "language": job.language}
+            if not job.embeddings_key and job.chunk_count == 0:
+                # A document without text (an image with nothing to read) has no chunks:
+                # those of an earlier version, if any, go, so the store matches the row.
+                items.append(
+                    DocumentVectors(job.document_id, [], np.zeros((0, 0), np.float32), metadata)
+                )
+                continue
+            chunk_bundle = chunk_bundles.get(job.chunks_key)
+            vector_bundle = vector_bundles.get(job.embeddings_key)
+            chunks = (
+                chunks_of(chunk_bundle, job.document_id) if isinstance(chunk_bundle, dict) else None
+            )
+            vectors = vector_bundle(job.document_id) if callable(vector_bundle) else None
+            if chunks is None or vectors is None:
+                missing = job.chunks_key if chunks is None else job.embeddings_key
+                items.append(
+                    DocumentFailure(job.document_id, Stage.STORE, f"artifact missing: {missing}")
+                )
+            elif len(chunks) != len(vectors):
+                items.append(
+                    DocumentFailure(
+                        job.document_id,
+                        Stage.STORE,
+                        f"{len(chunks)} chunks but {len(vectors)} vectors: "
+                        "artifacts are out of step",
+                    )
+                )
+            else:
+                items.append(
+                    DocumentVectors(job.document_id, [c.text for c in chunks], vectors, metadata)
+                )
+        return items
 
     # -- PostgreSQL ----------------------------------------------------------------
     @activity.defn(name=steps.STORE_METADATA)
@@ -187,6 +218,8 @@ class IoActivities:
                 other = first.get(sha)
                 if other is not None and other != document_id:
                     answer.duplicate_of[document_id] = other
+        if query.stored_vectors:
+            answer.embeddings_key = await self.metadata.embeddings_keys(query.stored_vectors)
         if query.image_phash:
             similar = await self.metadata.similar_images(
                 query.image_phash, query.max_image_distance
@@ -272,6 +305,16 @@ class IoActivities:
         except CsvFormatError as err:
             raise DocumentError(Stage.CSV, str(err)) from None
         return CsvPage(documents=documents, next_offset=next_offset)
+
+
+def _read_vectors(data: bytes) -> Callable[[str], np.ndarray | None]:
+    """A document id -> its vectors lookup over a stored object: a batch's bundle
+    (.npz), or one document's matrix (.npy, written before bundles existed)."""
+    if data[:6] == b"\x93NUMPY":
+        matrix = from_npy(data)
+        return lambda _document_id: matrix
+    bundle = bundle_from_npz(data)
+    return bundle.vectors.get
 
 
 def _source_backend(source: str) -> str:
