@@ -299,6 +299,14 @@ Summarize = Annotated[bool, typer.Option(help="Also write a summary of each docu
 WebhookUrl = Annotated[
     str, typer.Option(help="POST each document's result here (signed with WEBHOOK_SECRET)")
 ]
+StalledAfter = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        help="Warn when a task queue has had work waiting and no live worker polling it for "
+        "this many seconds (is a worker type not running?); 0: don't watch",
+    ),
+]
 
 
 @app.command()
@@ -311,6 +319,7 @@ def start(
     strict: Strict = True,
     webhook_url: WebhookUrl = "",
     summarize: Summarize = False,
+    stalled_after: StalledAfter = DEFAULT_GRACE_S,
 ) -> None:
     """Run a CSV of documents through the running pipeline and print a summary."""
     settings = _settings()
@@ -325,6 +334,7 @@ def start(
             webhook_url,
             summarize,
             deadline=deadline,
+            stalled_after=stalled_after,
         )
     )
     print_summary(summary)
@@ -351,6 +361,7 @@ def run(
     four workers locally, run the CSV, print the summary and where the results are."""
     from docpipe.devstack import DevStack
     from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
+    from docpipe.supervisor import WorkerSupervisor
     from docpipe.workers.common import connect
 
     documents = _read_csv(csv_file)
@@ -365,17 +376,34 @@ def run(
                 client = await connect(settings)
                 with console.status("waiting for the workers (the GPU worker loads its model) ..."):
                     await wait_for_pollers(client, all_task_queues(settings), workers)
-                return await _start(
-                    settings,
-                    documents,
-                    batch_size,
-                    timeout,
-                    max_in_flight,
-                    summarize=summarize,
-                    deadline=deadline,
-                )
+                # From here on a worker that exits is restarted, as its pod would be.
+                async with WorkerSupervisor(workers, warn) as supervisor:
+                    console.print(
+                        f"workers polling; running {len(documents)} documents "
+                        "(a worker that exits is restarted)"
+                    )
+                    return await _start(
+                        settings,
+                        documents,
+                        batch_size,
+                        timeout,
+                        max_in_flight,
+                        summarize=summarize,
+                        deadline=deadline,
+                        supervisor=supervisor,
+                    )
 
-            summary = asyncio.run(go())
+            try:
+                summary = asyncio.run(go())
+            except WorkerGaveUp as stopped:
+                for name, log in stopped.logs.items():
+                    err_console.print(
+                        f"[red]run stopped: the {name} worker kept crashing and is not restarted "
+                        f"again, so the work waiting for it would wait forever; see its log: "
+                        f"{log}[/red]",
+                        highlight=False,
+                    )
+                raise typer.Exit(1) from None
         print_summary(summary)
         console.print(
             "\n[bold]results[/bold]\n"
@@ -428,6 +456,7 @@ def redrive(
     deadline: Deadline = None,
     max_in_flight: MaxInFlight = 50,
     strict: Strict = True,
+    stalled_after: StalledAfter = DEFAULT_GRACE_S,
 ) -> None:
     """Run failed documents again from their source (same ids: rows are updated in place)."""
     from docpipe.redrive import plan_redrive
@@ -442,7 +471,15 @@ def redrive(
         console.print("nothing to re-drive")
         raise typer.Exit(1 if strict and plan.not_redrivable else 0)
     summary = asyncio.run(
-        _start(settings, plan.documents, batch_size, timeout, max_in_flight, deadline=deadline)
+        _start(
+            settings,
+            plan.documents,
+            batch_size,
+            timeout,
+            max_in_flight,
+            deadline=deadline,
+            stalled_after=stalled_after,
+        )
     )
     print_summary(summary)
     if strict and (summary.failed or plan.not_redrivable):

@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
-from faults.harness import Run, check_stores, document_text
+from corpus import text_documents
+from faults.harness import Run, check_stores
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from docpipe.config import load_settings
-from docpipe.csv_input import parse_documents_csv
 from docpipe.local_workers import WORKER_KINDS, LocalWorkers, WorkerProcess
-from docpipe.models import DocumentRef, Status
+from docpipe.models import Status
 from docpipe.starter import run_documents
 from docpipe.workers.common import connect
 
@@ -34,16 +33,6 @@ REPLICAS = 2
 DOCUMENTS = 40
 BATCH_SIZE = 2
 """Small batches: 20 workflows, so every queue gets many tasks to share."""
-
-
-def text_documents(directory: Path, count: int) -> list[DocumentRef]:
-    """``count`` small text files of their own (one chunk each), as a CSV of their paths reads them."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    for i in range(count):
-        (directory / f"{tag}-{i:02d}.txt").write_bytes(document_text(f"{tag}-{i}", words=80))
-    csv = "url\n" + "".join(f"{tag}-{i:02d}.txt\n" for i in range(count))
-    return parse_documents_csv(csv, base_dir=directory, origin="horizontal-scaling")
 
 
 def activities_run(worker: WorkerProcess) -> int:
@@ -84,7 +73,7 @@ async def test_two_replicas_of_each_worker_share_the_work_without_duplicates(
         "WORKER_CPU_THREADS": "1",  # 2 cores for 8 workers: one pool process per CPU worker
     }
     settings = load_settings(**{k.lower(): v for k, v in env.items()})
-    documents = text_documents(tmp_path / "docs", DOCUMENTS)
+    documents = text_documents(tmp_path / "docs", DOCUMENTS, words=80, origin="horizontal-scaling")
 
     with LocalWorkers(tmp_path / "logs", env) as workers:
         workers.start(replicas=dict.fromkeys(WORKER_KINDS, REPLICAS))

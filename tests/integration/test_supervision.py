@@ -22,12 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faults.harness import Run, check_stores, document_text
+from corpus import text_documents
+from faults.harness import Run, check_stores
 
 from docpipe.config import Settings, load_settings
-from docpipe.csv_input import parse_documents_csv
 from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
-from docpipe.models import DocumentRef
 from docpipe.queue_health import watch_queues
 from docpipe.starter import run_documents
 from docpipe.supervisor import RestartPolicy, SupervisorEvent, WorkerSupervisor
@@ -58,16 +57,6 @@ def workers(env: dict[str, str], tmp_path: Path) -> Iterator[LocalWorkers]:
         yield group
 
 
-def text_documents(directory: Path, count: int) -> list[DocumentRef]:
-    """``count`` small text files of their own, as a CSV of their paths reads them."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    for i in range(count):
-        (directory / f"{tag}-{i:02d}.txt").write_bytes(document_text(f"{tag}-{i}", words=120))
-    csv = "url\n" + "".join(f"{tag}-{i:02d}.txt\n" for i in range(count))
-    return parse_documents_csv(csv, base_dir=directory, origin="supervision")
-
-
 async def wait_for_event(
     supervisor: WorkerSupervisor, kind: str, worker: str, timeout_s: float
 ) -> SupervisorEvent:
@@ -90,7 +79,7 @@ async def test_a_killed_gpu_worker_is_restarted_and_the_run_completes(
     client = await connect(module_settings)
     await wait_for_pollers(client, all_task_queues(module_settings), workers, timeout_s=180)
     lines: list[str] = []
-    documents = text_documents(tmp_path / "docs", 6)
+    documents = text_documents(tmp_path / "docs", 6, origin="supervision")
 
     async with WorkerSupervisor(workers, lines.append) as supervisor:
         victim = workers.processes["gpu"]
