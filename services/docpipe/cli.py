@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-import uuid
 from collections.abc import Awaitable, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -42,7 +40,7 @@ from docpipe.csv_input import CsvFormatError, parse_documents_csv
 from docpipe.models import DocumentOutcome, DocumentRef
 from docpipe.process_exit import run_then_exit
 from docpipe.queue_health import DEFAULT_GRACE_S, watch_queues
-from docpipe.starter import RunSummary, run_documents
+from docpipe.starter import RunSummary, new_run_id, run_documents
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -185,10 +183,6 @@ async def _terminate_run(client: Client, run_id: str, reason: str, timeout_s: fl
         await asyncio.wait_for(terminate_all(), timeout_s)
 
 
-def _new_run_id() -> str:
-    return f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-
-
 async def _start(
     settings: Settings,
     documents: list[DocumentRef],
@@ -240,7 +234,7 @@ async def _start(
                 chunks += sum(o.chunk_count or 0 for o in outcomes if o.status == "succeeded")
                 progress.update(task, advance=len(outcomes), failed=failed, chunks=chunks)
 
-            run_id = _new_run_id()
+            run_id = new_run_id()
             run = run_documents(
                 client,
                 settings,

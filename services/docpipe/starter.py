@@ -137,6 +137,11 @@ def _unfinished(batch: list[DocumentRef], run_id: str, reason: str) -> list[Docu
     ]
 
 
+def new_run_id() -> str:
+    """A run's id: its batch workflows are ``<run id>-batch-<n>``."""
+    return f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
 class BacklogWatch:
     """The activity queues' approximate backlog, read every few seconds in the
     background; ``latest`` is None until read, or while Temporal won't say."""
@@ -174,7 +179,7 @@ async def run_documents(
     keep_outcomes: bool = True,
     admission: AdmissionPolicy | None = None,
 ) -> RunSummary:
-    run_id = run_id or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run_id = run_id or new_run_id()
     options = pipeline_options(
         settings, timeout_s, deadline_s=deadline_s, webhook_url=webhook_url, summarize=summarize
     )
