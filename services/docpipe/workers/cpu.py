@@ -8,8 +8,10 @@ unsafe. Each pool process loads the tokenizer and language model once.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor
 
 from temporalio.worker import Worker
 
@@ -39,6 +41,15 @@ def text_options(settings: Settings) -> TextOptions:
     )
 
 
+async def start_pool_processes(pool: Executor, size: int) -> None:
+    """Spawn and warm every pool process before the worker polls: a spawned process
+    re-imports the worker and loads the tokenizer and language model (seconds of
+    CPU), and doing that under the first tasks made them slow and the worker look
+    ready before it was. One short task per process, all at once, starts them all."""
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(pool, time.sleep, 0.5) for _ in range(size)))
+
+
 async def serve(settings: Settings) -> None:
     options = text_options(settings)
     client = await connect(settings, make_runtime(settings))
@@ -53,6 +64,7 @@ async def serve(settings: Settings) -> None:
     )
     watch_pool(pool)
     try:
+        await start_pool_processes(pool, settings.worker_cpu_threads)
         async with open_object_store(settings) as store:
             activities = CpuActivities(store, pool, options)
             worker = Worker(
