@@ -547,3 +547,13 @@ def print_load(run: CliRun, bare: BareEncode | None) -> None:
     if bare is not None:
         line += f", {bare.load.others_cores():.2f} during the bare encode"
     print(line + " (compare runs only when both are near 0)")
+
+
+def run_options(batch_size: int | None, max_in_flight: int | None) -> list[str]:
+    """The ``docpipe run`` options a bench passes through (None: the default)."""
+    options: list[str] = []
+    if batch_size:
+        options += ["--batch-size", str(batch_size)]
+    if max_in_flight:
+        options += ["--max-in-flight", str(max_in_flight)]
+    return options

@@ -49,6 +49,7 @@ from cli_run import (
     print_load,
     remove_stack_data,
     run_docpipe,
+    run_options,
     serve_directory,
     stored_chunk_texts,
 )
@@ -192,11 +193,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the corpus and data dirs here")
     args = parser.parse_args()
 
-    options: list[str] = []
-    if args.batch_size:
-        options += ["--batch-size", str(args.batch_size)]
-    if args.max_in_flight:
-        options += ["--max-in-flight", str(args.max_in_flight)]
+    options = run_options(args.batch_size, args.max_in_flight)
 
     with tempfile.TemporaryDirectory(prefix="docpipe-bench-corpus-") as tmp:
         root = args.keep.resolve() if args.keep else Path(tmp)

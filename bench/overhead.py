@@ -52,6 +52,7 @@ from cli_run import (
     print_load,
     remove_stack_data,
     run_docpipe,
+    run_options,
     serve_directory,
 )
 from pyspy_top import summarise
@@ -161,11 +162,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the corpus and data dir here")
     args = parser.parse_args()
 
-    options: list[str] = []
-    if args.batch_size:
-        options += ["--batch-size", str(args.batch_size)]
-    if args.max_in_flight:
-        options += ["--max-in-flight", str(args.max_in_flight)]
+    options = run_options(args.batch_size, args.max_in_flight)
     texts = make_texts(args.documents)
     profiler = None
     if args.profile:

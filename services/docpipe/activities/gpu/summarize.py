@@ -56,7 +56,15 @@ def pick_summary(
     """The most central sentences, in document order, within a character budget."""
     if not sentences:
         return ""
-    ranked = np.argsort(-centrality(vectors), kind="stable")
+    return best_within_budget(sentences, centrality(vectors), max_sentences, max_chars)
+
+
+def best_within_budget(
+    sentences: list[str], scores: np.ndarray, max_sentences: int, max_chars: int
+) -> str:
+    """The highest-scoring sentences that fit the budget (the best one always does),
+    joined in document order."""
+    ranked = np.argsort(-np.asarray(scores), kind="stable")
     chosen: list[int] = []
     used = 0
     for index in ranked:
@@ -127,18 +135,7 @@ def pick_near_centre(
     if not sentences:
         return ""
     scores = unit_rows(np.asarray(vectors, dtype=np.float32)) @ centre
-    ranked = np.argsort(-scores, kind="stable")
-    chosen: list[int] = []
-    used = 0
-    for index in ranked:
-        length = len(sentences[index])
-        if chosen and (len(chosen) >= max_sentences or used + length > max_chars):
-            break
-        chosen.append(int(index))
-        used += length + 1
-    return " ".join(sentences[i] for i in sorted(chosen))[
-        : max(max_chars, len(sentences[chosen[0]]))
-    ]
+    return best_within_budget(sentences, scores, max_sentences, max_chars)
 
 
 def representative_text(chunk_texts: list[str], chunk_vectors: np.ndarray, max_chars: int) -> str:
