@@ -186,7 +186,7 @@ async def _terminate_run(client: Client, run_id: str, reason: str, timeout_s: fl
 async def _start(
     settings: Settings,
     documents: list[DocumentRef],
-    batch_size: int,
+    batch_size: int | None,
     timeout: float,
     max_in_flight: int,
     webhook_url: str = "",
@@ -264,7 +264,14 @@ CsvArg = Annotated[
     Path, typer.Option("--csv-file", "-f", help="CSV of documents (see testdata/README.md)")
 ]
 BatchSize = Annotated[
-    int, typer.Option(min=1, max=1000, help="Documents per workflow and per activity call")
+    int | None,
+    typer.Option(
+        min=1,
+        max=1000,
+        help="Documents per workflow and per activity call [default: from the CSV's size, "
+        "10 to 50]",
+        show_default=False,
+    ),
 ]
 Timeout = Annotated[
     float,
@@ -306,7 +313,7 @@ StalledAfter = Annotated[
 @app.command()
 def start(
     csv_file: CsvArg,
-    batch_size: BatchSize = 10,
+    batch_size: BatchSize = None,
     timeout: Timeout = 120.0,
     deadline: Deadline = None,
     max_in_flight: MaxInFlight = 50,
@@ -344,7 +351,7 @@ def run(
     data_dir: Annotated[Path, typer.Option(help="Where the local stack keeps its data")] = Path(
         ".docpipe"
     ),
-    batch_size: BatchSize = 10,
+    batch_size: BatchSize = None,
     timeout: Timeout = 300.0,
     deadline: Deadline = None,
     max_in_flight: MaxInFlight = 50,
@@ -445,7 +452,7 @@ def redrive(
     run_id: RunFilter = None,
     stage: StageFilter = None,
     limit: Limit = 10_000,
-    batch_size: BatchSize = 10,
+    batch_size: BatchSize = None,
     timeout: Timeout = 120.0,
     deadline: Deadline = None,
     max_in_flight: MaxInFlight = 50,

@@ -47,3 +47,13 @@ def test_a_tiny_ceiling_wins_over_the_floor_and_the_first_window(max_in_flight):
     policy = AdmissionPolicy(max_in_flight=max_in_flight, min_in_flight=2, initial=4)
     for backlog in (None, QUIET, BUSY):
         assert batches_to_admit(policy, 0, 100, backlog) <= max_in_flight
+
+
+@pytest.mark.parametrize(
+    ("documents", "batch_size"),
+    [(1, 10), (30, 10), (160, 10), (400, 25), (800, 50), (100_000, 50)],
+)
+def test_without_a_batch_size_big_runs_get_big_batches_and_small_runs_many(documents, batch_size):
+    from docpipe.starter import auto_batch_size
+
+    assert auto_batch_size(documents) == batch_size
