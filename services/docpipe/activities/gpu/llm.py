@@ -87,12 +87,14 @@ class ExtractiveSummarizer:
         *,
         max_sentences: int = 3,
         max_chars: int = 600,
-        candidate_chunks: int = 4,
+        candidate_chunks: int = 2,
+        max_candidates: int = 10,
     ) -> None:
         self._embed = embed
         self.max_sentences = max_sentences
         self.max_chars = max_chars
         self.candidate_chunks = candidate_chunks
+        self.max_candidates = max_candidates
 
     async def summarize(self, texts: Sequence[str]) -> list[str]:
         return list(await asyncio.gather(*(self._one(t) for t in texts)))
@@ -104,7 +106,10 @@ class ExtractiveSummarizer:
         if len(document.vectors) == 0:
             return ""
         sentences = candidate_sentences(
-            document.chunks, document.vectors, chunks=self.candidate_chunks
+            document.chunks,
+            document.vectors,
+            chunks=self.candidate_chunks,
+            limit=self.max_candidates,
         )
         if not sentences:
             return " ".join(document.chunks).strip()[: self.max_chars]

@@ -8,9 +8,11 @@ The document's chunks were embedded moments before, so the ranking starts
 from those vectors instead of embedding the document again: their mean is
 the document's centre (every part of it counts, however long it is), the
 chunks nearest that centre are the most representative passages, and only
-the sentences of those few passages are embedded and ranked by their
-closeness to the centre. A summary then costs a few dozen short sentences
-per document, whatever its length. Without chunk vectors (a text-only call),
+the sentences of the two most central passages (at most ten) are embedded and
+ranked by their closeness to the centre. A summary then costs about ten short
+sentences per document, whatever its length: on real documentation (14 chunks
+per document on average) four central chunks and 24 sentences made a run with
+summaries take 1.5x as long; two chunks and ten sentences keep it near 1.2x. Without chunk vectors (a text-only call),
 every sentence is embedded and ranked by centrality among the sentences.
 """
 
