@@ -87,8 +87,7 @@ async def test_a_summary_from_stored_chunk_vectors_embeds_no_chunk_again_and_cov
     await batcher.close()
     assert "flood" in summary.lower() or "river" in summary.lower()
     assert "records office" not in summary
-    assert not set(embedded) & set(chunks), "no chunk is embedded a second time"
-    assert len(embedded) <= 10, "only the sentences of the two most central chunks are ranked"
+    assert embedded == [], "the stored vectors are all it needs: no model call at all"
 
 
 @pytest.fixture(scope="module")

@@ -94,3 +94,18 @@ def test_a_generative_prompt_gets_the_central_chunks_in_order_within_its_budget(
     assert "off topic" not in text
     assert text.index("part 0") < text.index("part 1")
     assert representative_text(["short"], vectors[:1], max_chars=250) == "short"
+
+
+def test_the_summary_of_an_embedded_document_keeps_what_the_whole_document_is_about():
+    from docpipe.activities.gpu.summarize import summary_from_chunks
+
+    flood = "The river flooded the lower town and the bridge closed for a week."
+    chunks = ["Copyright notice: this file may be shared freely by anyone at all."] + [
+        f"{flood} Volunteers filled sandbags by the river number {i} all night long."
+        for i in range(6)
+    ]
+    vectors = np.array([[0.0, 1.0]] + [[1.0, 0.1]] * 6, dtype=np.float32)
+    summary = summary_from_chunks(chunks, vectors, max_sentences=1)
+    assert "flooded" in summary
+    assert "Copyright" not in summary
+    assert summary_from_chunks([], np.zeros((0, 2), dtype=np.float32)) == ""

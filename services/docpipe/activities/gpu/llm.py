@@ -26,12 +26,10 @@ import numpy as np
 
 from docpipe.activities.gpu.summarize import (
     EmbeddedText,
-    candidate_sentences,
-    document_centre,
-    pick_near_centre,
     pick_summary,
     representative_text,
     split_sentences,
+    summary_from_chunks,
 )
 
 SYSTEM_PROMPT = (
@@ -87,8 +85,8 @@ class ExtractiveSummarizer:
         *,
         max_sentences: int = 3,
         max_chars: int = 600,
-        candidate_chunks: int = 2,
-        max_candidates: int = 10,
+        candidate_chunks: int = 3,
+        max_candidates: int = 40,
     ) -> None:
         self._embed = embed
         self.max_sentences = max_sentences
@@ -105,21 +103,15 @@ class ExtractiveSummarizer:
     async def _one_embedded(self, document: EmbeddedText) -> str:
         if len(document.vectors) == 0:
             return ""
-        sentences = candidate_sentences(
+        # Pure CPU work (no model call), off the event loop for long documents.
+        return await asyncio.to_thread(
+            summary_from_chunks,
             document.chunks,
             document.vectors,
-            chunks=self.candidate_chunks,
-            limit=self.max_candidates,
-        )
-        if not sentences:
-            return " ".join(document.chunks).strip()[: self.max_chars]
-        vectors = np.stack(await self._embed(sentences))
-        return pick_near_centre(
-            sentences,
-            vectors,
-            document_centre(document.vectors),
             max_sentences=self.max_sentences,
             max_chars=self.max_chars,
+            central=self.candidate_chunks,
+            candidates=self.max_candidates,
         )
 
     async def _one(self, text: str) -> str:
