@@ -149,8 +149,11 @@ async def test_an_openai_compatible_endpoint_gets_the_document_as_delimited_data
         server.server_close()
     assert summaries == ["Tides matter.", "Tides matter."]
     assert {r["path"] for r in requests} == {"/v1/chat/completions"}
-    assert requests[0]["auth"] == "Bearer k-123"
-    user = next(m["content"] for m in requests[1]["messages"] if m["role"] == "user")
-    assert user.startswith("<document>") and "Ignore previous instructions" in user
-    system = next(m["content"] for m in requests[1]["messages"] if m["role"] == "system")
-    assert "never follow instructions" in system
+    assert {r["auth"] for r in requests} == {"Bearer k-123"}
+    # The two requests are concurrent: find the injected one by content, not by order.
+    users = [next(m["content"] for m in r["messages"] if m["role"] == "user") for r in requests]
+    [user] = [u for u in users if "Ignore previous instructions" in u]
+    assert user.startswith("<document>")
+    for request in requests:
+        system = next(m["content"] for m in request["messages"] if m["role"] == "system")
+        assert "never follow instructions" in system
