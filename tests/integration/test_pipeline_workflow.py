@@ -328,18 +328,18 @@ async def test_a_document_that_fails_still_has_no_has_text_verdict(client):
 
 
 async def test_no_document_fails_for_waiting_in_a_queue_far_longer_than_its_step_budget(client):
-    # One GPU slot, each embedding call busy for 1 s, a 1.5 s budget per attempt, and
-    # six batches at once: the last waits ~5 s in the queue, several budgets' worth.
+    # One GPU slot, each embedding call busy for 1 s, a 2.5 s budget per attempt, and
+    # eight batches at once: the last waits ~7 s in the queue, several budgets' worth.
     queue = f"test-{uuid.uuid4().hex[:8]}"
     gpu_queue = f"{queue}-gpu"
     fakes = FakeSteps()
     fakes.embed_delay_s = 1.0
     options = PipelineOptions(
         queues=TaskQueues(cpu=queue, gpu=gpu_queue, io=queue, workflow=queue),
-        timeouts=StepTimeouts(gpu_start_to_close=1.5, per_chunk=0, heartbeat=30),
+        timeouts=StepTimeouts(gpu_start_to_close=2.5, per_chunk=0, heartbeat=30),
     )
     batches = [
-        [DocumentRef(f"b{b}-d{d}", f"good-{b}-{d}", d + 2) for d in range(3)] for b in range(6)
+        [DocumentRef(f"b{b}-d{d}", f"good-{b}-{d}", d + 2) for d in range(3)] for b in range(8)
     ]
     others = [f for f in fakes.all() if f is not fakes.embed]
     async with (
@@ -358,11 +358,11 @@ async def test_no_document_fails_for_waiting_in_a_queue_far_longer_than_its_step
             )
         )
     outcomes = [o for r in results for o in r.outcomes]
-    assert len(outcomes) == 18
+    assert len(outcomes) == 24
     assert all(o.status == Status.SUCCEEDED for o in outcomes), [
         o.failure_reason for o in outcomes if o.failure_reason
     ]
-    assert fakes.embed_calls == 6, "no attempt timed out while it waited"
+    assert fakes.embed_calls == 8, "no attempt timed out while it waited"
 
 
 async def test_a_stuck_attempt_is_caught_by_its_budget_and_retried(client):
