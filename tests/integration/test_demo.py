@@ -60,7 +60,9 @@ def run_twice(csv: Path, data_dir: Path) -> None:
     assert "succeeded" in result.stdout and "missing.txt" in result.stdout
     assert "results" in result.stdout
     assert (data_dir / "postgres").is_dir() and (data_dir / "chroma").is_dir()
-    assert list((data_dir / "objects").rglob("vectors.npz")), "vectors were written to the object store"
+    assert list((data_dir / "objects").rglob("vectors.npz")), (
+        "vectors were written to the object store"
+    )
     leftover = subprocess.run(["pgrep", "-f", str(data_dir)], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "every server and worker was stopped"
 
