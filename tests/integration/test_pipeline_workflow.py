@@ -373,3 +373,49 @@ async def test_a_stuck_attempt_is_caught_by_its_budget_and_retried(client):
     )
     assert by_source(result)["good-1"].status == Status.SUCCEEDED
     assert fakes.embed_calls == 2, "the hung first attempt was abandoned after its budget"
+
+
+async def test_the_starter_never_runs_more_batches_at_once_than_admission_allows(client, settings):
+    from docpipe.admission import AdmissionPolicy
+    from docpipe.starter import run_documents
+
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    local = settings.model_copy(
+        update={
+            "cpu_task_queue": queue,
+            "gpu_task_queue": queue,
+            "io_task_queue": queue,
+            "workflow_task_queue": queue,
+        }
+    )
+    fakes = FakeSteps()
+    fakes.embed_delay_s = 0.3
+    documents = [DocumentRef(f"adm-{i}", f"good-{i}", i + 2) for i in range(40)]
+    running: list[int] = []
+    stop = asyncio.Event()
+
+    async def watch(run_id: str) -> None:
+        while not stop.is_set():
+            count = await client.count_workflows(
+                f'WorkflowId STARTS_WITH "{run_id}-batch-" AND ExecutionStatus = "Running"'
+            )
+            running.append(count.count)
+            await asyncio.sleep(0.1)
+
+    async with Worker(
+        client, task_queue=queue, workflows=[DocumentPipelineWorkflow], activities=fakes.all()
+    ):
+        watcher = asyncio.create_task(watch("admission"))
+        summary = await run_documents(
+            client,
+            local,
+            documents,
+            batch_size=2,
+            run_id="admission",
+            admission=AdmissionPolicy(max_in_flight=3, initial=2, ramp=1),
+        )
+        stop.set()
+        await watcher
+    assert summary.succeeded_count == 40 and summary.failed_count == 0
+    assert fakes.embed_calls == 20
+    assert running and max(running) <= 3, running
