@@ -93,6 +93,8 @@ def print_summary(summary: RunSummary) -> None:
     table = Table(title=f"docpipe run {summary.run_id}", show_header=False)
     table.add_row("documents", str(summary.documents))
     table.add_row("[green]succeeded[/green]", str(summary.succeeded_count))
+    if summary.without_text:
+        table.add_row("  of which without text", str(summary.without_text))
     table.add_row("[red]failed[/red]", str(summary.failed_count))
     table.add_row("chunks embedded", str(summary.chunks))
     table.add_row("elapsed", f"{summary.elapsed_s:.1f} s")

@@ -64,6 +64,8 @@ class RunSummary:
     failed_count: int = 0
     chunks: int = 0
     """Chunks embedded, over the succeeded documents."""
+    without_text: int = 0
+    """Succeeded documents stored without text (images with nothing to read)."""
 
     def add(self, outcomes: list[DocumentOutcome], *, keep_succeeded: bool = True) -> None:
         for outcome in outcomes:
@@ -71,6 +73,7 @@ class RunSummary:
             if outcome.status == Status.SUCCEEDED:
                 self.succeeded_count += 1
                 self.chunks += outcome.chunk_count or 0
+                self.without_text += outcome.has_text is False
                 if keep_succeeded:
                     self.outcomes.append(outcome)
             else:

@@ -57,3 +57,24 @@ def test_without_a_batch_size_big_runs_get_big_batches_and_small_runs_many(docum
     from docpipe.starter import auto_batch_size
 
     assert auto_batch_size(documents) == batch_size
+
+
+def test_the_run_summary_counts_documents_stored_without_text():
+    from docpipe.models import DocumentOutcome, Status
+    from docpipe.starter import RunSummary
+
+    def outcome(n: int, status: Status, has_text: bool | None, chunks: int) -> DocumentOutcome:
+        return DocumentOutcome(f"d{n}", "s", n, status, "r", has_text=has_text, chunk_count=chunks)
+
+    summary = RunSummary("r")
+    summary.add(
+        [
+            outcome(1, Status.SUCCEEDED, True, 3),
+            outcome(2, Status.SUCCEEDED, False, 0),
+            outcome(3, Status.FAILED, None, 0),
+        ],
+        keep_succeeded=False,
+    )
+    assert (summary.documents, summary.succeeded_count, summary.failed_count) == (3, 2, 1)
+    assert (summary.chunks, summary.without_text) == (3, 1)
+    assert [o.document_id for o in summary.outcomes] == ["d3"], "failures are always kept"
