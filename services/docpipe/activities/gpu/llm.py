@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,8 +46,10 @@ _DELIMITER_RE = re.compile(r"<(\s*/?\s*document\b)", re.IGNORECASE)
 def user_prompt(text: str, max_chars: int) -> str:
     """The document as a delimited data block. A ``</document>`` inside the text
     would close the block early and let what follows pose as instructions, so
-    the delimiter's ``<`` is defused (``&lt;``) wherever the text has one."""
-    data = _DELIMITER_RE.sub(r"&lt;\1", text[:max_chars])
+    the delimiter's ``<`` is defused (``&lt;``) wherever the text has one. The
+    text is NFKC-normalised first: full-width and small-form look-alikes
+    (``＜/document＞``, ``﹤/document﹥``) read as the delimiter to a model too."""
+    data = _DELIMITER_RE.sub(r"&lt;\1", unicodedata.normalize("NFKC", text[:max_chars]))
     return f"<document>\n{data}\n</document>\nSummary:"
 
 
