@@ -69,6 +69,14 @@ def test_ipv4_embedded_in_ipv6_is_judged_as_ipv4(address: str, inner: str) -> No
     assert why is not None and f"embedded in IPv6 {parsed}" in why
 
 
+def test_teredo_is_refused_as_a_prefix_whatever_client_it_names() -> None:
+    # Server 65.54.227.120, client 8.8.8.8 (stored inverted): a public client is no
+    # proof of where a Teredo relay delivers the packets.
+    address = ipaddress.ip_address("2001:0:4136:e378:8000:63bf:f7f7:f7f7")
+    assert str(address.teredo[1]) == "8.8.8.8"
+    assert address_class(address) == "Teredo tunnel (2001::/32)"
+
+
 @pytest.mark.parametrize(
     "address", ["93.184.216.34", "8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"]
 )

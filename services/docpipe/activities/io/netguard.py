@@ -92,6 +92,10 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 def address_class(address: IPAddress) -> str | None:
     """Why ``address`` is not a public unicast address, or None if it is one."""
+    if isinstance(address, ipaddress.IPv6Address) and address.teredo is not None:
+        # Packets go through a relay to a client behind NAT: neither the embedded
+        # client address nor the server address says where they really land.
+        return "Teredo tunnel (2001::/32)"
     inner = embedded_ipv4(address)
     if inner is not None:
         # The IPv4 address is where the packets go: judge that one.
