@@ -85,7 +85,6 @@ class VectorStore:
     def collection_name(self) -> str:
         return str(self._collection.name)
 
-    @timed("chroma", "upsert")
     async def upsert_document(
         self,
         document_id: str,
@@ -99,27 +98,8 @@ class VectorStore:
         next to ``document_id`` and ``chunk_index``; None values are dropped
         because Chroma stores only scalars.
         """
-        vectors = np.asarray(embeddings, dtype=np.float32)
-        count = len(chunk_texts)
-        if vectors.ndim != 2 or vectors.shape[0] != count:
-            raise ValueError(
-                f"{count} chunks but embeddings of shape {vectors.shape}; expected ({count}, d)"
-            )
-        shared = {k: v for k, v in (metadata or {}).items() if v is not None}
-        count_bytes("chroma", "out", vectors.nbytes + sum(len(t.encode()) for t in chunk_texts))
-        if count:
-            await self._collection.upsert(
-                ids=[chunk_id(document_id, i) for i in range(count)],
-                embeddings=vectors,
-                documents=chunk_texts,
-                metadatas=[
-                    {**shared, "document_id": document_id, "chunk_index": i} for i in range(count)
-                ],
-            )
-        # Upsert first, then trim: a crash in between leaves extra chunks (fixed
-        # by the retry), never a document with no chunks at all.
-        await self._collection.delete(
-            where={"$and": [{"document_id": document_id}, {"chunk_index": {"$gte": count}}]}
+        await self.upsert_documents(
+            [DocumentVectors(document_id, chunk_texts, embeddings, metadata or {})]
         )
 
     @timed("chroma", "upsert")
@@ -136,9 +116,10 @@ class VectorStore:
         for doc in documents:
             matrix = np.asarray(doc.vectors, dtype=np.float32)
             count = len(doc.texts)
-            if count and (matrix.ndim != 2 or matrix.shape[0] != count):
+            if matrix.ndim != 2 or matrix.shape[0] != count:
                 raise ValueError(
-                    f"{doc.document_id}: {count} chunks but embeddings of shape {matrix.shape}"
+                    f"{doc.document_id}: {count} chunks but embeddings of shape "
+                    f"{matrix.shape}; expected ({count}, d)"
                 )
             shared = {k: v for k, v in doc.metadata.items() if v is not None}
             ids.extend(chunk_id(doc.document_id, i) for i in range(count))
