@@ -88,11 +88,7 @@ class GpuActivities:
             docs: list[_Doc] = []
             for job in jobs:
                 bundle = bundles.get(job.chunks_key)
-                chunks = (
-                    None
-                    if isinstance(bundle, ObjectNotFound) or bundle is None
-                    else (chunks_of(bundle, job.document_id))
-                )
+                chunks = chunks_of(bundle, job.document_id) if isinstance(bundle, dict) else None
                 if chunks is None:
                     result.failed.append(
                         DocumentFailure(

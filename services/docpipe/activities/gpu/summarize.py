@@ -13,8 +13,9 @@ whole document's (cosine to the TF-IDF centroid of all its sentences: the
 centroid method of extractive summarisation). No model call: embedding the
 candidate sentences instead made a run with summaries take 1.5x as long on
 real documentation (24 sentences from 4 chunks) and still 1.35x with 10 from
-2, for a choice among sentences of passages already known to be central. Without chunk vectors (a text-only call),
-every sentence is embedded and ranked by centrality among the sentences.
+2, for a choice among sentences of passages already known to be central.
+Without chunk vectors (a text-only call), every sentence is embedded and
+ranked by centrality among the sentences.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+
+from docpipe.activities.gpu.classify import document_vector
 
 # Sentence ends: Latin punctuation followed by space/newline, CJK full stops, or blank lines.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-ZÀ-ÖØ-Þ0-9])|(?<=[。！？])|\n{2,}")
@@ -86,19 +89,13 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1, norms)
 
 
-def document_centre(chunk_vectors: np.ndarray) -> np.ndarray:
-    """The unit mean of the chunk vectors: what the whole document is about."""
-    centre = unit_rows(np.asarray(chunk_vectors, dtype=np.float32)).mean(axis=0)
-    norm = float(np.linalg.norm(centre))
-    return centre / norm if norm else centre
-
-
 def rank_by_centre(chunk_vectors: np.ndarray) -> list[int]:
     """Chunk indexes, nearest the document's centre first (ties: document order)."""
     if len(chunk_vectors) == 0:
         return []
-    vectors = np.asarray(chunk_vectors, dtype=np.float32)
-    scores = unit_rows(vectors) @ document_centre(vectors)
+    rows = unit_rows(np.asarray(chunk_vectors, dtype=np.float32))
+    # The document's centre is the vector classification uses: what it is about.
+    scores = rows @ document_vector(rows)
     return [int(i) for i in np.argsort(-scores, kind="stable")]
 
 
