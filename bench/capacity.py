@@ -162,7 +162,9 @@ def main() -> None:
         root = Path(tmp)
         csv = write_corpus(root / "corpus", args.short, args.long)
         documents = parse_documents_csv(csv.read_text(), base_dir=csv.parent, origin="capacity")
-        with DevStack(root / "stack", object_store="local") as stack:
+        with DevStack(
+            root / "stack", object_store="local", local_source_roots=[csv.parent]
+        ) as stack:
             with LocalWorkers(root / "logs", stack.env) as workers:
                 workers.start()
                 docs_per_s, _ = asyncio.run(run(args, stack, workers, documents))

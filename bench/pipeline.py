@@ -89,7 +89,10 @@ async def baseline(stack: DevStack, documents: list[DocumentRef], embedder: Embe
         started = time.perf_counter()
         for ref in documents:
             got = await download(
-                ref.source, http, max_bytes=settings.download_max_bytes, local_root=None
+                ref.source,
+                http,
+                max_bytes=settings.download_max_bytes,
+                local_roots=settings.local_source_roots,
             )
             await store.put(keys.raw(ref.document_id), got.data)
             prepared = prepare_text(got.data, "text/plain", options)
@@ -156,7 +159,9 @@ def main() -> None:
         documents = parse_documents_csv(
             csv_path.read_text(), base_dir=csv_path.parent, origin="bench"
         )
-        with DevStack(root / "stack", object_store="s3") as stack:
+        with DevStack(
+            root / "stack", object_store="s3", local_source_roots=[csv_path.parent]
+        ) as stack:
             settings = stack.settings()
             with LocalWorkers(root / "logs", stack.env) as workers:
                 workers.start()

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from local_sources import TEST_SOURCE_ROOTS
 
 from docpipe.config import Settings
 from docpipe.devstack import DevStack
@@ -24,7 +25,10 @@ from docpipe.devstack import DevStack
 @pytest.fixture(scope="session")
 def devstack() -> Iterator[DevStack]:
     """The running local stack; its logs are under ``<data_dir>/logs``."""
-    with _stack_data_dir() as data_dir, DevStack(data_dir, object_store="s3") as stack:
+    with (
+        _stack_data_dir() as data_dir,
+        DevStack(data_dir, object_store="s3", local_source_roots=TEST_SOURCE_ROOTS) as stack,
+    ):
         yield stack
 
 

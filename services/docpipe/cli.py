@@ -369,8 +369,13 @@ def run(
 
     documents = _read_csv(csv_file)
     data_dir = data_dir.resolve()
+    # Local files are read only inside LOCAL_SOURCE_ROOT; by default the CSV's
+    # own folder, so a row cannot name /proc/self/environ or ~/.ssh.
+    source_roots = _settings().local_source_roots or (csv_file.resolve().parent,)
     console.print(f"[bold]starting the local stack[/bold] in {data_dir} ...")
-    with DevStack(data_dir, persistent=True, object_store="local") as stack:
+    with DevStack(
+        data_dir, persistent=True, object_store="local", local_source_roots=source_roots
+    ) as stack:
         settings = stack.settings()
         with LocalWorkers(data_dir / "logs", stack.env) as workers:
             workers.start()

@@ -95,14 +95,18 @@ class Settings(BaseSettings):
     download_schemes: str = "http,https,s3,file"
     """Comma list of source kinds downloads may use (http, https, s3, file = local paths).
 
-    All four on a developer's machine; the images narrow it to http,https,s3 so a
-    pod never reads its own filesystem for a CSV row."""
+    ``file`` reads only inside LOCAL_SOURCE_ROOT, so without a root local paths
+    are refused whatever this says; the images also narrow it to http,https,s3."""
     csv_max_bytes: int = Field(100 * 1024 * 1024, ge=1)
     """Largest CSV the IO worker's parse_csv reads (server-side ingestion)."""
     download_s3_buckets: str = ""
     """Comma list of buckets s3:// sources may name; empty: any the credentials can read."""
-    local_source_root: Path | None = None
-    """If set, local-file sources must resolve inside this directory."""
+    local_source_root: str = ""
+    """Folders local-file sources may be read from, separated by ``os.pathsep``
+    (``:``); relative paths are taken from the first. Empty (the default, and in
+    the images): local files are refused, so a CSV row such as
+    ``/proc/self/environ`` cannot read the worker's secrets. ``docpipe run``
+    sets it to the CSV's own folder."""
     download_allow_private_networks: bool = False
     """Let downloads reach loopback, private, link-local... addresses (never in production)."""
     download_allowed_hosts: str = ""
@@ -239,6 +243,15 @@ class Settings(BaseSettings):
                 f"({self.chunk_overlap_tokens} >= {self.chunk_tokens})"
             )
         return self
+
+    @property
+    def local_source_roots(self) -> tuple[Path, ...]:
+        """LOCAL_SOURCE_ROOT as absolute folders (empty: no local files)."""
+        return tuple(
+            Path(part).expanduser().absolute()
+            for part in self.local_source_root.split(os.pathsep)
+            if part.strip()
+        )
 
     @cached_property
     def resolved_embedding_model_path(self) -> Path:

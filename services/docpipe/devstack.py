@@ -656,6 +656,7 @@ class DevStack:
         chroma_port: int | None = None,
         s3_port: int | None = None,
         temporal_args: Sequence[str] = (),
+        local_source_roots: Sequence[Path] = (),
     ) -> None:
         if object_store not in ("s3", "local"):
             raise ValueError(f"object_store must be 's3' or 'local', not {object_store!r}")
@@ -669,6 +670,9 @@ class DevStack:
             "s3": s3_port,
         }
         self._temporal_args = tuple(temporal_args)
+        # The folders this stack's workers may read local-file sources from
+        # (LOCAL_SOURCE_ROOT); none: local paths are refused, as in the images.
+        self.local_source_roots = tuple(Path(root).resolve() for root in local_source_roots)
         self._defaults = Settings()
         self.temporal: TemporalServer | None = None
         self.postgres: PostgresServer | None = None
@@ -859,6 +863,7 @@ class DevStack:
             "METADATA_DB_USER": self.postgres.db_user,
             "METADATA_DB_PASSWORD": self.postgres.db_password,
             "DATA_DIR": str(self.data_dir),
+            "LOCAL_SOURCE_ROOT": os.pathsep.join(str(root) for root in self.local_source_roots),
         }
 
     def settings(self, **overrides: object) -> Settings:

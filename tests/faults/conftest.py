@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from local_sources import TEST_SOURCE_ROOTS
 from temporalio.client import Client
 
 from docpipe.config import Settings, load_settings
@@ -41,6 +42,7 @@ def fault_stack() -> Iterator[DevStack]:
         postgres_port=free_port(),
         chroma_port=free_port(),
         s3_port=free_port(),
+        local_source_roots=TEST_SOURCE_ROOTS,
     )
     try:
         with stack:

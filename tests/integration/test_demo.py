@@ -42,7 +42,10 @@ def test_docpipe_run_processes_a_csv_on_the_embedded_stack_and_stops(tmp_path):
         "<body><h1>Bakery</h1><p>Fresh bread is baked before sunrise every day.</p></body></html>"
     )
     csv = tmp_path / "docs.csv"
-    csv.write_text("url,title\ndocs/a.txt,Tides\ndocs/b.html,\ndocs/missing.txt,Gone\n")
+    # /etc/passwd: a row is data -- the workers read local files only in the CSV's folder.
+    csv.write_text(
+        "url,title\ndocs/a.txt,Tides\ndocs/b.html,\ndocs/missing.txt,Gone\n/etc/passwd,Users\n"
+    )
     data_dir = tmp_path / "data"
     try:
         run_twice(csv, data_dir)
@@ -56,8 +59,9 @@ def run_twice(csv: Path, data_dir: Path) -> None:
     result = docpipe_run(csv, data_dir)
 
     output = result.stdout + result.stderr
-    assert result.returncode == 1, "one document failed, and run is strict by default\n" + output
+    assert result.returncode == 1, "documents failed, and run is strict by default\n" + output
     assert "succeeded" in result.stdout and "missing.txt" in result.stdout
+    assert "/etc/passwd" in result.stdout and "outside the allowed root" in result.stdout, output
     assert "results" in result.stdout
     assert (data_dir / "postgres").is_dir() and (data_dir / "chroma").is_dir()
     assert list((data_dir / "objects").rglob("vectors.npz")), (

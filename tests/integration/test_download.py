@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpcore
 import httpx
@@ -109,13 +108,13 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def fetch(source: str, client: httpx.AsyncClient, **kwargs: object) -> Downloaded:
-    return await download(source, client, max_bytes=CAP, local_root=None, **kwargs)  # type: ignore[arg-type]
+    return await download(source, client, max_bytes=CAP, **kwargs)  # type: ignore[arg-type]
 
 
 async def fails(source: str, client: httpx.AsyncClient, **kwargs: object) -> str:
     """The reason a download fails for good (and that it is a download failure)."""
     with pytest.raises(DocumentError) as caught:
-        await download(source, client, **{"max_bytes": CAP, "local_root": None, **kwargs})  # type: ignore[arg-type]
+        await download(source, client, **{"max_bytes": CAP, **kwargs})  # type: ignore[arg-type]
     assert caught.value.stage == Stage.DOWNLOAD
     return caught.value.reason
 
@@ -199,7 +198,7 @@ async def test_an_honest_huge_content_length_fails_before_reading(
 async def test_a_body_exactly_at_the_cap_is_accepted(
     server: str, client: httpx.AsyncClient
 ) -> None:
-    got = await download(f"{server}/doc.txt", client, max_bytes=len(BODY), local_root=None)
+    got = await download(f"{server}/doc.txt", client, max_bytes=len(BODY))
     assert got.data == BODY
 
 
@@ -233,68 +232,6 @@ def test_the_client_identifies_itself() -> None:
     client = make_http_client(load_settings())
     assert client.headers["User-Agent"].startswith("docpipe/")
     assert client.timeout.connect == load_settings().download_connect_timeout_s
-
-
-# --------------------------------------------------------------------- local
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
-    (root / "sub").mkdir(parents=True)
-    (root / "sub" / "note.txt").write_bytes(BODY)
-    (root / "big.bin").write_bytes(b"x" * (CAP + 1))
-    (tmp_path / "secret.txt").write_text("outside the root")
-    (root / "link-out.txt").symlink_to(tmp_path / "secret.txt")
-    return root
-
-
-async def test_a_local_path_is_read(files: Path, client: httpx.AsyncClient) -> None:
-    got = await fetch(str(files / "sub" / "note.txt"), client)
-    assert got.data == BODY
-    assert got.filename == "note.txt"
-    assert got.content_type == "text/plain"
-    assert got.final_url == (files / "sub" / "note.txt").as_uri()
-
-
-async def test_a_file_url_is_read(files: Path, client: httpx.AsyncClient) -> None:
-    got = await fetch((files / "sub" / "note.txt").as_uri(), client)
-    assert got.data == BODY
-
-
-async def test_a_relative_path_is_taken_from_the_local_root(
-    files: Path, client: httpx.AsyncClient
-) -> None:
-    got = await download("sub/note.txt", client, max_bytes=CAP, local_root=files)
-    assert got.data == BODY
-
-
-async def test_a_missing_file_fails_the_document(files: Path, client: httpx.AsyncClient) -> None:
-    assert "does not exist" in await fails(str(files / "nope.txt"), client)
-
-
-async def test_a_directory_fails_the_document(files: Path, client: httpx.AsyncClient) -> None:
-    assert "is a directory" in await fails(str(files / "sub"), client)
-
-
-async def test_an_oversized_file_fails_the_document(files: Path, client: httpx.AsyncClient) -> None:
-    assert f"larger than the {CAP}-byte limit" in await fails(str(files / "big.bin"), client)
-
-
-@pytest.mark.parametrize("source", ["../secret.txt", "sub/../../secret.txt", "link-out.txt"])
-async def test_paths_that_escape_the_local_root_are_refused(
-    files: Path, client: httpx.AsyncClient, source: str
-) -> None:
-    reason = await fails(source, client, local_root=files)
-    assert "outside the allowed root" in reason
-
-
-async def test_absolute_paths_outside_the_local_root_are_refused(
-    files: Path, client: httpx.AsyncClient
-) -> None:
-    assert "outside the allowed root" in await fails(
-        (files.parent / "secret.txt").as_uri(), client, local_root=files
-    )
 
 
 # ------------------------------------------------------------- network guard

@@ -102,7 +102,9 @@ async def test_source_kinds_outside_download_schemes_are_refused(tmp_path) -> No
         ]:
             with pytest.raises(DocumentError, match=f"{kind} sources are not allowed here"):
                 await download(source, http, max_bytes=CAP, schemes={"https"})
-        got = await download(str(local), http, max_bytes=CAP, schemes={"file"})
+        got = await download(
+            str(local), http, max_bytes=CAP, schemes={"file"}, local_roots=[tmp_path]
+        )
         assert got.data == b"hello"
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from local_sources import TEST_SOURCE_ROOTS
 from tls_kit import mtls_temporal, tls_env
 
 from docpipe.devstack import DevStack
@@ -77,7 +78,7 @@ def webhook() -> Iterator[tuple[str, type[Hook]]]:
 def secret_stack(stack_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DevStack]:
     """A stack of its own whose PostgreSQL role has our distinctive password."""
     monkeypatch.setenv("METADATA_DB_PASSWORD", SECRETS["METADATA_DB_PASSWORD"])
-    with DevStack(stack_dir, object_store="s3") as stack:
+    with DevStack(stack_dir, object_store="s3", local_source_roots=TEST_SOURCE_ROOTS) as stack:
         yield stack
 
 

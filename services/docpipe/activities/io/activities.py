@@ -100,7 +100,7 @@ class IoActivities:
                         ref.source,
                         self.http,
                         max_bytes=self.settings.download_max_bytes,
-                        local_root=self.settings.local_source_root,
+                        local_roots=self.settings.local_source_roots,
                         schemes=self.schemes,
                         s3=self.s3_sources,
                     )
@@ -282,7 +282,7 @@ class IoActivities:
                     location,
                     self.http,
                     max_bytes=cap,
-                    local_root=self.settings.local_source_root,
+                    local_roots=self.settings.local_source_roots,
                     schemes=self.schemes,
                     s3=self.s3_sources,
                 )

@@ -23,11 +23,7 @@ counted as they arrive (after decoding) and the transfer stops at the cap.
 from __future__ import annotations
 
 import asyncio
-import errno
-import mimetypes
-import os
 import socket
-import stat
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -36,11 +32,11 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
-from urllib.request import url2pathname
 
 import httpcore
 import httpx
 
+from docpipe.activities.io.local_files import file_url_path, is_windows_drive, read_local
 from docpipe.activities.io.netguard import NetPolicy, normalize_host, parse_address
 from docpipe.config import Settings
 from docpipe.errors import DocumentError, TransientError
@@ -218,7 +214,7 @@ def source_kind(source: str) -> str:
     """What a source is fetched with: its URL scheme, lower-case, or ``file`` for a
     plain local path (the kinds DOWNLOAD_SCHEMES names, or an unsupported scheme)."""
     scheme = urlsplit(source.strip()).scheme.lower()
-    return "file" if scheme == "" or _is_windows_drive(scheme) else scheme
+    return "file" if scheme == "" or is_windows_drive(scheme) else scheme
 
 
 async def download(
@@ -226,7 +222,7 @@ async def download(
     client: httpx.AsyncClient,
     *,
     max_bytes: int,
-    local_root: Path | None = None,
+    local_roots: Sequence[Path] = (),
     total_timeout_s: float | None = None,
     policy: NetPolicy | None = None,
     resolver: Resolver | None = None,
@@ -235,8 +231,9 @@ async def download(
 ) -> Downloaded:
     """Fetch ``source`` (http(s), s3:// or file:// URL, or a plain path), at most ``max_bytes``.
 
-    ``local_root``: if set, local sources must resolve (symlinks included)
-    inside it, and relative paths are taken relative to it.
+    ``local_roots``: the folders local sources may be read from (symlinks
+    resolved first); relative paths are taken from the first. Empty: local
+    sources are refused (see :mod:`docpipe.activities.io.local_files`).
     ``total_timeout_s``: a cap on the whole HTTP transfer, on top of the
     client's per-phase timeouts; defaults to the one a :class:`DownloadClient`
     carries (none for a plain ``httpx.AsyncClient``).
@@ -281,10 +278,10 @@ async def download(
             raise TransientError(
                 f"download of {source} took longer than {total_timeout_s:g} s"
             ) from exc
-    if scheme == "file":
-        return await asyncio.to_thread(_read_local, _file_url_path(source), max_bytes, local_root)
-    if scheme == "" or _is_windows_drive(scheme):
-        return await asyncio.to_thread(_read_local, Path(source), max_bytes, local_root)
+    if scheme == "file" or scheme == "" or is_windows_drive(scheme):
+        path = file_url_path(source) if scheme == "file" else Path(source)
+        local = await asyncio.to_thread(read_local, path, max_bytes, local_roots)
+        return Downloaded(local.data, local.content_type, local.final_url, local.filename)
     raise DocumentError(
         Stage.DOWNLOAD,
         f"unsupported URL scheme {scheme!r} in {source!r} "
@@ -426,65 +423,3 @@ def _filename(response: httpx.Response) -> str:
         if name:
             return PurePosixPath(name.replace("\\", "/")).name
     return PurePosixPath(unquote(response.url.path)).name
-
-
-# ----------------------------------------------------------------------- Local
-
-
-def _is_windows_drive(scheme: str) -> bool:
-    return len(scheme) == 1 and os.name == "nt"
-
-
-def _file_url_path(url: str) -> Path:
-    parts = urlsplit(url)
-    if parts.netloc not in {"", "localhost"}:
-        raise DocumentError(Stage.DOWNLOAD, f"file URL names a remote host {parts.netloc!r}: {url}")
-    return Path(url2pathname(parts.path))
-
-
-def _read_local(path: Path, max_bytes: int, local_root: Path | None) -> Downloaded:
-    """Read a local file (blocking; runs in a thread)."""
-    shown = str(path)
-    if local_root is not None:
-        root = local_root.resolve()
-        resolved = (root / path).resolve()  # an absolute path replaces root here
-        if not resolved.is_relative_to(root):
-            raise DocumentError(
-                Stage.DOWNLOAD, f"local path {shown!r} is outside the allowed root {str(root)!r}"
-            )
-    else:
-        resolved = path.resolve()
-    try:
-        # stat before open: opening a FIFO or device could block or never end.
-        info = resolved.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise DocumentError(Stage.DOWNLOAD, f"{shown!r} is a directory, not a file")
-        if not stat.S_ISREG(info.st_mode):
-            raise DocumentError(Stage.DOWNLOAD, f"{shown!r} is not a regular file")
-        if info.st_size > max_bytes:
-            raise DocumentError(
-                Stage.DOWNLOAD,
-                f"file {shown!r} is larger than the {max_bytes}-byte limit ({info.st_size} bytes)",
-            )
-        with open(resolved, "rb") as handle:
-            # One byte past the cap: the file may have grown since stat.
-            data = handle.read(max_bytes + 1)
-    except FileNotFoundError as exc:
-        raise DocumentError(Stage.DOWNLOAD, f"file {shown!r} does not exist") from exc
-    except PermissionError as exc:
-        raise DocumentError(Stage.DOWNLOAD, f"file {shown!r} is not readable") from exc
-    except OSError as exc:
-        if exc.errno in {errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EISDIR}:
-            raise DocumentError(Stage.DOWNLOAD, f"cannot open {shown!r}: {exc.strerror}") from exc
-        raise TransientError(f"cannot read {shown!r}: {exc}") from exc
-    if len(data) > max_bytes:
-        raise DocumentError(
-            Stage.DOWNLOAD, f"file {shown!r} is larger than the {max_bytes}-byte limit"
-        )
-    content_type, _encoding = mimetypes.guess_type(resolved.name)
-    return Downloaded(
-        data=data,
-        content_type=content_type or "",
-        final_url=resolved.as_uri(),
-        filename=resolved.name,
-    )
