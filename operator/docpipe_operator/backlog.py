@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from temporalio.client import Client
 
 from docpipe.config import TemporalConnection
+from docpipe.encryption.keyring import Keyring
 from docpipe.queue_stats import QueueStats, describe_queue
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -48,10 +49,18 @@ class BacklogReading:
 
 
 class TemporalClients:
-    """Connected clients by endpoint, reconnecting after a failure."""
+    """Connected clients by endpoint, reconnecting after a failure.
 
-    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    ``payload_keys`` (the operator's PAYLOAD_ENCRYPTION_KEYS) give every client
+    the workers' encrypting data converter: the operator reads no payloads
+    today, but any it ever reads then decodes, and it never writes one in clear.
+    """
+
+    def __init__(
+        self, timeout_s: float = DEFAULT_TIMEOUT_S, payload_keys: Keyring | None = None
+    ) -> None:
         self.timeout_s = timeout_s
+        self.payload_keys = payload_keys
         self._clients: dict[Endpoint, Client] = {}
 
     async def get(self, endpoint: Endpoint) -> Client:
@@ -60,7 +69,8 @@ class TemporalClients:
         # every pipeline's tick for the whole timeout.
         found = self._clients.get(endpoint)
         if found is None:
-            found = await asyncio.wait_for(endpoint.connect(), self.timeout_s)
+            keyed = replace(endpoint, payload_keys=self.payload_keys)
+            found = await asyncio.wait_for(keyed.connect(), self.timeout_s)
             self._clients[endpoint] = found
         return found
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 
+from docpipe.config import load_payload_keyring
 from docpipe_operator import GROUP, PLURAL, VERSION, metrics, reconcile
 from docpipe_operator.backlog import TemporalClients
 from docpipe_operator.config import load
@@ -36,7 +37,9 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) ->
     # to finish before the API client below is closed.
     settings.background.instant_exit_timeout = 2 * CONFIG.temporal_timeout_seconds + 1
     memo.kube = await Kube.connect()
-    memo.temporal = TemporalClients(timeout_s=CONFIG.temporal_timeout_seconds)
+    memo.temporal = TemporalClients(
+        timeout_s=CONFIG.temporal_timeout_seconds, payload_keys=load_payload_keyring()
+    )
 
 
 @kopf.on.cleanup()

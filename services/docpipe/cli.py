@@ -4,6 +4,7 @@ docpipe start --csv-file F   run a CSV through a running pipeline (workers elsew
 docpipe run F                the embedded default: start everything locally, run F, stop
 docpipe worker KIND          run one worker (workflow, cpu, gpu, io)
 docpipe status               backlog, age, rates and live pollers of every queue
+docpipe codec-server         decrypt payloads for the Temporal UI and CLI (remote codec)
 
 While documents run, nothing waits in silence: `docpipe run` restarts a local
 worker that dies (and stops the run, naming the worker and its log, if it
@@ -546,6 +547,45 @@ def status() -> None:
             str(s.live_pollers),
         )
     console.print(table)
+
+
+@app.command("codec-server")
+def codec_server(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")
+    ] = "127.0.0.1",
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            help="Origin of a Temporal UI allowed to call it from a browser, e.g. "
+            "http://localhost:8233 (repeatable).",
+        ),
+    ] = None,
+) -> None:
+    """Encode and decode payloads for the Temporal UI and CLI (Temporal's remote codec
+    protocol), with PAYLOAD_ENCRYPTION_KEYS; requests must carry CODEC_SERVER_TOKEN when set."""
+    from docpipe.encryption.codec import EncryptionCodec
+    from docpipe.encryption.codec_server import CodecServerConfig, serve
+    from docpipe.workers.common import configure_logging
+
+    settings = _settings()
+    keyring = settings.payload_keyring()
+    if keyring is None:
+        err_console.print(
+            "[red]PAYLOAD_ENCRYPTION_KEYS (or PAYLOAD_ENCRYPTION_KEYS_FILE) is not set: "
+            "there are no keys to decode with[/red]"
+        )
+        raise typer.Exit(2)
+    configure_logging(settings.log_level)
+    token = settings.codec_server_token
+    config = CodecServerConfig(
+        namespace=settings.temporal_namespace,
+        cors_origins=frozenset(origin.rstrip("/") for origin in cors_origin or ()),
+        token=token.get_secret_value() if token is not None else None,
+    )
+    serve(EncryptionCodec(keyring), config, host, port)
 
 
 def main() -> None:  # pragma: no cover - console script entry

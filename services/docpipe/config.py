@@ -12,12 +12,13 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from docpipe import queues
+from docpipe.encryption.keyring import Keyring, KeyringError, parse_keyring
 
 if TYPE_CHECKING:  # temporalio stays out of modules that only need settings
     from temporalio.client import Client
@@ -29,7 +30,61 @@ class ConfigError(RuntimeError):
     """Raised when the environment holds a value docpipe cannot use."""
 
 
-class Settings(BaseSettings):
+class PayloadEncryptionSettings(BaseSettings):
+    """The payload keys on their own: all the operator needs of docpipe's settings.
+
+    :class:`Settings` inherits them, so workers, CLI and operator read the same
+    variables with the same checks. Unset: payloads travel in clear.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    payload_encryption_keys: SecretStr | None = None
+    """Keys that encrypt Temporal payloads, ``id:base64key,...`` (32-byte keys): the first
+    encrypts, every one decrypts (rotation)."""
+    payload_encryption_keys_file: Path | None = None
+    """A file holding the same list (comma- or line-separated), e.g. a mounted Secret."""
+
+    @field_validator("payload_encryption_keys")
+    @classmethod
+    def _keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_keyring(value.get_secret_value())  # raises KeyringError, a ValueError
+        return value
+
+    @field_validator("payload_encryption_keys_file")
+    @classmethod
+    def _keys_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            _read_keyring(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> PayloadEncryptionSettings:
+        if self.payload_encryption_keys is not None and self.payload_encryption_keys_file:
+            raise ValueError(
+                "set PAYLOAD_ENCRYPTION_KEYS or PAYLOAD_ENCRYPTION_KEYS_FILE, not both"
+            )
+        return self
+
+    def payload_keyring(self) -> Keyring | None:
+        """The configured keys (the file is read now), or None: payloads in clear."""
+        if self.payload_encryption_keys is not None:
+            return parse_keyring(self.payload_encryption_keys.get_secret_value())
+        if self.payload_encryption_keys_file is not None:
+            return _read_keyring(self.payload_encryption_keys_file)
+        return None
+
+
+def _read_keyring(path: Path) -> Keyring:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyringError(f"cannot read {str(path)!r}: {type(exc).__name__}") from None
+    return parse_keyring(text)
+
+
+class Settings(PayloadEncryptionSettings):
     """docpipe's configuration; field names are the env var names, lower-cased."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -169,6 +224,10 @@ class Settings(BaseSettings):
     sdk_metrics_port: int = Field(9101, ge=0, le=65535)
     """Temporal SDK metrics of this worker; 0 disables them."""
 
+    # --- Codec server (docpipe codec-server) ----------------------------------
+    codec_server_token: SecretStr | None = None
+    """Bearer token the codec server demands; unset: anyone who reaches it can decode."""
+
     # --- Logging -------------------------------------------------------------
     log_level: str = "INFO"
     """DEBUG, INFO, WARNING or ERROR; DEBUG also turns on the HTTP/S3 libraries' logs."""
@@ -283,6 +342,7 @@ class Settings(BaseSettings):
             client_cert=read(self.temporal_tls_cert_path),
             client_private_key=read(self.temporal_tls_key_path),
             server_name=self.temporal_tls_server_name,
+            payload_keys=self.payload_keyring(),
         )
 
     @property
@@ -317,6 +377,8 @@ class TemporalConnection:
     client_cert: bytes | None = field(default=None, repr=False)
     client_private_key: bytes | None = field(default=None, repr=False)
     server_name: str | None = None
+    payload_keys: Keyring | None = field(default=None, repr=False)
+    """Set: every payload this client writes is encrypted, and encrypted ones are read."""
 
     def __post_init__(self) -> None:
         if (self.client_cert is None) != (self.client_private_key is None):
@@ -355,26 +417,47 @@ class TemporalConnection:
         from temporalio.client import Client
         from temporalio.runtime import Runtime
 
+        from docpipe.encryption.converter import data_converter
+
         return await Client.connect(
             self.address,
             namespace=self.namespace,
             tls=self.tls_config(),
             api_key=self.api_key,
             runtime=runtime or Runtime.default(),
+            data_converter=data_converter(self.payload_keys),
         )
 
 
-_SECRET_WORDS = {"PASSWORD", "SECRET", "KEY"}
+_SECRET_WORDS = {"PASSWORD", "SECRET", "KEY", "KEYS", "TOKEN"}
+_S = TypeVar("_S", bound=BaseSettings)
 
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, naming the variable on bad input."""
+    return _load(Settings, overrides)
+
+
+def load_payload_keyring() -> Keyring | None:
+    """Only the payload keys from the environment (the operator's need), checked the same way."""
+    return _load(PayloadEncryptionSettings, {}).payload_keyring()
+
+
+def _load(cls: type[_S], overrides: dict[str, object]) -> _S:
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return cls(**overrides)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
-            shown = "***" if _SECRET_WORDS.intersection(name.split("_")) else repr(err.get("input"))
-            problems.append(f"{name}: {err['msg']} (got {shown})")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+        raise ConfigError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    """One line per bad variable; secrets and whole-settings inputs are never echoed."""
+    problems = []
+    for err in exc.errors():
+        name = "_".join(str(p) for p in err["loc"]).upper()
+        if not name:  # a check across settings: its input is every value, secrets included
+            problems.append(f"settings: {err['msg']}")
+            continue
+        shown = "***" if _SECRET_WORDS.intersection(name.split("_")) else repr(err.get("input"))
+        problems.append(f"{name}: {err['msg']} (got {shown})")
+    return "invalid configuration:\n  " + "\n  ".join(problems)
