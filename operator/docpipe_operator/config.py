@@ -8,10 +8,24 @@ replicas, how often its timer ticks, where it serves metrics and health.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from docpipe_operator.trust import TrustPolicy
+
+# Mounted into every pod whose ServiceAccount token is mounted (the operator's is).
+POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _pod_namespace() -> str:
+    """The namespace the operator runs in, when it runs in a pod; else empty."""
+    try:
+        return POD_NAMESPACE_FILE.read_text().strip()
+    except OSError:
+        return ""
 
 
 class OperatorConfig(BaseSettings):
@@ -39,6 +53,15 @@ class OperatorConfig(BaseSettings):
     """prometheus-client /metrics; 0 disables it."""
     health_port: int = Field(8080, ge=0, le=65535)
     """kopf's liveness endpoint (/healthz); 0 disables it."""
+    allowed_images: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Worker images a pipeline may run (comma-separated globs over the whole reference,
+    e.g. ``ghcr.io/docpipe/*``). Empty: none; a pipeline is refused until this is set,
+    because an image of the author's choice could carry every Secret its pod sees away."""
+    allowed_service_accounts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """ServiceAccounts a pool may name besides ``default`` (comma-separated globs)."""
+    own_namespace: str = Field(default_factory=_pod_namespace)
+    """The operator's namespace (the chart sets it from the downward API): Secrets there
+    need no docpipe.io/allow-reference label. Empty: no namespace is exempt."""
 
     @field_validator("log_level")
     @classmethod
@@ -48,12 +71,20 @@ class OperatorConfig(BaseSettings):
             raise ValueError("must be DEBUG, INFO or WARNING")
         return level
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "allowed_images", "allowed_service_accounts", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    def trust(self) -> TrustPolicy:
+        """What a DocumentPipeline may make the operator do (trust.py)."""
+        return TrustPolicy(
+            allowed_images=tuple(self.allowed_images),
+            allowed_service_accounts=tuple(self.allowed_service_accounts),
+            operator_namespace=self.own_namespace or None,
+        )
 
 
 def load() -> OperatorConfig:

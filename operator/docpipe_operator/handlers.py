@@ -19,9 +19,10 @@ from docpipe_operator import GROUP, PLURAL, VERSION, metrics, reconcile
 from docpipe_operator.backlog import TemporalClients
 from docpipe_operator.config import load
 from docpipe_operator.kube import Kube, connection_info, load_configuration
-from docpipe_operator.spec import SpecError, parse
+from docpipe_operator.spec import PipelineSpec, SpecError, parse
 
 CONFIG = load()
+TRUST = CONFIG.trust()
 RESOURCE = (GROUP, VERSION, PLURAL)
 
 
@@ -60,7 +61,10 @@ async def ensure(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) 
     except SpecError as exc:
         result = reconcile.invalid(body, str(exc))
     else:
-        result = await reconcile.ensure_workloads(memo.kube, body, spec)
+        result = await reconcile.ensure_workloads(memo.kube, body, spec, policy=TRUST)
+        # A refusal may be cured outside the spec (a Secret labelled, the allowlist
+        # widened and the operator restarted): the timer checks again.
+        memo.refused = result.refusals
     _apply(body, patch, result)
 
 
@@ -79,6 +83,9 @@ async def autoscale(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: An
         if (again := reconcile.still_invalid(body, str(exc))) is not None:
             _apply(body, patch, again)
         return
+    if memo.get("refused"):
+        await _check_refused_again(body, memo, patch, spec)
+        return
     pools = memo.setdefault("pools", {})
     result = await reconcile.autoscale(
         memo.kube,
@@ -88,10 +95,28 @@ async def autoscale(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: An
         pools,
         now=time.time(),
         monotonic=time.monotonic(),
+        policy=TRUST,
         seen=memo.setdefault("rounds", {}),
     )
     if result is not None:
         _apply(body, patch, result)
+
+
+async def _check_refused_again(
+    body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, spec: PipelineSpec
+) -> None:
+    """A refused pipeline is neither rendered nor scaled; every retry backoff its
+    Secrets are checked again, and it rolls out once they pass. The Warning is
+    posted again only when the reasons change."""
+    if time.monotonic() < memo.get("recheck_at", 0.0):
+        return
+    memo.recheck_at = time.monotonic() + CONFIG.retry_backoff_seconds
+    before = memo.refused
+    result = await reconcile.ensure_workloads(memo.kube, body, spec, policy=TRUST)
+    memo.refused = result.refusals
+    if result.refusals == before:
+        result.notices = []
+    _apply(body, patch, result)
 
 
 @kopf.on.delete(*RESOURCE, optional=True)

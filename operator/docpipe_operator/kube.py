@@ -18,7 +18,7 @@ import base64
 import inspect
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -28,6 +28,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from docpipe_operator.resources import SPEC_HASH_ANNOTATION
+from docpipe_operator.trust import ALLOW_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,10 @@ class Outcome(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
+
+
+class SecretNotAllowedError(PermissionError):
+    """A Secret the operator may not use for this pipeline (trust.py); it was not decoded."""
 
 
 class NotOwnedError(kopf.PermanentError):
@@ -172,17 +177,55 @@ class Kube:
 
     # ---------------------------------------------------------------- secrets
 
-    async def secret_value(self, namespace: str, name: str, key: str) -> str:
-        return (await self.secret_data(namespace, name, [key]))[key].decode()
+    async def secret_value(
+        self,
+        namespace: str,
+        name: str,
+        key: str,
+        *,
+        permit: Callable[[Mapping[str, str]], bool] | None = None,
+    ) -> str:
+        return (await self.secret_data(namespace, name, [key], permit=permit))[key].decode()
 
-    async def secret_data(self, namespace: str, name: str, keys: list[str]) -> dict[str, bytes]:
-        """The decoded values of ``keys``; errors name the Secret and key, never a value."""
+    async def secret_data(
+        self,
+        namespace: str,
+        name: str,
+        keys: list[str],
+        *,
+        permit: Callable[[Mapping[str, str]], bool] | None = None,
+    ) -> dict[str, bytes]:
+        """The decoded values of ``keys``; errors name the Secret and key, never a value.
+
+        ``permit`` judges the Secret by its labels before anything is decoded
+        (:class:`SecretNotAllowedError` if it says no).
+        """
         secret = await self.core.read_namespaced_secret(name, namespace)
+        if permit is not None and not permit(_labels(secret)):
+            raise SecretNotAllowedError(
+                f'Secret {namespace}/{name} is not labelled {ALLOW_LABEL}: "true"'
+            )
         data = secret.data or {}
         missing = [key for key in keys if key not in data]
         if missing:
             raise KeyError(f"Secret {namespace}/{name} has no key {', '.join(missing)}")
         return {key: base64.b64decode(data[key]) for key in keys}
+
+    async def secret_labels(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's labels (None: it does not exist). Read by name: the role grants
+        ``get`` only, never ``list``; the data is read but neither kept nor decoded."""
+        try:
+            secret = await self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _labels(secret)
+
+
+def _labels(obj: Any) -> dict[str, str]:
+    metadata = getattr(obj, "metadata", None)
+    return dict(getattr(metadata, "labels", None) or {})
 
 
 @dataclass(frozen=True)

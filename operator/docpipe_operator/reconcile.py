@@ -15,11 +15,12 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from docpipe_operator import POOLS, metrics, resources, scaling
+from docpipe_operator import POOLS, metrics, resources, scaling, trust
 from docpipe_operator.backlog import BacklogReading, Endpoint, QueueRef, TemporalClients
 from docpipe_operator.kube import DeploymentState, Kube, Outcome
 from docpipe_operator.spec import TLS_CA_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, PipelineSpec
 from docpipe_operator.status import (
+    NOT_ALLOWED,
     READY,
     SCALING,
     TEMPORAL_REACHABLE,
@@ -41,6 +42,8 @@ class Result:
 
     status: dict[str, Any] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    """Why nothing was rendered (trust.py), empty when the pipeline was accepted."""
 
 
 @dataclass
@@ -80,8 +83,58 @@ def still_invalid(body: Mapping[str, Any], error: str) -> Result | None:
     return invalid(body, error, notify=False)
 
 
-async def ensure_workloads(kube: Kube, body: Mapping[str, Any], spec: PipelineSpec) -> Result:
-    """Create or update every owned Deployment and Service (idempotent)."""
+def refused(body: Mapping[str, Any], problems: list[str]) -> Result:
+    """Status and a Warning for a pipeline that asks for what its author may not have.
+
+    Like :func:`invalid`, nothing is rendered, patched or scaled; unlike it, the
+    cure may lie outside the spec (a Secret's owner labels it, an admin widens the
+    allowlist), so the operator checks again from its timer.
+    """
+    message = "refused: " + "; ".join(problems)
+    conditions = (body.get("status") or {}).get("conditions") or []
+    generation = body["metadata"].get("generation")
+    conditions = set_condition(
+        conditions, READY, False, NOT_ALLOWED, message, generation=generation
+    )
+    return Result(
+        status={"phase": Phase.INVALID.value, "conditions": conditions},
+        notices=[Notice("Warning", NOT_ALLOWED, message)],
+        refusals=list(problems),
+    )
+
+
+async def trust_problems(
+    kube: Kube, namespace: str, spec: PipelineSpec, policy: trust.TrustPolicy
+) -> list[str]:
+    """Everything in ``spec`` its author may not make the operator do (trust.py).
+
+    Images and ServiceAccounts are judged from the spec alone; each Secret the
+    pipeline names is read by name for its labels (the operator's own namespace
+    needs none, so nothing is read there).
+    """
+    problems = trust.workload_problems(spec, policy)
+    uses = trust.secret_uses(spec)
+    if uses and namespace != policy.operator_namespace:
+        names = sorted({use.name for use in uses})
+        found = await asyncio.gather(*(kube.secret_labels(namespace, name) for name in names))
+        labels = dict(zip(names, found, strict=True))
+        problems += trust.secret_problems(uses, labels, namespace, policy)
+    return problems
+
+
+async def ensure_workloads(
+    kube: Kube, body: Mapping[str, Any], spec: PipelineSpec, *, policy: trust.TrustPolicy
+) -> Result:
+    """Create or update every owned Deployment and Service (idempotent), unless
+    ``policy`` refuses the pipeline: then nothing is rendered."""
+    if problems := await trust_problems(kube, body["metadata"]["namespace"], spec, policy):
+        log.warning(
+            "%s/%s refused: %s",
+            body["metadata"]["namespace"],
+            body["metadata"]["name"],
+            "; ".join(problems),
+        )
+        return refused(body, problems)
     owner_uid = body["metadata"]["uid"]
     outcomes: dict[str, Outcome] = {}
     for manifest in resources.manifests(body, spec):
@@ -107,20 +160,32 @@ async def ensure_workloads(kube: Kube, body: Mapping[str, Any], spec: PipelineSp
     return result
 
 
-async def endpoint(kube: Kube, namespace: str, spec: PipelineSpec) -> Endpoint:
+async def endpoint(
+    kube: Kube,
+    namespace: str,
+    spec: PipelineSpec,
+    *,
+    policy: trust.TrustPolicy = trust.TrustPolicy(),  # noqa: B008  (frozen, never mutated)
+) -> Endpoint:
     """Where this pipeline's Temporal is, with its API key and TLS material read from Secrets.
 
     The same connection the workers make from their env and mounted files
     (``docpipe.config.TemporalConnection``), so what works for one works for the other.
+    Each Secret must pass ``policy`` (its docpipe.io/allow-reference label) before a
+    byte of it is decoded: the operator never reads a Secret on a pipeline author's word.
     """
     t = spec.temporal
+
+    def permit(labels: Mapping[str, str]) -> bool:
+        return trust.secret_allowed(labels, namespace, policy)
+
     api_key = None
     if t.api_key is not None:
-        api_key = await kube.secret_value(namespace, t.api_key.name, t.api_key.key)
+        api_key = await kube.secret_value(namespace, t.api_key.name, t.api_key.key, permit=permit)
     tls: dict[str, bytes] = {}
     if t.tls_secret is not None:
         keys = [TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY] + ([TLS_CA_KEY] if t.tls_secret.ca else [])
-        tls = await kube.secret_data(namespace, t.tls_secret.name, keys)
+        tls = await kube.secret_data(namespace, t.tls_secret.name, keys, permit=permit)
     return Endpoint(
         t.address,
         t.namespace,
@@ -142,6 +207,7 @@ async def autoscale(
     *,
     now: float,
     monotonic: float,
+    policy: trust.TrustPolicy,
     seen: MutableMapping[str, Any] | None = None,
 ) -> Result | None:
     """One round: read the due pools' queues, decide, scale, report.
@@ -156,7 +222,7 @@ async def autoscale(
     if not due:
         return None
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    reading = await _read_backlog(kube, temporal, namespace, spec, due)
+    reading = await _read_backlog(kube, temporal, namespace, spec, due, policy)
     metrics.TEMPORAL_QUERY_SECONDS.labels(namespace, name).observe(reading.seconds)
     if not reading.reachable:
         metrics.TEMPORAL_ERRORS.labels(namespace, name).inc()
@@ -182,7 +248,7 @@ async def autoscale(
     # and a pipeline being deleted must be left to the garbage collector.
     settled = (body.get("status") or {}).get("observedGeneration") is not None
     if missing and settled and not body["metadata"].get("deletionTimestamp"):
-        deployments |= await _recreate(kube, body, spec, missing, result)
+        deployments |= await _recreate(kube, body, spec, missing, result, policy)
     decisions: list[scaling.Decision] = []
     for kind in POOLS:
         found = deployments[kind]
@@ -246,11 +312,16 @@ async def autoscale(
 
 
 async def _read_backlog(
-    kube: Kube, temporal: TemporalClients, namespace: str, spec: PipelineSpec, due: list[str]
+    kube: Kube,
+    temporal: TemporalClients,
+    namespace: str,
+    spec: PipelineSpec,
+    due: list[str],
+    policy: trust.TrustPolicy,
 ) -> BacklogReading:
     queues = {kind: QueueRef(spec.queues[kind], workflow=kind == "workflow") for kind in due}
     try:
-        where = await endpoint(kube, namespace, spec)
+        where = await endpoint(kube, namespace, spec, policy=policy)
     except Exception as exc:  # the API-key or TLS Secret is missing or unreadable
         error = f"cannot read the Temporal credentials: {_describe_error(exc)}"
         return BacklogReading({kind: None for kind in due}, error, 0.0)
@@ -311,12 +382,27 @@ async def _decide_and_scale(
 
 
 async def _recreate(
-    kube: Kube, body: Mapping[str, Any], spec: PipelineSpec, missing: list[str], result: Result
+    kube: Kube,
+    body: Mapping[str, Any],
+    spec: PipelineSpec,
+    missing: list[str],
+    result: Result,
+    policy: trust.TrustPolicy,
 ) -> dict[str, DeploymentState]:
     """Deployments deleted by hand come back (at their initial size; the round then
-    scales them to the operator's last decision)."""
+    scales them to the operator's last decision), if the pipeline still passes
+    ``policy``: a Secret unlabelled since is not rendered again."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     back: dict[str, DeploymentState] = {}
+    try:
+        problems = await trust_problems(kube, namespace, spec, policy)
+    except Exception as exc:  # retried next round
+        problems = [f"cannot check the referenced Secrets: {_describe_error(exc)}"]
+    if problems:
+        message = f"not recreating {', '.join(missing)}: " + "; ".join(problems)
+        result.notices.append(Notice("Warning", NOT_ALLOWED, message))
+        log.warning("%s/%s: %s", namespace, name, message)
+        return back
     for kind in missing:
         manifest = resources.deployment(body, spec, kind)
         try:

@@ -291,6 +291,10 @@ def deployment(body: Mapping[str, Any], spec: PipelineSpec, kind: str) -> Manife
         # are handed back before SIGKILL.
         "terminationGracePeriodSeconds": pool.termination_grace_s,
         "enableServiceLinks": False,
+        # Workers never call the Kubernetes API: no token in the pod, so code
+        # that gets into a worker (a hostile document, a compromised dependency)
+        # cannot act as its ServiceAccount.
+        "automountServiceAccountToken": False,
         "securityContext": pod_security_context(),
         "volumes": _volumes(spec),
     }

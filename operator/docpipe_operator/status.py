@@ -22,6 +22,9 @@ READY = "Ready"
 TEMPORAL_REACHABLE = "TemporalReachable"
 SCALING = "Scaling"
 
+NOT_ALLOWED = "NotAllowed"
+"""Ready's reason and the Warning's reason when trust.py refuses a pipeline."""
+
 
 class Phase(StrEnum):
     PENDING = "Pending"

@@ -15,6 +15,8 @@ import os
 os.environ.setdefault("DOCPIPE_OPERATOR_TICK_SECONDS", "0.5")
 os.environ.setdefault("DOCPIPE_OPERATOR_TEMPORAL_TIMEOUT_SECONDS", "2")
 os.environ.setdefault("DOCPIPE_OPERATOR_RETRY_BACKOFF_SECONDS", "0.5")
+# The images the examples and tests run; any other is refused (docs/operator.md, trust model).
+os.environ.setdefault("DOCPIPE_OPERATOR_ALLOWED_IMAGES", "ghcr.io/example/docpipe-*,ghcr.io/x/*")
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from kube_emulator import ApiServer
 from operator_harness import (
     NAMESPACE,
     Cluster,
+    add_example_secrets,
     running_operator,
     start_temporal,
     stop_temporal,
@@ -40,6 +43,7 @@ async def cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncItera
     async with ApiServer() as api, Server(api):
         url = str(api.url).rstrip("/")
         api.add_namespace(NAMESPACE)
+        add_example_secrets(api)
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", url)
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)

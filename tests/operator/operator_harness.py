@@ -23,8 +23,13 @@ from kube_emulator import TEST_AGENT, ApiServer
 
 from docpipe.devstack import DevStack, TemporalServer
 from docpipe_operator import handlers  # noqa: F401  (registers the handlers)
+from docpipe_operator.trust import ALLOW_LABEL
 
 NAMESPACE = "docpipe-test"
+ALLOWED = {ALLOW_LABEL: "true"}
+"""The label by which a Secret's owner lets pipelines use it."""
+EXAMPLE_SECRETS = ("docpipe-s3", "docpipe-postgres", "docpipe-webhook")
+"""The store and webhook Secrets deploy/examples/full.yaml names."""
 CR_PATH = f"/apis/docpipe.io/v1alpha1/namespaces/{NAMESPACE}/documentpipelines"
 T = TypeVar("T")
 
@@ -117,6 +122,17 @@ class Cluster:
         self.api.objects["apps/v1/deployments", NAMESPACE, deployment].patch(
             {"status": {"readyReplicas": ready, "updatedReplicas": ready, "replicas": ready}}
         )
+
+
+def add_example_secrets(api: ApiServer) -> None:
+    """The Secrets full.yaml names, labelled for docpipe as their owner would."""
+    for name in EXAMPLE_SECRETS:
+        api.objects["v1/secrets", NAMESPACE, name] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": dict(ALLOWED)},
+            "data": {},
+        }
 
 
 @contextlib.asynccontextmanager

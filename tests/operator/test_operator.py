@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from operator_harness import (
+    ALLOWED,
     NAMESPACE,
     Cluster,
     eventually,
@@ -353,7 +354,7 @@ async def test_the_rbac_role_grants_every_call_the_operator_makes(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "temporal"},
+            "metadata": {"name": "temporal", "labels": ALLOWED},
             "data": {"api-key": "c2VjcmV0"},
         },
     )

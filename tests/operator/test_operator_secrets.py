@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_harness import NAMESPACE, Cluster, eventually, running_operator
+from operator_harness import ALLOWED, NAMESPACE, Cluster, eventually, running_operator
 from test_operator import REPO, granted, pipeline
 from test_operator_faults import condition
 from tls_kit import SERVER_NAME, mtls_temporal
@@ -43,7 +43,7 @@ async def add_secret(cluster: Cluster, name: str, data: dict[str, bytes], kind: 
             "apiVersion": "v1",
             "kind": "Secret",
             "type": kind,
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": ALLOWED},
             "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
         },
     )

@@ -70,6 +70,18 @@ def test_every_worker_pod_is_non_root_read_only_and_unprivileged(kind: str) -> N
         assert volumes[mounts[path]] == {"name": mounts[path], "emptyDir": {}}
 
 
+@pytest.mark.parametrize("kind", POOLS)
+def test_no_worker_pod_gets_a_service_account_token(kind: str) -> None:
+    """Workers never call the Kubernetes API; code that gets into one (a hostile
+    document, a compromised dependency) must not find a token to act with, even
+    when the pool names a ServiceAccount."""
+    spec = copy.deepcopy(FULL["spec"])
+    spec["pools"][kind]["serviceAccountName"] = "docpipe-worker"
+    pod = manifests(spec)[kind]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == "docpipe-worker"
+
+
 def test_without_a_tls_secret_nothing_is_mounted_and_no_tls_paths_are_set() -> None:
     for deployment in manifests(with_temporal()).values():
         env = env_of(deployment)
@@ -159,7 +171,8 @@ class SecretsApi:
     async def read_namespaced_secret(self, name: str, namespace: str) -> SimpleNamespace:
         self.reads.append(name)
         data = {k: base64.b64encode(v).decode() for k, v in self.secrets[name].items()}
-        return SimpleNamespace(data=data)
+        labels = {"docpipe.io/allow-reference": "true"}  # their owner let pipelines use them
+        return SimpleNamespace(data=data, metadata=SimpleNamespace(labels=labels))
 
 
 def kube_with(secrets: dict[str, dict[str, bytes]]) -> tuple[Kube, SecretsApi]:
