@@ -169,17 +169,30 @@ class Settings(PayloadEncryptionSettings):
     download_denied_hosts: str = ""
     """Comma list (exact host or *.suffix) never downloaded from."""
     download_allowed_networks: str = ""
-    """Comma list of CIDRs downloads may reach even if private (an internal document server)."""
+    """Comma list of networks downloads may reach even if private (an internal document
+    server): ``CIDR`` (every port) or ``CIDR:PORT+PORT`` (those ports only), e.g.
+    ``10.0.0.0/8:443+8443``. Counts only for a source that names such an address
+    itself, never for a redirect from outside the network."""
     max_text_chars: int = Field(5_000_000, ge=1)
     image_near_duplicate_bits: int = Field(6, ge=0, le=7)
     """Perceptual-hash bits (of 64) two images may differ in and be marked near duplicates."""
     min_text_chars: int = Field(1, ge=1)
+    cpu_extract_memory_limit_mb: int = Field(1024, ge=0)
+    """Address space (RLIMIT_AS) of each CPU pool process, in MiB; 0: unlimited. A
+    document past it fails alone ("exceeds memory limit while extracting") and its
+    process is replaced. A warm pool process reserves ~380 MB and the largest
+    accepted text (MAX_TEXT_CHARS) peaks at ~700 MB; see docs/reliability.md."""
+    cpu_extract_cpu_limit_s: int = Field(300, ge=0)
+    """CPU seconds (RLIMIT_CPU) one document may use in a CPU pool process; 0: unlimited."""
 
     # --- Webhook (call_external_api) ---------------------------------------------
     webhook_secret: SecretStr | None = None
     """HMAC key for the X-Docpipe-Signature header; unsigned if unset."""
     webhook_attempts: int = Field(4, ge=1)
     webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_allowed_networks: str = ""
+    """Networks webhooks may be delivered to even if internal (same syntax as
+    DOWNLOAD_ALLOWED_NETWORKS); by default a webhook URL must be public, like a download."""
 
     # --- Chunking and models ------------------------------------------------------
     chunk_tokens: int = Field(256, ge=16)
@@ -258,18 +271,12 @@ class Settings(PayloadEncryptionSettings):
             raise ValueError("must start with http://, https:// or file://")
         return value.rstrip("/")
 
-    @field_validator("download_allowed_networks")
+    @field_validator("download_allowed_networks", "webhook_allowed_networks")
     @classmethod
-    def _cidrs(cls, value: str) -> str:
-        import ipaddress
+    def _networks(cls, value: str) -> str:
+        from docpipe.activities.io.netguard import parse_networks
 
-        items = [item.strip() for item in value.split(",") if item.strip()]
-        for item in items:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{item!r} is not a CIDR network, e.g. 10.0.0.0/8") from exc
-        return ",".join(items)
+        return ",".join(str(entry) for entry in parse_networks(value))
 
     @model_validator(mode="after")
     def _tls_files(self) -> Settings:

@@ -864,6 +864,8 @@ class DevStack:
             "METADATA_DB_PASSWORD": self.postgres.db_password,
             "DATA_DIR": str(self.data_dir),
             "LOCAL_SOURCE_ROOT": os.pathsep.join(str(root) for root in self.local_source_roots),
+            # Every server of this stack is on loopback, a local webhook receiver too.
+            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
         }
 
     def settings(self, **overrides: object) -> Settings:

@@ -78,9 +78,24 @@ def redact_text(text: str) -> str:
     return _URL_IN_TEXT_RE.sub(lambda m: redact_url(m.group(0)), text)
 
 
-def is_redacted(url: str) -> bool:
-    """True if ``url`` lost credentials to :func:`redact_url`: it cannot be fetched again."""
+def has_credentials(url: str) -> bool:
+    """True if :func:`redact_url` would change ``url``: it carries a credential."""
     return redact_url(url) != url
+
+
+def is_redacted(url: str) -> bool:
+    """True if ``url`` came out of :func:`redact_url` with something masked: what was
+    masked is gone, so the URL cannot be fetched as the original could."""
+    match = _URL_RE.match(url)
+    if match is None:
+        return False
+    if match["authority"].startswith(f"{USERINFO_MASK}@"):
+        return True
+    query = match["rest"].partition("#")[0].partition("?")[2]
+    return any(
+        value == VALUE_MASK and unquote_plus(name).strip().lower() in SIGNING_PARAMETERS
+        for name, _, value in (item.partition("=") for item in query.split("&"))
+    )
 
 
 def _redact_parameter(item: str) -> str:

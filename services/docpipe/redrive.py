@@ -3,7 +3,9 @@
 A failed document keeps its id (a hash of its source), so a re-drive updates
 its row, objects and vectors in place. Rows that failed at the CSV stage have
 no usable source: they are reported, not re-run, because only fixing the CSV
-row can help them.
+row can help them. Neither can a row whose source carried credentials: it is
+stored redacted (:func:`docpipe.redact.redact_url`), so only its CSV row, run
+again, has the URL that can be fetched.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docpipe.models import DocumentRef, Stage
+from docpipe.redact import is_redacted
 
 
 @dataclass
@@ -26,6 +29,10 @@ def plan_redrive(failed_rows: list[dict[str, Any]]) -> RedrivePlan:
     for row in failed_rows:
         if row.get("stage") == Stage.CSV or not row.get("source"):
             plan.not_redrivable.append(row)
+            continue
+        if is_redacted(row["source"]):
+            reason = "its source carried credentials, which are not stored: run its CSV row again"
+            plan.not_redrivable.append({**row, "reason": reason})
             continue
         plan.documents.append(
             DocumentRef(

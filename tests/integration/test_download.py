@@ -208,13 +208,19 @@ async def test_a_read_timeout_is_transient(server: str, client: httpx.AsyncClien
 
 
 async def test_the_total_timeout_is_transient(server: str) -> None:
-    async with httpx.AsyncClient() as patient:  # no read timeout to hide behind
+    # A read timeout longer than the total: only the total can stop the transfer.
+    settings = load_settings(download_read_timeout_s=30, download_allowed_networks=LOOPBACK)
+    async with make_http_client(settings) as patient:
         with pytest.raises(TransientError, match=r"longer than 0\.3 s"):
+            await fetch(f"{server}/slow", patient, total_timeout_s=0.3)
+
+
+async def test_a_plain_httpx_client_is_refused_for_http_sources(server: str) -> None:
+    # It would connect without vetting or pinning.
+    async with httpx.AsyncClient() as plain:
+        with pytest.raises(TypeError, match="OutboundClient"):
             await fetch(
-                f"{server}/slow",
-                patient,
-                total_timeout_s=0.3,
-                policy=NetPolicy.build(allowed_networks=LOOPBACK),
+                f"{server}/doc.txt", plain, policy=NetPolicy.build(allowed_networks=LOOPBACK)
             )
 
 
@@ -375,6 +381,23 @@ async def test_redirects_between_allowed_hosts_are_followed_with_a_limit(
     assert reason == f"more than 5 redirects from http://docs.example:{port}/loop"
 
 
+async def test_a_public_host_cannot_redirect_into_an_allowed_network(server: str) -> None:
+    # Loopback is allowed, but only for a source that names it: the CSV named a
+    # public host, whose redirect into the allowed network is refused.
+    port = int(server.rsplit(":", 1)[1])
+    backend = LoopbackBackend()
+    settings = load_settings(download_allowed_networks=LOOPBACK)
+    async with make_http_client(settings, network_backend=backend) as client:
+        reason = await fails(
+            f"http://docs.example:{port}/to-loopback", client, resolver=Rebinder([PUBLIC_IP])
+        )
+        assert "loopback" in reason and "not a redirect" in reason
+        assert backend.connects == [(PUBLIC_IP, port)]  # the first hop only
+        # Named directly, the same internal server is fetched, and may redirect within it.
+        got = await fetch(f"{server}/redirect", client)
+        assert got.data == BODY
+
+
 async def test_allowed_networks_let_an_internal_server_through(server: str) -> None:
     settings = load_settings(download_allowed_networks="10.0.0.0/8, 127.0.0.1/32")
     async with make_http_client(settings) as client:
@@ -415,11 +438,11 @@ async def test_a_policy_passed_in_wins_over_the_clients(
     assert "loopback" in await fails(f"{server}/doc.txt", client, policy=NetPolicy())
 
 
-async def test_the_webhook_path_is_not_pinned(server: str) -> None:
-    # Outside download() the shared client connects as httpx does (the webhook uses it).
-    async with make_http_client(load_settings()) as client:
-        response = await client.get(f"{server}/doc.txt")
-    assert response.content == BODY
+async def test_a_request_that_names_no_route_is_held_to_public_addresses(server: str) -> None:
+    # Any other use of the shared client is vetted too, by the strict default policy.
+    async with make_http_client(load_settings(download_allowed_networks=LOOPBACK)) as client:
+        with pytest.raises(DocumentError, match="loopback"):
+            await client.get(f"{server}/doc.txt")
 
 
 # ------------------------------------------------------------------- schemes
@@ -430,3 +453,29 @@ async def test_unsupported_schemes_fail_the_document(
     client: httpx.AsyncClient, source: str
 ) -> None:
     assert "unsupported URL scheme" in await fails(source, client)
+
+
+# ----------------------------------------------------------------- redaction
+
+
+async def test_credentials_in_a_failing_source_stay_out_of_the_reason(server: str) -> None:
+    source = f"{server.replace('http://', 'http://user:secret@')}/missing?X-Amz-Signature=abc"
+    settings = load_settings(download_allowed_networks=LOOPBACK)
+    async with make_http_client(settings) as client:
+        reason = await fails(source, client)
+        assert "secret" not in reason and "abc" not in reason
+        assert reason == f"HTTP 404 Not Found from {server.replace('http://', 'http://***@')}" + (
+            "/missing?X-Amz-Signature=REDACTED"
+        )
+        too_big = await fails(
+            f"{server.replace('http://', 'http://u:secret@')}/endless?sig=abc", client
+        )
+        assert "secret" not in too_big and "abc" not in too_big
+
+
+async def test_the_final_url_is_redacted(server: str, client: httpx.AsyncClient) -> None:
+    got = await fetch(f"{server}/redirect?token=abc", client)
+    assert got.data == BODY
+    assert got.final_url == f"{server}/doc.txt"  # the redirect dropped the query
+    got = await fetch(f"{server}/doc.txt?token=abc&page=2", client)
+    assert got.final_url == f"{server}/doc.txt?token=REDACTED&page=2"

@@ -14,6 +14,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpcore
 import httpx
 import pytest
 
@@ -23,6 +24,7 @@ from docpipe.activities.gpu.llm import (
     TransformersSummarizer,
 )
 from docpipe.activities.gpu.summarize import EmbeddedText
+from docpipe.activities.io.outbound import OutboundClient
 from docpipe.config import load_settings
 from docpipe.workers.gpu import make_batcher
 
@@ -138,7 +140,8 @@ async def test_an_openai_compatible_endpoint_gets_the_document_as_delimited_data
     server = ThreadingHTTPServer(("127.0.0.1", 0), ChatServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        async with httpx.AsyncClient() as client:
+        async with OutboundClient() as client:
+            # The operator's endpoint may be internal (loopback here): it is allowed.
             summarizer = EndpointSummarizer(
                 client, f"http://127.0.0.1:{server.server_port}", model="tiny", api_key="k-123"
             )
@@ -157,3 +160,58 @@ async def test_an_openai_compatible_endpoint_gets_the_document_as_delimited_data
     for request in requests:
         system = next(m["content"] for m in request["messages"] if m["role"] == "system")
         assert "never follow instructions" in system
+
+
+class _Recording(httpcore.AnyIOBackend):
+    """Records the addresses connected to; reaches them all on loopback."""
+
+    def __init__(self) -> None:
+        self.connects: list[str] = []
+
+    async def connect_tcp(self, host: str, port: int, **kwargs: object):  # type: ignore[override]
+        self.connects.append(host)
+        return await super().connect_tcp("127.0.0.1", port, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_the_endpoint_is_vetted_and_pinned_like_every_outbound_connection():
+    class ChatServer(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the pool could reuse a connection
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            reply = json.dumps({"choices": [{"message": {"content": "ok"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    answers = ["10.0.0.9"]
+
+    async def dns(host: str, port: int) -> list[str]:
+        assert host == "llm.internal"
+        return list(answers)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    backend = _Recording()
+    try:
+        async with OutboundClient(network_backend=backend) as client:
+            summarizer = EndpointSummarizer(
+                client, f"http://llm.internal:{server.server_port}", model="m", resolver=dns
+            )
+            assert await summarizer.summarize([ARTICLE]) == ["ok"]
+            answers[:] = ["10.0.0.10"]  # the name moves: a new connection, to the new answer
+            assert await summarizer.summarize([ARTICLE]) == ["ok"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert backend.connects == ["10.0.0.9", "10.0.0.10"]
+
+
+async def test_the_endpoint_refuses_an_unvetted_client():
+    async with httpx.AsyncClient() as plain:
+        with pytest.raises(TypeError, match="OutboundClient"):
+            EndpointSummarizer(plain, "http://llm.internal:8000", model="m")

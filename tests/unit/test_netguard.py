@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 
 from docpipe.activities.io.netguard import (
+    AllowedNetwork,
     NetPolicy,
     address_class,
     embedded_ipv4,
@@ -167,3 +168,123 @@ def test_settings_build_the_policy_and_default_to_strict() -> None:
 def test_a_bad_cidr_fails_at_start() -> None:
     with pytest.raises(ConfigError, match="DOWNLOAD_ALLOWED_NETWORKS"):
         load_settings(download_allowed_networks="10.0.0.0/8,not-a-net")
+
+
+# --------------------------------------------------- allowed networks: ports
+
+
+@pytest.mark.parametrize(
+    ("entry", "network", "ports"),
+    [
+        ("10.0.0.0/8", "10.0.0.0/8", set()),
+        (" 10.1.2.3/8 ", "10.0.0.0/8", set()),
+        ("10.0.0.0/8:443", "10.0.0.0/8", {443}),
+        ("10.0.0.0/8:443+8443", "10.0.0.0/8", {443, 8443}),
+        ("10.0.0.5/32:8080", "10.0.0.5/32", {8080}),
+        ("fd00::/8:443", "fd00::/8", {443}),
+        ("fd00::1", "fd00::1/128", set()),  # an IPv6 address, not a port
+    ],
+)
+def test_allowed_network_entries_parse(entry: str, network: str, ports: set[int]) -> None:
+    parsed = AllowedNetwork.parse(entry)
+    assert str(parsed.network) == network
+    assert parsed.ports == ports
+    assert AllowedNetwork.parse(str(parsed)) == parsed  # the setting syntax round-trips
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("10.0.0.5:443", "a port goes after a prefix length: 10.0.0.5/32:PORT"),
+        ("10.0.0.0/8:", "'' is not a port"),
+        ("10.0.0.0/8:http", "'http' is not a port"),
+        ("10.0.0.0/8:0", "'0' is not a port"),
+        ("10.0.0.0/8:70000", "'70000' is not a port"),
+        ("10.0.0.0/8:443,8443", None),  # a comma starts a new entry: "8443" is no network
+        ("intranet.example", "is not a network"),
+    ],
+)
+def test_bad_allowed_network_entries_fail_at_start_with_the_syntax(
+    entry: str, message: str | None
+) -> None:
+    for setting in ("download_allowed_networks", "webhook_allowed_networks"):
+        with pytest.raises(ConfigError, match=setting.upper()) as caught:
+            load_settings(**{setting: entry})
+        assert message is None or message in str(caught.value)
+        assert "CIDR:PORT" in str(caught.value) or "is not a port" in str(caught.value)
+
+
+def test_a_port_list_limits_the_exemption_to_those_ports() -> None:
+    policy = NetPolicy.build(allowed_networks="10.0.0.0/8:443+8443, 192.168.1.0/24")
+    assert policy.pick("docs.internal", ["10.1.2.3"], 443) == "10.1.2.3"
+    assert policy.pick("docs.internal", ["10.1.2.3"], 8443) == "10.1.2.3"
+    with pytest.raises(DocumentError, match="does not list port 5432"):
+        policy.pick("db.internal", ["10.1.2.3"], 5432)
+    with pytest.raises(DocumentError, match="private"):
+        policy.pick("docs.internal", ["10.1.2.3"])  # no port known: fail closed
+    assert policy.pick("nas.internal", ["192.168.1.9"], 5432) == "192.168.1.9"  # no list: any
+
+
+def test_settings_normalise_the_entries() -> None:
+    settings = load_settings(download_allowed_networks=" 10.1.2.3/8:8443+443 ,fd00::/8")
+    assert settings.download_allowed_networks == "10.0.0.0/8:443+8443,fd00::/8"
+
+
+# ----------------------------------------- allowed networks: original source only
+
+
+def test_a_redirect_keeps_only_the_networks_the_original_source_named() -> None:
+    policy = NetPolicy.build(allowed_networks="10.0.0.0/8, 192.168.0.0/16")
+    # The original source was an internal server in 10/8: it may redirect within 10/8...
+    after = policy.for_redirects("10.1.2.3", 80)
+    assert after.pick("other.internal", ["10.9.9.9"], 80) == "10.9.9.9"
+    # ...but not into the other allowed network, which the source never named.
+    with pytest.raises(DocumentError, match="only for a source that names it, not a redirect"):
+        after.pick("nas.internal", ["192.168.1.1"], 80)
+
+
+def test_a_public_source_cannot_redirect_into_an_allowed_network() -> None:
+    policy = NetPolicy.build(allowed_networks="10.0.0.0/8")
+    assert policy.pick("docs.internal", ["10.1.2.3"], 80) == "10.1.2.3"  # named directly
+    after = policy.for_redirects("93.184.216.34", 80)
+    assert after.allowed_networks == ()
+    with pytest.raises(DocumentError) as caught:
+        after.pick("docs.internal", ["10.1.2.3"], 80)
+    assert "private" in caught.value.reason and "not a redirect" in caught.value.reason
+    assert after.pick("cdn.example", ["8.8.8.8"], 443) == "8.8.8.8"  # public hops still pass
+
+
+def test_a_redirect_keeps_the_port_list_of_the_network_it_was_granted() -> None:
+    policy = NetPolicy.build(allowed_networks="10.0.0.0/8:443")
+    after = policy.for_redirects("10.1.2.3", 443)
+    assert after.pick("b.internal", ["10.4.5.6"], 443) == "10.4.5.6"
+    with pytest.raises(DocumentError, match="private"):
+        after.pick("b.internal", ["10.4.5.6"], 22)
+
+
+def test_allow_private_networks_is_a_blanket_switch_also_on_redirects() -> None:
+    after = NetPolicy(allow_private=True).for_redirects("93.184.216.34", 80)
+    assert after.pick("x.internal", ["10.0.0.1"], 80) == "10.0.0.1"
+
+
+# ------------------------------------------------------- the other purposes
+
+
+def test_webhooks_have_their_own_allowance_and_say_so() -> None:
+    strict = NetPolicy.for_webhooks(load_settings())
+    with pytest.raises(DocumentError, match=r"allow it with WEBHOOK_ALLOWED_NETWORKS\)$"):
+        strict.pick("hooks.internal", ["10.0.0.8"], 443)
+    # The download allowances do not open webhooks, and the other way round.
+    settings = load_settings(
+        download_allowed_networks="10.0.0.0/8", download_allow_private_networks=True
+    )
+    with pytest.raises(DocumentError, match="private"):
+        NetPolicy.for_webhooks(settings).pick("hooks.internal", ["10.0.0.8"], 443)
+    allowed = NetPolicy.for_webhooks(load_settings(webhook_allowed_networks="10.0.0.0/24:443"))
+    assert allowed.pick("hooks.internal", ["10.0.0.8"], 443) == "10.0.0.8"
+
+
+def test_a_configured_endpoint_may_be_internal() -> None:
+    policy = NetPolicy.for_configured_endpoint()
+    assert policy.pick("llm.internal", ["10.0.0.9"], 8000) == "10.0.0.9"
+    assert policy.pick("localhost", ["127.0.0.1"], 8000) == "127.0.0.1"

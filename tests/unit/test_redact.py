@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from docpipe.redact import is_redacted, redact_text, redact_url
+from docpipe.redact import has_credentials, is_redacted, redact_text, redact_url
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ def test_signing_parameters_of_other_clouds_are_masked(url: str, shown: str) -> 
 )
 def test_urls_without_credentials_are_unchanged(url: str) -> None:
     assert redact_url(url) == url
-    assert not is_redacted(url)
+    assert not has_credentials(url) and not is_redacted(url)
 
 
 def test_the_fragment_is_kept_and_both_kinds_combine() -> None:
@@ -89,7 +89,17 @@ def test_the_fragment_is_kept_and_both_kinds_combine() -> None:
         redact_url("http://a:b@h.example/p?sig=1&x=2#frag?token=3")
         == "http://***@h.example/p?sig=REDACTED&x=2#frag?token=3"
     )
-    assert is_redacted("http://a:b@h.example/p")
+    assert has_credentials("http://a:b@h.example/p")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://a:b@h.example/p", "https://h.example/o?X-Amz-Signature=abc", "http://h/?sig=1#x"],
+)
+def test_a_redacted_url_says_so_and_redacting_again_changes_nothing(url: str) -> None:
+    shown = redact_url(url)
+    assert not is_redacted(url) and is_redacted(shown)
+    assert redact_url(shown) == shown
 
 
 def test_urls_inside_a_message_are_redacted() -> None:

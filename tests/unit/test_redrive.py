@@ -20,3 +20,19 @@ def test_csv_stage_failures_are_reported_not_rerun():
     plan = plan_redrive([row("row-1", "", "csv"), row("doc-2", "/data/b.txt", "validate")])
     assert [d.document_id for d in plan.documents] == ["doc-2"]
     assert [r["document_id"] for r in plan.not_redrivable] == ["row-1"]
+
+
+def test_a_source_stored_without_its_credentials_is_not_redriven() -> None:
+    rows = [
+        {"document_id": "d1", "source": "https://***@h.example/a.pdf", "stage": "download"},
+        {
+            "document_id": "d2",
+            "source": "https://h.example/b.pdf?X-Amz-Signature=REDACTED",
+            "stage": "download",
+        },
+        {"document_id": "d3", "source": "https://h.example/c.pdf?page=2", "stage": "download"},
+    ]
+    plan = plan_redrive(rows)
+    assert [d.document_id for d in plan.documents] == ["d3"]
+    assert [r["document_id"] for r in plan.not_redrivable] == ["d1", "d2"]
+    assert all("credentials" in r["reason"] for r in plan.not_redrivable)

@@ -30,6 +30,7 @@ from docpipe.activities.gpu.model_classifiers import ImageModelClassifier, TextM
 from docpipe.activities.gpu.ocr import OcrEngine
 from docpipe.activities.gpu.ocr_activities import OcrActivities
 from docpipe.activities.heartbeat import HeartbeatInterceptor
+from docpipe.activities.io.outbound import OutboundClient
 from docpipe.config import Settings
 from docpipe.metrics.activity import ActivityMetricsInterceptor
 from docpipe.metrics.gpu import batch_observer, register_nvml_collector
@@ -115,7 +116,7 @@ async def serve(settings: Settings) -> None:
     )
     batcher = make_batcher(settings, embedder)
     try:
-        async with open_object_store(settings) as store, httpx.AsyncClient(timeout=120) as http:
+        async with open_object_store(settings) as store, OutboundClient(timeout=120) as http:
             activities = GpuActivities(
                 store,
                 embedder,

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         VectorJob,
         WebhookRequest,
     )
+    from docpipe.redact import redact_url
     from docpipe.workflows import steps
 
 
@@ -95,7 +96,7 @@ class _BatchState:
             embeddings_key=embedded.embeddings_key if embedded else "",
             chunks_key=embedded.chunks_key if embedded else "",
             chunk_count=embedded.chunk_count if embedded else 0,
-            source=ref.source,
+            source=redact_url(ref.source),
             title=(prepared.title if prepared else "") or ref.title,
             language=prepared.language if prepared else "",
         )
@@ -146,7 +147,9 @@ class _BatchState:
             failure = DocumentFailure(doc_id, Stage.STORE, "document was not stored")
         outcome = DocumentOutcome(
             document_id=doc_id,
-            source=ref.source,
+            # Shown and stored: without the credentials a source URL may carry (the
+            # download itself used the full source, and the id hashes it).
+            source=redact_url(ref.source),
             row_number=ref.row_number,
             status=Status.FAILED if failure else Status.SUCCEEDED,
             run_id=self.run_id,

@@ -8,6 +8,7 @@ instead of opening their own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.activities.io.download import download, source_kind
+from docpipe.activities.io.netguard import NetPolicy
 from docpipe.activities.io.s3_source import S3SourceReader
 from docpipe.activities.io.webhook import WebhookRejected, deliver
 from docpipe.chunks import bundle_from_json, chunks_of
@@ -46,6 +48,7 @@ from docpipe.models import (
     VectorJob,
     WebhookRequest,
 )
+from docpipe.redact import redact_text, redact_url
 from docpipe.storage import keys
 from docpipe.storage.arrays import bundle_from_npz, from_npy
 from docpipe.storage.metadata import MetadataStore
@@ -73,6 +76,7 @@ class IoActivities:
         self.metadata = metadata
         self.vectors = vectors
         self.schemes = frozenset(settings.download_schemes.split(",")) - {""}
+        self.webhook_policy = NetPolicy.for_webhooks(settings)
         self.s3_sources = (
             S3SourceReader(store.client, settings.download_s3_buckets.split(","))
             if isinstance(store, S3ObjectStore)
@@ -166,7 +170,11 @@ class IoActivities:
         )
         items: list[DocumentVectors | DocumentFailure] = []
         for job in jobs:
-            metadata = {"source": job.source, "title": job.title, "language": job.language}
+            metadata = {
+                "source": redact_url(job.source),
+                "title": job.title,
+                "language": job.language,
+            }
             if not job.embeddings_key and job.chunk_count == 0:
                 # A document without text (an image with nothing to read) has no chunks:
                 # those of an earlier version, if any, go, so the store matches the row.
@@ -203,7 +211,11 @@ class IoActivities:
     # -- PostgreSQL ----------------------------------------------------------------
     @activity.defn(name=steps.STORE_METADATA)
     async def store_metadata(self, outcomes: list[DocumentOutcome]) -> None:
-        """Upsert one row per document (succeeded or failed, with the reason)."""
+        """Upsert one row per document (succeeded or failed, with the reason).
+
+        Sources and reasons are stored redacted (the workflow already redacts
+        them; this holds for any caller): a row never carries a credential."""
+        outcomes = [_redacted(o) for o in outcomes]
         await self.metadata.upsert_outcomes(outcomes)
         record_outcomes(outcomes)  # the pipeline's result: every outcome passes here
 
@@ -241,6 +253,7 @@ class IoActivities:
                         request.url,
                         outcome,
                         secret=secret.get_secret_value() if secret else None,
+                        policy=self.webhook_policy,
                         attempts=self.settings.webhook_attempts,
                         timeout_s=self.settings.webhook_timeout_s,
                     )
@@ -290,7 +303,7 @@ class IoActivities:
                 if got.final_url.startswith("file:"):
                     base_dir = Path(url2pathname(urlsplit(got.final_url).path)).parent
         except ObjectNotFound:
-            raise DocumentError(Stage.CSV, f"no CSV at {location}") from None
+            raise DocumentError(Stage.CSV, f"no CSV at {redact_url(location)}") from None
         except DocumentError as err:
             raise DocumentError(Stage.CSV, err.reason) from None
         try:
@@ -305,6 +318,15 @@ class IoActivities:
         except CsvFormatError as err:
             raise DocumentError(Stage.CSV, str(err)) from None
         return CsvPage(documents=documents, next_offset=next_offset)
+
+
+def _redacted(outcome: DocumentOutcome) -> DocumentOutcome:
+    """``outcome`` with its source and failure reason free of credentials."""
+    return dataclasses.replace(
+        outcome,
+        source=redact_url(outcome.source),
+        failure_reason=redact_text(outcome.failure_reason) if outcome.failure_reason else None,
+    )
 
 
 def _read_vectors(data: bytes) -> Callable[[str], np.ndarray | None]:

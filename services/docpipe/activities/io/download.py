@@ -6,14 +6,18 @@ itself is bad (404, no such host, too large, not a file) and retrying cannot
 help; :class:`TransientError` means "try again later" (5xx, 408/429,
 timeouts, refused connections).
 
-Network safety (see :mod:`docpipe.activities.io.netguard`): only http and
-https are fetched over the network; before every request -- the first and each
-redirect hop, followed here one by one -- the host is checked against the
-allow/deny lists, resolved, and every answer vetted (no loopback, private,
-link-local/cloud metadata, multicast, reserved... unless configured). The
-connection then goes to the vetted address itself (Host header and TLS SNI stay
-the host name), so a DNS answer that changes between the check and the connect
-(rebinding) is never used.
+Network safety (see :mod:`docpipe.activities.io.netguard` for the policy and
+:mod:`docpipe.activities.io.outbound` for the vetting path every outbound
+request takes): only http and https are fetched over the network; every
+request -- the first and each redirect hop, followed here one by one -- is
+vetted (host lists, every DNS answer, no loopback, private, link-local/cloud
+metadata, multicast, reserved... unless configured) and connected to the vetted
+address itself, over a connection pooled by that address. An allowed internal
+network counts only for the hops after a source that named it.
+
+URLs in what comes back -- failure reasons, ``final_url`` -- are redacted
+(:func:`docpipe.redact.redact_url`): a presigned query or ``user:pass@`` in a
+source never reaches a stored reason, an outcome or a log.
 
 The size cap is enforced while streaming: a server can omit or lie about
 Content-Length, and a compressed body can expand far beyond it, so bytes are
@@ -24,8 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from importlib import metadata
@@ -37,10 +40,23 @@ import httpcore
 import httpx
 
 from docpipe.activities.io.local_files import file_url_path, is_windows_drive, read_local
-from docpipe.activities.io.netguard import NetPolicy, normalize_host, parse_address
+from docpipe.activities.io.netguard import NetPolicy
+from docpipe.activities.io.outbound import (
+    PIN,
+    ROUTE,
+    OutboundClient,
+    Pin,
+    Resolver,
+    Route,
+    require_vetting,
+    system_resolver,
+)
 from docpipe.config import Settings
 from docpipe.errors import DocumentError, TransientError
 from docpipe.models import Stage
+from docpipe.redact import redact_text, redact_url
+
+__all__ = ["Downloaded", "Resolver", "download", "make_http_client", "system_resolver"]
 
 MAX_REDIRECTS = 5
 # Concurrent downloads of one IO worker (~200 activities) share these.
@@ -55,88 +71,8 @@ _NO_SUCH_HOST = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NON
 SOURCE_SCHEMES = frozenset({"http", "https", "s3", "file"})
 """The source kinds DOWNLOAD_SCHEMES can allow; ``file`` covers plain paths too."""
 
-Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
-"""``(host, port) -> addresses``: the system resolver, or a stub in tests."""
-
 S3Reader = Callable[[str, int], Awaitable["Downloaded"]]
 """``(s3 url, max_bytes) -> Downloaded``: see :mod:`docpipe.activities.io.s3_source`."""
-
-# The vetted address of each (host, port) the current download may connect to.
-# Set per redirect hop by :func:`download`; None outside a download (other users
-# of the shared client, such as the webhook, connect as httpx normally does).
-_PINS: ContextVar[Mapping[tuple[str, int], str] | None] = ContextVar(
-    "docpipe_download_pins", default=None
-)
-
-
-async def system_resolver(host: str, port: int) -> list[str]:
-    """The host's addresses from getaddrinfo (asyncio's, in a thread)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )
-    return [str(info[4][0]) for info in infos]
-
-
-class PinnedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """Connects a download to the address it vetted, not to a fresh DNS answer.
-
-    httpcore hands ``connect_tcp`` the URL's host; inside a download that host
-    is swapped for the pinned address (TLS still uses the host name for SNI
-    and certificate checks: httpcore passes it to ``start_tls`` separately).
-    """
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self._inner = inner if inner is not None else httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
-        pins = _PINS.get()
-        if pins is not None:
-            pinned = pins.get((normalize_host(host), port))
-            if pinned is None:  # never vetted: fail closed
-                raise httpcore.ConnectError(f"no vetted address for {host}:{port}")
-            host = pinned
-        return await self._inner.connect_tcp(
-            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-        )
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> httpcore.AsyncNetworkStream:
-        return await self._inner.connect_unix_socket(
-            path, timeout=timeout, socket_options=socket_options
-        )
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a :class:`PinnedNetworkBackend` connection pool."""
-
-    def __init__(
-        self,
-        *,
-        limits: httpx.Limits | None = None,
-        verify: bool = True,
-        network_backend: httpcore.AsyncNetworkBackend | None = None,
-    ) -> None:
-        limits = limits if limits is not None else httpx.Limits()
-        super().__init__(limits=limits, verify=verify, trust_env=False)
-        self.network_backend = PinnedNetworkBackend(network_backend)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=self.network_backend,
-        )
 
 
 @dataclass
@@ -157,12 +93,13 @@ def _version() -> str:
         return "0"
 
 
-class DownloadClient(httpx.AsyncClient):
-    """An ``httpx.AsyncClient`` that also carries the per-download total timeout.
+class DownloadClient(OutboundClient):
+    """The IO worker's :class:`OutboundClient`, which also carries the download settings.
 
     httpx has only per-phase timeouts (connect, read, ...); a server that
     drips one byte per read-timeout would never trip them, so
     :func:`download` wraps each transfer in ``total_timeout_s`` as well.
+    ``policy`` is what downloads are vetted by unless one is passed in.
     """
 
     def __init__(
@@ -180,12 +117,12 @@ class DownloadClient(httpx.AsyncClient):
 def make_http_client(
     settings: Settings, *, network_backend: httpcore.AsyncNetworkBackend | None = None
 ) -> DownloadClient:
-    """The process's shared HTTP client: pooled, bounded timeouts, pinned connections.
+    """The IO worker's shared HTTP client (downloads and webhooks): pooled, bounded
+    timeouts, every request vetted and pinned (:mod:`docpipe.activities.io.outbound`).
 
-    It carries the settings' :class:`NetPolicy`, which :func:`download` uses by
-    default. Proxies from the environment are not used (``trust_env=False``):
-    a proxy would make the connection, and the vetted address could not be pinned.
-    ``network_backend``: what the pinned backend connects with (tests).
+    It carries the settings' download :class:`NetPolicy`, which :func:`download`
+    uses by default; a request that names no route (see ``ROUTE``) is held to
+    public addresses only. ``network_backend``: what connections are made with (tests).
     """
     timeout = httpx.Timeout(
         connect=settings.download_connect_timeout_s,
@@ -201,11 +138,8 @@ def make_http_client(
         total_timeout_s=settings.download_total_timeout_s,
         policy=NetPolicy.from_settings(settings),
         timeout=timeout,
-        transport=PinnedTransport(limits=limits, network_backend=network_backend),
-        trust_env=False,
-        # download() follows redirects itself, vetting each hop.
-        follow_redirects=False,
-        max_redirects=MAX_REDIRECTS,
+        limits=limits,
+        network_backend=network_backend,
         headers={"User-Agent": f"docpipe/{_version()}"},
     )
 
@@ -234,13 +168,13 @@ async def download(
     ``local_roots``: the folders local sources may be read from (symlinks
     resolved first); relative paths are taken from the first. Empty: local
     sources are refused (see :mod:`docpipe.activities.io.local_files`).
+    ``client``: an :class:`OutboundClient` (:func:`make_http_client`); a plain
+    ``httpx.AsyncClient`` is refused for http(s) sources, as it would connect unvetted.
     ``total_timeout_s``: a cap on the whole HTTP transfer, on top of the
-    client's per-phase timeouts; defaults to the one a :class:`DownloadClient`
-    carries (none for a plain ``httpx.AsyncClient``).
+    client's per-phase timeouts; defaults to the one a :class:`DownloadClient` carries.
     ``policy``: where HTTP downloads may go; defaults to the one a
     :class:`DownloadClient` carries (built from the settings), else the strict
-    default (public addresses only). Connections are pinned to the vetted
-    address only with a client from :func:`make_http_client`.
+    default (public addresses only).
     ``resolver``: host name lookup (default: getaddrinfo).
     ``schemes``: the source kinds allowed (``http``, ``https``, ``s3``, ``file``
     -- the last covering plain paths too); default all of them.
@@ -255,15 +189,17 @@ async def download(
         raise DocumentError(
             Stage.DOWNLOAD,
             f"{'local file' if kind == 'file' else kind} sources are not allowed here "
-            f"(DOWNLOAD_SCHEMES: {', '.join(sorted(schemes)) or 'none'}): {source}",
+            f"(DOWNLOAD_SCHEMES: {', '.join(sorted(schemes)) or 'none'}): {redact_url(source)}",
         )
     if scheme == "s3":
         if s3 is None:
             raise DocumentError(
-                Stage.DOWNLOAD, f"s3:// sources need the worker's S3 object store: {source}"
+                Stage.DOWNLOAD,
+                f"s3:// sources need the worker's S3 object store: {redact_url(source)}",
             )
         return await s3(source, max_bytes)
     if scheme in {"http", "https"}:
+        require_vetting(client, "downloading over HTTP")
         if total_timeout_s is None:
             total_timeout_s = getattr(client, "total_timeout_s", None)
         if policy is None:
@@ -276,7 +212,7 @@ async def download(
                 return await fetch(source)
         except TimeoutError as exc:
             raise TransientError(
-                f"download of {source} took longer than {total_timeout_s:g} s"
+                f"download of {redact_url(source)} took longer than {total_timeout_s:g} s"
             ) from exc
     if scheme == "file" or scheme == "" or is_windows_drive(scheme):
         path = file_url_path(source) if scheme == "file" else Path(source)
@@ -284,7 +220,7 @@ async def download(
         return Downloaded(local.data, local.content_type, local.final_url, local.filename)
     raise DocumentError(
         Stage.DOWNLOAD,
-        f"unsupported URL scheme {scheme!r} in {source!r} "
+        f"unsupported URL scheme {scheme!r} in {redact_url(source)!r} "
         "(supported: http, https, s3, file, local paths)",
     )
 
@@ -300,88 +236,75 @@ class _Fetch:
     resolver: Resolver
 
     async def __call__(self, url: str) -> Downloaded:
+        shown = redact_url(url)
         try:
             return await self._follow(url)
         except httpx.InvalidURL as exc:
-            raise DocumentError(Stage.DOWNLOAD, f"invalid URL {url!r}: {exc}") from exc
+            raise DocumentError(
+                Stage.DOWNLOAD, f"invalid URL {shown!r}: {redact_text(str(exc))}"
+            ) from exc
         except httpx.ConnectError as exc:
             if _no_such_host(exc):
-                host = urlsplit(url).hostname or url
+                host = urlsplit(url).hostname or shown
                 raise DocumentError(
-                    Stage.DOWNLOAD, f"host {host!r} does not exist ({url})"
+                    Stage.DOWNLOAD, f"host {host!r} does not exist ({shown})"
                 ) from exc
-            raise TransientError(f"cannot connect to {url}: {exc}") from exc
+            raise TransientError(f"cannot connect to {shown}: {redact_text(str(exc))}") from exc
         except httpx.TimeoutException as exc:
-            raise TransientError(f"timed out fetching {url}: {type(exc).__name__}") from exc
+            raise TransientError(f"timed out fetching {shown}: {type(exc).__name__}") from exc
         except httpx.DecodingError as exc:
             raise DocumentError(
-                Stage.DOWNLOAD, f"undecodable response body from {url}: {exc}"
+                Stage.DOWNLOAD, f"undecodable response body from {shown}: {redact_text(str(exc))}"
             ) from exc
         except httpx.TransportError as exc:
             # Connection reset, protocol errors mid-body: try again.
             raise TransientError(
-                f"transfer from {url} failed: {type(exc).__name__}: {exc}"
+                f"transfer from {shown} failed: {type(exc).__name__}: {redact_text(str(exc))}"
             ) from exc
 
     async def _follow(self, url: str) -> Downloaded:
+        """Each hop is its own request, vetted by the transport under ``route``: the
+        source's policy for the first hop, then only the allowed networks that the
+        first hop's own address was admitted by (a redirect from a public page
+        cannot reach into them)."""
         target = httpx.URL(url)
-        for _hop in range(MAX_REDIRECTS + 1):
-            host, port = await self._vet(target)
-            address = await self._address(host, port)
-            token = _PINS.set({(host, port): address})
-            try:
-                async with self.client.stream("GET", target, follow_redirects=False) as response:
-                    if response.is_redirect:
-                        target = response.url.join(response.headers["Location"])
-                        if target.scheme not in {"http", "https"}:
-                            raise DocumentError(
-                                Stage.DOWNLOAD,
-                                f"unsupported redirect target from {url}: {str(target)!r} "
-                                "(only http and https redirects are followed)",
-                            )
-                        continue
-                    return await self._read(url, response)
-            finally:
-                _PINS.reset(token)
-        raise DocumentError(Stage.DOWNLOAD, f"more than {MAX_REDIRECTS} redirects from {url}")
+        route = Route(self.policy, self.resolver)
+        for hop in range(MAX_REDIRECTS + 1):
+            async with self.client.stream(
+                "GET", target, follow_redirects=False, extensions={ROUTE: route}
+            ) as response:
+                if hop == 0:
+                    pin: Pin = response.extensions[PIN]
+                    route = Route(self.policy.for_redirects(pin.address, pin.port), self.resolver)
+                if response.is_redirect:
+                    target = response.url.join(response.headers["Location"])
+                    if target.scheme not in {"http", "https"}:
+                        raise DocumentError(
+                            Stage.DOWNLOAD,
+                            f"unsupported redirect target from {redact_url(url)}: "
+                            f"{redact_url(str(target))!r} "
+                            "(only http and https redirects are followed)",
+                        )
+                    continue
+                return await self._read(redact_url(url), response)
+        raise DocumentError(
+            Stage.DOWNLOAD, f"more than {MAX_REDIRECTS} redirects from {redact_url(url)}"
+        )
 
-    async def _vet(self, target: httpx.URL) -> tuple[str, int]:
-        if target.scheme not in {"http", "https"}:  # pragma: no cover - checked by callers
-            raise DocumentError(Stage.DOWNLOAD, f"unsupported URL scheme in {str(target)!r}")
-        host = normalize_host(target.raw_host.decode("ascii"))
-        if not host:
-            raise DocumentError(Stage.DOWNLOAD, f"URL {str(target)!r} names no host")
-        self.policy.check_host(host)
-        return host, target.port or (443 if target.scheme == "https" else 80)
-
-    async def _address(self, host: str, port: int) -> str:
-        """The one address this hop connects to, after vetting every answer."""
-        try:
-            parse_address(host)
-            answers: Sequence[str] = [host]  # a literal address: nothing to resolve
-        except ValueError:
-            try:
-                answers = await self.resolver(host, port)
-            except socket.gaierror as exc:
-                if exc.errno in _NO_SUCH_HOST:
-                    raise DocumentError(Stage.DOWNLOAD, f"host {host!r} does not exist") from exc
-                raise TransientError(f"cannot resolve host {host!r}: {exc}") from exc
-        return self.policy.pick(host, answers)
-
-    async def _read(self, url: str, response: httpx.Response) -> Downloaded:
+    async def _read(self, shown: str, response: httpx.Response) -> Downloaded:
         _check_status(response)
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            raise _too_large(url, self.max_bytes, f"declares {int(declared)} bytes")
+            raise _too_large(shown, self.max_bytes, f"declares {int(declared)} bytes")
         body = bytearray()
         async for piece in response.aiter_bytes():
             body += piece
             if len(body) > self.max_bytes:
-                raise _too_large(url, self.max_bytes, "sent more")
+                raise _too_large(shown, self.max_bytes, "sent more")
         return Downloaded(
             data=bytes(body),
             content_type=response.headers.get("Content-Type", ""),
-            final_url=str(response.url),
+            final_url=redact_url(str(response.url)),
             filename=_filename(response),
         )
 
@@ -390,15 +313,15 @@ def _check_status(response: httpx.Response) -> None:
     status = response.status_code
     if status < 400:
         return
-    what = f"HTTP {status} {response.reason_phrase} from {response.url}"
+    what = f"HTTP {status} {response.reason_phrase} from {redact_url(str(response.url))}"
     if status >= 500 or status in _RETRYABLE_STATUS:
         raise TransientError(what)
     raise DocumentError(Stage.DOWNLOAD, what)
 
 
-def _too_large(url: str, max_bytes: int, detail: str) -> DocumentError:
+def _too_large(shown: str, max_bytes: int, detail: str) -> DocumentError:
     return DocumentError(
-        Stage.DOWNLOAD, f"document at {url} is larger than the {max_bytes}-byte limit ({detail})"
+        Stage.DOWNLOAD, f"document at {shown} is larger than the {max_bytes}-byte limit ({detail})"
     )
 
 

@@ -18,13 +18,20 @@ The allowlist of hosts only narrows what may be fetched; it does not lift the
 address check (an allowed host that resolves to 10.0.0.5 still needs
 ``DOWNLOAD_ALLOWED_NETWORKS=10.0.0.0/24``), so a hijacked DNS record for an
 allowed name cannot reach internal services.
+
+An allowed network (:class:`AllowedNetwork`) may name ports
+(``10.0.0.0/8:443+8443``): the exemption then covers those ports only, so
+allowing an internal document server does not open the databases beside it.
+And it is granted by the *original* source only: :meth:`NetPolicy.for_redirects`
+keeps the entries the first hop was admitted by, so a public host cannot
+redirect a download into an allowed internal network that the CSV never named.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from docpipe.errors import DocumentError
@@ -132,6 +139,66 @@ def parse_address(text: str) -> IPAddress:
 
 
 @dataclass(frozen=True)
+class AllowedNetwork:
+    """One entry of an ``*_ALLOWED_NETWORKS`` setting: a network, and the ports it is
+    allowed on (none listed: every port).
+
+    Syntax: ``CIDR`` or ``CIDR:PORT[+PORT...]``, e.g. ``10.0.0.0/8``,
+    ``10.0.0.0/8:443+8443``, ``fd00::/8:443``. With ports the prefix length is
+    required (``10.0.0.5/32:443``): ``fd00::443`` is an address, not a port.
+    """
+
+    network: IPNetwork
+    ports: frozenset[int] = frozenset()
+
+    @classmethod
+    def parse(cls, text: str) -> AllowedNetwork:
+        """An entry from its setting syntax; ValueError says what is wrong with it."""
+        text = text.strip()
+        ports: frozenset[int] = frozenset()
+        base, slash, rest = text.partition("/")
+        if slash and ":" in rest:
+            prefix, _, listed = rest.partition(":")
+            text = f"{base}/{prefix}"
+            ports = frozenset(_parse_port(p, text) for p in listed.split("+"))
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            hint = ""
+            if not slash and text.count(":") == 1:
+                hint = f" (a port goes after a prefix length: {text.split(':')[0]}/32:PORT)"
+            raise ValueError(
+                f"{text!r} is not a network: write CIDR or CIDR:PORT+PORT, "
+                f"e.g. 10.0.0.0/8 or 10.0.0.0/8:443+8443{hint}"
+            ) from None
+        return cls(network, ports)
+
+    def admits(self, address: IPAddress, port: int | None) -> bool:
+        """``address`` is inside the network and ``port`` is one it is allowed on
+        (an unknown port passes only an entry without a port list: fail closed)."""
+        if self.ports and port not in self.ports:
+            return False
+        return _contains(self.network, address)
+
+    def __str__(self) -> str:
+        if not self.ports:
+            return str(self.network)
+        return f"{self.network}:{'+'.join(str(p) for p in sorted(self.ports))}"
+
+
+def parse_networks(value: str | Iterable[str] | None) -> tuple[AllowedNetwork, ...]:
+    """An ``*_ALLOWED_NETWORKS`` setting (comma list of entries); bad entries raise ValueError."""
+    return tuple(AllowedNetwork.parse(item) for item in parse_list(value))
+
+
+def _parse_port(text: str, network: str) -> int:
+    port = text.strip()
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{port!r} is not a port (1-65535) in the entry for {network}")
+    return int(port)
+
+
+@dataclass(frozen=True)
 class NetPolicy:
     """Where downloads may go; the default refuses every non-public address."""
 
@@ -139,8 +206,13 @@ class NetPolicy:
     allowed_hosts: tuple[str, ...] = ()
     """If non-empty, only these hosts (exact or ``*.suffix``) may be fetched."""
     denied_hosts: tuple[str, ...] = ()
-    allowed_networks: tuple[IPNetwork, ...] = ()
-    """Addresses inside these networks pass even if private (an internal document server)."""
+    allowed_networks: tuple[AllowedNetwork, ...] = ()
+    """Addresses inside these networks (on their ports) pass even if private."""
+    allow_hint: str = "DOWNLOAD_ALLOWED_NETWORKS or DOWNLOAD_ALLOW_PRIVATE_NETWORKS"
+    """The settings a refusal message points at (each purpose has its own)."""
+    redirect_withheld: tuple[AllowedNetwork, ...] = ()
+    """Allowed networks that do not count on this redirect (the original source did
+    not name them): kept only to say so in the refusal."""
 
     @classmethod
     def build(
@@ -150,16 +222,16 @@ class NetPolicy:
         allowed_hosts: str | Iterable[str] | None = None,
         denied_hosts: str | Iterable[str] | None = None,
         allowed_networks: str | Iterable[str] | None = None,
+        allow_hint: str | None = None,
     ) -> NetPolicy:
-        """A policy from setting-style values (comma lists or iterables); bad CIDRs raise ValueError."""
-        return cls(
+        """A policy from setting-style values (comma lists or iterables); bad entries raise ValueError."""
+        policy = cls(
             allow_private=allow_private,
             allowed_hosts=tuple(normalize_host(h) for h in parse_list(allowed_hosts)),
             denied_hosts=tuple(normalize_host(h) for h in parse_list(denied_hosts)),
-            allowed_networks=tuple(
-                ipaddress.ip_network(n, strict=False) for n in parse_list(allowed_networks)
-            ),
+            allowed_networks=parse_networks(allowed_networks),
         )
+        return policy if allow_hint is None else replace(policy, allow_hint=allow_hint)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NetPolicy:
@@ -168,6 +240,42 @@ class NetPolicy:
             allowed_hosts=settings.download_allowed_hosts,
             denied_hosts=settings.download_denied_hosts,
             allowed_networks=settings.download_allowed_networks,
+        )
+
+    @classmethod
+    def for_webhooks(cls, settings: Settings) -> NetPolicy:
+        """Webhook targets: public addresses, plus WEBHOOK_ALLOWED_NETWORKS."""
+        return cls.build(
+            allowed_networks=settings.webhook_allowed_networks,
+            allow_hint="WEBHOOK_ALLOWED_NETWORKS",
+        )
+
+    @classmethod
+    def for_configured_endpoint(cls) -> NetPolicy:
+        """A server the operator configured (LLM_ENDPOINT): its network may be internal.
+
+        Its URL comes from the settings, not from a document, so no address class
+        is refused; what the vetting path still gives it is the DNS pin (one
+        answer per connection, connected to directly) and a pool keyed by it.
+        """
+        return cls(allow_private=True, allow_hint="LLM_ENDPOINT")
+
+    def for_redirects(self, address: str, port: int) -> NetPolicy:
+        """The policy for the hops after a first hop that connected to ``address:port``.
+
+        An allowed network counts on a redirect only if the original source was
+        admitted by it: a public page cannot send the downloader into
+        DOWNLOAD_ALLOWED_NETWORKS, while an internal server may still redirect
+        within its own network. DOWNLOAD_ALLOW_PRIVATE_NETWORKS, a blanket switch
+        for development, is unaffected.
+        """
+        parsed = parse_address(address)
+        granted = tuple(n for n in self.allowed_networks if n.admits(parsed, port))
+        withheld = tuple(n for n in self.allowed_networks if n not in granted)
+        return replace(
+            self,
+            allowed_networks=granted,
+            redirect_withheld=self.redirect_withheld + withheld,
         )
 
     def check_host(self, host: str) -> None:
@@ -181,16 +289,21 @@ class NetPolicy:
                 Stage.DOWNLOAD, f"host {normalize_host(host)!r} is not on DOWNLOAD_ALLOWED_HOSTS"
             )
 
-    def refusal(self, address: IPAddress) -> str | None:
-        """Why a connection to ``address`` is refused, or None if it is allowed."""
-        if any(_contains(network, address) for network in self.allowed_networks):
-            return None
+    def refusal(self, address: IPAddress, port: int | None = None) -> str | None:
+        """Why a connection to ``address`` (on ``port``) is refused, or None if it is allowed."""
         if self.allow_private:
             return None
-        return address_class(address)
+        why = address_class(address)
+        if why is None or any(n.admits(address, port) for n in self.allowed_networks):
+            return None
+        if any(n.admits(address, port) for n in self.redirect_withheld):
+            return f"{why} (its allowed network counts only for a source that names it, not a redirect)"
+        if any(_contains(n.network, address) for n in self.allowed_networks):
+            return f"{why} (its allowed network does not list port {port})"
+        return why
 
-    def check_address(self, host: str, address: IPAddress) -> None:
-        why = self.refusal(address)
+    def check_address(self, host: str, address: IPAddress, port: int | None = None) -> None:
+        why = self.refusal(address, port)
         if why is not None:
             shown = normalize_host(host)
             article = "an" if why[0] in "aeiou" else "a"
@@ -198,20 +311,21 @@ class NetPolicy:
             raise DocumentError(
                 Stage.DOWNLOAD,
                 f"refused host {shown!r}:{via} {article} {why} address "
-                "(allow it with DOWNLOAD_ALLOWED_NETWORKS or DOWNLOAD_ALLOW_PRIVATE_NETWORKS)",
+                f"(allow it with {self.allow_hint})",
             )
 
-    def pick(self, host: str, addresses: Iterable[str]) -> str:
+    def pick(self, host: str, addresses: Iterable[str], port: int | None = None) -> str:
         """The address to connect to: every answer must pass, the first one is used.
 
         All answers are vetted, not just the first: a name that answers one
         public and one internal address is refused rather than gambled on.
+        ``port``: the port to connect to (None: only networks without a port list admit).
         """
         parsed = [parse_address(a) for a in addresses]
         if not parsed:
             raise DocumentError(Stage.DOWNLOAD, f"host {normalize_host(host)!r} has no address")
         for address in parsed:
-            self.check_address(host, address)
+            self.check_address(host, address, port)
         return str(parsed[0])
 
 

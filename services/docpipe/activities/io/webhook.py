@@ -10,6 +10,12 @@ Each document's outcome is POSTed as JSON. Receivers can trust and dedupe it:
 
 5xx, 408, 429 and network errors are retried with exponential backoff; any
 other 4xx means the receiver rejected the request and retrying cannot help.
+
+The webhook URL is untrusted like a document source (it comes with a run), so
+it goes through the same vetting path (:mod:`docpipe.activities.io.outbound`):
+an internal address is refused -- for good, like a 4xx -- unless
+WEBHOOK_ALLOWED_NETWORKS allows it, and the connection is pinned to the vetted
+address. The URL may carry a token: messages and payloads show it redacted.
 """
 
 from __future__ import annotations
@@ -19,11 +25,15 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import httpx
 
+from docpipe.activities.io.netguard import NetPolicy
+from docpipe.activities.io.outbound import ROUTE, Resolver, Route, require_vetting, system_resolver
+from docpipe.errors import DocumentError, TransientError
 from docpipe.models import DocumentOutcome
+from docpipe.redact import redact_text, redact_url
 
 SIGNATURE_HEADER = "X-Docpipe-Signature"
 RETRYABLE_STATUS = {408, 425, 429}
@@ -57,6 +67,12 @@ def verify_signature(
 
 
 def payload(outcome: DocumentOutcome) -> bytes:
+    """The event body; the source and reason are redacted here too, whoever built the outcome."""
+    outcome = replace(
+        outcome,
+        source=redact_url(outcome.source),
+        failure_reason=redact_text(outcome.failure_reason) if outcome.failure_reason else None,
+    )
     event = {"type": f"document.{outcome.status}", "document": asdict(outcome)}
     return json.dumps(event, sort_keys=True, default=str).encode()
 
@@ -78,10 +94,20 @@ async def deliver(
     outcome: DocumentOutcome,
     *,
     secret: str | None,
+    policy: NetPolicy | None = None,
+    resolver: Resolver | None = None,
     attempts: int = 4,
     timeout_s: float = 10.0,
     backoff_s: float = 0.5,
 ) -> Delivery:
+    """POST ``outcome`` to ``url`` over ``client`` (an OutboundClient), vetted by
+    ``policy`` (default: public addresses only; see :meth:`NetPolicy.for_webhooks`)."""
+    require_vetting(client, "webhook delivery")
+    route = Route(
+        policy if policy is not None else NetPolicy(allow_hint="WEBHOOK_ALLOWED_NETWORKS"),
+        resolver or system_resolver,
+    )
+    shown = redact_url(url)
     body = payload(outcome)
     last_error = ""
     for attempt in range(1, attempts + 1):
@@ -89,18 +115,24 @@ async def deliver(
         if secret:
             headers[SIGNATURE_HEADER] = sign(secret, int(time.time()), body)
         try:
-            response = await client.post(url, content=body, headers=headers, timeout=timeout_s)
+            response = await client.post(
+                url, content=body, headers=headers, timeout=timeout_s, extensions={ROUTE: route}
+            )
+        except DocumentError as exc:  # refused by the network policy, or no such host
+            raise WebhookRejected(f"webhook {shown} refused: {exc.reason}") from None
+        except TransientError as exc:  # the resolver is unreachable
+            last_error = redact_text(str(exc))
         except httpx.HTTPError as exc:
-            last_error = f"{type(exc).__name__}: {exc}"
+            last_error = f"{type(exc).__name__}: {redact_text(str(exc))}"
         else:
             code = response.status_code
             if code < 300:
                 return Delivery(outcome.document_id, code, attempt)
             if 400 <= code < 500 and code not in RETRYABLE_STATUS:
                 raise WebhookRejected(
-                    f"webhook {url} rejected the result of {outcome.document_id}: HTTP {code}"
+                    f"webhook {shown} rejected the result of {outcome.document_id}: HTTP {code}"
                 )
             last_error = f"HTTP {code}"
         if attempt < attempts:
             await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
-    raise WebhookUnavailable(f"webhook {url} failed {attempts} times: {last_error}")
+    raise WebhookUnavailable(f"webhook {shown} failed {attempts} times: {last_error}")
