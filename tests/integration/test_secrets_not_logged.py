@@ -5,7 +5,8 @@ turns on the HTTP, S3 and database libraries' own debug logs) with a
 distinctive value for every secret docpipe knows: the S3 secret key, the
 PostgreSQL password (the stack's role is created with it), the Temporal API
 key (sent over mTLS to a TLS proxy in front of the dev server), the webhook
-HMAC key and the LLM API key, plus the client certificate's private key.
+HMAC key and the LLM API key, plus the client certificate's private key and the
+key every process encrypts Temporal payloads with.
 They process documents and post a signed webhook; then every byte the
 processes wrote (stdout, stderr, worker logs) is searched for each secret,
 raw and base64-encoded. The operator's side is tests/operator/test_operator_secrets.py.
@@ -43,6 +44,8 @@ SECRETS = {
     "WEBHOOK_SECRET": "webhook-hmac-Jc27pDf1TESTONLY",
     "LLM_API_KEY": "llm-key-Tg64yUe9TESTONLY",
 }
+PAYLOAD_KEY = base64.b64encode(b"payload-key-Ny38TESTONLY-32bytes").decode()
+"""Every process encrypts Temporal payloads with it (PAYLOAD_ENCRYPTION_KEYS)."""
 
 
 def forms(secret: str) -> set[str]:
@@ -120,6 +123,7 @@ async def test_no_secret_appears_in_any_worker_or_cli_output_at_debug_level(
             **secret_stack.env,
             **tls_env(certs, proxy.address),
             **SECRETS,
+            "PAYLOAD_ENCRYPTION_KEYS": f"test-key:{PAYLOAD_KEY}",
             "LOG_LEVEL": "DEBUG",
             "S3_BUCKET": "secrets-test",
             "VECTOR_COLLECTION": "secrets_test",
@@ -147,6 +151,10 @@ async def test_no_secret_appears_in_any_worker_or_cli_output_at_debug_level(
             assert "succeeded" in outputs["docpipe start"]
             code, outputs["docpipe status"] = await run_cli(cli_env, "status")
             assert code == 0, outputs["docpipe status"]
+            # The run went through Temporal encrypted (and still succeeded, above).
+            started = [wf async for wf in client.list_workflows()]
+            history = await client.get_workflow_handle(started[0].id).fetch_history()
+            assert b"binary/encrypted" in history.events[0].SerializeToString()
             workers.check_alive()
         for kind in ("workflow", "cpu", "gpu", "io"):
             outputs[f"{kind} worker"] = (tmp_path / "logs" / f"{kind}-worker.log").read_text(
@@ -161,7 +169,11 @@ async def test_no_secret_appears_in_any_worker_or_cli_output_at_debug_level(
     assert f"Credential={secret_stack.env['S3_ACCESS_KEY']}/" in outputs["io worker"]
     leaks = [
         f"{name} in {where}"
-        for name, secret in {**SECRETS, "TLS private key": private_key}.items()
+        for name, secret in {
+            **SECRETS,
+            "TLS private key": private_key,
+            "payload key": PAYLOAD_KEY,
+        }.items()
         for where, text in outputs.items()
         if any(form in text for form in forms(secret))
     ]
