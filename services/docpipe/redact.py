@@ -14,6 +14,7 @@ hashed from; only what is *shown or stored* goes through here.
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import unquote_plus
 
@@ -96,6 +97,21 @@ def is_redacted(url: str) -> bool:
         value == VALUE_MASK and unquote_plus(name).strip().lower() in SIGNING_PARAMETERS
         for name, _, value in (item.partition("=") for item in query.split("&"))
     )
+
+
+class RedactUrls(logging.Filter):
+    """A logging filter that redacts every URL in a record's message.
+
+    For libraries that log the URLs they request (httpx does, with DEBUG logs
+    on): attached to their logger, a credential never reaches a handler.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        shown = redact_text(message)
+        if shown != message:
+            record.msg, record.args = shown, ()
+        return True
 
 
 def _redact_parameter(item: str) -> str:

@@ -9,6 +9,7 @@ download used it.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -109,3 +110,16 @@ async def test_rows_stored_by_any_caller_and_vector_metadata_are_redacted() -> N
     [vectors] = await io._vectors_of([job])
     assert isinstance(vectors, DocumentVectors)
     assert vectors.metadata["source"] == "https://***@h.example/x?sig=REDACTED"
+
+
+async def test_the_http_library_logs_the_url_without_its_credentials(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = f"http://user:secret@127.0.0.1:{port}/missing?X-Amz-Signature=abc"
+    settings = load_settings(download_allowed_networks="127.0.0.0/8")
+    with caplog.at_level(logging.DEBUG):
+        async with make_http_client(settings) as http:
+            io = IoActivities(settings, http, object(), RecordingMetadata(), object())  # type: ignore[arg-type]
+            await io._fetch_one(DocumentRef("doc-1", source, row_number=1))
+    assert f"127.0.0.1:{port}/missing" in caplog.text  # the request was logged...
+    assert "secret" not in caplog.text and "abc" not in caplog.text  # ...redacted

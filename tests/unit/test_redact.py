@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from docpipe.redact import has_credentials, is_redacted, redact_text, redact_url
+from docpipe.redact import RedactUrls, has_credentials, is_redacted, redact_text, redact_url
 
 
 @pytest.mark.parametrize(
@@ -110,4 +112,20 @@ def test_urls_inside_a_message_are_redacted() -> None:
     assert redact_text(message) == (
         "HTTP 404 Not Found from http://***@127.0.0.1:8080/missing?X-Amz-Signature=REDACTED"
         " (redirected from 'https://h.example/?token=REDACTED')"
+    )
+
+
+def test_the_log_filter_redacts_urls_in_messages_and_their_arguments() -> None:
+    record = logging.LogRecord(
+        "httpx",
+        logging.INFO,
+        __file__,
+        1,
+        'HTTP Request: %s %s "%s"',
+        ("GET", "https://u:pw@h.example/x?sig=s1", "HTTP/1.1 200 OK"),
+        None,
+    )
+    assert RedactUrls().filter(record)
+    assert record.getMessage() == (
+        'HTTP Request: GET https://***@h.example/x?sig=REDACTED "HTTP/1.1 200 OK"'
     )

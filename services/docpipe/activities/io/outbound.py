@@ -34,6 +34,7 @@ across a DNS change.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ import httpx
 from docpipe.activities.io.netguard import NetPolicy, normalize_host, parse_address
 from docpipe.errors import DocumentError, TransientError
 from docpipe.models import Stage
-from docpipe.redact import redact_url
+from docpipe.redact import RedactUrls, redact_url
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """``(host, port) -> addresses``: the system resolver, or a stub in tests."""
@@ -54,6 +55,9 @@ ROUTE = "docpipe.route"
 """Request extension: the :class:`Route` this request is vetted by."""
 PIN = "docpipe.pin"
 """Request and response extension: the :class:`Pin` the request was connected to."""
+
+# httpx logs each request's URL (seen with LOG_LEVEL=DEBUG): never with its credentials.
+logging.getLogger("httpx").addFilter(RedactUrls())
 
 # getaddrinfo answers meaning "this name does not exist" (as opposed to
 # EAI_AGAIN, a resolver that is temporarily unreachable).
