@@ -12,9 +12,11 @@ that anchors them. Hidden runs, deleted tracked changes, field codes and the
 duplicate "fallback" copies Word writes for compatibility are left out.
 
 Untrusted zips are guarded: each part is read with a cap on its uncompressed
-size (a zip bomb stops at the cap, whatever its headers claim), and XML with a
-document type declaration is refused, so entity-expansion bombs never reach
-the parser; a real DOCX has none.
+size (a zip bomb stops at the cap, whatever its headers claim), and parsed by
+:mod:`.safe_xml`, which refuses any document type declaration in whatever
+encoding (a real DOCX has none, an entity-expansion bomb needs one), keeps only
+the text and attributes read here, and stops at ``max_chars`` of text and
+:data:`MAX_PART_ELEMENTS` elements while parsing.
 """
 
 from __future__ import annotations
@@ -26,16 +28,36 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
+from xml.parsers import expat
 
 from docpipe.activities.cpu.extracted import ExtractedText
+from docpipe.activities.cpu.safe_xml import (
+    TextTooLong,
+    UnsafeXml,
+    XmlTooLarge,
+    parse_untrusted_xml,
+)
 from docpipe.errors import DocumentError
 from docpipe.models import Stage
 
-__all__ = ["DOCUMENT_PART", "MAX_PART_BYTES", "extract_docx", "is_docx"]
+__all__ = [
+    "DOCUMENT_PART",
+    "MAX_CHARS",
+    "MAX_PART_BYTES",
+    "MAX_PART_ELEMENTS",
+    "extract_docx",
+    "is_docx",
+]
 
 DOCUMENT_PART = "word/document.xml"
 MAX_PART_BYTES = 64 * 1024 * 1024
 """Cap on one part's uncompressed size: a 64 MB document.xml is ~10 MB of text."""
+MAX_PART_ELEMENTS = 1_500_000
+"""Cap on one part's XML elements. A parsed element costs ~175 bytes (measured),
+so this bounds a tree at ~260 MB; 1.5 M elements is a document of thousands of
+pages, far past the text the pipeline accepts (MAX_CHARS)."""
+MAX_CHARS = 5_000_000
+"""Default cap on the characters of text read, the pipeline's MAX_TEXT_CHARS."""
 _READ_STEP = 1024 * 1024
 
 # Transitional (what Word writes) and Strict OOXML namespaces.
@@ -47,6 +69,9 @@ _W_NAMESPACES = frozenset(
 )
 _MC_NAMESPACE = "http://schemas.openxmlformats.org/markup-compatibility/2006"
 _DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
+# What the walk below reads: the text of w:t (and of dc:title), w:val and w:styleId.
+_DOCUMENT_TEXT = frozenset(f"{{{ns}}}t" for ns in _W_NAMESPACES)
+_KEPT_ATTRIBUTES = frozenset(f"{{{ns}}}{a}" for ns in _W_NAMESPACES for a in ("val", "styleId"))
 _HEADING_RE = re.compile(r"^heading\s*([1-9])$")
 
 
@@ -68,12 +93,16 @@ def is_docx(data: bytes) -> bool:
         return False
 
 
-def extract_docx(data: bytes, *, max_part_bytes: int = MAX_PART_BYTES) -> ExtractedText:
+def extract_docx(
+    data: bytes, *, max_part_bytes: int = MAX_PART_BYTES, max_chars: int = MAX_CHARS
+) -> ExtractedText:
     """Plain text and title of a DOCX.
 
     Raises :class:`DocumentError` (stage ``extract``) for a corrupt or
-    encrypted zip, a zip without a Word document, malformed XML, and a part
-    larger than ``max_part_bytes`` once uncompressed.
+    encrypted zip, a zip without a Word document, malformed XML or XML with a
+    DTD, and a part larger than ``max_part_bytes`` once uncompressed or than
+    :data:`MAX_PART_ELEMENTS` elements once parsed; (stage ``validate``) for
+    more than ``max_chars`` characters of text, found while parsing.
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -87,7 +116,7 @@ def extract_docx(data: bytes, *, max_part_bytes: int = MAX_PART_BYTES) -> Extrac
             )
         styles = _style_names(_read_part(archive, "word/styles.xml", max_part_bytes))
         core_title = _core_title(_read_part(archive, "docProps/core.xml", max_part_bytes))
-        root = _parse(document, DOCUMENT_PART)
+        root = _parse(document, DOCUMENT_PART, text_tags=_DOCUMENT_TEXT, max_chars=max_chars)
 
     blocks = list(_blocks(root, styles))
     return ExtractedText(text=_join(blocks), title=core_title or _title_from(blocks))
@@ -133,12 +162,28 @@ def _too_large(name: str, limit: int) -> DocumentError:
     )
 
 
-def _parse(xml: bytes, name: str) -> ET.Element:
-    if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
-        raise DocumentError(Stage.EXTRACT, f"corrupt DOCX: {name} declares a DTD")
+def _parse(
+    xml: bytes, name: str, *, text_tags: frozenset[str] = frozenset(), max_chars: int = MAX_CHARS
+) -> ET.Element:
+    """The part's tree, holding only the text of ``text_tags`` and the attributes read here."""
     try:
-        return ET.fromstring(xml)
-    except ET.ParseError as exc:
+        return parse_untrusted_xml(
+            xml,
+            text_tags=text_tags,
+            keep_attributes=_KEPT_ATTRIBUTES,
+            max_text_chars=max_chars,
+            max_elements=MAX_PART_ELEMENTS,
+        )
+    except UnsafeXml as exc:
+        raise DocumentError(Stage.EXTRACT, f"corrupt DOCX: {name} {exc}") from exc
+    except TextTooLong as exc:
+        # The same failure as any other text over the limit, only found sooner.
+        raise DocumentError(
+            Stage.VALIDATE, f"document is too long: {name} holds {exc}, the limit is {max_chars:,}"
+        ) from exc
+    except XmlTooLarge as exc:
+        raise DocumentError(Stage.EXTRACT, f"DOCX part {name} has {exc}") from exc
+    except expat.ExpatError as exc:
         raise DocumentError(Stage.EXTRACT, f"corrupt DOCX: {name}: {exc}") from exc
 
 
@@ -187,7 +232,7 @@ def _style_names(xml: bytes | None) -> dict[str, str]:
 def _core_title(xml: bytes | None) -> str:
     if xml is None:
         return ""
-    element = _parse(xml, "docProps/core.xml").find(_DC_TITLE)
+    element = _parse(xml, "docProps/core.xml", text_tags=frozenset({_DC_TITLE})).find(_DC_TITLE)
     return " ".join((element.text or "").split()) if element is not None else ""
 
 

@@ -17,7 +17,7 @@ import re
 from markdown_it import MarkdownIt
 
 from docpipe.activities.cpu import sniff
-from docpipe.activities.cpu.docx import extract_docx
+from docpipe.activities.cpu.docx import MAX_CHARS, extract_docx
 from docpipe.activities.cpu.encoding import decode_text
 from docpipe.activities.cpu.extracted import ExtractedText
 from docpipe.activities.cpu.html_text import html_to_text
@@ -73,7 +73,7 @@ _META_CHARSET_RE = re.compile(
 _MARKDOWN = MarkdownIt("commonmark").enable("table").enable("strikethrough")
 
 
-def extract_text(data: bytes, content_type: str) -> ExtractedText:
+def extract_text(data: bytes, content_type: str, *, max_chars: int = MAX_CHARS) -> ExtractedText:
     """Plain text and title of a document of type ``content_type``.
 
     ``content_type`` should come from :func:`sniff_content_type`; a
@@ -88,6 +88,8 @@ def extract_text(data: bytes, content_type: str) -> ExtractedText:
 
     Raises :class:`DocumentError` (stage ``extract``) for unsupported types,
     undecodable bytes and corrupt, encrypted or oversized PDFs and DOCX files.
+    A DOCX stops at ``max_chars`` characters of text while it is parsed (stage
+    ``validate``): its XML may hold more text than its zip suggests.
     """
     mime, charset = _parse_content_type(content_type)
     if mime in _HTML_LIKE:
@@ -102,7 +104,7 @@ def extract_text(data: bytes, content_type: str) -> ExtractedText:
     if mime == sniff.PDF:
         return _extract_pdf_text(data)
     if mime == sniff.DOCX:
-        return extract_docx(data)
+        return extract_docx(data, max_chars=max_chars)
     if mime in _OCR_IMAGES:
         raise NeedsOcr(pages=[0], content_type=mime)
 

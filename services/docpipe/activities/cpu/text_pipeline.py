@@ -106,7 +106,7 @@ def _prepare(
     raw: bytes, content_type: str, options: TextOptions, language_hint: str
 ) -> PreparedText:
     try:
-        extracted = extract_text(raw, content_type)
+        extracted = extract_text(raw, content_type, max_chars=options.max_chars)
     except (UnicodeError, ValueError) as exc:  # a parser choking on malformed input
         raise DocumentError(Stage.EXTRACT, f"could not extract text: {exc}") from exc
     # Before normalising: the limit is on the work one document may cause, and
