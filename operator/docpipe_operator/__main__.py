@@ -19,9 +19,12 @@ from docpipe_operator.config import OperatorConfig, load
 
 def run_kwargs(config: OperatorConfig) -> dict[str, object]:
     """kopf.run arguments for ``config`` (split out so a test can check them)."""
+    # Namespaced unless asked otherwise: the operator's rights (Secrets, Deployments)
+    # should reach no further than the pipelines it serves.
+    namespaces = config.watched()
     kwargs: dict[str, object] = {
-        "clusterwide": not config.namespaces,
-        "namespaces": config.namespaces,
+        "clusterwide": config.cluster_wide,
+        "namespaces": namespaces,
         "standalone": config.standalone,
         "priority": config.priority,
     }

@@ -32,7 +32,10 @@ class OperatorConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOCPIPE_OPERATOR_", case_sensitive=False)
 
     namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    """Namespaces to watch (comma-separated); empty: the whole cluster."""
+    """Namespaces to watch (comma-separated); empty: the operator's own namespace."""
+    cluster_wide: bool = False
+    """Watch every namespace instead (its RBAC must then be cluster-wide too): only when
+    asked for, since the operator's rights then reach every namespace's Secrets."""
     peering: str = "docpipe"
     """kopf peering object shared by the replicas (a KopfPeering per namespace, or a
     ClusterKopfPeering when cluster-wide)."""
@@ -85,6 +88,24 @@ class OperatorConfig(BaseSettings):
             allowed_service_accounts=tuple(self.allowed_service_accounts),
             operator_namespace=self.own_namespace or None,
         )
+
+    def watched(self) -> list[str]:
+        """The namespaces to watch: ``namespaces``, else the operator's own; [] when
+        cluster-wide. Raises ValueError when there is nothing to go on."""
+        if self.cluster_wide:
+            if self.namespaces:
+                raise ValueError(
+                    "DOCPIPE_OPERATOR_CLUSTER_WIDE watches every namespace: "
+                    "leave DOCPIPE_OPERATOR_NAMESPACES empty"
+                )
+            return []
+        watched = self.namespaces or ([self.own_namespace] if self.own_namespace else [])
+        if not watched:
+            raise ValueError(
+                "no namespace to watch: set DOCPIPE_OPERATOR_NAMESPACES (or "
+                "DOCPIPE_OPERATOR_CLUSTER_WIDE=true to watch every namespace)"
+            )
+        return watched
 
 
 def load() -> OperatorConfig:

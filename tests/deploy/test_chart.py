@@ -29,6 +29,7 @@ from k8s_offline import KUBERNETES_VERSION, REPO, admit, load_documents, validat
 from docpipe_operator import resources as operator_resources
 from docpipe_operator.config import OperatorConfig
 from docpipe_operator.spec import parse, problems
+from docpipe_operator.trust import image_allowed, workload_problems
 
 CHART = REPO / "helm" / "docpipe"
 RELEASE = "docpipe"
@@ -138,19 +139,65 @@ def test_every_rendered_object_is_valid(value_set: str) -> None:
             assert obj["metadata"].get("namespace"), f"{key}: no namespace"
 
 
-def test_rbac_is_the_least_privilege_of_deploy_rbac() -> None:
-    """Same rules as deploy/rbac/clusterrole.yaml, which the operator tests check call by call."""
-    reference = {
+def _rules(path: str) -> dict[str, Any]:
+    return {
         role["metadata"]["name"]: role["rules"]
-        for role in load_documents((REPO / "deploy/rbac/clusterrole.yaml").read_text())
+        for role in load_documents((REPO / path).read_text())
     }
-    rendered = {r["metadata"]["name"]: r["rules"] for r in kinds(objects(), "ClusterRole")}
-    assert rendered == reference
-    assert not kinds(objects(), "Role"), "namespaced Roles would widen nothing but must match"
 
 
-def test_cluster_wide_mode_binds_both_roles_to_the_operator_account() -> None:
+def test_rbac_is_the_least_privilege_of_deploy_rbac() -> None:
+    """Same rules as deploy/rbac/ and deploy/cluster-wide/, which the operator tests check
+    call by call."""
     found = objects()
+    assert {r["metadata"]["name"]: r["rules"] for r in kinds(found, "Role")} == _rules(
+        "deploy/rbac/role.yaml"
+    )
+    assert {r["metadata"]["name"]: r["rules"] for r in kinds(found, "ClusterRole")} == _rules(
+        "deploy/rbac/clusterrole.yaml"
+    )
+    cluster_wide = objects(VALUE_SETS["cluster-wide"])
+    assert not kinds(cluster_wide, "Role")
+    assert {r["metadata"]["name"]: r["rules"] for r in kinds(cluster_wide, "ClusterRole")} == {
+        **_rules("deploy/rbac/clusterrole.yaml"),
+        **_rules("deploy/cluster-wide/clusterrole.yaml"),
+    }
+
+
+def _grants_secrets(rules: list[dict[str, Any]]) -> bool:
+    return any("secrets" in rule["resources"] for rule in rules)
+
+
+def test_by_default_the_operator_is_namespaced_in_the_release_namespace() -> None:
+    """Its rights over Secrets and Deployments stop at the namespace it serves: no
+    cluster-wide rule reads a Secret, and kopf watches only that namespace."""
+    found = objects()
+    account = one(found, "ServiceAccount")["metadata"]["name"]
+    role = one(found, "Role", "docpipe-operator")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    binding = one(found, "RoleBinding", "docpipe-operator")
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "docpipe-operator",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+    ]
+    assert not any(_grants_secrets(r["rules"]) for r in kinds(found, "ClusterRole"))
+    assert [b["roleRef"]["name"] for b in kinds(found, "ClusterRoleBinding")] == [
+        "docpipe-operator-discovery"
+    ]
+    assert one(found, "KopfPeering")["metadata"]["namespace"] == NAMESPACE
+    assert not kinds(found, "ClusterKopfPeering")
+    container = one(found, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(container)["DOCPIPE_OPERATOR_NAMESPACES"] == NAMESPACE
+    assert env_of(container)["DOCPIPE_OPERATOR_CLUSTER_WIDE"] == "false"
+
+
+def test_cluster_wide_only_when_asked_binds_both_roles_to_the_operator_account() -> None:
+    found = objects(VALUE_SETS["cluster-wide"])
     deployment = one(found, "Deployment", "docpipe-operator")
     account = one(found, "ServiceAccount")["metadata"]["name"]
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account
@@ -167,6 +214,13 @@ def test_cluster_wide_mode_binds_both_roles_to_the_operator_account() -> None:
     assert one(found, "ClusterKopfPeering")["metadata"]["name"] == "docpipe"
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert env_of(container)["DOCPIPE_OPERATOR_NAMESPACES"] == ""
+    assert env_of(container)["DOCPIPE_OPERATOR_CLUSTER_WIDE"] == "true"
+
+
+def test_cluster_wide_with_listed_namespaces_is_refused() -> None:
+    values = {"operator": {"clusterWide": True, "watchNamespaces": ["docpipe"]}}
+    with pytest.raises(helm.HelmRenderError, match=r"leave operator\.watchNamespaces empty"):
+        render(values)
 
 
 def test_namespaced_mode_binds_and_peers_in_each_watched_namespace() -> None:
@@ -174,7 +228,10 @@ def test_namespaced_mode_binds_and_peers_in_each_watched_namespace() -> None:
     watched = ["docpipe", "search"]
     role_bindings = kinds(found, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in role_bindings) == watched
-    assert {b["roleRef"]["name"] for b in role_bindings} == {"docpipe-operator"}
+    assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in role_bindings} == {
+        ("Role", "docpipe-operator")
+    }
+    assert sorted(r["metadata"]["namespace"] for r in kinds(found, "Role")) == watched
     cluster_bindings = kinds(found, "ClusterRoleBinding")
     assert [b["roleRef"]["name"] for b in cluster_bindings] == ["docpipe-operator-discovery"]
     assert sorted(p["metadata"]["namespace"] for p in kinds(found, "KopfPeering")) == watched
@@ -196,15 +253,28 @@ def test_operator_deployment_means_what_the_operator_reads(
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["python", "-m", "docpipe_operator"]
-    env = env_of(container)
     settings = set(OperatorConfig.model_fields)
-    for name, value in env.items():
+    for item in container["env"]:
+        name = item["name"]
         if name.startswith("DOCPIPE_OPERATOR_"):
             assert name.removeprefix("DOCPIPE_OPERATOR_").lower() in settings, name
-            monkeypatch.setenv(name, value)
+            if "valueFrom" in item:  # the downward API, as the kubelet resolves it
+                assert item["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+                monkeypatch.setenv(name, NAMESPACE)
+            else:
+                monkeypatch.setenv(name, item["value"])
     config = OperatorConfig()
     operator = values.get("operator", {})
-    assert config.namespaces == operator.get("watchNamespaces", [])
+    assert config.cluster_wide == operator.get("clusterWide", False)
+    expected = [] if config.cluster_wide else operator.get("watchNamespaces") or [NAMESPACE]
+    assert config.watched() == expected
+    assert config.trust().operator_namespace == NAMESPACE
+    # The chart's own images pass the operator's allowlist; nothing else is assumed.
+    for kind in ("io", "cpu", "gpu"):
+        image = values.get("images", {}).get(kind, {})
+        repository = image.get("repository", f"ghcr.io/example/docpipe-{kind}")
+        assert image_allowed(f"{repository}:1.2.3", config.trust()), (kind, repository)
+    assert not image_allowed("docker.io/library/busybox:1.36", config.trust())
     assert config.standalone == operator.get("standalone", False)
     assert config.peering == operator.get("peering", "docpipe")
     assert deployment["spec"]["replicas"] == operator.get("replicas", 2)
@@ -259,6 +329,13 @@ def test_the_pipeline_from_values_is_admitted_and_runs_the_chart_images(value_se
             assert pool["image"] == spec_values[kind]["image"]
         else:
             assert f"docpipe-{image}" in pool["image"], (kind, pool["image"])
+    # The operator the chart installs accepts the images and accounts it names.
+    env = env_of(one(objects(values), "Deployment")["spec"]["template"]["spec"]["containers"][0])
+    config = OperatorConfig(
+        allowed_images=env["DOCPIPE_OPERATOR_ALLOWED_IMAGES"],  # type: ignore[arg-type]
+        allowed_service_accounts=env["DOCPIPE_OPERATOR_ALLOWED_SERVICE_ACCOUNTS"],  # type: ignore[arg-type]
+    )
+    assert workload_problems(parse(stored["spec"]), config.trust()) == []
     body = {**stored, "metadata": {**stored["metadata"], "uid": "0000-test"}}
     for manifest in operator_resources.manifests(body, parse(stored["spec"])):
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
@@ -498,6 +575,13 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "resources with a typo": {"operator": {"resources": {"request": {"cpu": "1"}}}},
     "bad quantity": {"operator": {"resources": {"limits": {"memory": "lots"}}}},
     "env without name": {"operator": {"extraEnv": [{"value": "x"}]}},
+    "cluster-wide not a boolean": {"operator": {"clusterWide": "yes"}},
+    "two image patterns in one": {"operator": {"allowedImages": ["ghcr.io/a/*,docker.io/*"]}},
+    "unknown networkPolicy key": {"networkPolicy": {"enable": True}},
+    "cidr that is not one": {"networkPolicy": {"apiServer": {"cidrs": ["10.0.0.1"]}}},
+    "peer with a typo": {"networkPolicy": {"temporal": {"to": [{"namespaceSelect": {}}]}}},
+    "port out of range in a policy": {"networkPolicy": {"dns": {"ports": [{"port": 70000}]}}},
+    "unknown protocol": {"networkPolicy": {"dns": {"ports": [{"port": 53, "protocol": "ICMP"}]}}},
 }
 
 

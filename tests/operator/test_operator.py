@@ -329,10 +329,20 @@ async def test_backlog_scales_the_pools_and_a_lost_temporal_holds_them(
     assert metrics.TEMPORAL_QUERY_SECONDS is not None
 
 
+def deploy_rbac_rules() -> list[dict[str, Any]]:
+    """What deploy/rbac/ grants the namespaced operator: its Role in the watched
+    namespace and the cluster-wide discovery role."""
+    roles = [
+        role
+        for name in ("role.yaml", "clusterrole.yaml")
+        for role in yaml.safe_load_all((REPO / "deploy" / "rbac" / name).read_text())
+    ]
+    return [rule for role in roles for rule in role["rules"]]
+
+
 @pytest.fixture
 def rbac_rules() -> list[dict[str, Any]]:
-    roles = yaml.safe_load_all((REPO / "deploy" / "rbac" / "clusterrole.yaml").read_text())
-    return [rule for role in roles for rule in role["rules"]]
+    return deploy_rbac_rules()
 
 
 def granted(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
@@ -347,7 +357,7 @@ async def test_the_rbac_role_grants_every_call_the_operator_makes(
 ) -> None:
     """Least privilege, checked against practice: run a pipeline through its
     life (with an API-key Secret, a spec change, a scale and a delete) and
-    compare each verb the operator used with deploy/rbac/clusterrole.yaml."""
+    compare each verb the operator used with deploy/rbac/."""
     await cluster.request(
         "POST",
         f"/api/v1/namespaces/{NAMESPACE}/secrets",

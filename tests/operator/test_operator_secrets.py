@@ -14,12 +14,10 @@ import base64
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from operator_harness import ALLOWED, NAMESPACE, Cluster, eventually, running_operator
-from test_operator import REPO, granted, pipeline
+from test_operator import deploy_rbac_rules, granted, pipeline
 from test_operator_faults import condition
 from tls_kit import SERVER_NAME, mtls_temporal
 
@@ -127,6 +125,5 @@ async def test_the_operator_connects_with_secret_material_and_never_repeats_it(
     # was listed or watched (a list would hand the operator every Secret in the namespace).
     secret_verbs = {verb for _, resource, verb in cluster.api.calls if resource == "secrets"}
     assert secret_verbs == {"get"}
-    roles = yaml.safe_load_all((REPO / "deploy" / "rbac" / "clusterrole.yaml").read_text())
-    rules: list[dict[str, Any]] = [rule for role in roles for rule in role["rules"]]
+    rules = deploy_rbac_rules()
     assert [call for call in cluster.api.calls if not granted(rules, *call)] == []

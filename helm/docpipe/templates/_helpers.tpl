@@ -75,9 +75,42 @@ defaults to the chart's appVersion.
 {{- end }}
 {{- end }}
 
-{{/* Cluster-wide mode: no namespaces listed. */}}
+{{/*
+Cluster-wide mode: only when asked for (operator.clusterWide). The default is namespaced:
+the operator's rights stop at the namespaces it watches.
+*/}}
 {{- define "docpipe.clusterWide" -}}
-{{- if not .Values.operator.watchNamespaces }}true{{ end }}
+{{- if .Values.operator.clusterWide }}
+{{- if .Values.operator.watchNamespaces }}
+{{- fail "operator.clusterWide watches every namespace: leave operator.watchNamespaces empty" }}
+{{- end }}true
+{{- end }}
+{{- end }}
+
+{{/*
+The namespaces the operator watches, as a JSON list (read it with fromJsonArray):
+operator.watchNamespaces, else the release namespace; [] in cluster-wide mode.
+*/}}
+{{- define "docpipe.watchedNamespaces" -}}
+{{- if include "docpipe.clusterWide" . }}[]
+{{- else }}{{ .Values.operator.watchNamespaces | default (list .Release.Namespace) | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+DOCPIPE_OPERATOR_ALLOWED_IMAGES: operator.allowedImages, else this chart's three
+repositories (any tag or digest). Pipelines naming another image are refused.
+*/}}
+{{- define "docpipe.allowedImages" -}}
+{{- $patterns := .Values.operator.allowedImages }}
+{{- if not $patterns }}
+{{- range $kind := list "io" "cpu" "gpu" }}
+{{- $repository := (index $.Values.images $kind).repository }}
+{{- $patterns = append $patterns (printf "%s:*" $repository) }}
+{{- $patterns = append $patterns (printf "%s@*" $repository) }}
+{{- end }}
+{{- end }}
+{{- join "," (uniq $patterns) }}
 {{- end }}
 
 {{/* The operator's metrics Service. */}}
@@ -90,10 +123,77 @@ The DocumentPipeline's namespace: pipeline.namespace, else the first watched nam
 else the release namespace. The operator must watch it.
 */}}
 {{- define "docpipe.pipelineNamespace" -}}
-{{- $watched := .Values.operator.watchNamespaces }}
+{{- $watched := include "docpipe.watchedNamespaces" . | fromJsonArray }}
 {{- $ns := .Values.pipeline.namespace | default (first $watched) | default .Release.Namespace }}
 {{- if and $watched (not (has $ns $watched)) }}
-{{- fail (printf "pipeline.namespace %s is not in operator.watchNamespaces %v: the operator would never see the pipeline" $ns $watched) }}
+{{- fail (printf "pipeline.namespace %s is not in operator.watchNamespaces %v (default: the release namespace): the operator would never see the pipeline" $ns $watched) }}
 {{- end }}
 {{- $ns }}
+{{- end }}
+
+{{/* The operator's policy rules, shared by its namespaced Roles and cluster-wide ClusterRole. */}}
+{{- define "docpipe.operatorRules" -}}
+# Its own resource: watch it, record progress (kopf annotations, finalizer) and status.
+- apiGroups: [docpipe.io]
+  resources: [documentpipelines]
+  verbs: [get, list, watch, patch]
+- apiGroups: [docpipe.io]
+  resources: [documentpipelines/status]
+  verbs: [get, patch]
+# What it owns: created once, patched on spec change and to scale; read by name.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, create, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, create, patch]
+# The Secrets a pipeline names: read by name (never listed or watched) to check their
+# docpipe.io/allow-reference label, and for the operator's own Temporal connection.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+# Events on DocumentPipelines (scale decisions, Temporal outages, refusals).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
+{{/*
+Egress rules (YAML list) from networkPolicy destinations ({to, ports}); the io workers'
+internet rule when (list $ true) is passed as the second item. A destination without
+peers gives no rule: a rule without `to` would allow every address.
+*/}}
+{{- define "docpipe.egressRules" -}}
+{{- $root := index . 0 }}
+{{- $np := $root.Values.networkPolicy }}
+{{- $rules := list }}
+{{- range index . 2 }}
+{{- if .to }}
+{{- $rule := dict "to" .to }}
+{{- with .ports }}{{ $_ := set $rule "ports" . }}{{ end }}
+{{- $rules = append $rules $rule }}
+{{- end }}
+{{- end }}
+{{- if and (index . 1) $np.internet.enabled }}
+{{- /* Every address of cidrs but the except list and the API server, each exception
+     under the CIDR of its own address family. */}}
+{{- $blocked := concat $np.internet.except $np.apiServer.cidrs }}
+{{- $peers := list }}
+{{- range $cidr := $np.internet.cidrs }}
+{{- $v6 := contains ":" $cidr }}
+{{- $except := list }}
+{{- range $blocked }}
+{{- if and (eq $v6 (contains ":" .)) (ne . $cidr) }}
+{{- $except = append $except . }}
+{{- end }}
+{{- end }}
+{{- $block := dict "cidr" $cidr }}
+{{- with uniq $except }}{{ $_ := set $block "except" . }}{{ end }}
+{{- $peers = append $peers (dict "ipBlock" $block) }}
+{{- end }}
+{{- $rule := dict "to" $peers }}
+{{- with $np.internet.ports }}{{ $_ := set $rule "ports" . }}{{ end }}
+{{- $rules = append $rules $rule }}
+{{- end }}
+{{- toYaml $rules }}
 {{- end }}

@@ -27,7 +27,7 @@ and the DocpipeWorkerDown alert match) and pipeline/pool labels from the pod's l
 
 {{/* Where the workers run: monitoring.namespaces, else the watched ones, else any. */}}
 {{- define "docpipe.workerNamespaceSelector" -}}
-{{- $namespaces := .Values.monitoring.namespaces | default .Values.operator.watchNamespaces }}
+{{- $namespaces := .Values.monitoring.namespaces | default (include "docpipe.watchedNamespaces" . | fromJsonArray) }}
 {{- if $namespaces }}
 matchNames:
   {{- toYaml $namespaces | nindent 2 }}
