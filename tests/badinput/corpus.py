@@ -58,6 +58,9 @@ class Case:
     """The content type the sniffer must record, whatever the file name says."""
     ocr: bool = False
     """Routed to the GPU OCR step (images): fails there, not on the CPU."""
+    pool_only: bool = False
+    """Bounded only by the CPU pool process's limits (a bomb inside a native library):
+    run it in the pool (test_pool_limits.py), never in the test's own process."""
 
 
 # --------------------------------------------------------------------------- generators
@@ -217,6 +220,88 @@ def bad_utf8_after_bom() -> bytes:
     return b"\xef\xbb\xbf" + PROSE.encode() + b"\xff\xfe\xfa broken" + PROSE.encode()
 
 
+W_NAMESPACE = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
+def docx_of(document_xml: bytes) -> bytes:
+    """A minimal DOCX around ``document_xml`` (bytes: any encoding)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", b'<?xml version="1.0"?><Types xmlns="urn:x"/>')
+        archive.writestr("word/document.xml", document_xml)
+    return buffer.getvalue()
+
+
+def word_document(body: str, encoding: str = "UTF-8", dtd: str = "", prolog: str = "") -> str:
+    return (
+        f'<?xml version="1.0" encoding="{encoding}" standalone="yes"?>{prolog}{dtd}'
+        f'<w:document xmlns:w="{W_NAMESPACE}"><w:body>{body}</w:body></w:document>'
+    )
+
+
+def docx_entity_bomb(codec: str = "utf-16-le", bom: bytes = b"") -> bytes:
+    """A ~12 KB DOCX whose document.xml, in ``codec``, declares nine levels of ten
+    nested entities: 500 million characters once expanded. A 6 MB comment before
+    the DTD (a few KB deflated) keeps the expansion under the 100-fold input that
+    expat's own guard allows, as the bomb of issue 11 did; in UTF-16 the bytes
+    ``<!DOCTYPE`` appear nowhere."""
+    entities = '<!ENTITY e0 "laugh">' + "".join(
+        f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 9)
+    )
+    xml = word_document(
+        "<w:p><w:r><w:t>&e8;</w:t></w:r></w:p>",
+        encoding="UTF-16" if codec.startswith("utf-16") else codec.upper(),
+        dtd=f"<!DOCTYPE w:document [{entities}]>",
+        prolog="<!--" + " " * 6_000_000 + "-->",
+    )
+    return docx_of(bom + xml.encode(codec))
+
+
+def docx_flat_text(chars: int = 60_000_000) -> bytes:
+    """A DOCX of one paragraph of ``chars`` characters (~60 MB of XML, ~60 KB
+    deflated): under the 64 MB part cap, twelve times the text limit."""
+    head, tail = word_document("<w:p><w:r><w:t>|</w:t></w:r></w:p>").encode().split(b"|")
+    return docx_of(head + b"harbour " * (chars // 8) + tail)
+
+
+def flate_bomb(expanded_mb: int = 1536, fill: bytes = b" ") -> bytes:
+    """A zlib stream of ``expanded_mb`` MB of ``fill``, ~1 KB per MB: one full-flushed
+    1 MB deflate segment repeated, then an empty final block and the checksum."""
+    block = fill * MB
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    segment = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    checksum = 1
+    for _ in range(expanded_mb):
+        checksum = zlib.adler32(block, checksum)
+    return b"\x78\xda" + segment * expanded_mb + b"\x03\x00" + struct.pack(">I", checksum)
+
+
+def pdf_flate_bomb(expanded_mb: int = 1536) -> bytes:
+    """A one-page PDF (~1.5 MB) whose content stream inflates to ``expanded_mb`` MB:
+    PDFium inflates it whole to read the page's text (1.2 GB took 3.4 GB before
+    extraction ran under a memory limit)."""
+    stream = flate_bomb(expanded_mb)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
 # --------------------------------------------------------------------------- the cases
 
 CASES: tuple[Case, ...] = (
@@ -335,6 +420,31 @@ CASES: tuple[Case, ...] = (
         Stage.EXTRACT,
         "corrupt DOCX",
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    Case(
+        "utf-16 docx entity bomb",
+        "laughs.docx",
+        docx_entity_bomb,
+        Stage.EXTRACT,
+        "word/document.xml declares a DTD",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    Case(
+        "docx with 60 M characters of flat text",
+        "flat.docx",
+        docx_flat_text,
+        Stage.VALIDATE,
+        "word/document.xml holds more than 5,000,000 characters of text",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    Case(
+        "pdf content stream bomb",
+        "inflates.pdf",
+        pdf_flate_bomb,
+        Stage.EXTRACT,
+        "exceeds memory limit while extracting",
+        "application/pdf",
+        pool_only=True,
     ),
     Case(
         "plain zip bomb",

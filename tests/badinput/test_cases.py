@@ -45,7 +45,9 @@ def run_case(case: Case, options: TextOptions) -> tuple[object, float]:
     return outcome, time.perf_counter() - started
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if not c.ocr], ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if not (c.ocr or c.pool_only)], ids=lambda c: c.name
+)
 def test_every_case_gives_a_result_or_a_failure_with_stage_and_reason_fast(case, options):
     outcome, seconds = run_case(case, options)
     assert seconds < MAX_SECONDS_PER_CASE, f"{case.name} took {seconds:.1f} s"

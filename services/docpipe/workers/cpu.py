@@ -3,19 +3,21 @@
 Documents are processed in a process pool of WORKER_CPU_THREADS processes
 (cores x 2 by default: text steps mix parsing with short waits). The pool uses
 ``spawn``: forking a process that already runs the Temporal core's threads is
-unsafe. Each pool process loads the tokenizer and language model once.
+unsafe. Each pool process loads the tokenizer and language model once, and runs
+under a memory and a per-document CPU-time limit (CPU_EXTRACT_MEMORY_LIMIT_MB,
+CPU_EXTRACT_CPU_LIMIT_S): a document past one fails alone and its process is
+replaced (:mod:`docpipe.activities.cpu.pool`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import time
-from concurrent.futures import Executor, ProcessPoolExecutor
 
 from temporalio.worker import Worker
 
 from docpipe.activities.cpu.activities import CpuActivities
+from docpipe.activities.cpu.limits import ProcessLimits
+from docpipe.activities.cpu.pool import IsolatingProcessPool
 from docpipe.activities.cpu.text_pipeline import TextOptions, warm_up
 from docpipe.activities.heartbeat import HeartbeatInterceptor
 from docpipe.config import Settings
@@ -41,30 +43,34 @@ def text_options(settings: Settings) -> TextOptions:
     )
 
 
-async def start_pool_processes(pool: Executor, size: int) -> None:
-    """Spawn and warm every pool process before the worker polls: a spawned process
-    re-imports the worker and loads the tokenizer and language model (seconds of
-    CPU), and doing that under the first tasks made them slow and the worker look
-    ready before it was. One short task per process, all at once, starts them all."""
-    loop = asyncio.get_running_loop()
-    await asyncio.gather(*(loop.run_in_executor(pool, time.sleep, 0.5) for _ in range(size)))
+def process_limits(settings: Settings) -> ProcessLimits:
+    return ProcessLimits(
+        memory_mb=settings.cpu_extract_memory_limit_mb,
+        cpu_seconds=settings.cpu_extract_cpu_limit_s,
+    )
+
+
+async def start_pool_processes(pool: IsolatingProcessPool) -> None:
+    """Wait until every pool process is spawned and warm before the worker polls: a
+    spawned process re-imports the worker and loads the tokenizer and language model
+    (seconds of CPU), and doing that under the first tasks made them slow and the
+    worker look ready before it was."""
+    await asyncio.to_thread(pool.wait_started)
 
 
 async def serve(settings: Settings) -> None:
     options = text_options(settings)
     client = await connect(settings, make_runtime(settings))
-    pool = MeteredPool(
-        ProcessPoolExecutor(
-            max_workers=settings.worker_cpu_threads,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=warm_up,
-            initargs=(options.tokenizer_dir,),
-        ),
-        size=settings.worker_cpu_threads,
+    processes = IsolatingProcessPool(
+        settings.worker_cpu_threads,
+        limits=process_limits(settings),
+        initializer=warm_up,
+        initargs=(options.tokenizer_dir,),
     )
+    pool = MeteredPool(processes, size=settings.worker_cpu_threads)
     watch_pool(pool)
     try:
-        await start_pool_processes(pool, settings.worker_cpu_threads)
+        await start_pool_processes(processes)
         async with open_object_store(settings) as store:
             activities = CpuActivities(store, pool, options)
             worker = Worker(

@@ -2,8 +2,9 @@
 
 The activity itself is async and runs in the worker's event loop: it reads the
 raw bytes from the object store and writes the artifacts back (IO, cheap),
-while the text work for each document runs in a ``ProcessPoolExecutor`` (CPU,
-sized WORKER_CPU_THREADS). This keeps the GIL out of the way, lets heartbeats
+while the text work for each document runs in a process pool (CPU, sized
+WORKER_CPU_THREADS, each process under a memory and CPU-time limit: see
+:mod:`.pool`). This keeps the GIL out of the way, lets heartbeats
 flow while documents are being processed, and needs no cross-process heartbeat
 plumbing that sync multiprocess activities would.
 """
@@ -15,7 +16,7 @@ from concurrent.futures import Executor
 
 from temporalio import activity
 
-from docpipe.activities.cpu.extract import NeedsOcr
+from docpipe.activities.cpu.extract import NeedsOcr, sniff_content_type
 from docpipe.activities.cpu.pdf import render_pages
 from docpipe.activities.cpu.text_pipeline import PreparedText, TextOptions, prepare_text
 from docpipe.activities.heartbeat import heartbeating
@@ -88,9 +89,11 @@ class CpuActivities:
                 job.filename or job.source,
             )
         except DocumentError as err:
-            return DocumentFailure(
-                job.document_id, err.stage, err.reason, getattr(err, "content_type", "")
+            # A document that killed its pool process never said what it was: sniff here.
+            content_type = getattr(err, "content_type", "") or sniff_content_type(
+                raw, declared=job.content_type, filename=job.filename or job.source
             )
+            return DocumentFailure(job.document_id, err.stage, err.reason, content_type)
         except NeedsOcr as need:
             return await self._ocr_job(job, raw, need)
 
