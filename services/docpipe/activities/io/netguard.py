@@ -224,7 +224,9 @@ class NetPolicy:
         allowed_networks: str | Iterable[str] | None = None,
         allow_hint: str | None = None,
     ) -> NetPolicy:
-        """A policy from setting-style values (comma lists or iterables); bad entries raise ValueError."""
+        """A policy from setting-style values (comma lists or iterables).
+
+        Bad network entries raise ValueError."""
         policy = cls(
             allow_private=allow_private,
             allowed_hosts=tuple(normalize_host(h) for h in parse_list(allowed_hosts)),
@@ -297,7 +299,10 @@ class NetPolicy:
         if why is None or any(n.admits(address, port) for n in self.allowed_networks):
             return None
         if any(n.admits(address, port) for n in self.redirect_withheld):
-            return f"{why} (its allowed network counts only for a source that names it, not a redirect)"
+            return (
+                f"{why} (its allowed network counts only for a source that names it, "
+                "not a redirect)"
+            )
         if any(_contains(n.network, address) for n in self.allowed_networks):
             return f"{why} (its allowed network does not list port {port})"
         return why
