@@ -4,6 +4,9 @@ docpipe start --csv-file F   run a CSV through a running pipeline (workers elsew
 docpipe run F                the embedded default: start everything locally, run F, stop
 docpipe worker KIND          run one worker (workflow, cpu, gpu, io)
 docpipe status               backlog, age, rates and live pollers of every queue
+docpipe search QUERY         the stored chunks that best answer QUERY (vector, text, hybrid)
+docpipe show ID-OR-SOURCE    everything recorded about one document
+docpipe serve                the same read path as an HTTP API
 docpipe codec-server         decrypt payloads for the Temporal UI and CLI (remote codec)
 
 While documents run, nothing waits in silence: `docpipe run` restarts a local
@@ -493,6 +496,111 @@ def redrive(
     print_summary(summary)
     if strict and (summary.failed or plan.not_redrivable):
         raise typer.Exit(1)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+Output = Annotated[
+    OutputFormat,
+    typer.Option("--output", "-o", help="table for people, json for programs (same data)"),
+]
+
+
+class SearchModeChoice(StrEnum):
+    vector = "vector"
+    text = "text"
+    hybrid = "hybrid"
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for, in words")],
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many chunks")] = 10,
+    mode: Annotated[
+        SearchModeChoice,
+        typer.Option(help="vector: meaning (Chroma); text: words (PostgreSQL); hybrid: both"),
+    ] = SearchModeChoice.hybrid,
+    tag: Annotated[str | None, typer.Option(help="Only documents with this tag")] = None,
+    language: Annotated[str | None, typer.Option(help="Only this language (ISO 639-1)")] = None,
+    type_: Annotated[
+        str | None, typer.Option("--type", help="Only this MIME type, e.g. text/html")
+    ] = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """The chunks that best answer QUERY, with their document's title and source."""
+    from docpipe.retrieval.filters import BadSearch, search_request
+    from docpipe.retrieval.render import hits_table, json_text
+    from docpipe.retrieval.service import open_read_path
+
+    try:
+        request = search_request(
+            query, k=k, mode=mode.value, tag=tag, language=language, content_type=type_
+        )
+    except BadSearch as err:
+        err_console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+    settings = _settings()
+
+    async def go() -> list:
+        async with open_read_path(settings) as read_path:
+            return await read_path.search(request)
+
+    hits = asyncio.run(go())
+    if output is OutputFormat.json:
+        print(json_text({"query": request.query, "mode": request.mode.value, "results": hits}))
+    else:
+        console.print(hits_table(request.query, request.mode.value, hits))
+
+
+@app.command()
+def show(
+    document: Annotated[str, typer.Argument(help="A document id, or its source (URL or path)")],
+    output: Output = OutputFormat.table,
+) -> None:
+    """Everything docpipe recorded about one document."""
+    from docpipe.retrieval.lookup import sections
+    from docpipe.retrieval.render import json_text, record_view
+    from docpipe.retrieval.service import open_read_path
+
+    settings = _settings()
+
+    async def go() -> dict | None:
+        async with open_read_path(settings) as read_path:
+            return await read_path.show(document)
+
+    found = asyncio.run(go())
+    if found is None:
+        err_console.print(
+            f"[red]no document {document!r}: not an id or source docpipe stored[/red]"
+        )
+        raise typer.Exit(1)
+    if output is OutputFormat.json:
+        print(json_text(found))
+    else:
+        console.print(record_view(sections(found)))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a container)")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    request_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds one request may take (then 504)")
+    ] = 10.0,
+) -> None:
+    """The read path as an HTTP API: /search, /documents/{id}, /healthz (OpenAPI at /docs)."""
+    import uvicorn
+
+    from docpipe.retrieval.api import create_app
+
+    settings = _settings()
+    app_ = create_app(settings, request_timeout_s=request_timeout)
+    uvicorn.run(app_, host=host, port=port, log_level=settings.log_level.lower())
 
 
 @app.command()

@@ -19,7 +19,7 @@ import dataclasses
 import enum
 import logging
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from typing import Any
 
@@ -325,6 +325,58 @@ class MetadataStore:
                 await conn.execute(query, (ids, band_numbers, values, hashes, max_distance))
             ).fetchall()
         return {document_id: (other_id, int(distance)) for document_id, other_id, distance in rows}
+
+    @timed("postgres", "get")
+    async def by_source(self, source: str) -> dict[str, Any] | None:
+        """The newest row whose source is exactly ``source`` (a CSV may name it twice)."""
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT * FROM documents WHERE source = %s ORDER BY updated_at DESC LIMIT 1",
+                (source,),
+            )
+            return await cur.fetchone()
+
+    @timed("postgres", "get")
+    async def rows(self, document_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The rows of these documents (those that exist), by id."""
+        ids = list(set(document_ids))
+        if not ids:
+            return {}
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM documents WHERE document_id = ANY(%s)", (ids,))
+            return {row["document_id"]: row for row in await cur.fetchall()}
+
+    @timed("postgres", "filter")
+    async def succeeded_ids(
+        self,
+        *,
+        tag: str | None = None,
+        content_type: str | None = None,
+        language: str | None = None,
+        limit: int,
+    ) -> list[str]:
+        """Ids of succeeded documents matching every given condition, at most ``limit``."""
+        query = "SELECT document_id FROM documents WHERE status = 'succeeded'"
+        params: list[Any] = []
+        if tag is not None:
+            query += " AND tags @> %s"
+            params.append(Jsonb([tag]))
+        if content_type is not None:
+            query += " AND content_type = %s"
+            params.append(content_type)
+        if language is not None:
+            query += " AND language = %s"
+            params.append(language)
+        query += " ORDER BY document_id LIMIT %s"
+        params.append(limit)
+        async with self._pool.connection() as conn:
+            return [row[0] for row in await (await conn.execute(query, params)).fetchall()]
+
+    def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+        """Borrow a pooled connection (for the queries of :mod:`docpipe.storage.chunk_texts`)."""
+        return self._pool.connection()
 
     @timed("postgres", "ping")
     async def ping(self) -> None:

@@ -44,6 +44,15 @@ class DocumentVectors:
     metadata: Mapping[str, MetadataValue | None] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class VectorHit:
+    document_id: str
+    chunk_index: int
+    text: str
+    similarity: float
+    """Cosine similarity (1 - the collection's cosine distance)."""
+
+
 class VectorStore:
     """One collection of chunk vectors on a Chroma server."""
 
@@ -184,6 +193,31 @@ class VectorStore:
             )
         ]
         return sorted(chunks, key=lambda c: int(c["metadata"].get("chunk_index", 0)))
+
+    @timed("chroma", "query")
+    async def nearest(
+        self, vector: np.ndarray, n: int, where: Mapping[str, Any] | None = None
+    ) -> list[VectorHit]:
+        """The ``n`` chunks closest to ``vector`` (cosine), best first."""
+        found = await self._collection.query(
+            query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
+            n_results=n,
+            where=dict(where) if where else None,
+            include=["documents", "metadatas", "distances"],
+        )
+        ids = found["ids"][0] if found["ids"] else []
+        texts = (found.get("documents") or [[]])[0] or []
+        metas = (found.get("metadatas") or [[]])[0] or []
+        distances = (found.get("distances") or [[]])[0] or []
+        return [
+            VectorHit(
+                document_id=str((meta or {}).get("document_id") or id_.rpartition(":")[0]),
+                chunk_index=int((meta or {}).get("chunk_index", id_.rpartition(":")[2] or 0)),
+                text=text or "",
+                similarity=1.0 - float(distance),
+            )
+            for id_, text, meta, distance in zip(ids, texts, metas, distances, strict=True)
+        ]
 
     @timed("chroma", "heartbeat")
     async def heartbeat(self) -> int:

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
@@ -51,6 +51,7 @@ from docpipe.models import (
 from docpipe.redact import redact_text, redact_url
 from docpipe.storage import keys
 from docpipe.storage.arrays import bundle_from_npz, from_npy
+from docpipe.storage.chunk_texts import ChunkTextRows, ChunkTexts
 from docpipe.storage.metadata import MetadataStore
 from docpipe.storage.objects import ObjectNotFound, ObjectStore, S3ObjectStore, read_each_once
 from docpipe.storage.vectors import DocumentVectors, VectorStore
@@ -59,6 +60,11 @@ from docpipe.workflows import steps
 log = logging.getLogger(__name__)
 
 _timed_deliver = timed("http", "webhook")(deliver)
+
+
+def _language(metadata: Mapping[str, object]) -> str | None:
+    language = metadata.get("language")
+    return language if isinstance(language, str) else None
 
 
 class IoActivities:
@@ -75,6 +81,7 @@ class IoActivities:
         self.store = store
         self.metadata = metadata
         self.vectors = vectors
+        self.chunk_texts = ChunkTexts(metadata)
         self.schemes = frozenset(settings.download_schemes.split(",")) - {""}
         self.webhook_policy = NetPolicy.for_webhooks(settings)
         self.s3_sources = (
@@ -160,6 +167,15 @@ class IoActivities:
                         )
                     else:
                         result.stored.append(doc.document_id)
+            # The full-text index follows the vectors: same chunks, same documents.
+            stored = set(result.stored)
+            await self.chunk_texts.replace(
+                [
+                    ChunkTextRows(d.document_id, d.texts, _language(d.metadata))
+                    for d in ready
+                    if d.document_id in stored
+                ]
+            )
         return result
 
     async def _vectors_of(self, jobs: list[VectorJob]) -> list[DocumentVectors | DocumentFailure]:

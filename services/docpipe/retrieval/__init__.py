@@ -1,0 +1,1 @@
+"""The read path: find what docpipe ingested (``docpipe search``/``show``/``serve``)."""

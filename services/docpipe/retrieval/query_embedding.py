@@ -1,0 +1,41 @@
+"""Embedding a search query with the model the documents were embedded with.
+
+A query vector is only comparable with chunk vectors of the same model, so the
+CLI and the HTTP API load EMBEDDING_MODEL_PATH (the packaged MiniLM by default)
+on the CPU -- one short text per query needs no GPU -- once per process, on
+first use, so that text-only searches and ``show`` never pay for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from docpipe.config import Settings
+
+
+class QueryEmbedder:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.name = settings.embedding_model_name
+        self._model: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _loaded(self) -> Any:
+        async with self._lock:
+            if self._model is None:
+                from docpipe.activities.gpu.embedder import Embedder
+
+                path = self.settings.resolved_embedding_model_path
+                self._model = await asyncio.to_thread(Embedder, path, ["cpu"], name=self.name)
+        return self._model
+
+    async def __call__(self, query: str) -> np.ndarray:
+        model = await self._loaded()
+        return (await model.embed([query]))[0]
+
+    def close(self) -> None:
+        if self._model is not None:
+            self._model.close()

@@ -1,0 +1,59 @@
+"""The read path's stores, opened once: what the CLI and the HTTP API share.
+
+Text search and ``show`` need only PostgreSQL; Chroma is opened (and the query
+model loaded) only when a vector or hybrid search first asks for it, so a
+lookup stays fast and works while Chroma is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from docpipe.config import Settings
+from docpipe.retrieval.filters import SearchMode, SearchRequest
+from docpipe.retrieval.lookup import find_document
+from docpipe.retrieval.query_embedding import QueryEmbedder
+from docpipe.retrieval.searcher import Searcher, SearchHit
+from docpipe.storage.metadata import MetadataStore, open_metadata_store
+from docpipe.storage.vectors import VectorStore, open_vector_store
+
+
+class ReadPath:
+    def __init__(self, settings: Settings, metadata: MetadataStore, stack: AsyncExitStack) -> None:
+        self.settings = settings
+        self.metadata = metadata
+        self.embedder = QueryEmbedder(settings)
+        self._stack = stack
+        self._vectors: VectorStore | None = None
+        self._lock = asyncio.Lock()
+
+    async def vectors(self) -> VectorStore:
+        async with self._lock:
+            if self._vectors is None:
+                self._vectors = await self._stack.enter_async_context(
+                    open_vector_store(self.settings)
+                )
+        return self._vectors
+
+    async def search(self, request: SearchRequest) -> list[SearchHit]:
+        vectors = await self.vectors() if request.mode is not SearchMode.TEXT else None
+        searcher = Searcher(self.metadata, vectors, self.embedder)
+        return await searcher.search(request)
+
+    async def show(self, reference: str) -> dict[str, Any] | None:
+        return await find_document(self.metadata, reference)
+
+
+@asynccontextmanager
+async def open_read_path(settings: Settings) -> AsyncIterator[ReadPath]:
+    async with AsyncExitStack() as stack:
+        metadata = await stack.enter_async_context(open_metadata_store(settings))
+        # Idempotent and quick; spares a database written by an older version a
+        # "relation chunk_texts does not exist" until a worker next starts.
+        await metadata.migrate()
+        read_path = ReadPath(settings, metadata, stack)
+        stack.callback(read_path.embedder.close)
+        yield read_path
