@@ -46,8 +46,14 @@ pytestmark = pytest.mark.integration
 # ~230. The GPU worker holds torch, MiniLM and easyocr. Before the caps, the 20 MB
 # line alone took one pool process to ~540 MB, and 100 000 nested divs kept it busy
 # for over a minute.
-TREE_CEILING_MB = {"workflow": 300, "cpu": 1000, "gpu": 2000, "io": 500}
+# The PDF stream bomb takes its pool process to the CPU worker's memory limit
+# (CPU_EXTRACT_MEMORY_LIMIT_MB, 1024) before it dies there: the CPU tree may hold
+# that process next to the worker and the other pool process for a moment, and
+# no process of any worker may pass 1 GiB. High-water marks are of the processes
+# still alive at the end (the bomb's is gone), sampled peaks of every process.
+TREE_CEILING_MB = {"workflow": 300, "cpu": 1700, "gpu": 2000, "io": 500}
 PROCESS_CEILING_MB = {"workflow": 300, "cpu": 450, "gpu": 2000, "io": 500}
+SAMPLED_PROCESS_CEILING_MB = {"workflow": 300, "cpu": 1024, "gpu": 2000, "io": 500}
 
 SQL_TITLE = "Robert'); DROP TABLE documents;--"
 HTML_TITLE = "<script>alert('x')</script> harbour notes"
@@ -88,10 +94,11 @@ class RssSampler:
     def __init__(self, workers: LocalWorkers) -> None:
         self.pids = {kind: w.process.pid for kind, w in workers.processes.items()}
         self.peak_mb = dict.fromkeys(self.pids, 0.0)
+        self.process_peak_mb = dict.fromkeys(self.pids, 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def tree_rss_mb(self, pid: int) -> float:
+    def tree_rss_mb(self, pid: int, kind: str = "") -> float:
         try:
             root = psutil.Process(pid)
             processes = [root, *root.children(recursive=True)]
@@ -100,9 +107,12 @@ class RssSampler:
         total = 0
         for process in processes:
             try:
-                total += process.memory_info().rss
+                rss = process.memory_info().rss
             except psutil.NoSuchProcess:
-                pass
+                continue
+            total += rss
+            if kind:
+                self.process_peak_mb[kind] = max(self.process_peak_mb[kind], rss / 2**20)
         return total / 2**20
 
     def high_water_mb(self, pid: int) -> float:
@@ -125,7 +135,7 @@ class RssSampler:
         return max(peaks)
 
     def sample(self) -> dict[str, float]:
-        now = {kind: self.tree_rss_mb(pid) for kind, pid in self.pids.items()}
+        now = {kind: self.tree_rss_mb(pid, kind) for kind, pid in self.pids.items()}
         for kind, mb in now.items():
             self.peak_mb[kind] = max(self.peak_mb[kind], mb)
         return now
@@ -242,12 +252,12 @@ async def test_the_whole_corpus_runs_as_one_batch_and_every_document_ends_as_its
         print(f"  {name:<16} {outcome.content_type or '-':<26} {what:<10} {detail[:110]}")
     print(
         "  RSS per worker, MB: process tree before -> peak during the run "
-        "(largest single-process high-water mark)"
+        "(largest high-water mark of a live process; largest process sampled)"
     )
     for kind, pid in sampler.pids.items():
         print(
             f"    {kind:<9} {before[kind]:7.0f} -> {sampler.peak_mb[kind]:7.0f}"
-            f"   ({sampler.high_water_mb(pid):.0f})"
+            f"   ({sampler.high_water_mb(pid):.0f}; {sampler.process_peak_mb[kind]:.0f})"
         )
 
     # Every row has exactly one outcome, as its case says, with the sniffed type.
@@ -307,6 +317,8 @@ async def test_the_whole_corpus_runs_as_one_batch_and_every_document_ends_as_its
         peak, largest = sampler.peak_mb[kind], sampler.high_water_mb(pid)
         assert peak < TREE_CEILING_MB[kind], f"{kind} worker peaked at {peak:.0f} MB"
         assert largest < PROCESS_CEILING_MB[kind], f"a {kind} process peaked at {largest:.0f} MB"
+        sampled = sampler.process_peak_mb[kind]
+        assert sampled < SAMPLED_PROCESS_CEILING_MB[kind], f"a {kind} process reached {sampled:.0f}"
 
 
 async def test_a_csv_read_by_the_io_worker_reports_bad_rows_and_an_unusable_file(
