@@ -209,9 +209,9 @@ async def _start(
     ``stalled_after`` (external workers): watch the queues and warn about one
     that has had work and no live poller for that many seconds (None or 0: off).
     """
-    from docpipe.workers.common import connect
+    from docpipe.reachability import connect_temporal
 
-    client = await connect(settings)
+    client = await connect_temporal(settings)
     watcher = None
     if stalled_after:
         interval_s = min(5.0, max(0.5, stalled_after / 4))
@@ -431,9 +431,9 @@ def run(
 async def _failed_rows(
     settings: Settings, run_id: str | None, stage: str | None, limit: int
 ) -> list:
-    from docpipe.storage.metadata import open_metadata_store
+    from docpipe.reachability import open_metadata
 
-    async with open_metadata_store(settings) as metadata:
+    async with open_metadata(settings) as metadata:
         return await metadata.failures(limit=limit, run_id=run_id, stage=stage)
 
 
@@ -616,12 +616,12 @@ def worker(kind: Annotated[WorkerKind, typer.Argument(help="Which worker to run"
 def status() -> None:
     """Backlog, backlog age, add/dispatch rates and live pollers of every queue."""
     from docpipe.queue_stats import describe_queues
-    from docpipe.workers.common import connect
+    from docpipe.reachability import connect_temporal
 
     settings = _settings()
 
     async def go() -> list:
-        client = await connect(settings)
+        client = await connect_temporal(settings)
         return await describe_queues(
             client,
             settings.workflow_task_queue,
@@ -698,7 +698,18 @@ def codec_server(
 
 def main() -> None:  # pragma: no cover - console script entry
     """``docpipe``: the CLI, ended without the Temporal client's crash at exit."""
-    run_then_exit(lambda: app(prog_name="docpipe"))
+    run_then_exit(_app_reporting_unreachable)
+
+
+def _app_reporting_unreachable() -> None:
+    """The app; a backend that is down is one line on stderr and exit status 3."""
+    from docpipe.reachability import EXIT_UNREACHABLE, ServiceUnreachable
+
+    try:
+        app(prog_name="docpipe")
+    except ServiceUnreachable as err:
+        err_console.print(f"[red]docpipe: {err}[/red]", highlight=False, soft_wrap=True)
+        raise SystemExit(EXIT_UNREACHABLE) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,12 +13,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from docpipe.config import Settings
+from docpipe.reachability import open_metadata, open_vectors
 from docpipe.retrieval.filters import SearchMode, SearchRequest
 from docpipe.retrieval.lookup import find_document
 from docpipe.retrieval.query_embedding import QueryEmbedder
 from docpipe.retrieval.searcher import Searcher, SearchHit
-from docpipe.storage.metadata import MetadataStore, open_metadata_store
-from docpipe.storage.vectors import VectorStore, open_vector_store
+from docpipe.storage.metadata import MetadataStore
+from docpipe.storage.vectors import VectorStore
 
 
 class ReadPath:
@@ -33,9 +34,7 @@ class ReadPath:
     async def vectors(self) -> VectorStore:
         async with self._lock:
             if self._vectors is None:
-                self._vectors = await self._stack.enter_async_context(
-                    open_vector_store(self.settings)
-                )
+                self._vectors = await self._stack.enter_async_context(open_vectors(self.settings))
         return self._vectors
 
     async def search(self, request: SearchRequest) -> list[SearchHit]:
@@ -50,7 +49,7 @@ class ReadPath:
 @asynccontextmanager
 async def open_read_path(settings: Settings) -> AsyncIterator[ReadPath]:
     async with AsyncExitStack() as stack:
-        metadata = await stack.enter_async_context(open_metadata_store(settings))
+        metadata = await stack.enter_async_context(open_metadata(settings))
         # Idempotent and quick; spares a database written by an older version a
         # "relation chunk_texts does not exist" until a worker next starts.
         await metadata.migrate()
