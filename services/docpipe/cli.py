@@ -49,13 +49,10 @@ from docpipe.starter import RunSummary, new_run_id, run_documents
 if TYPE_CHECKING:
     from temporalio.client import Client
 
+    from docpipe.redrive import RedrivePlan
     from docpipe.supervisor import WorkerSupervisor
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="docpipe: a document pipeline on Temporal, split by the resource each step needs.",
-)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -67,9 +64,68 @@ class WorkerKind(StrEnum):
     io = "io"
 
 
-def _settings() -> Settings:
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+Output = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--output", "-o", help="table for people, json for programs (same data, on stdout)"
+    ),
+]
+Address = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Temporal frontend host:port [default: TEMPORAL_ADDRESS, else localhost:7233]",
+        show_default=False,
+    ),
+]
+Namespace = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        help="Temporal namespace [default: TEMPORAL_NAMESPACE, else default]",
+        show_default=False,
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"docpipe {version('docpipe')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """docpipe: a document pipeline on Temporal, split by the resource each step needs.
+
+    Exit status: 0 done; 1 some documents failed (or nothing found); 2 bad usage or
+    configuration; 3 a service (Temporal, PostgreSQL, Chroma) could not be reached.
+    """
+
+
+def _settings(address: str | None = None, namespace: str | None = None) -> Settings:
+    overrides: dict[str, object] = {}
+    if address:
+        overrides["temporal_host"] = address
+    if namespace:
+        overrides["temporal_namespace"] = namespace
     try:
-        settings = load_settings()
+        settings = load_settings(**overrides)
     except ConfigError as err:
         err_console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
@@ -91,6 +147,44 @@ def _read_csv(path: Path) -> list[DocumentRef]:
     except CsvFormatError as err:
         err_console.print(f"[red]{path}: {err}[/red]")
         raise typer.Exit(2) from None
+
+
+def summary_json(summary: RunSummary) -> dict[str, object]:
+    """The run summary as ``-o json`` prints it: the same figures as the table."""
+    return {
+        "run_id": summary.run_id,
+        "documents": summary.documents,
+        "succeeded": summary.succeeded_count,
+        "without_text": summary.without_text,
+        "failed": summary.failed_count,
+        "chunks": summary.chunks,
+        "elapsed_s": round(summary.elapsed_s, 3),
+        "documents_per_second": round(summary.documents_per_second, 3),
+        "failures": [
+            {
+                "document_id": o.document_id,
+                "row": o.row_number,
+                "source": o.source,
+                "stage": str(o.failure_stage) if o.failure_stage else None,
+                "reason": o.failure_reason,
+            }
+            for o in summary.failed
+        ],
+    }
+
+
+def print_json(value: object) -> None:
+    """JSON on stdout, nothing else there: progress and warnings go to stderr."""
+    from docpipe.retrieval.render import json_text
+
+    print(json_text(value), flush=True)
+
+
+def report_summary(summary: RunSummary, output: OutputFormat) -> None:
+    if output is OutputFormat.json:
+        print_json(summary_json(summary))
+    else:
+        print_summary(summary)
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -201,6 +295,7 @@ async def _start(
     *,
     supervisor: WorkerSupervisor | None = None,
     stalled_after: float | None = None,
+    screen: Console | None = None,
 ) -> RunSummary:
     """Run ``documents`` with a progress bar.
 
@@ -208,6 +303,7 @@ async def _start(
     the run ends with :class:`WorkerGaveUp` if it gives up on a worker.
     ``stalled_after`` (external workers): watch the queues and warn about one
     that has had work and no live poller for that many seconds (None or 0: off).
+    ``screen``: where the progress bar goes (stderr when stdout carries JSON).
     """
     from docpipe.reachability import connect_temporal
 
@@ -228,7 +324,7 @@ async def _start(
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            console=console,
+            console=screen or console,
             transient=False,
         ) as progress:
             task = progress.add_task("documents", total=len(documents), failed=0, chunks=0)
@@ -327,9 +423,15 @@ def start(
     webhook_url: WebhookUrl = "",
     summarize: Summarize = False,
     stalled_after: StalledAfter = DEFAULT_GRACE_S,
+    address: Address = None,
+    namespace: Namespace = None,
+    output: Output = OutputFormat.table,
 ) -> None:
-    """Run a CSV of documents through the running pipeline and print a summary."""
-    settings = _settings()
+    """Run a CSV through the running pipeline.
+
+    The workers run elsewhere (containers, pods, `docpipe worker`); this admits the
+    CSV's documents in batches as the workers drain them and prints a summary."""
+    settings = _settings(address, namespace)
     documents = _read_csv(csv_file)
     summary = asyncio.run(
         _start(
@@ -342,9 +444,10 @@ def start(
             summarize,
             deadline=deadline,
             stalled_after=stalled_after,
+            screen=err_console if output is OutputFormat.json else None,
         )
     )
-    print_summary(summary)
+    report_summary(summary, output)
     if strict and summary.failed:
         raise typer.Exit(1)
 
@@ -363,9 +466,13 @@ def run(
     max_in_flight: MaxInFlight = 50,
     strict: Strict = True,
     summarize: Summarize = False,
+    output: Output = OutputFormat.table,
 ) -> None:
-    """The embedded default: start Temporal, PostgreSQL, Chroma, an object store and all
-    four workers locally, run the CSV, print the summary and where the results are."""
+    """Run a CSV on a local stack started here.
+
+    The embedded default: starts Temporal, PostgreSQL, Chroma, an object store and
+    all four workers, runs the CSV, prints the summary and where the results are,
+    and stops everything. Local files are read only inside the CSV's folder."""
     from docpipe.devstack import DevStack
     from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
     from docpipe.supervisor import WorkerSupervisor
@@ -376,7 +483,8 @@ def run(
     # Local files are read only inside LOCAL_SOURCE_ROOT; by default the CSV's
     # own folder, so a row cannot name /proc/self/environ or ~/.ssh.
     source_roots = _settings().local_source_roots or (csv_file.resolve().parent,)
-    console.print(f"[bold]starting the local stack[/bold] in {data_dir} ...")
+    screen = err_console if output is OutputFormat.json else console
+    screen.print(f"[bold]starting the local stack[/bold] in {data_dir} ...")
     with DevStack(
         data_dir, persistent=True, object_store="local", local_source_roots=source_roots
     ) as stack:
@@ -386,11 +494,11 @@ def run(
 
             async def go() -> RunSummary:
                 client = await connect(settings)
-                with console.status("waiting for the workers (the GPU worker loads its model) ..."):
+                with screen.status("waiting for the workers (the GPU worker loads its model) ..."):
                     await wait_for_pollers(client, all_task_queues(settings), workers)
                 # From here on a worker that exits is restarted, as its pod would be.
                 async with WorkerSupervisor(workers, warn) as supervisor:
-                    console.print(
+                    screen.print(
                         f"workers polling; running {len(documents)} documents "
                         "(a worker that exits is restarted)"
                     )
@@ -403,6 +511,7 @@ def run(
                         summarize=summarize,
                         deadline=deadline,
                         supervisor=supervisor,
+                        screen=screen,
                     )
 
             try:
@@ -416,8 +525,8 @@ def run(
                         highlight=False,
                     )
                 raise typer.Exit(1) from None
-        print_summary(summary)
-        console.print(
+        report_summary(summary, output)
+        screen.print(
             "\n[bold]results[/bold]\n"
             f"  metadata  PostgreSQL {settings.metadata_db_name} (table documents) in {data_dir / 'postgres'}\n"
             f"  vectors   Chroma collection {settings.vector_collection} in {data_dir / 'chroma'}\n"
@@ -434,6 +543,7 @@ async def _failed_rows(
     from docpipe.reachability import open_metadata
 
     async with open_metadata(settings) as metadata:
+        await metadata.migrate()  # a database no worker has written to yet has no tables
         return await metadata.failures(limit=limit, run_id=run_id, stage=stage)
 
 
@@ -443,10 +553,21 @@ Limit = Annotated[int, typer.Option(min=1, help="At most this many documents")]
 
 
 @app.command()
-def failures(run_id: RunFilter = None, stage: StageFilter = None, limit: Limit = 100) -> None:
-    """The dead letter: failed documents with their stage and reason (from PostgreSQL)."""
+def failures(
+    run_id: RunFilter = None,
+    stage: StageFilter = None,
+    limit: Limit = 100,
+    output: Output = OutputFormat.table,
+) -> None:
+    """List failed documents and why.
+
+    The dead letter, from PostgreSQL: each failed document with the stage it
+    failed at and the reason."""
     settings = _settings()
     rows = asyncio.run(_failed_rows(settings, run_id, stage, limit))
+    if output is OutputFormat.json:
+        print_json(rows)
+        return
     table = Table(title=f"failed documents ({len(rows)})")
     for column in ("document", "row", "source", "stage", "reason", "attempts", "run"):
         table.add_column(column, overflow="fold")
@@ -469,18 +590,31 @@ def redrive(
     max_in_flight: MaxInFlight = 50,
     strict: Strict = True,
     stalled_after: StalledAfter = DEFAULT_GRACE_S,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be re-driven, start nothing")
+    ] = False,
+    address: Address = None,
+    namespace: Namespace = None,
+    output: Output = OutputFormat.table,
 ) -> None:
-    """Run failed documents again from their source (same ids: rows are updated in place)."""
+    """Run failed documents again.
+
+    From their source, with the same ids, so rows, objects and vectors are
+    updated in place. --dry-run lists them without starting anything."""
     from docpipe.redrive import plan_redrive
 
-    settings = _settings()
+    settings = _settings(address, namespace)
     plan = plan_redrive(asyncio.run(_failed_rows(settings, run_id, stage, limit)))
+    screen = err_console if output is OutputFormat.json else console
+    if dry_run:
+        _print_redrive_plan(plan, output)
+        return
     for r in plan.not_redrivable:
-        console.print(
+        screen.print(
             f"[yellow]not re-driven[/yellow] row {r['row_number']}: {r['reason']} (fix the CSV row)"
         )
     if not plan.documents:
-        console.print("nothing to re-drive")
+        screen.print("nothing to re-drive")
         raise typer.Exit(1 if strict and plan.not_redrivable else 0)
     summary = asyncio.run(
         _start(
@@ -491,22 +625,34 @@ def redrive(
             max_in_flight,
             deadline=deadline,
             stalled_after=stalled_after,
+            screen=screen,
         )
     )
-    print_summary(summary)
+    report_summary(summary, output)
     if strict and (summary.failed or plan.not_redrivable):
         raise typer.Exit(1)
 
 
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-
-
-Output = Annotated[
-    OutputFormat,
-    typer.Option("--output", "-o", help="table for people, json for programs (same data)"),
-]
+def _print_redrive_plan(plan: RedrivePlan, output: OutputFormat) -> None:
+    would = [
+        {"document_id": d.document_id, "row": d.row_number, "source": d.source}
+        for d in plan.documents
+    ]
+    skipped = [
+        {"document_id": r["document_id"], "row": r["row_number"], "reason": r["reason"]}
+        for r in plan.not_redrivable
+    ]
+    if output is OutputFormat.json:
+        print_json({"would_redrive": would, "not_redrivable": skipped})
+        return
+    table = Table(title=f"would re-drive {len(would)} documents (dry run: nothing started)")
+    for column in ("document", "row", "source"):
+        table.add_column(column, overflow="fold")
+    for item in would:
+        table.add_row(item["document_id"], str(item["row"]), item["source"])
+    console.print(table)
+    for item in skipped:
+        console.print(f"[yellow]not re-drivable[/yellow] row {item['row']}: {item['reason']}")
 
 
 class SearchModeChoice(StrEnum):
@@ -530,7 +676,10 @@ def search(
     ] = None,
     output: Output = OutputFormat.table,
 ) -> None:
-    """The chunks that best answer QUERY, with their document's title and source."""
+    """Search what was ingested.
+
+    Returns the chunks that best answer QUERY with their document's title and
+    source: by meaning (vector), by words (text) or both fused (hybrid)."""
     from docpipe.retrieval.filters import BadSearch, search_request
     from docpipe.retrieval.render import hits_table, json_text
     from docpipe.retrieval.service import open_read_path
@@ -560,7 +709,10 @@ def show(
     document: Annotated[str, typer.Argument(help="A document id, or its source (URL or path)")],
     output: Output = OutputFormat.table,
 ) -> None:
-    """Everything docpipe recorded about one document."""
+    """Show one document's record.
+
+    Status, type, language, classification, quality, duplicates, image
+    information, summary, chunks, object keys, attempts and timings."""
     from docpipe.retrieval.lookup import sections
     from docpipe.retrieval.render import json_text, record_view
     from docpipe.retrieval.service import open_read_path
@@ -593,7 +745,10 @@ def serve(
         float, typer.Option(min=0.1, help="Seconds one request may take (then 504)")
     ] = 10.0,
 ) -> None:
-    """The read path as an HTTP API: /search, /documents/{id}, /healthz (OpenAPI at /docs)."""
+    """Serve search and lookup over HTTP.
+
+    GET /search, /documents/{id}, /documents?source=, /healthz; the OpenAPI
+    schema is at /openapi.json and browsable at /docs."""
     import uvicorn
 
     from docpipe.retrieval.api import create_app
@@ -605,7 +760,9 @@ def serve(
 
 @app.command()
 def worker(kind: Annotated[WorkerKind, typer.Argument(help="Which worker to run")]) -> None:
-    """Run one worker until SIGTERM/SIGINT (what each container image runs)."""
+    """Run one worker (what each image runs).
+
+    Polls its task queue until SIGTERM or SIGINT, then finishes what it holds."""
     import importlib
 
     module = importlib.import_module(f"docpipe.workers.{kind.value}")
@@ -613,12 +770,16 @@ def worker(kind: Annotated[WorkerKind, typer.Argument(help="Which worker to run"
 
 
 @app.command()
-def status() -> None:
-    """Backlog, backlog age, add/dispatch rates and live pollers of every queue."""
+def status(
+    address: Address = None, namespace: Namespace = None, output: Output = OutputFormat.table
+) -> None:
+    """Show the task queues' backlog and pollers.
+
+    Backlog, backlog age, add and dispatch rates and live pollers of every queue."""
     from docpipe.queue_stats import describe_queues
     from docpipe.reachability import connect_temporal
 
-    settings = _settings()
+    settings = _settings(address, namespace)
 
     async def go() -> list:
         client = await connect_temporal(settings)
@@ -628,11 +789,10 @@ def status() -> None:
             [settings.cpu_task_queue, settings.gpu_task_queue, settings.io_task_queue],
         )
 
-    try:
-        stats = asyncio.run(go())
-    except RuntimeError as err:
-        err_console.print(f"[red]cannot reach Temporal at {settings.temporal_host}: {err}[/red]")
-        raise typer.Exit(1) from None
+    stats = asyncio.run(go())
+    if output is OutputFormat.json:
+        print_json(stats)
+        return
     table = Table(title=f"task queues on {settings.temporal_host} ({settings.temporal_namespace})")
     for column in (
         "queue",
@@ -672,8 +832,10 @@ def codec_server(
         ),
     ] = None,
 ) -> None:
-    """Encode and decode payloads for the Temporal UI and CLI (Temporal's remote codec
-    protocol), with PAYLOAD_ENCRYPTION_KEYS; requests must carry CODEC_SERVER_TOKEN when set."""
+    """Decode payloads for the Temporal UI and CLI.
+
+    Temporal's remote codec protocol, with PAYLOAD_ENCRYPTION_KEYS; requests must
+    carry CODEC_SERVER_TOKEN when it is set."""
     from docpipe.encryption.codec import EncryptionCodec
     from docpipe.encryption.codec_server import CodecServerConfig, serve
     from docpipe.workers.common import configure_logging

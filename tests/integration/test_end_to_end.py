@@ -29,6 +29,7 @@ from docpipe.csv_input import parse_documents_csv
 from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
 from docpipe.models import IngestInput, Stage, Status
 from docpipe.starter import pipeline_options, run_documents
+from docpipe.storage.chunk_texts import ChunkTexts
 from docpipe.storage.metadata import open_metadata_store
 from docpipe.storage.objects import open_object_store
 from docpipe.storage.vectors import open_vector_store
@@ -205,6 +206,8 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
             "10",
             "--timeout",
             "300",
+            "-o",
+            "json",
         ],
         env=env,
         capture_output=True,
@@ -214,8 +217,28 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
     assert cli.returncode == 1, (
         "documents failed, so the exit code says so\n" + cli.stdout + cli.stderr
     )
-    assert "succeeded" in cli.stdout and "failed documents" in cli.stdout
-    assert "document is empty" in cli.stdout or "empty" in cli.stdout
+    # -o json: stdout is the summary alone (the progress bar went to stderr).
+    again = json.loads(cli.stdout)
+    assert again["documents"] == len(summary.outcomes)
+    assert (again["succeeded"], again["failed"]) == (len(succeeded), len(summary.failed))
+    assert any("empty" in (f["reason"] or "") for f in again["failures"])
+
+    # What was ingested can be found: by words (PostgreSQL) and by meaning (Chroma).
+    durable = next(o for o in succeeded if o.source.endswith("en_durable_workflows.txt"))
+    for mode in ("text", "hybrid"):
+        found = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "docpipe", "search", "why durable workflows matter",
+             "--mode", mode, "-k", "5", "-o", "json"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert found.returncode == 0, found.stderr
+        hits = json.loads(found.stdout)["results"]
+        assert durable.document_id in [h["document_id"] for h in hits], (mode, hits)
+    async with open_metadata_store(settings) as metadata:
+        texts = ChunkTexts(metadata)
+        for outcome in succeeded:
+            assert await texts.count_for(outcome.document_id) == outcome.chunk_count
 
     async with open_metadata_store(settings) as metadata:
         for outcome in summary.outcomes:

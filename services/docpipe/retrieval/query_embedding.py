@@ -26,7 +26,12 @@ class QueryEmbedder:
     async def _loaded(self) -> Any:
         async with self._lock:
             if self._model is None:
+                from transformers.utils import logging as transformers_logging
+
                 from docpipe.activities.gpu.embedder import Embedder
+
+                # A person at a terminal asked a question; a weight-loading bar is noise.
+                transformers_logging.disable_progress_bar()
 
                 path = self.settings.resolved_embedding_model_path
                 self._model = await asyncio.to_thread(Embedder, path, ["cpu"], name=self.name)
