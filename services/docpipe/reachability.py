@@ -41,12 +41,11 @@ def _first_line(err: BaseException) -> str:
 
 async def connect_temporal(settings: Settings, timeout_s: float = CONNECT_TIMEOUT_S) -> Client:
     """The Temporal client, or :class:`ServiceUnreachable` within ``timeout_s``."""
-    from docpipe.workers.common import connect
-
-    where = f"Temporal at {settings.temporal_host} (namespace {settings.temporal_namespace})"
+    target = settings.temporal_connection()
+    where = f"Temporal at {target.address} (namespace {target.namespace})"
     try:
         async with asyncio.timeout(timeout_s):
-            return await connect(settings)
+            return await target.connect()
     except TimeoutError:
         raise ServiceUnreachable(
             f"cannot reach {where}: no answer within {timeout_s:g} s"

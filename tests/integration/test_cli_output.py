@@ -56,3 +56,21 @@ def test_failures_and_a_redrive_dry_run_as_json(devstack) -> None:
     body = json.loads(plan.stdout)
     assert set(body) == {"would_redrive", "not_redrivable"}
     assert len(body["would_redrive"]) + len(body["not_redrivable"]) == len(rows)
+
+
+def test_a_temporal_cli_profile_is_enough_to_connect(devstack, settings, tmp_path) -> None:
+    config = tmp_path / "temporal.toml"
+    config.write_text(
+        f'[profile.local]\naddress = "{settings.temporal_host}"\n'
+        f'namespace = "{settings.temporal_namespace}"\n'
+    )
+    env = {k: v for k, v in devstack.env.items() if k != "TEMPORAL_HOST"}
+    result = subprocess.run(
+        [sys.executable, "-m", "docpipe", "status", "-o", "json"],
+        env={**os.environ, **env, "TEMPORAL_CONFIG_FILE": str(config), "TEMPORAL_PROFILE": "local"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)
