@@ -7,9 +7,14 @@ credentials: :func:`load_configuration` is the operator's login handler's
 source too, so a kubeconfig (a developer, the tests) and a service account (in
 cluster) behave alike.
 
-Writes are idempotent: ``create``, and on 409 read the object and patch it
-only when our fingerprint (``docpipe.io/spec-hash``) differs. A replayed
-event, a resumed operator or a racing replica therefore changes nothing.
+Owned objects are written by server-side apply under the field manager
+``docpipe-operator``: the API server removes a field the operator applied
+before and no longer renders (a nodeSelector taken out of the spec), which a
+merge patch never does. ``spec.replicas`` belongs to a second manager,
+``docpipe-operator-autoscaler``, so applying the template never resets them.
+Writes are idempotent: the object is read first and applied only when our
+fingerprint (``docpipe.io/spec-hash``) differs. A replayed event, a resumed
+operator or a racing replica therefore changes nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +41,17 @@ log = logging.getLogger(__name__)
 # keep that logger quiet whatever level the operator runs at.
 logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.INFO)
 
-MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+FIELD_MANAGER = "docpipe-operator"
+"""Owns everything the operator renders, except replicas."""
+SCALER_FIELD_MANAGER = "docpipe-operator-autoscaler"
+"""Owns ``spec.replicas`` of the Deployments."""
+LEGACY_FIELD_MANAGERS = ("OpenAPI-Generator",)
+"""Who wrote owned objects before server-side apply (kubernetes_asyncio's user agent):
+their fields pass to the operator's managers once, so removed fields go away after
+an upgrade too."""
 
 
 async def load_configuration() -> client.Configuration:
@@ -115,18 +130,21 @@ class Kube:
     # ----------------------------------------------------------- owned objects
 
     async def apply(self, manifest: Mapping[str, Any], owner_uid: str) -> Outcome:
-        """Create ``manifest``, or bring the existing object in line with it."""
+        """Create ``manifest``, or make the existing object equal what it renders.
+
+        A new Deployment is applied with its initial replicas, which then pass to
+        the autoscaler's manager; an existing one is applied without replicas.
+        """
         kind = manifest["kind"]
         namespace = manifest["metadata"]["namespace"]
         name = manifest["metadata"]["name"]
         ops = self._ops(kind)
-        try:
-            await ops.create(namespace, manifest)
-            return Outcome.CREATED
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
         existing = await ops.read(namespace, name)
+        if existing is None:
+            await ops.apply(namespace, name, manifest)
+            if "replicas" in manifest["spec"]:
+                await self.scale(namespace, name, manifest["spec"]["replicas"])
+            return Outcome.CREATED
         if not _controlled_by(existing.metadata, owner_uid):
             raise NotOwnedError(
                 f"{kind} {namespace}/{name} exists and is not controlled by this DocumentPipeline; "
@@ -135,20 +153,37 @@ class Kube:
         wanted = manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
         if (existing.metadata.annotations or {}).get(SPEC_HASH_ANNOTATION) == wanted:
             return Outcome.UNCHANGED
-        await ops.patch(namespace, name, _update_patch(manifest))
+        entries = self.api_client.sanitize_for_serialization(existing.metadata.managed_fields or [])
+        if takeover := take_over_legacy_fields(entries):
+            await ops.json_patch(
+                namespace,
+                name,
+                [
+                    {
+                        "op": "test",
+                        "path": "/metadata/resourceVersion",
+                        "value": existing.metadata.resource_version,
+                    },
+                    {"op": "replace", "path": "/metadata/managedFields", "value": takeover},
+                ],
+            )
+            entries = takeover
+        if kind == "Deployment" and not _owns(entries, SCALER_FIELD_MANAGER, "f:replicas"):
+            # Replicas still owned by the template's manager only (a create cut short):
+            # hand them over first, or applying without them would remove them.
+            await self.scale(namespace, name, existing.spec.replicas)
+        await ops.apply(namespace, name, _without_replicas(manifest))
         log.info("updated %s %s/%s to spec %s", kind, namespace, name, wanted)
         return Outcome.UPDATED
 
     def _ops(self, kind: str) -> _Ops:
         if kind == "Deployment":
             return _Ops(
-                self.apps.create_namespaced_deployment,
                 self.apps.read_namespaced_deployment,
                 self.apps.patch_namespaced_deployment,
             )
         if kind == "Service":
             return _Ops(
-                self.core.create_namespaced_service,
                 self.core.read_namespaced_service,
                 self.core.patch_namespaced_service,
             )
@@ -171,8 +206,21 @@ class Kube:
         )
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Set replicas as the autoscaler's field manager (forced: after a
+        ``kubectl scale`` the operator takes them back)."""
+        body = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas},
+        }
         await self.apps.patch_namespaced_deployment(
-            name, namespace, {"spec": {"replicas": replicas}}, _content_type=MERGE_PATCH
+            name,
+            namespace,
+            body,
+            field_manager=SCALER_FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY_PATCH,
         )
 
     # ---------------------------------------------------------------- secrets
@@ -230,37 +278,101 @@ def _labels(obj: Any) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class _Ops:
-    _create: Any
     _read: Any
     _patch: Any
 
-    async def create(self, namespace: str, body: Mapping[str, Any]) -> Any:
-        return await self._create(namespace, dict(body))
+    async def read(self, namespace: str, name: str) -> Any | None:
+        try:
+            return await self._read(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
-    async def read(self, namespace: str, name: str) -> Any:
-        return await self._read(name, namespace)
+    async def apply(self, namespace: str, name: str, body: Mapping[str, Any]) -> Any:
+        """Server-side apply as :data:`FIELD_MANAGER`, forced: the operator is the
+        controller, and a hand edit of a field it renders is drift to undo."""
+        return await self._patch(
+            name,
+            namespace,
+            dict(body),
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY_PATCH,
+        )
 
-    async def patch(self, namespace: str, name: str, body: Mapping[str, Any]) -> Any:
-        return await self._patch(name, namespace, dict(body), _content_type=MERGE_PATCH)
+    async def json_patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> Any:
+        return await self._patch(name, namespace, ops, _content_type=JSON_PATCH)
 
 
 def _controlled_by(metadata: Any, owner_uid: str) -> bool:
     return any(ref.uid == owner_uid and ref.controller for ref in metadata.owner_references or [])
 
 
-def _update_patch(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch carrying our spec, minus what must not change on update.
+def _without_replicas(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What an update applies: replicas belong to the autoscaler's manager."""
+    spec = {key: value for key, value in manifest["spec"].items() if key != "replicas"}
+    return {**manifest, "spec": spec}
 
-    ``replicas`` belongs to the scaler; a Deployment's selector and a
-    Service's clusterIP are immutable (and ours never change).
+
+def _owns(entries: list[dict[str, Any]], manager: str, spec_field: str) -> bool:
+    return any(
+        entry.get("manager") == manager
+        and spec_field in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+        for entry in entries
+    )
+
+
+def take_over_legacy_fields(entries: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """managedFields with the pre-apply writers' fields moved to the operator's
+    managers (``spec.replicas`` to the autoscaler's), or None if there are none.
+
+    The same move ``kubectl apply --server-side`` makes for client-side apply
+    (client-go's csaupgrade): without it, fields an older operator wrote stay
+    owned by it, and leaving them out of an apply would never remove them.
     """
-    spec = {
-        key: value
-        for key, value in manifest["spec"].items()
-        if key not in ("replicas", "selector", "clusterIP")
-    }
-    metadata = manifest["metadata"]
-    return {
-        "metadata": {"labels": metadata["labels"], "annotations": metadata["annotations"]},
-        "spec": spec,
-    }
+    legacy = [
+        e
+        for e in entries
+        if e.get("manager") in LEGACY_FIELD_MANAGERS and e.get("operation") == "Update"
+    ]
+    if not legacy:
+        return None
+    template: dict[str, Any] = {}
+    replicas: dict[str, Any] = {}
+    for entry in legacy:
+        fields = dict(entry.get("fieldsV1") or {})
+        spec = dict(fields.get("f:spec") or {})
+        if "f:replicas" in spec:
+            replicas = {"f:spec": {"f:replicas": spec.pop("f:replicas")}}
+            if spec:
+                fields["f:spec"] = spec
+            else:
+                fields.pop("f:spec", None)
+        template = _merge_fields(template, fields)
+    kept = [e for e in entries if e not in legacy]
+    for manager, fields in ((FIELD_MANAGER, template), (SCALER_FIELD_MANAGER, replicas)):
+        if not fields:
+            continue
+        mine = next(
+            (e for e in kept if e.get("manager") == manager and e.get("operation") == "Apply"),
+            None,
+        )
+        if mine is None:
+            mine = {
+                "manager": manager,
+                "operation": "Apply",
+                "apiVersion": legacy[0].get("apiVersion"),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {},
+            }
+            kept.append(mine)
+        mine["fieldsV1"] = _merge_fields(mine.get("fieldsV1") or {}, fields)
+    return kept
+
+
+def _merge_fields(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(a)
+    for key, value in b.items():
+        merged[key] = _merge_fields(merged.get(key) or {}, value) if value else merged.get(key, {})
+    return merged

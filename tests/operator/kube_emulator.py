@@ -9,6 +9,12 @@ optimistic concurrency retries on exactly that), and a list's resourceVersion
 that a watch can start from, without replaying what the list already gave
 (kmock replays every object as ADDED; kopf would act on a stale copy). This subclass adds those, and records which verbs were used
 on which resources, so a test can check the RBAC manifests grant them.
+
+It also serves server-side apply (``application/apply-patch+yaml``), which
+kmock treats as a merge patch: fields a manager applied once and leaves out
+are removed (server_side_apply.py has the rules). Owners are tracked, as
+``metadata.managedFields``, for the kinds the operator applies (Deployments,
+Services): created or updated by any verb.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp.web
 import jsonpatch
 import kmock
+import server_side_apply as ssa
 from kmock import KubernetesEmulator, KubernetesError, ResourceInfo
 
 TEST_AGENT = "docpipe-operator-tests"
@@ -61,6 +69,10 @@ RESOURCES = {
     ),
 }
 
+
+APPLY_PATCH = "application/apply-patch+yaml"
+TRACKED = {"deployments", "services"}
+"""Resources whose field owners are recorded (the ones the operator applies)."""
 
 Fault = Callable[[str, str, "str | None"], "int | None"]
 """(verb, resource[/subresource], name) -> an HTTP status to fail the request with, or None."""
@@ -109,10 +121,18 @@ class ApiServer(KubernetesEmulator):
                             status=status, reason=reason, message=f"injected {status} {reason}"
                         )
             self.log.append((verb, plural, request.name))
+            if request.action == kmock.action.UPDATE and request.headers.get(
+                "Content-Type", ""
+            ).startswith(APPLY_PATCH):
+                return await self._serve_apply(request)
             if request.action == kmock.action.CREATE and isinstance(request.data, dict):
                 self._stamp_new(request.data)
+                if request.resource.plural in TRACKED:
+                    self._track_create(request)
             elif request.action == kmock.action.UPDATE:
                 self._stamp_update(request)
+                if request.resource.plural in TRACKED and request.subresource is None:
+                    self._track_update(request)
         try:
             return await super()._handle(request)
         except jsonpatch.JsonPatchException as exc:
@@ -167,3 +187,108 @@ class ApiServer(KubernetesEmulator):
                 data.append({"op": "add", "path": "/metadata/generation", "value": generation})
             else:
                 data["metadata"]["generation"] = generation
+
+    # ------------------------------------------------------------- field owners
+
+    @staticmethod
+    def _manager(request: Any) -> str:
+        """``?fieldManager=``, else the user agent's first word, as the API server does."""
+        if manager := request.params.get("fieldManager"):
+            return str(manager)
+        return str(request.headers.get("User-Agent", "unknown")).split("/", 1)[0]
+
+    def _track_create(self, request: Any) -> None:
+        data = request.data
+        owned = {(self._manager(request), "Update"): ssa.field_set(data)}
+        data["metadata"]["managedFields"] = ssa.managed_fields(owned, data.get("apiVersion", ""))
+
+    def _track_update(self, request: Any) -> None:
+        key = (request.resource, request.namespace, request.name)
+        try:
+            before = self.objects[key].raw
+        except (KeyError, ValueError):
+            return
+        data = request.data
+        if _sets_managed_fields(data):
+            return  # a client may write owners itself (kubectl's client-side-apply upgrade)
+        try:
+            if isinstance(data, list):
+                after = jsonpatch.apply_patch(before, data, in_place=False)
+            else:
+                after = ssa.merge_patch_apply(before, data)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError):
+            return  # the patch itself fails below, as the API server would
+        fields = ssa.record_update(before, after, self._manager(request))
+        if fields is None:
+            return
+        if isinstance(data, list):
+            data.append({"op": "add", "path": "/metadata/managedFields", "value": fields})
+        else:
+            data.setdefault("metadata", {})["managedFields"] = fields
+
+    async def _serve_apply(self, request: Any) -> aiohttp.web.StreamResponse:
+        """Server-side apply: create the object, or merge into it with field ownership."""
+        manager = request.params.get("fieldManager")
+        if not manager:
+            raise KubernetesError(
+                status=422, reason="Invalid", message="fieldManager is required for apply"
+            )
+        applied = request.data
+        if not isinstance(applied, dict) or request.subresource is not None:
+            raise KubernetesError(status=400, reason="BadRequest", message="cannot apply that")
+        meta = applied.get("metadata") or {}
+        if meta.get("name") not in (None, request.name):
+            raise KubernetesError(status=400, reason="BadRequest", message="name mismatch")
+        # Go's strconv.ParseBool, as the API server parses it.
+        force = request.params.get("force") in ("1", "t", "T", "true", "TRUE", "True")
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            found = self.objects[key] if key in self.objects else None
+            if found is None or found.deleted:
+                if request.resource.plural == "deployments" and not (
+                    (applied.get("spec") or {}).get("template")
+                ):
+                    raise KubernetesError(
+                        status=422, reason="Invalid", message="spec.template: Required value"
+                    )
+                # Applying to a missing object creates it (RBAC: create as well as patch).
+                if request.headers.get("User-Agent") != TEST_AGENT:
+                    self.calls.add((request.resource.group, request.resource.plural, "create"))
+                body = ssa.apply(None, applied, manager, force=force)
+                body["metadata"] |= {"name": request.name, "namespace": request.namespace}
+                self._stamp_new(body)
+                if found is None:
+                    self.objects[key] = body
+                else:
+                    found.create(body)
+                raw = self.objects[key].raw
+                await self._buses[request.resource].put({"type": "ADDED", "object": raw})
+                return aiohttp.web.json_response(raw, status=201)
+            live = found.raw
+            try:
+                body = ssa.apply(live, applied, manager, force=force)
+            except ssa.ApplyConflict as exc:
+                raise KubernetesError(status=409, reason="Conflict", message=str(exc)) from exc
+            unchanged = {**body, "metadata": {**body["metadata"], "managedFields": None}} == {
+                **live,
+                "metadata": {**live["metadata"], "managedFields": None},
+            }
+            if unchanged and _same_owners(live, body):
+                return aiohttp.web.json_response(live, status=200)
+            body["metadata"]["resourceVersion"] = self._next_version()
+            if body.get("spec") != live.get("spec"):
+                body["metadata"]["generation"] = int(live["metadata"].get("generation", 1)) + 1
+            found.patch(ssa.merge_patch(live, body))
+            raw = found.raw
+            await self._buses[request.resource].put({"type": "MODIFIED", "object": raw})
+            return aiohttp.web.json_response(raw, status=200)
+
+
+def _sets_managed_fields(data: Any) -> bool:
+    if isinstance(data, list):
+        return any(op.get("path") == "/metadata/managedFields" for op in data)
+    return isinstance(data, dict) and "managedFields" in (data.get("metadata") or {})
+
+
+def _same_owners(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return ssa.owners(a) == ssa.owners(b)

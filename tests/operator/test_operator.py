@@ -48,11 +48,18 @@ def pipeline(name: str, temporal_address: str, **pool_overrides: dict[str, Any])
 
 
 def creates(cluster: Cluster) -> int:
-    """POSTs of Deployments and Services so far."""
+    """Writes (server-side applies, creates) of Deployments and Services so far."""
     return sum(
         1
         for verb, kind, _ in cluster.api.log
-        if verb == "create" and kind in ("deployments", "services")
+        if verb in ("create", "patch") and kind in ("deployments", "services")
+    )
+
+
+def reads(cluster: Cluster) -> int:
+    """GETs of Deployments and Services so far (each write is preceded by one)."""
+    return sum(
+        1 for verb, kind, _ in cluster.api.log if verb == "get" and kind in ("deployments", "services")
     )
 
 
@@ -118,19 +125,19 @@ async def test_a_new_pipeline_gets_owned_deployments_and_services(
 async def test_a_replayed_create_and_a_restart_change_nothing(
     cluster: Cluster, temporal: TemporalServer
 ) -> None:
-    """kmock replays every object as ADDED to a new operator: our creates then
-    get 409, and the objects must stay exactly as they were."""
+    """kmock replays every object as ADDED to a new operator: it reads every
+    owned object again, and the objects must stay exactly as they were."""
     async with running_operator():
         await cluster.create_pipeline(pipeline("docs", temporal.address))
         await eventually(lambda: all(cluster.service(f"docs-{k}-metrics") for k in POOLS))
         await eventually(lambda: pools(cluster, "docs")["io"]["currentReplicas"])
     versions = {kind: cluster.versions("apps/v1/deployments", f"docs-{kind}") for kind in POOLS}
     versions |= {f"{k}-svc": cluster.versions("v1/services", f"docs-{k}-metrics") for k in POOLS}
-    creates_before = creates(cluster)
+    reads_before = reads(cluster)
 
     async with running_operator():
-        # The resume handler ran: every object was re-posted and answered 409.
-        await eventually(lambda: creates(cluster) >= creates_before + 8)
+        # The resume handler ran: every object was read again (and found up to date).
+        await eventually(lambda: reads(cluster) >= reads_before + 8)
         await asyncio.sleep(1.5)  # and a few timer rounds with steady queues
     after = {kind: cluster.versions("apps/v1/deployments", f"docs-{kind}") for kind in POOLS}
     after |= {f"{k}-svc": cluster.versions("v1/services", f"docs-{k}-metrics") for k in POOLS}

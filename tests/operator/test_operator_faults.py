@@ -18,7 +18,7 @@ from operator_harness import NAMESPACE, Cluster, eventually, running_operator
 from tcp_proxy import Forwarder
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-from test_operator import FanOut, creates, pipeline, pools, reason_events
+from test_operator import FanOut, pipeline, pools, reads, reason_events
 
 from docpipe.devstack import TemporalServer
 from docpipe_operator import POOLS, crd, reconcile
@@ -141,14 +141,15 @@ async def test_api_server_errors_on_create_and_patch_are_retried_to_a_consistent
     exactly one object per name in the state the spec asks for, and keeps
     running; a replay afterwards writes nothing."""
     cluster.api.faults += [
-        fail_first(2, 500, "create", "deployments"),
-        fail_first(1, 503, "create", "services"),
+        # Owned objects are created by server-side apply: a PATCH.
+        fail_first(2, 500, "patch", "deployments"),
+        fail_first(1, 503, "patch", "services"),
     ]
     async with running_operator():
         await cluster.create_pipeline(pipeline("docs", temporal.address))
         await eventually(lambda: all(cluster.service(f"docs-{k}-metrics") for k in POOLS))
         await eventually(lambda: all(cluster.deployment(f"docs-{k}") for k in POOLS))
-        assert len([f for f in cluster.api.failed if f[0] == "create"]) == 3
+        assert len([f for f in cluster.api.failed if f[0] == "patch"]) == 3
         assert owned_objects(cluster, "deployments") == sorted(f"docs-{k}" for k in POOLS)
         assert owned_objects(cluster, "services") == sorted(f"docs-{k}-metrics" for k in POOLS)
         await eventually(lambda: pools(cluster, "docs")["io"]["currentReplicas"] == 1)
@@ -170,7 +171,7 @@ async def test_api_server_errors_on_create_and_patch_are_retried_to_a_consistent
             return io["spec"]["replicas"] == 3 and env["MAX_CONCURRENT_IO_ACTIVITIES"] == "50"
 
         await eventually(io_caught_up, timeout=30)
-        assert len([f for f in cluster.api.failed if f[0] == "patch"]) == 3
+        assert len([f for f in cluster.api.failed if f[0] == "patch"]) == 6
         await eventually(lambda: pools(cluster, "docs")["io"]["desiredReplicas"] == 3)
         await eventually(
             lambda: cluster.pipeline("docs")["status"]["observedGeneration"] == 2  # type: ignore[index]
@@ -180,9 +181,9 @@ async def test_api_server_errors_on_create_and_patch_are_retried_to_a_consistent
         settled = versions(cluster)
     # running_operator() raised nothing: no handler crashed the operator.
 
-    before = creates(cluster)
+    before = reads(cluster)
     async with running_operator():  # a replay of every object as ADDED
-        await eventually(lambda: creates(cluster) >= before + 8)
+        await eventually(lambda: reads(cluster) >= before + 8)
         await asyncio.sleep(1.5)
     assert versions(cluster) == settled
     assert replicas(cluster, "io") == 3
