@@ -33,11 +33,22 @@ Plus: ``[min, max]`` clamps; a pool with ``scale_to_zero`` goes to zero after a
 whole window without work and comes back on the first queued task (Temporal
 reports the backlog of a queue that has no pollers); and no statistics means
 *hold*: missing data never shrinks a pool, let alone to zero.
+
+**Pre-scaling** (:func:`pipeline_upstream`): a document's work flows through
+the pools in :data:`PIPELINE` order, so the queues upstream of a pool say what
+it will get before its own queue does. A pool's demand also covers the tasks
+about to reach it: the rate its feeding stage takes work in, plus the work
+waiting upstream as if it arrived within one of this pool's start-ups, times
+``upstream_fraction``. A cold GPU pool thus starts loading its model while the
+downloads and the text extraction run, instead of after the first embedding
+task has queued. In a steady flow this equals the pool's own arrival rate, so
+it adds nothing; upstream statistics that are missing stop a scale-down.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -62,6 +73,8 @@ class Reason(StrEnum):
     BACKLOG_AGE = "BacklogAge"
     BUSY = "Busy"
     ARRIVALS = "Arrivals"
+    UPSTREAM = "Upstream"
+    UPSTREAM_NO_DATA = "UpstreamNoData"
     SCALE_DOWN = "ScaleDown"
     SCALE_TO_ZERO = "ScaleToZero"
 
@@ -85,6 +98,10 @@ class ScalingKnobs:
     scale_down_stabilization_s: float
     max_scale_down_step: int
     scale_to_zero: bool = False
+    upstream_fraction: float = 1.0
+    """Tasks this pool gets per task its feeding stage takes (the share of documents
+    that reach it); 0 turns pre-scaling off. Used only when :func:`decide` is given
+    an :class:`Upstream`."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_replicas <= self.max_replicas:
@@ -96,6 +113,8 @@ class ScalingKnobs:
             raise ValueError("concurrency and max_scale_down_step must be >= 1")
         if self.target_backlog_per_replica <= 0 or self.target_backlog_age_s <= 0:
             raise ValueError("targets must be positive")
+        if self.upstream_fraction < 0:
+            raise ValueError("upstream_fraction must be >= 0")
 
     @property
     def down_window_s(self) -> float:
@@ -146,6 +165,80 @@ class Load:
     age_replicas: int
     floor: int
     target: int
+    upstream_replicas: int = 0
+    """Replicas for the work about to arrive from upstream stages (pre-scaling)."""
+
+
+PIPELINE: tuple[str, ...] = ("io", "cpu", "gpu", "io")
+"""The pools a document's work passes through, in order (workflows/document_pipeline.py:
+download on io, text extraction on cpu, embeddings on gpu, storing on io)."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What the queues before a pool in :data:`PIPELINE` are about to send it."""
+
+    rate: float
+    """Tasks per second expected to reach the pool soon (weighted by its upstream_fraction)."""
+    queued: float
+    """Weighted tasks waiting in the upstream queues (for status and messages)."""
+    missing: tuple[str, ...] = ()
+    """Upstream pools whose statistics could not be read: the pool must not shrink."""
+
+
+def pipeline_upstream(
+    signals: Mapping[str, QueueSignal | None],
+    knobs: Mapping[str, ScalingKnobs],
+    pipeline: Sequence[str] = PIPELINE,
+) -> dict[str, Upstream]:
+    """Per pool, the work on its way from the stages before it; all queues' statistics in.
+
+    For each pool's first stage in ``pipeline`` (a pool that also serves an earlier
+    stage, like io's storing step, gets its own queue's reading instead), the
+    expected arrival rate is
+
+    ``upstream_fraction x (max over upstream stages of max(add, dispatch) + upstream backlog / horizon)``
+
+    * the *flow*: what an upstream stage takes in now, this pool gets the
+      upstream task durations later. The highest upstream rate is the rate
+      documents enter, even while a stage in between is saturated and still
+      scaling up, and that is the rate this pool will have to keep up with;
+    * the tasks *waiting* in the queues before it arrive on top of that, counted
+      as if they all came within this pool's ``scale_up_horizon_s`` (a start-up):
+      the pods started now are the ones that will serve them.
+
+    A queue that serves k stages (io: download and store) counts 1/k of its
+    rates and backlog per stage. In a steady flow every stage's rate is the
+    pool's own add rate and nothing waits upstream, so pre-scaling asks for what
+    the pool's own statistics already do; it leads only when the flow changes.
+    Pools without an upstream stage, or with ``upstream_fraction`` 0, are absent
+    from the answer.
+    """
+    answer: dict[str, Upstream] = {}
+    for index, pool in enumerate(pipeline):
+        if pool in answer or pool not in knobs or pool in pipeline[:index]:
+            continue
+        fraction = knobs[pool].upstream_fraction
+        before = [stage for stage in pipeline[:index] if stage != pool]
+        if fraction <= 0 or not before:
+            continue
+        missing = tuple(sorted({stage for stage in before if signals.get(stage) is None}))
+        flow = queued = 0.0
+        for stage in dict.fromkeys(before):
+            found = signals.get(stage)
+            if found is None:
+                continue
+            # A queue serving k stages (io: download and store) counts 1/k per stage.
+            stages = list(pipeline).count(stage)
+            flow = max(flow, max(found.add_rate, found.dispatch_rate) / stages)
+            queued += max(0, found.backlog_count) * before.count(stage) / stages
+        horizon = max(knobs[pool].scale_up_horizon_s, 1.0)
+        answer[pool] = Upstream(
+            rate=fraction * (flow + queued / horizon),
+            queued=fraction * queued,
+            missing=missing,
+        )
+    return answer
 
 
 @dataclass(frozen=True)
@@ -211,6 +304,7 @@ def assess(
     readings: tuple[tuple[float, float, float], ...] = (),
     now: float = 0.0,
     starting: bool = False,
+    upstream: Upstream | None = None,
 ) -> tuple[Load, Reason]:
     """Replicas the queue asks for (before stabilisation), and the main reason.
 
@@ -238,6 +332,13 @@ def assess(
     with are at most the tasks that arrived during the last task duration plus
     those due within the horizon; waiting tasks among them are counted once,
     by the backlog term.
+
+    With ``upstream`` (pre-scaling, :func:`pipeline_upstream`) a third estimate
+    joins: the replicas that keep up with the tasks about to arrive from the
+    stages before this pool, plus those that drain what of it will have piled
+    up (beyond what the pool dispatches now) within ``scale_up_horizon_s``. It
+    is the second estimate with the upstream rate for the add rate, so it
+    replaces rather than adds to it: in a steady flow both read the same.
     """
     span = knobs.task_seconds
     waiting = max(0, signal.backlog_count)
@@ -251,7 +352,15 @@ def assess(
     growth = max(0.0, signal.add_rate - signal.dispatch_rate)
     projected = waiting + growth * knobs.scale_up_horizon_s
     per_replica = knobs.target_backlog_per_replica
-    demand = _ceil(max(busy + projected / per_replica, keep_up + waiting / per_replica))
+    own = _ceil(max(busy + projected / per_replica, keep_up + waiting / per_replica))
+    ahead = 0.0
+    if upstream is not None:
+        # Keep up with what is coming, and drain what will have piled up by the
+        # time a pod started now is ready: like ``projected``, with the upstream
+        # rate for this queue's add rate.
+        coming = max(0.0, upstream.rate - signal.dispatch_rate) * knobs.scale_up_horizon_s
+        ahead = upstream.rate * span / knobs.concurrency + coming / per_replica
+    demand = max(own, _ceil(ahead + waiting / per_replica))
     age = 0
     if waiting > 0 and signal.backlog_age_s > knobs.target_backlog_age_s and not starting:
         factor = min(signal.backlog_age_s / knobs.target_backlog_age_s, _MAX_AGE_UP_FACTOR)
@@ -263,6 +372,8 @@ def assess(
         reason = Reason.MIN_REPLICAS
     elif age >= demand and age > 0:
         reason = Reason.BACKLOG_AGE
+    elif demand > own:
+        reason = Reason.UPSTREAM
     elif projected > 0:
         reason = Reason.BACKLOG_GROWING if growth > _EPSILON else Reason.BACKLOG
     elif busy >= keep_up:
@@ -278,6 +389,7 @@ def assess(
         age_replicas=age,
         floor=floor,
         target=target,
+        upstream_replicas=_ceil(ahead),
     )
     return load, reason
 
@@ -302,12 +414,15 @@ def decide(
     knobs: ScalingKnobs,
     state: ScalingState,
     now: float,
+    upstream: Upstream | None = None,
 ) -> Decision:
     """The replicas a pool should have now.
 
     ``current`` is the Deployment's replica count, ``signal`` the queue's
     statistics (``None`` when Temporal could not be asked), ``state`` what the
-    previous decision returned (``ScalingState()`` the first time).
+    previous decision returned (``ScalingState()`` the first time), and
+    ``upstream`` the work on its way from earlier stages (pre-scaling; ``None``
+    for none). Missing upstream statistics hold a pool that would shrink.
     """
     if signal is None:
         held = min(max(current, _hold_floor(current, knobs)), knobs.max_replicas)
@@ -323,7 +438,7 @@ def decide(
         and state.last_scale_time is not None
         and now - state.last_scale_time < knobs.scale_up_horizon_s
     )
-    load, main_reason = assess(signal, knobs, current, state.readings, now, starting)
+    load, main_reason = assess(signal, knobs, current, state.readings, now, starting, upstream)
     target = load.target
     since = state.tracking_since if state.tracking_since is not None else now
     window = knobs.down_window_s
@@ -339,6 +454,8 @@ def decide(
         readings=_keep_readings(readings, now, knobs.task_seconds),
     )
     facts = describe(signal)
+    if upstream is not None and load.upstream_replicas > 0:
+        facts += f"; upstream {upstream.queued:.0f} waiting, ~{upstream.rate:.2f}/s coming"
 
     if target > current:
         reason = Reason.SCALE_FROM_ZERO if current == 0 else main_reason
@@ -357,6 +474,12 @@ def decide(
     if signal.backlog_count > 0:
         message = f"holding {current}: tasks are waiting, so every slot is busy ({facts})"
         return Decision(current, Reason.BACKLOG_WAITING, message, state, load, current)
+    if upstream is not None and upstream.missing:
+        message = (
+            f"holding {current}: want {target}, but there are no statistics for the upstream "
+            f"{', '.join(upstream.missing)} queue ({facts})"
+        )
+        return Decision(current, Reason.UPSTREAM_NO_DATA, message, state, load, current)
     stabilised = max(r for _, r in state.recommendations)
     if now - since < window or stabilised >= current:
         message = (

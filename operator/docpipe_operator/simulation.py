@@ -17,7 +17,11 @@ What is modelled, and how:
   loading) before it polls. The dispatcher gives a task to the ready pod with
   the most free slots (pollers of every pod wait at the server together).
 * **Scale-down** follows the ReplicaSet controller's choice: pods that are not
-  ready yet go first (newest first), then the most recently ready. A removed
+  ready yet go first (newest first), then, among ready pods, the lowest
+  ``pod-deletion-cost`` (an autoscaler with ``deletion_cost``, like our
+  operator, sets it from each pod's tasks in flight, so idle pods go first),
+  then the most recently ready. A scale-down that removes a pod with a task in
+  flight counts as a busy scale-down. A removed
   pod gets SIGTERM, stops polling and finishes its tasks for up to the
   workers' graceful shutdown (30 s); tasks still running then are lost, and
   Temporal queues them again after its retry interval (1 s). The pod bills
@@ -33,6 +37,11 @@ What is modelled, and how:
   sets the Deployment's replicas; ``current`` is the Deployment's replica count
   (pods not terminating), as the operator reads it.
 
+* **Pipelines** (:func:`simulate_pipeline`): several pools, each with its own
+  queue, pods and autoscaler, on one clock; a document's completed step queues
+  its next step on the next pool's queue (io -> cpu -> gpu -> io), and an
+  autoscaler with ``observe`` sees every queue's statistics before it decides.
+
 What it reports per run: every task's wait (start minus arrival: the backlog
 age it lived through), worker-seconds (pod-seconds billed: starting, ready and
 draining pods), every scaling action, the scale direction changes, the
@@ -47,16 +56,18 @@ import itertools
 import math
 import random
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from docpipe_operator.scaling import (
     QueueSignal,
     ScalingKnobs,
     ScalingState,
+    Upstream,
     decide,
     keda_desired,
+    pipeline_upstream,
 )
 
 STATS_REFRESH_S = 6.0
@@ -78,6 +89,9 @@ _COMPLETE, _KILL, _POD_READY, _ARRIVAL, _STATS, _POLL = range(6)
 class Task:
     arrival: float
     duration: float
+    document: int = -1
+    """In a pipeline run, the document this task is a step of."""
+    stage: int = 0
 
 
 class RateTracker:
@@ -125,16 +139,32 @@ class Autoscaler(Protocol):
 
 @dataclass
 class DocpipeAutoscaler:
-    """Our operator: :func:`decide` every ``poll_interval_s``, keeping its state."""
+    """Our operator: :func:`decide` every ``poll_interval_s``, keeping its state.
+
+    It sets ``controller.kubernetes.io/pod-deletion-cost`` from each pod's tasks
+    in flight before it scales down (``deletion_cost``), so the ReplicaSet removes
+    idle pods first. In a pipeline run, ``pool`` and ``pipeline_knobs`` (every
+    pool's knobs) turn on pre-scaling: before each decision the simulator hands
+    it every queue's statistics (:meth:`observe`), as the operator reads them all
+    each round.
+    """
 
     knobs: ScalingKnobs
     poll_interval_s: float = 15.0
     name: str = "docpipe"
+    pool: str | None = None
+    pipeline_knobs: Mapping[str, ScalingKnobs] | None = None
+    deletion_cost: bool = True
     # The operator has been running before the trace starts: no start-up window.
     state: ScalingState = field(default_factory=lambda: ScalingState(tracking_since=-math.inf))
+    _upstream: Upstream | None = None
+
+    def observe(self, signals: Mapping[str, QueueSignal | None]) -> None:
+        if self.pool is not None and self.pipeline_knobs is not None:
+            self._upstream = pipeline_upstream(signals, self.pipeline_knobs).get(self.pool)
 
     def replicas(self, current: int, signal: QueueSignal, now: float) -> int:
-        decision = decide(current, signal, self.knobs, self.state, now)
+        decision = decide(current, signal, self.knobs, self.state, now, self._upstream)
         self.state = decision.state
         return decision.replicas
 
@@ -155,7 +185,8 @@ class KedaAutoscaler:
     Not modelled: the HPA's scale-up rate limit (4 pods or 100 % per 15 s;
     leaving it out favours KEDA) and its 10 % tolerance (no change while the
     desire is within 10 % of the current count; it would spare KEDA some
-    one-replica changes on pools above 10 replicas).
+    one-replica changes on pools above 10 replicas). KEDA sets no
+    pod-deletion-cost: the ReplicaSet picks the pods by its own order.
     """
 
     target_queue_size: float
@@ -165,6 +196,7 @@ class KedaAutoscaler:
     stabilization_s: float = 300.0
     cooldown_s: float = 300.0
     name: str = "keda"
+    deletion_cost: bool = False
     _desires: deque[tuple[float, int]] = field(default_factory=deque)
     _last_active: float = -math.inf
 
@@ -216,6 +248,8 @@ class ScaleAction:
     after: int
     busy_pool: bool
     """A scale-down decided while every slot of the ready pods was busy."""
+    busy_pods: int = 0
+    """Pods this scale-down removed while they ran tasks."""
 
     @property
     def direction(self) -> int:
@@ -260,14 +294,50 @@ class RunResult:
 
     @property
     def busy_scaledowns(self) -> int:
+        """Scale-downs that removed at least one pod with a task in flight."""
+        return sum(1 for a in self.actions if a.direction < 0 and a.busy_pods > 0)
+
+    @property
+    def busy_pool_scaledowns(self) -> int:
+        """Scale-downs decided while every ready slot was busy (KEDA's fan-out failure)."""
         return sum(1 for a in self.actions if a.direction < 0 and a.busy_pool)
 
     @property
     def peak_replicas(self) -> int:
         return max([a.after for a in self.actions] + [s.replicas for s in self.samples] + [0])
 
+    @property
+    def worker_seconds_per_task(self) -> float:
+        """Pod-seconds per completed task: work thrown away and redone is paid, not saved."""
+        return self.worker_seconds / self.completed if self.completed else math.inf
+
     def wait_percentile(self, q: float) -> float:
         return percentile(self.waits, q)
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """A pipeline run: one :class:`RunResult` per pool, and each document's trip."""
+
+    policy: str
+    pools: Mapping[str, RunResult]
+    latencies: tuple[float, ...]
+    """Per document that finished its last stage: seconds from entering to leaving."""
+    documents: int
+    finished: int
+
+    @property
+    def worker_seconds(self) -> float:
+        return sum(result.worker_seconds for result in self.pools.values())
+
+    @property
+    def completed(self) -> int:
+        """Tasks completed, every stage of every pool."""
+        return sum(result.completed for result in self.pools.values())
+
+    @property
+    def worker_seconds_per_task(self) -> float:
+        return self.worker_seconds / self.completed if self.completed else math.inf
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -279,6 +349,226 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = math.floor(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(frozen=True)
+class PoolModel:
+    """How one pool's pods behave (the pool's worker, not its autoscaler)."""
+
+    concurrency: int
+    startup_s: float
+    initial_replicas: int
+    startup_jitter: float = 0.0
+    drain_s: float = WORKER_GRACEFUL_SHUTDOWN_S
+
+
+class _Clock:
+    """The event queue every pool of a run shares."""
+
+    def __init__(self, horizon_s: float) -> None:
+        self.horizon_s = horizon_s
+        self.events: list[tuple[float, int, int, Any]] = []
+        self.sequence = itertools.count()
+
+    def push(self, time: float, kind: int, payload: Any = None) -> None:
+        if time <= self.horizon_s:
+            heapq.heappush(self.events, (time, kind, next(self.sequence), payload))
+
+
+class _Pool:
+    """One pool, its queue and its autoscaler, inside a run (see the module doc)."""
+
+    def __init__(
+        self,
+        name: str,
+        model: PoolModel,
+        autoscaler: Autoscaler,
+        clock: _Clock,
+        rng: random.Random,
+        retry_delay_s: float,
+        on_complete: Callable[[Task, float], None] | None = None,
+    ) -> None:
+        if model.concurrency < 1:
+            raise ValueError("need concurrency >= 1")
+        self.name = name
+        self.model = model
+        self.autoscaler = autoscaler
+        self.clock = clock
+        self.rng = rng
+        self.retry_delay_s = retry_delay_s
+        self.on_complete = on_complete
+        self.pods: list[Pod] = []
+        self.active: list[Pod] = []  # the Deployment's replicas: pods not terminating
+        self.backlog: deque[Task] = deque()  # waiting tasks, oldest first
+        self.waits: list[float] = []
+        self.adds, self.dispatches = RateTracker(), RateTracker()
+        self.actions: list[ScaleAction] = []
+        self.samples: list[Sample] = []
+        self.signal = QueueSignal(0, 0.0, 0.0, 0.0)
+        self.pod_ids, self.run_ids = itertools.count(), itertools.count()
+        self.arrived = self.completed = self.interrupted = 0
+        self.lost_work = 0.0
+        for _ in range(model.initial_replicas):
+            self.new_pod(0.0, ready=True)
+
+    def new_pod(self, now: float, ready: bool) -> None:
+        jitter = self.model.startup_jitter
+        delay = 0.0 if ready else self.model.startup_s * self.rng.uniform(1 - jitter, 1 + jitter)
+        pod = Pod(next(self.pod_ids), now, now + delay, self.model.concurrency, ready=ready)
+        self.pods.append(pod)
+        self.active.append(pod)
+        if not ready:
+            self.clock.push(pod.ready_at, _POD_READY, (self, pod))
+
+    def dispatch(self, now: float) -> None:
+        while self.backlog:
+            serving = [p for p in self.active if p.ready and p.free > 0]
+            if not serving:
+                return
+            pod = max(serving, key=lambda p: (p.free, -p.id))
+            task = self.backlog.popleft()
+            self.waits.append(now - task.arrival)
+            run = next(self.run_ids)
+            pod.running[run] = (task, now)
+            self.dispatches.add(now)
+            self.clock.push(now + task.duration, _COMPLETE, (self, pod, run))
+
+    def scale(self, now: float, target: int) -> None:
+        current = len(self.active)
+        if target == current:
+            return
+        serving = [p for p in self.active if p.ready]
+        busy = bool(serving) and all(p.free == 0 for p in serving)
+        if target > current:
+            self.actions.append(ScaleAction(now, current, target, busy_pool=False))
+            for _ in range(target - current):
+                self.new_pod(now, ready=False)
+            return
+        # The ReplicaSet's order: not ready first (newest first); among ready pods
+        # the lower pod-deletion-cost first (with ``deletion_cost``: the tasks in
+        # flight, as the operator sets it), then the most recently ready.
+        costed = getattr(self.autoscaler, "deletion_cost", False)
+        order = sorted(
+            self.active,
+            key=lambda p: (p.ready, len(p.running) if costed else 0, -p.ready_at, -p.id),
+        )
+        removed = order[: current - target]
+        busy_pods = sum(1 for p in removed if p.running)
+        self.actions.append(ScaleAction(now, current, target, busy, busy_pods))
+        for pod in removed:
+            self.active.remove(pod)
+            pod.draining = True
+            if pod.running:
+                self.clock.push(now + self.model.drain_s, _KILL, (self, pod))
+            else:
+                pod.ended = now
+
+    def handle(self, now: float, kind: int, payload: Any) -> None:
+        if kind == _COMPLETE:
+            pod, run = payload
+            entry = pod.running.pop(run, None)
+            if entry is None:
+                return  # interrupted by its pod's shutdown
+            self.completed += 1
+            if not pod.draining:
+                self.dispatch(now)
+            elif not pod.running:
+                pod.ended = now
+            if self.on_complete is not None:
+                self.on_complete(entry[0], now)
+        elif kind == _KILL:
+            pod = payload
+            if pod.ended is not None:
+                return
+            for task, started in pod.running.values():
+                self.interrupted += 1
+                self.lost_work += now - started
+                again = replace(task, arrival=now + self.retry_delay_s)
+                self.clock.push(again.arrival, _ARRIVAL, (self, again))
+            pod.running.clear()
+            pod.ended = now
+        elif kind == _POD_READY:
+            pod = payload
+            if not pod.draining:
+                pod.ready = True
+                self.dispatch(now)
+        elif kind == _ARRIVAL:
+            self.arrived += 1
+            self.adds.add(now)
+            self.backlog.append(payload)
+            self.dispatch(now)
+
+    def snapshot(self, now: float) -> None:
+        self.signal = QueueSignal(
+            backlog_count=len(self.backlog),
+            backlog_age_s=now - self.backlog[0].arrival if self.backlog else 0.0,
+            add_rate=self.adds.rate(now),
+            dispatch_rate=self.dispatches.rate(now),
+        )
+
+    def poll(self, now: float) -> None:
+        current = len(self.active)
+        self.samples.append(
+            Sample(
+                time=now,
+                replicas=current,
+                ready=sum(1 for p in self.active if p.ready),
+                busy_slots=sum(len(p.running) for p in self.pods),
+                backlog=len(self.backlog),
+                signal=self.signal,
+            )
+        )
+        self.scale(now, self.autoscaler.replicas(current, self.signal, now))
+
+    def result(self) -> RunResult:
+        horizon_s = self.clock.horizon_s
+        waits = self.waits + [horizon_s - task.arrival for task in self.backlog]
+        return RunResult(
+            policy=self.autoscaler.name,
+            horizon_s=horizon_s,
+            waits=tuple(waits),
+            arrived=self.arrived,
+            completed=self.completed,
+            running_at_end=sum(len(p.running) for p in self.pods),
+            unstarted=len(self.backlog),
+            interrupted=self.interrupted,
+            lost_work_s=self.lost_work,
+            worker_seconds=sum(
+                (horizon_s if p.ended is None else p.ended) - p.created for p in self.pods
+            ),
+            actions=tuple(self.actions),
+            samples=tuple(self.samples),
+            pods=tuple(self.pods),
+        )
+
+
+def _run(
+    clock: _Clock,
+    pools: Sequence[_Pool],
+    stats_refresh_s: float,
+    stats_phase_s: float,
+    poll_phases: Mapping[str, float],
+) -> None:
+    """Handle events until the horizon: pool events, statistics refreshes, polls."""
+    clock.push(stats_phase_s % stats_refresh_s, _STATS)
+    for pool in pools:
+        interval = pool.autoscaler.poll_interval_s
+        clock.push(poll_phases.get(pool.name, 0.0) % interval, _POLL, pool)
+    while clock.events:
+        now, kind, _, payload = heapq.heappop(clock.events)
+        if kind == _STATS:
+            for pool in pools:
+                pool.snapshot(now)
+            clock.push(now + stats_refresh_s, _STATS)
+        elif kind == _POLL:
+            observe = getattr(payload.autoscaler, "observe", None)
+            if observe is not None:  # the operator reads every queue each round
+                observe({pool.name: pool.signal for pool in pools})
+            payload.poll(now)
+            clock.push(now + payload.autoscaler.poll_interval_s, _POLL, payload)
+        else:
+            pool, *rest = payload
+            pool.handle(now, kind, rest[0] if len(rest) == 1 else tuple(rest))
 
 
 def simulate(
@@ -312,141 +602,73 @@ def simulate(
         raise ValueError("need concurrency >= 1 and a positive horizon")
     if any(task.arrival < 0 for task in tasks):
         raise ValueError("arrivals start at time 0")
-    rng = random.Random(seed)
-    events: list[tuple[float, int, int, Any]] = []
-    sequence = itertools.count()
-
-    def push(time: float, kind: int, payload: Any = None) -> None:
-        if time <= horizon_s:
-            heapq.heappush(events, (time, kind, next(sequence), payload))
-
-    pods: list[Pod] = []
-    active: list[Pod] = []  # the Deployment's replicas: pods not terminating
-    backlog: deque[Task] = deque()  # waiting tasks, oldest first
-    waits: list[float] = []
-    adds, dispatches = RateTracker(), RateTracker()
-    actions: list[ScaleAction] = []
-    samples: list[Sample] = []
-    signal = QueueSignal(0, 0.0, 0.0, 0.0)
-    pod_ids, run_ids = itertools.count(), itertools.count()
-    counts = {"arrived": 0, "completed": 0, "interrupted": 0}
-    lost_work = 0.0
-
-    def new_pod(now: float, ready: bool) -> None:
-        delay = 0.0 if ready else startup_s * rng.uniform(1 - startup_jitter, 1 + startup_jitter)
-        pod = Pod(next(pod_ids), now, now + delay, concurrency, ready=ready)
-        pods.append(pod)
-        active.append(pod)
-        if not ready:
-            push(pod.ready_at, _POD_READY, pod)
-
-    def dispatch(now: float) -> None:
-        while backlog:
-            serving = [p for p in active if p.ready and p.free > 0]
-            if not serving:
-                return
-            pod = max(serving, key=lambda p: (p.free, -p.id))
-            task = backlog.popleft()
-            waits.append(now - task.arrival)
-            run = next(run_ids)
-            pod.running[run] = (task, now)
-            dispatches.add(now)
-            push(now + task.duration, _COMPLETE, (pod, run))
-
-    def scale(now: float, target: int) -> None:
-        current = len(active)
-        if target == current:
-            return
-        serving = [p for p in active if p.ready]
-        busy = bool(serving) and all(p.free == 0 for p in serving)
-        actions.append(ScaleAction(now, current, target, busy_pool=busy and target < current))
-        if target > current:
-            for _ in range(target - current):
-                new_pod(now, ready=False)
-            return
-        # The ReplicaSet's order: not ready first (newest first), then the most recently ready.
-        for pod in sorted(active, key=lambda p: (p.ready, -p.ready_at, -p.id))[: current - target]:
-            active.remove(pod)
-            pod.draining = True
-            if pod.running:
-                push(now + drain_s, _KILL, pod)
-            else:
-                pod.ended = now
-
-    for _ in range(initial_replicas):
-        new_pod(0.0, ready=True)
+    clock = _Clock(horizon_s)
+    model = PoolModel(concurrency, startup_s, initial_replicas, startup_jitter, drain_s)
+    pool = _Pool("pool", model, autoscaler, clock, random.Random(seed), retry_delay_s)
     for task in tasks:
-        push(task.arrival, _ARRIVAL, task)
-    push(stats_phase_s % stats_refresh_s, _STATS)
-    push(poll_phase_s % autoscaler.poll_interval_s, _POLL)
+        clock.push(task.arrival, _ARRIVAL, (pool, task))
+    _run(clock, [pool], stats_refresh_s, stats_phase_s, {"pool": poll_phase_s})
+    return pool.result()
 
-    while events:
-        now, kind, _, payload = heapq.heappop(events)
-        if kind == _COMPLETE:
-            pod, run = payload
-            if pod.running.pop(run, None) is None:
-                continue  # interrupted by its pod's shutdown
-            counts["completed"] += 1
-            if not pod.draining:
-                dispatch(now)
-            elif not pod.running:
-                pod.ended = now
-        elif kind == _KILL:
-            pod = payload
-            if pod.ended is not None:
-                continue
-            for task, started in pod.running.values():
-                counts["interrupted"] += 1
-                lost_work += now - started
-                push(now + retry_delay_s, _ARRIVAL, Task(now + retry_delay_s, task.duration))
-            pod.running.clear()
-            pod.ended = now
-        elif kind == _POD_READY:
-            pod = payload
-            if not pod.draining:
-                pod.ready = True
-                dispatch(now)
-        elif kind == _ARRIVAL:
-            counts["arrived"] += 1
-            adds.add(now)
-            backlog.append(payload)
-            dispatch(now)
-        elif kind == _STATS:
-            signal = QueueSignal(
-                backlog_count=len(backlog),
-                backlog_age_s=now - backlog[0].arrival if backlog else 0.0,
-                add_rate=adds.rate(now),
-                dispatch_rate=dispatches.rate(now),
-            )
-            push(now + stats_refresh_s, _STATS)
-        else:  # _POLL
-            current = len(active)
-            samples.append(
-                Sample(
-                    time=now,
-                    replicas=current,
-                    ready=sum(1 for p in active if p.ready),
-                    busy_slots=sum(len(p.running) for p in pods),
-                    backlog=len(backlog),
-                    signal=signal,
-                )
-            )
-            scale(now, autoscaler.replicas(current, signal, now))
-            push(now + autoscaler.poll_interval_s, _POLL)
 
-    waits.extend(horizon_s - task.arrival for task in backlog)
-    return RunResult(
-        policy=autoscaler.name,
-        horizon_s=horizon_s,
-        waits=tuple(waits),
-        arrived=counts["arrived"],
-        completed=counts["completed"],
-        running_at_end=sum(len(p.running) for p in pods),
-        unstarted=len(backlog),
-        interrupted=counts["interrupted"],
-        lost_work_s=lost_work,
-        worker_seconds=sum((horizon_s if p.ended is None else p.ended) - p.created for p in pods),
-        actions=tuple(actions),
-        samples=tuple(samples),
-        pods=tuple(pods),
-    )
+@dataclass(frozen=True)
+class Document:
+    """One document's trip: it enters at ``arrival``, then runs each (pool, seconds) in turn."""
+
+    arrival: float
+    stages: tuple[tuple[str, float], ...]
+
+
+def simulate_pipeline(
+    documents: Sequence[Document],
+    models: Mapping[str, PoolModel],
+    autoscalers: Mapping[str, Autoscaler],
+    *,
+    horizon_s: float,
+    handoff_s: float = 0.0,
+    retry_delay_s: float = RETRY_DELAY_S,
+    stats_refresh_s: float = STATS_REFRESH_S,
+    stats_phase_s: float = 0.0,
+    poll_phases: Mapping[str, float] | None = None,
+    seed: int = 0,
+) -> PipelineResult:
+    """Run several pools whose queues feed each other, like a document's workflow.
+
+    A document's first task is queued at its first stage's pool when it enters;
+    each completed task queues the document's next stage ``handoff_s`` later
+    (the workflow task in between). Every pool has its own autoscaler; one
+    that has an ``observe`` method gets every queue's statistics before each
+    of its decisions. Start-up jitter is drawn per pool from ``seed``.
+    """
+    if horizon_s <= 0:
+        raise ValueError("need a positive horizon")
+    clock = _Clock(horizon_s)
+    latencies: list[float] = []
+    pools: dict[str, _Pool] = {}
+
+    def advance(task: Task, now: float) -> None:
+        document = documents[task.document]
+        stage = task.stage + 1
+        if stage == len(document.stages):
+            latencies.append(now - document.arrival)
+            return
+        pool, seconds = document.stages[stage]
+        nxt = Task(now + handoff_s, seconds, task.document, stage)
+        clock.push(nxt.arrival, _ARRIVAL, (pools[pool], nxt))
+
+    for index, name in enumerate(models):
+        rng = random.Random(seed * 1000 + index)
+        pools[name] = _Pool(
+            name, models[name], autoscalers[name], clock, rng, retry_delay_s, advance
+        )
+    for number, document in enumerate(documents):
+        if document.arrival < 0 or not document.stages:
+            raise ValueError("documents enter at time >= 0 and have stages")
+        pool, seconds = document.stages[0]
+        clock.push(
+            document.arrival, _ARRIVAL, (pools[pool], Task(document.arrival, seconds, number))
+        )
+    _run(clock, list(pools.values()), stats_refresh_s, stats_phase_s, poll_phases or {})
+    results = {name: pool.result() for name, pool in pools.items()}
+    policy = next(iter(results.values())).policy if results else ""
+    return PipelineResult(policy, results, tuple(latencies), len(documents), len(latencies))

@@ -17,12 +17,15 @@ import pytest
 from docpipe_operator.scaling import QueueSignal, ScalingKnobs, ScalingState, decide, witnessed
 from docpipe_operator.simulation import (
     DocpipeAutoscaler,
+    Document,
     KedaAutoscaler,
+    PoolModel,
     RateTracker,
     RunResult,
     Task,
     percentile,
     simulate,
+    simulate_pipeline,
 )
 
 
@@ -34,6 +37,7 @@ class Fixed:
     poll_interval_s: float = 5.0
     name: str = "fixed"
     seen: list[tuple[float, QueueSignal]] = field(default_factory=list)
+    deletion_cost: bool = False
 
     def replicas(self, current: int, signal: QueueSignal, now: float) -> int:
         self.seen.append((now, signal))
@@ -211,7 +215,7 @@ def test_scale_down_removes_starting_pods_first_then_the_newest() -> None:
     assert first.ended is None
 
 
-def test_a_busy_pool_scale_down_is_flagged_only_when_every_slot_works() -> None:
+def test_a_scale_down_is_busy_when_it_removes_a_pod_with_tasks_in_flight() -> None:
     busy = simulate(
         tasks_at(0.0, 0.0, duration=100),
         Fixed([(10.0, 1)], poll_interval_s=10.0),
@@ -228,8 +232,8 @@ def test_a_busy_pool_scale_down_is_flagged_only_when_every_slot_works() -> None:
         horizon_s=30,
         initial_replicas=2,
     )
-    assert busy.busy_scaledowns == 1
-    assert idle.busy_scaledowns == 0
+    assert busy.busy_scaledowns == busy.busy_pool_scaledowns == 1
+    assert idle.busy_scaledowns == idle.busy_pool_scaledowns == 0
     assert busy.direction_changes == idle.direction_changes == 0
 
 
@@ -404,3 +408,64 @@ def test_a_backlog_seen_in_the_window_holds_the_pool_for_a_window() -> None:
     # 2 tasks/s of 5 s need 3 replicas; the backlog at 0 s holds 6 until 120 s.
     assert moves[:8] == [6] * 8
     assert moves[8] == 4 and moves[-1] == 3
+
+
+def test_pod_deletion_cost_removes_idle_pods_first() -> None:
+    """Issue 12, item 7, as the simulator models it: 3 -> 1 with one busy pod keeps it.
+
+    Without a deletion cost the ReplicaSet removes the most recently ready pods,
+    here the busy one; with the operator's cost (tasks in flight) the idle ones go.
+    """
+    # Pod 0 runs a short task; pods 1 and 2 start; pod 1 takes a long one.
+    tasks = [Task(0.0, 20.0), Task(6.0, 100.0)]
+
+    def run(costed: bool) -> RunResult:
+        scaler = Fixed([(0.0, 3), (50.0, 1)], poll_interval_s=10.0, deletion_cost=costed)
+        return simulate(tasks, scaler, concurrency=1, startup_s=5, horizon_s=60, initial_replicas=1)
+
+    plain, costed = run(False), run(True)
+    assert plain.busy_scaledowns == 1
+    assert costed.busy_scaledowns == 0
+    (keeper,) = [p for p in costed.pods if p.ended is None]
+    assert keeper.running
+
+
+# ---------------------------------------------------------------- the pipeline
+
+
+def test_a_pipeline_hands_each_completed_step_to_the_next_queue() -> None:
+    documents = [
+        Document(float(i), (("io", 5.0), ("cpu", 10.0), ("gpu", 2.0), ("io", 1.0)))
+        for i in range(6)
+    ]
+    models = {name: PoolModel(20, 10.0, 1) for name in ("io", "cpu", "gpu")}
+    scalers = {name: Fixed(poll_interval_s=15.0) for name in models}
+    result = simulate_pipeline(documents, models, scalers, horizon_s=120)  # type: ignore[arg-type]
+    assert result.finished == result.documents == 6
+    assert result.pools["io"].completed == 12 and result.pools["gpu"].completed == 6
+    # Nothing waits (20 slots each, 1 document/s): each trip is its steps' sum.
+    assert set(result.latencies) == {18.0}
+    assert result.completed == 24
+
+
+def test_pre_scaling_starts_a_cold_gpu_pool_before_its_first_task_arrives() -> None:
+    documents = [Document(10.0 + i, (("io", 20.0), ("cpu", 40.0), ("gpu", 6.0))) for i in range(60)]
+    knobs = {
+        "io": ScalingKnobs(1, 10, 200, 200, 20, 10, 30, 300, 2),
+        "cpu": ScalingKnobs(1, 20, 4, 4, 40, 30, 30, 300, 2),
+        "gpu": ScalingKnobs(0, 4, 4, 4, 6, 30, 60, 300, 2, scale_to_zero=True),
+    }
+    models = {"io": PoolModel(200, 20, 1), "cpu": PoolModel(4, 30, 1), "gpu": PoolModel(4, 90, 0)}
+
+    def first_gpu_pod(pre: bool) -> float:
+        scalers = {
+            name: DocpipeAutoscaler(knobs[name], pool=name if pre else None, pipeline_knobs=knobs)
+            for name in knobs
+        }
+        result = simulate_pipeline(documents, models, scalers, horizon_s=600)  # type: ignore[arg-type]
+        assert result.finished == 60
+        return min(p.created for p in result.pools["gpu"].pods)
+
+    first_task = 10.0 + 20.0 + 40.0  # the first document's download and extraction
+    assert first_gpu_pod(pre=True) < first_task - 30
+    assert first_gpu_pod(pre=False) >= first_task
