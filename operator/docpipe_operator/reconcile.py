@@ -250,6 +250,12 @@ async def autoscale(
     if missing and settled and not body["metadata"].get("deletionTimestamp"):
         deployments |= await _recreate(kube, body, spec, missing, result, policy)
     decisions: list[scaling.Decision] = []
+    # Pre-scaling: every queue is read each round, so each pool also sees the work
+    # queued upstream of it (scaling.pipeline_upstream).
+    upstream = scaling.pipeline_upstream(
+        {kind: _signal(reading.stats.get(kind)) for kind in POOLS},
+        {kind: spec.pools[kind].knobs for kind in POOLS},
+    )
     for kind in POOLS:
         found = deployments[kind]
         entry = dict(previous.get(kind) or {})
@@ -276,6 +282,7 @@ async def autoscale(
                     now,
                     result,
                     recreated=kind in missing,
+                    upstream=upstream.get(kind),
                 )
             except Exception as exc:  # 409/500/timeouts: the next round tries again
                 log.warning("%s/%s %s: scaling failed: %s", namespace, name, kind, exc)
@@ -319,12 +326,13 @@ async def _read_backlog(
     due: list[str],
     policy: trust.TrustPolicy,
 ) -> BacklogReading:
-    queues = {kind: QueueRef(spec.queues[kind], workflow=kind == "workflow") for kind in due}
+    # Every queue, not only the due pools': the others are upstream of some pool.
+    queues = {kind: QueueRef(spec.queues[kind], workflow=kind == "workflow") for kind in POOLS}
     try:
         where = await endpoint(kube, namespace, spec, policy=policy)
     except Exception as exc:  # the API-key or TLS Secret is missing or unreadable
         error = f"cannot read the Temporal credentials: {_describe_error(exc)}"
-        return BacklogReading({kind: None for kind in due}, error, 0.0)
+        return BacklogReading({kind: None for kind in POOLS}, error, 0.0)
     return await temporal.read(where, queues)
 
 
@@ -341,6 +349,7 @@ async def _decide_and_scale(
     result: Result,
     *,
     recreated: bool = False,
+    upstream: scaling.Upstream | None = None,
 ) -> tuple[scaling.Decision, DeploymentState]:
     stats = reading.stats.get(kind)
     # The autoscaler owns replicas: a count someone else set (kubectl scale, a
@@ -348,17 +357,8 @@ async def _decide_and_scale(
     current = found.replicas
     if memory.owned is not None and memory.owned != found.replicas:
         current = memory.owned
-    signal = (
-        None
-        if stats is None
-        else scaling.QueueSignal(
-            backlog_count=stats.backlog_count,
-            backlog_age_s=stats.backlog_age_s,
-            add_rate=stats.add_rate,
-            dispatch_rate=stats.dispatch_rate,
-        )
-    )
-    decision = scaling.decide(current, signal, spec.pools[kind].knobs, memory.state, now)
+    signal = _signal(stats)
+    decision = scaling.decide(current, signal, spec.pools[kind].knobs, memory.state, now, upstream)
     if decision.replicas != found.replicas:
         # State is committed only after the patch succeeded: a failed one is retried
         # next round instead of starting a cooldown for a scale that never happened.
@@ -379,6 +379,18 @@ async def _decide_and_scale(
     memory.state = decision.state
     memory.owned = decision.replicas
     return decision, found
+
+
+def _signal(stats: Any) -> scaling.QueueSignal | None:
+    """The policy's view of one queue's statistics (``None``: could not be read)."""
+    if stats is None:
+        return None
+    return scaling.QueueSignal(
+        backlog_count=stats.backlog_count,
+        backlog_age_s=stats.backlog_age_s,
+        add_rate=stats.add_rate,
+        dispatch_rate=stats.dispatch_rate,
+    )
 
 
 async def _recreate(
