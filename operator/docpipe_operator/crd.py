@@ -384,6 +384,12 @@ def _pool_status_schema() -> Schema:
             "desiredReplicas": _int("Replicas the policy asked for."),
             "currentReplicas": _int("The Deployment's spec.replicas."),
             "readyReplicas": _int("The Deployment's ready pods."),
+            "updatedReplicas": _int("Pods that run the Deployment's current template."),
+            "rollout": _str(
+                "Where the current template's rollout stands.",
+                enum=["Complete", "Progressing", "Stuck"],
+            ),
+            "rolloutMessage": _str("Its explanation."),
             "backlog": _int("Approximate tasks waiting."),
             "backlogAgeSeconds": _num("Age of the oldest waiting task."),
             "addRate": _num("Tasks added per second (30 s average)."),
@@ -399,7 +405,7 @@ def _pool_status_schema() -> Schema:
 
 def _status_schema() -> Schema:
     condition = _obj(
-        "A condition (Ready, TemporalReachable, Scaling).",
+        "A condition (Ready, Progressing, TemporalReachable, Scaling).",
         {
             "type": _str("Condition type."),
             "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),

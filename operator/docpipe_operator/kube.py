@@ -110,6 +110,11 @@ class DeploymentState:
     replicas: int
     ready_replicas: int
     updated_replicas: int
+    generation: int | None = None
+    observed_generation: int | None = None
+    stuck: str | None = None
+    """The message of the Deployment's Progressing condition when its reason is
+    ProgressDeadlineExceeded (the controller gave up waiting for progress)."""
 
 
 class Kube:
@@ -199,10 +204,17 @@ class Kube:
                 return None
             raise
         status = found.status
+        stuck = None
+        for condition in (status.conditions if status else None) or []:
+            if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
+                stuck = condition.message or "progress deadline exceeded"
         return DeploymentState(
             replicas=found.spec.replicas if found.spec.replicas is not None else 1,
             ready_replicas=(status.ready_replicas or 0) if status else 0,
             updated_replicas=(status.updated_replicas or 0) if status else 0,
+            generation=found.metadata.generation,
+            observed_generation=status.observed_generation if status else None,
+            stuck=stuck,
         )
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:

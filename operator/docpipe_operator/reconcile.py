@@ -10,6 +10,7 @@ policy itself is :func:`docpipe_operator.scaling.decide`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from docpipe_operator.kube import DeploymentState, Kube, Outcome
 from docpipe_operator.spec import TLS_CA_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, PipelineSpec
 from docpipe_operator.status import (
     NOT_ALLOWED,
+    PROGRESSING,
     READY,
     SCALING,
     TEMPORAL_REACHABLE,
@@ -29,8 +31,11 @@ from docpipe_operator.status import (
     condition_status,
     iso,
     phase,
+    progressing_condition,
     ready_condition,
+    rollout,
     set_condition,
+    stuck_pools,
 )
 
 log = logging.getLogger(__name__)
@@ -289,21 +294,18 @@ async def autoscale(
                 result.notices.append(
                     Notice("Warning", "ScaleFailed", f"{kind}: {_describe_error(exc)}")
                 )
-                entry["currentReplicas"] = found.replicas
-                entry["readyReplicas"] = found.ready_replicas
-                pools[kind] = entry
+                pools[kind] = entry | _observed(found)
                 continue
             pool_memory.next_poll = monotonic + spec.pools[kind].poll_interval_s
             decisions.append(decision)
             entry |= _decision_status(decision, reading.stats.get(kind), now)
             if decision.direction:
                 result.notices.append(_scale_notice(kind, decision))
-        entry["currentReplicas"] = found.replicas
-        entry["readyReplicas"] = found.ready_replicas
-        pools[kind] = entry
+        pools[kind] = entry = entry | _observed(found)
         _export_pool(namespace, name, kind, entry)
 
     result.status = _round_status(body, pools, reading, decisions)
+    result.notices += _stuck_notices(body, pools, seen)
     was = condition_status((body.get("status") or {}).get("conditions") or [], TEMPORAL_REACHABLE)
     if seen is not None:
         if "temporal_reachable" in seen:
@@ -371,7 +373,7 @@ async def _decide_and_scale(
             )
             result.notices.append(Notice("Warning", "ReplicasOverridden", message))
             log.warning("%s/%s %s", namespace, name, message)
-        found = DeploymentState(decision.replicas, found.ready_replicas, found.updated_replicas)
+        found = dataclasses.replace(found, replicas=decision.replicas)
     if decision.direction:
         direction = "up" if decision.direction > 0 else "down"
         metrics.SCALE_EVENTS.labels(namespace, name, kind, direction, decision.reason.value).inc()
@@ -432,6 +434,46 @@ async def _recreate(
     return back
 
 
+def _observed(found: DeploymentState) -> dict[str, Any]:
+    """A pool's status entry from its Deployment: replicas and where its rollout stands."""
+    state, message = rollout(
+        found.replicas,
+        found.updated_replicas,
+        found.generation,
+        found.observed_generation,
+        found.stuck,
+    )
+    return {
+        "currentReplicas": found.replicas,
+        "readyReplicas": found.ready_replicas,
+        "updatedReplicas": found.updated_replicas,
+        "rollout": state.value,
+        "rolloutMessage": message,
+    }
+
+
+def _stuck_notices(
+    body: Mapping[str, Any],
+    pools: Mapping[str, Mapping[str, Any]],
+    seen: MutableMapping[str, Any] | None,
+) -> list[Notice]:
+    """One Warning per pool whose rollout got stuck (not one per round)."""
+    previous = (body.get("status") or {}).get("pools") or {}
+    before = stuck_pools(previous)
+    if seen is not None:
+        before = seen.get("stuck_rollouts", before)
+        seen["stuck_rollouts"] = stuck_pools(pools)
+    return [
+        Notice(
+            "Warning",
+            "RolloutStuck",
+            f"{kind}: {pools[kind].get('rolloutMessage')} (the old pods keep serving; "
+            "check the image and the pods' events)",
+        )
+        for kind in sorted(stuck_pools(pools) - before)
+    ]
+
+
 def _decision_status(decision: scaling.Decision, stats: Any, now: float) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "desiredReplicas": decision.replicas,
@@ -467,6 +509,8 @@ def _round_status(
     conditions = (body.get("status") or {}).get("conditions") or []
     ready, reason, message = ready_condition(pools)
     conditions = set_condition(conditions, READY, ready, reason, message)
+    progressing, reason, message = progressing_condition(pools)
+    conditions = set_condition(conditions, PROGRESSING, progressing, reason, message)
     if reading.reachable:
         conditions = set_condition(
             conditions, TEMPORAL_REACHABLE, True, "Connected", "queue statistics are being read"
@@ -491,7 +535,7 @@ def _round_status(
         )
     total = sum(int(pool.get("backlog") or 0) for pool in pools.values())
     return {
-        "phase": phase(ready, reading.reachable).value,
+        "phase": phase(ready, reading.reachable, stuck=not progressing).value,
         "totalBacklog": total,
         "pools": pools,
         "conditions": conditions,

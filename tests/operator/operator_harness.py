@@ -118,10 +118,29 @@ class Cluster:
         return found
 
     def set_ready(self, deployment: str, ready: int) -> None:
-        """Play the Deployment controller and kubelet: pods became ready."""
-        self.api.objects["apps/v1/deployments", NAMESPACE, deployment].patch(
-            {"status": {"readyReplicas": ready, "updatedReplicas": ready, "replicas": ready}}
-        )
+        """Play the Deployment controller and kubelet: the current template's pods became ready."""
+        self.set_deployment_status(deployment, ready=ready, updated=ready)
+
+    def set_deployment_status(
+        self,
+        deployment: str,
+        *,
+        ready: int,
+        updated: int,
+        conditions: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Play the Deployment controller: it has seen the latest generation and
+        reports its pods (``updated``: those of the current template)."""
+        stored = self.api.objects["apps/v1/deployments", NAMESPACE, deployment]
+        status: dict[str, Any] = {
+            "observedGeneration": stored.raw["metadata"].get("generation", 1),
+            "replicas": max(ready, updated),
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+        }
+        if conditions is not None:
+            status["conditions"] = conditions
+        stored.patch({"status": status})
 
 
 def add_example_secrets(api: ApiServer) -> None:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from docpipe_operator.status import READY, set_condition
+from docpipe_operator.status import (
+    READY,
+    Phase,
+    Rollout,
+    phase,
+    progressing_condition,
+    ready_condition,
+    rollout,
+    set_condition,
+)
 
 
 def test_the_transition_time_moves_only_when_the_status_flips() -> None:
@@ -18,3 +27,55 @@ def test_a_condition_written_without_a_time_gets_one() -> None:
     written = [{"type": READY, "status": "True", "reason": "AllReady", "message": ""}]
     updated = set_condition(written, READY, True, "AllReady", "", now="t1")
     assert updated[0]["lastTransitionTime"] == "t1"
+
+
+def test_a_template_not_on_every_pod_is_not_ready_although_every_pod_is() -> None:
+    """maxUnavailable: 0 keeps the old pods ready while the new image never starts."""
+    state, message = rollout(replicas=2, updated=0, generation=3, observed_generation=3, stuck=None)
+    assert state is Rollout.PROGRESSING and "0/2" in message
+    pools = {
+        "cpu": {
+            "currentReplicas": 2,
+            "readyReplicas": 2,
+            "rollout": state,
+            "rolloutMessage": message,
+        }
+    }
+    ready, reason, _ = ready_condition(pools)
+    assert (ready, reason) == (False, "RollingOut")
+    assert progressing_condition(pools)[:2] == (True, "RollingOut")
+
+
+def test_a_template_the_controller_has_not_seen_is_still_rolling_out() -> None:
+    state, _ = rollout(replicas=1, updated=1, generation=4, observed_generation=3, stuck=None)
+    assert state is Rollout.PROGRESSING
+
+
+def test_a_stuck_rollout_is_degraded() -> None:
+    state, message = rollout(
+        replicas=2,
+        updated=1,
+        generation=3,
+        observed_generation=3,
+        stuck='ReplicaSet "x" has timed out progressing.',
+    )
+    pools = {
+        "cpu": {
+            "currentReplicas": 2,
+            "readyReplicas": 2,
+            "rollout": state,
+            "rolloutMessage": message,
+        },
+        "io": {"currentReplicas": 1, "readyReplicas": 1, "rollout": "Complete"},
+    }
+    assert ready_condition(pools)[:2] == (False, "RolloutStuck")
+    ok, reason, text = progressing_condition(pools)
+    assert (ok, reason) == (False, "ProgressDeadlineExceeded") and "timed out" in text
+    assert phase(False, True, stuck=True) is Phase.DEGRADED
+
+
+def test_a_complete_rollout_with_ready_pods_is_ready() -> None:
+    state, _ = rollout(replicas=2, updated=2, generation=3, observed_generation=3, stuck=None)
+    pools = {"cpu": {"currentReplicas": 2, "readyReplicas": 2, "rollout": state}}
+    assert ready_condition(pools)[0] is True
+    assert progressing_condition(pools)[:2] == (True, "RolloutComplete")
