@@ -26,23 +26,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
 from docpipe.config import ConfigError, Settings, load_settings
 from docpipe.csv_input import CsvFormatError, parse_documents_csv
 from docpipe.models import DocumentOutcome, DocumentRef
 from docpipe.process_exit import run_then_exit
+from docpipe.progress_view import document_progress
 from docpipe.queue_health import DEFAULT_GRACE_S, watch_queues
 from docpipe.starter import RunSummary, new_run_id, run_documents
 
@@ -214,20 +204,6 @@ def print_summary(summary: RunSummary) -> None:
         console.print(failures)
 
 
-class RateColumn(ProgressColumn):
-    """Documents/s and chunks/s so far (the pipeline's pace, not one batch's)."""
-
-    def render(self, task: Task) -> Text:
-        elapsed = task.elapsed or 0.0
-        if elapsed <= 0 or not task.completed:
-            return Text("", style="progress.data.speed")
-        chunks = task.fields.get("chunks", 0)
-        return Text(
-            f"{task.completed / elapsed:.1f} docs/s {chunks / elapsed:.0f} chunks/s",
-            style="progress.data.speed",
-        )
-
-
 def warn(line: str) -> None:
     """A supervisor or queue-watch line, in yellow (above the progress bar while
     one is live); printed as is: a log tail may hold text that looks like markup."""
@@ -315,18 +291,7 @@ async def _start(
             watch_queues(client, settings, warn, interval_s, grace_s=stalled_after)
         )
     try:
-        with Progress(
-            TextColumn("[bold]documents"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("[red]{task.fields[failed]} failed"),
-            RateColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=screen or console,
-            transient=False,
-        ) as progress:
+        with document_progress(screen or console) as progress:
             task = progress.add_task("documents", total=len(documents), failed=0, chunks=0)
             failed = chunks = 0
 
@@ -857,6 +822,142 @@ def codec_server(
         token=token.get_secret_value() if token is not None else None,
     )
     serve(EncryptionCodec(keyring), config, host, port)
+
+
+# -- server-side ingestion (docpipe.ingestion) ---------------------------------------
+
+
+@app.command()
+def ingest(
+    csv: Annotated[
+        str, typer.Argument(help="CSV of documents: a local path, s3://bucket/key or http(s) URL")
+    ],
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--detach",
+            help="Show progress until done, or print the run id and leave it running",
+        ),
+    ] = True,
+    batch_size: BatchSize = None,
+    timeout: Timeout = 120.0,
+    deadline: Deadline = None,
+    max_in_flight: Annotated[
+        int, typer.Option(min=1, help="At most this many batches at once")
+    ] = 20,
+    strict: Strict = True,
+    webhook_url: WebhookUrl = "",
+    summarize: Summarize = False,
+    address: Address = None,
+    namespace: Namespace = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Run a CSV server-side, independent of this terminal.
+
+    The pipeline's IngestCsvWorkflow reads the CSV and fans out its batches.
+
+    A local CSV is uploaded to the workers' bucket first. --detach prints the run id;
+    `docpipe watch RUN_ID` shows its progress at any time."""
+    from docpipe.ingestion import IngestionError, stage_csv, start_ingestion
+    from docpipe.reachability import connect_temporal
+    from docpipe.starter import auto_batch_size, pipeline_options
+
+    settings = _settings(address, namespace)
+    run_id = new_run_id()
+
+    async def go() -> int:
+        client = await connect_temporal(settings)
+        staged = await stage_csv(settings, csv)
+        size = batch_size or (auto_batch_size(staged.documents) if staged.documents else 10)
+        options = pipeline_options(
+            settings, timeout, deadline_s=deadline, webhook_url=webhook_url, summarize=summarize
+        )
+        await start_ingestion(
+            client,
+            settings,
+            staged,
+            run_id=run_id,
+            options=options,
+            batch_size=size,
+            max_batches_in_flight=max_in_flight,
+        )
+        if not wait:
+            _report_detached(run_id, staged.location, output)
+            return 0
+        return await _watch(client, run_id, strict, output)
+
+    try:
+        code = asyncio.run(go())
+    except IngestionError as err:
+        err_console.print(f"[red]docpipe: {err}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(err.exit_code) from None
+    except KeyboardInterrupt:
+        _report_still_running(run_id)
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def watch(
+    run_id: Annotated[str, typer.Argument(help="The run id `docpipe ingest` printed")],
+    strict: Strict = True,
+    address: Address = None,
+    namespace: Namespace = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Reattach to an ingestion: progress, then its summary.
+
+    Works while it runs and after it ended; Ctrl-C leaves it running."""
+    from docpipe.ingestion import IngestionError
+    from docpipe.reachability import connect_temporal
+
+    settings = _settings(address, namespace)
+
+    async def go() -> int:
+        return await _watch(await connect_temporal(settings), run_id, strict, output)
+
+    try:
+        code = asyncio.run(go())
+    except IngestionError as err:
+        err_console.print(f"[red]docpipe: {err}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(err.exit_code) from None
+    except KeyboardInterrupt:
+        _report_still_running(run_id)
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+async def _watch(client: Client, run_id: str, strict: bool, output: OutputFormat) -> int:
+    """Follow the ingestion with the progress bar (on stderr under -o json); its
+    summary; the exit status it calls for."""
+    from docpipe.ingestion import exit_code, follow
+    from docpipe.progress_view import IngestBar, ingest_summary_json, print_ingest_summary
+
+    screen = err_console if output is OutputFormat.json else console
+    with document_progress(screen) as progress:
+        summary = await follow(client, run_id, IngestBar(progress).update)
+    if output is OutputFormat.json:
+        print_json(ingest_summary_json(run_id, summary))
+    else:
+        print_ingest_summary(console, run_id, summary)
+    return exit_code(summary, strict=strict)
+
+
+def _report_detached(run_id: str, location: str, output: OutputFormat) -> None:
+    if output is OutputFormat.json:
+        print_json({"run_id": run_id, "location": location, "watch": f"docpipe watch {run_id}"})
+        return
+    console.print(f"ingestion started: {run_id}", highlight=False)
+    console.print(f"  reading  {location}", highlight=False)
+    console.print(f"  watch    docpipe watch {run_id}", highlight=False)
+    console.print(f"  failures docpipe failures --run-id {run_id}", highlight=False)
+
+
+def _report_still_running(run_id: str) -> None:
+    err_console.print(
+        f"detached: ingestion {run_id} goes on in the pipeline; docpipe watch {run_id}",
+        highlight=False,
+    )
 
 
 def main() -> None:  # pragma: no cover - console script entry

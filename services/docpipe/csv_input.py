@@ -301,7 +301,17 @@ _last_parsed_lock = threading.Lock()
 def documents_page(
     text: str, offset: int, limit: int, *, base_dir: Path | None = None, origin: str = "csv"
 ) -> tuple[list[DocumentRef], int | None]:
-    """Rows ``[offset, offset + limit)`` of the CSV and the next offset (None at the end).
+    """Rows ``[offset, offset + limit)`` and the next offset: :func:`csv_page` without
+    the total."""
+    documents, next_offset, _ = csv_page(text, offset, limit, base_dir=base_dir, origin=origin)
+    return documents, next_offset
+
+
+def csv_page(
+    text: str, offset: int, limit: int, *, base_dir: Path | None = None, origin: str = "csv"
+) -> tuple[list[DocumentRef], int | None, int]:
+    """Rows ``[offset, offset + limit)`` of the CSV, the next offset (None at the end)
+    and how many documents the whole file holds.
 
     The server-side ingestion asks for a long CSV page after page. Parsing the
     whole file for every page made that quadratic (a 100k-row CSV in pages of
@@ -320,7 +330,7 @@ def documents_page(
         with _last_parsed_lock:
             _last_parsed = (key, documents)
     end = offset + limit
-    return documents[offset:end], (end if end < len(documents) else None)
+    return documents[offset:end], (end if end < len(documents) else None), len(documents)
 
 
 def batched(documents: list[DocumentRef], size: int) -> list[list[DocumentRef]]:

@@ -393,6 +393,10 @@ class CsvPageRequest:
     location: str
     offset: int = 0
     limit: int = 1000
+    base_dir: str | None = None
+    """The folder plain paths in the CSV are relative to, when the file was copied
+    from elsewhere (``docpipe ingest`` uploads a local CSV: its rows stay relative to
+    the folder it came from, as ``docpipe start`` reads them)."""
 
 
 @dataclass
@@ -400,6 +404,8 @@ class CsvPage:
     documents: list[DocumentRef]
     next_offset: int | None
     """None when the file has no more rows."""
+    total: int | None = None
+    """Documents in the whole file (so a progress bar knows its end early)."""
 
 
 @dataclass
@@ -417,14 +423,30 @@ class IngestInput:
     offset: int = 0
     batches_started: int = 0
     summary: IngestSummary | None = None
+    base_dir: str | None = None
+    """See :attr:`CsvPageRequest.base_dir`."""
 
 
 @dataclass
 class IngestSummary:
+    """An ingestion's running totals: its result, and its progress while it runs
+    (the ``summary`` query); carried across continue-as-new."""
+
     documents: int = 0
+    """Documents admitted so far (read from the CSV and handed to batches)."""
     succeeded: int = 0
     failed: int = 0
     failures: list[DocumentFailure] = field(default_factory=list)
     """The first failures with their reasons (all are in PostgreSQL)."""
     error: str | None = None
     """Set when the CSV as a whole is unusable (no header, no url column): nothing ran."""
+    total: int | None = None
+    """Documents in the whole CSV, once its first page is read."""
+    chunks: int = 0
+    """Chunks embedded, over the succeeded documents."""
+    without_text: int = 0
+    """Succeeded documents stored without text (images with nothing to read)."""
+    started_at: float | None = None
+    """Workflow time (epoch seconds) the ingestion's first run started."""
+    finished_at: float | None = None
+    """Workflow time it ended; None while it runs."""

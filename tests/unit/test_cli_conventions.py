@@ -21,8 +21,8 @@ from docpipe.cli import app
 COMMAND = typer.main.get_command(app)
 NAMES = sorted(COMMAND.commands)  # type: ignore[attr-defined]
 
-PRINTS_DATA = {"start", "run", "status", "failures", "redrive", "search", "show"}
-TALKS_TO_TEMPORAL = {"start", "status", "redrive"}
+PRINTS_DATA = {"start", "run", "status", "failures", "redrive", "search", "show", "ingest", "watch"}
+TALKS_TO_TEMPORAL = {"start", "status", "redrive", "ingest", "watch"}
 
 
 def options_of(name: str) -> set[str]:

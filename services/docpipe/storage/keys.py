@@ -57,3 +57,12 @@ def chunk_bundle(document_ids: Iterable[str]) -> str:
 
 def vector_bundle(document_ids: Iterable[str]) -> str:
     return f"batches/{bundle_id(document_ids)}/vectors.npz"
+
+
+def ingest_csv(content: bytes, filename: str) -> str:
+    """Where ``docpipe ingest`` uploads a local CSV for the IO worker to read: named by
+    its content, so ingesting the same file again reuses the object (and its bad rows
+    keep their ids, which are derived from the CSV's location)."""
+    digest = hashlib.sha256(content).hexdigest()[:32]
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in filename) or "documents.csv"
+    return f"ingest/{digest}/{name}"

@@ -41,11 +41,17 @@ class IngestCsvWorkflow:
 
     @workflow.query
     def summary(self) -> IngestSummary:
+        """Progress so far (``docpipe watch``): admitted, succeeded, failed, chunks.
+
+        A query only reads state: it never changes what the workflow does next.
+        """
         return self._summary
 
     @workflow.run
     async def run(self, input: IngestInput) -> IngestSummary:
         summary = self._summary = input.summary or IngestSummary()
+        if summary.started_at is None:  # the first run; later runs carry it
+            summary.started_at = workflow.now().timestamp()
         options = input.options
         gate = asyncio.Semaphore(input.max_batches_in_flight)
         batch_index = input.batches_started
@@ -62,6 +68,8 @@ class IngestCsvWorkflow:
             for outcome in result.outcomes:
                 if outcome.status == Status.SUCCEEDED:
                     summary.succeeded += 1
+                    summary.chunks += outcome.chunk_count or 0
+                    summary.without_text += outcome.has_text is False
                 else:
                     summary.failed += 1
                     if len(summary.failures) < MAX_FAILURES_KEPT:
@@ -79,7 +87,9 @@ class IngestCsvWorkflow:
             try:
                 page: CsvPage = await workflow.execute_activity(
                     steps.PARSE_CSV,
-                    CsvPageRequest(input.location, offset, input.page_size),
+                    CsvPageRequest(
+                        input.location, offset, input.page_size, base_dir=input.base_dir
+                    ),
                     result_type=CsvPage,
                     task_queue=options.queues.io,
                     start_to_close_timeout=timedelta(seconds=options.timeouts.io_start_to_close),
@@ -92,9 +102,12 @@ class IngestCsvWorkflow:
                     # The file as a whole is unusable (no url column, wrong bucket):
                     # the ingestion ends with that reason instead of failing blindly.
                     summary.error = cause.message
+                    summary.finished_at = workflow.now().timestamp()
                     return summary
                 raise
             summary.documents += len(page.documents)
+            if page.total is not None:
+                summary.total = page.total
             tasks = []
             for start in range(0, len(page.documents), input.batch_size):
                 batch = page.documents[start : start + input.batch_size]
@@ -107,4 +120,5 @@ class IngestCsvWorkflow:
             workflow.continue_as_new(
                 replace(input, offset=offset, batches_started=batch_index, summary=summary)
             )
+        summary.finished_at = workflow.now().timestamp()
         return summary

@@ -28,7 +28,7 @@ from docpipe.activities.io.s3_source import S3SourceReader
 from docpipe.activities.io.webhook import WebhookRejected, deliver
 from docpipe.chunks import bundle_from_json, chunks_of
 from docpipe.config import Settings
-from docpipe.csv_input import CsvFormatError, documents_page
+from docpipe.csv_input import CsvFormatError, csv_page
 from docpipe.errors import DocumentError, TransientError
 from docpipe.metrics.io import backend_request, count_bytes, timed
 from docpipe.metrics.pipeline import record_outcomes
@@ -322,9 +322,13 @@ class IoActivities:
             raise DocumentError(Stage.CSV, f"no CSV at {redact_url(location)}") from None
         except DocumentError as err:
             raise DocumentError(Stage.CSV, err.reason) from None
+        if request.base_dir:
+            # A copy of a CSV from elsewhere: its plain paths stay relative to the
+            # folder it came from (whether that may be read is LOCAL_SOURCE_ROOT's call).
+            base_dir = Path(request.base_dir)
         try:
-            documents, next_offset = await asyncio.to_thread(
-                documents_page,
+            documents, next_offset, total = await asyncio.to_thread(
+                csv_page,
                 data.decode("utf-8-sig", errors="replace"),
                 request.offset,
                 request.limit,
@@ -333,7 +337,7 @@ class IoActivities:
             )
         except CsvFormatError as err:
             raise DocumentError(Stage.CSV, str(err)) from None
-        return CsvPage(documents=documents, next_offset=next_offset)
+        return CsvPage(documents=documents, next_offset=next_offset, total=total)
 
 
 def _redacted(outcome: DocumentOutcome) -> DocumentOutcome:

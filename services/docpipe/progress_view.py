@@ -1,0 +1,151 @@
+"""What a run looks like at the terminal: one progress bar for every way of running.
+
+``docpipe start`` and ``docpipe run`` count batches as they finish on the
+client; ``docpipe ingest --wait`` and ``docpipe watch`` read the server-side
+ingestion's totals. Both draw the same bar from here, so a person sees the
+same thing however the documents were sent.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from docpipe.models import IngestSummary
+
+
+class RateColumn(ProgressColumn):
+    """Documents/s and chunks/s so far (the pipeline's pace, not one batch's)."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        if elapsed <= 0 or not task.completed:
+            return Text("", style="progress.data.speed")
+        chunks = task.fields.get("chunks", 0)
+        return Text(
+            f"{task.completed / elapsed:.1f} docs/s {chunks / elapsed:.0f} chunks/s",
+            style="progress.data.speed",
+        )
+
+
+def document_progress(console: Console) -> Progress:
+    """The documents bar: done of total, failed, pace, elapsed and eta.
+
+    Its task takes the fields ``failed`` and ``chunks``.
+    """
+    return Progress(
+        TextColumn("[bold]documents"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+class IngestBar:
+    """The documents bar fed by an ingestion's totals (each a full snapshot).
+
+    The clock starts when the ingestion started, not when we attached, so the
+    elapsed time and the pace are the ingestion's own after a reattach.
+    """
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+
+    def update(self, summary: IngestSummary) -> None:
+        done = summary.succeeded + summary.failed
+        total = summary.total  # None until the first page is read: rich pulses the bar
+        if self.task is None:
+            self.task = self.progress.add_task(
+                "documents", total=total, failed=summary.failed, chunks=summary.chunks
+            )
+            if summary.started_at is not None:
+                task = next(t for t in self.progress.tasks if t.id == self.task)
+                running_s = max(0.0, time.time() - summary.started_at)
+                task.start_time = self.progress.get_time() - running_s
+        if summary.finished_at is not None and summary.started_at is not None:
+            task = next(t for t in self.progress.tasks if t.id == self.task)
+            task.stop_time = task.start_time + (summary.finished_at - summary.started_at)  # type: ignore[operator]
+        self.progress.update(
+            self.task, total=total, completed=done, failed=summary.failed, chunks=summary.chunks
+        )
+
+
+def elapsed_s(summary: IngestSummary) -> float:
+    """Seconds the ingestion took (so far, while it runs), by the workflow's clock."""
+    if summary.started_at is None:
+        return 0.0
+    end = summary.finished_at if summary.finished_at is not None else time.time()
+    return max(0.0, end - summary.started_at)
+
+
+def ingest_summary_json(run_id: str, summary: IngestSummary) -> dict[str, object]:
+    """``-o json`` of an ingestion: the same figures as :func:`print_ingest_summary`."""
+    seconds = elapsed_s(summary)
+    done = summary.succeeded + summary.failed
+    return {
+        "run_id": run_id,
+        "documents": summary.documents,
+        "succeeded": summary.succeeded,
+        "without_text": summary.without_text,
+        "failed": summary.failed,
+        "chunks": summary.chunks,
+        "elapsed_s": round(seconds, 3),
+        "documents_per_second": round(done / seconds, 3) if seconds > 0 else 0.0,
+        "error": summary.error,
+        "failures": [
+            {"document_id": f.document_id, "stage": str(f.stage), "reason": f.reason}
+            for f in summary.failures
+        ],
+    }
+
+
+def print_ingest_summary(console: Console, run_id: str, summary: IngestSummary) -> None:
+    """The table ``docpipe start`` prints, for an ingestion; its failures by document
+    id (the first ones: ``docpipe failures --run-id`` lists them all)."""
+    figures = ingest_summary_json(run_id, summary)
+    table = Table(title=f"docpipe ingestion {run_id}", show_header=False)
+    table.add_row("documents", str(summary.documents))
+    table.add_row("[green]succeeded[/green]", str(summary.succeeded))
+    if summary.without_text:
+        table.add_row("  of which without text", str(summary.without_text))
+    table.add_row("[red]failed[/red]", str(summary.failed))
+    table.add_row("chunks embedded", str(summary.chunks))
+    table.add_row("elapsed", f"{figures['elapsed_s']:.1f} s")
+    table.add_row("documents/s", f"{figures['documents_per_second']:.2f}")
+    console.print(table)
+    if summary.error:
+        console.print(f"[red]the CSV could not be used: {summary.error}[/red]", highlight=False)
+    if summary.failures:
+        failures = Table(title="failed documents", show_lines=False)
+        for column in ("document", "stage", "reason"):
+            failures.add_column(column, overflow="fold")
+        for failure in summary.failures:
+            failures.add_row(failure.document_id, str(failure.stage), failure.reason)
+        console.print(failures)
+        if summary.failed > len(summary.failures):
+            console.print(
+                f"the first {len(summary.failures)} of {summary.failed}: "
+                f"docpipe failures --run-id {run_id} lists them all",
+                highlight=False,
+            )
