@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from temporalio.client import Client
 
@@ -42,6 +42,9 @@ class BacklogReading:
     error: str | None
     seconds: float
     """How long the reading took (for the query latency metric)."""
+    missing: Mapping[str, str] = field(default_factory=dict)
+    """Per pool whose queue answered without statistics: why. Temporal is
+    reachable, but a server that reports no stats must not read as idle."""
 
     @property
     def reachable(self) -> bool:
@@ -95,15 +98,23 @@ class TemporalClients:
         )
         stats: dict[str, QueueStats | None] = {}
         errors = []
+        missing: dict[str, str] = {}
         for pool, result in zip(pools, results, strict=True):
             if isinstance(result, BaseException):
                 stats[pool] = None
                 errors.append(_explain(f"describe {queues[pool].name}", endpoint, result))
+            elif not result.reported:
+                # Zeros here would shrink every pool to its minimum: missing data holds.
+                stats[pool] = None
+                missing[pool] = (
+                    f"{endpoint.address} ({endpoint.namespace}) returned no statistics for "
+                    f"{queues[pool].name} (DescribeTaskQueue report_stats unsupported)"
+                )
             else:
                 stats[pool] = result
         if errors:
             self.forget(endpoint)
-        return BacklogReading(stats, "; ".join(errors) or None, time.monotonic() - started)
+        return BacklogReading(stats, "; ".join(errors) or None, time.monotonic() - started, missing)
 
     async def _describe(self, temporal: Client, queue: QueueRef) -> QueueStats:
         return await asyncio.wait_for(

@@ -306,6 +306,7 @@ async def autoscale(
 
     result.status = _round_status(body, pools, reading, decisions)
     result.notices += _stuck_notices(body, pools, seen)
+    result.notices += _missing_stats_notices(reading, seen)
     was = condition_status((body.get("status") or {}).get("conditions") or [], TEMPORAL_REACHABLE)
     if seen is not None:
         if "temporal_reachable" in seen:
@@ -434,6 +435,21 @@ async def _recreate(
     return back
 
 
+def _missing_stats_notices(
+    reading: BacklogReading, seen: MutableMapping[str, Any] | None
+) -> list[Notice]:
+    """One Warning when queues start answering without statistics."""
+    before = set() if seen is None else seen.get("stats_missing", set())
+    now = set(reading.missing) | (before - set(reading.stats))  # pools not read keep theirs
+    if seen is not None:
+        seen["stats_missing"] = now
+    new = sorted(now - before)
+    if not new:
+        return []
+    message = "holding replicas: " + "; ".join(reading.missing[kind] for kind in new)
+    return [Notice("Warning", "QueueStatsMissing", message)]
+
+
 def _observed(found: DeploymentState) -> dict[str, Any]:
     """A pool's status entry from its Deployment: replicas and where its rollout stands."""
     state, message = rollout(
@@ -525,7 +541,15 @@ def _round_status(
         for kind in POOLS
         if pools[kind].get("lastDecision")
     )
-    if holding:
+    if reading.missing:
+        conditions = set_condition(
+            conditions,
+            SCALING,
+            False,
+            "NoQueueStatistics",
+            "; ".join(reading.missing.values()) + "; holding: " + summary,
+        )
+    elif holding:
         conditions = set_condition(
             conditions, SCALING, False, "HoldingReplicas", "no queue statistics: " + summary
         )

@@ -31,6 +31,9 @@ class QueueStats:
     add_rate: float
     dispatch_rate: float
     live_pollers: int
+    reported: bool = True
+    """False when the server answered without ``stats`` (it does not report them):
+    the numbers above are then zeros that mean nothing, not an idle queue."""
 
 
 def _live(pollers: list, now: datetime) -> int:
@@ -67,6 +70,7 @@ async def describe_queue(client: Client, queue: str, *, workflow: bool = False) 
         add_rate=float(stats.tasks_add_rate),
         dispatch_rate=float(stats.tasks_dispatch_rate),
         live_pollers=_live(list(response.pollers), datetime.now(UTC)),
+        reported=response.HasField("stats"),
     )
 
 
