@@ -140,6 +140,16 @@ class Settings(PayloadEncryptionSettings):
     gpu_task_queue: str = queues.GPU_QUEUE
     io_task_queue: str = queues.IO_QUEUE
 
+    # --- Worker Versioning (Temporal Worker Deployments) --------------------------
+    worker_build_id: str | None = None
+    """Build ID of this worker's code; unset: DOCPIPE_IMAGE_TAG; neither: no versioning,
+    so local runs and unmanaged deployments poll their queues unversioned as before."""
+    docpipe_image_tag: str | None = None
+    """The tag of the image this worker runs (set by the operator): the default Build ID."""
+    worker_deployment_name: str | None = None
+    """Worker Deployment of this worker (default ``docpipe-<worker type>``); only used
+    with a Build ID. Each pool is its own deployment, versioned on its own."""
+
     # --- Worker concurrency ----------------------------------------------------
     worker_cpu_threads: int = Field(default_factory=lambda: (os.cpu_count() or 1) * 2, ge=1)
     """Process-pool size of the CPU worker (cores x 2 by default)."""
@@ -285,6 +295,27 @@ class Settings(PayloadEncryptionSettings):
         if not sep or not host or not port.isdigit():
             raise ValueError("must be host:port, e.g. localhost:7233")
         return value
+
+    @field_validator("worker_build_id", "docpipe_image_tag", "worker_deployment_name")
+    @classmethod
+    def _version_name(cls, value: str | None) -> str | None:
+        # Temporal names a version "<deployment>.<build id>" in places, and an empty
+        # value would turn versioning on with a version nobody can route to.
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if len(value) > 255:
+            raise ValueError("must be at most 255 characters")
+        return value
+
+    @property
+    def build_id(self) -> str | None:
+        """This worker's Build ID (WORKER_BUILD_ID, else DOCPIPE_IMAGE_TAG); None: unversioned."""
+        return self.worker_build_id or self.docpipe_image_tag
+
+    def deployment_name(self, kind: str) -> str:
+        """The Worker Deployment of a worker of type ``kind``."""
+        return self.worker_deployment_name or f"docpipe-{kind}"
 
     @field_validator("log_level")
     @classmethod

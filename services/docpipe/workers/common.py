@@ -17,8 +17,9 @@ from datetime import timedelta
 
 from prometheus_client import start_http_server
 from temporalio.client import Client
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from docpipe.config import ConfigError, Settings, load_settings
 from docpipe.metrics import set_worker_kind
@@ -61,6 +62,36 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await settings.temporal_connection().connect(runtime)
 
 
+def deployment_config(
+    settings: Settings,
+    kind: str,
+    behavior: VersioningBehavior = VersioningBehavior.UNSPECIFIED,
+) -> WorkerDeploymentConfig | None:
+    """The Worker Deployment Version this worker polls as, or None to poll unversioned.
+
+    With a Build ID (WORKER_BUILD_ID or DOCPIPE_IMAGE_TAG) the worker joins the
+    deployment ``settings.deployment_name(kind)`` as version ``<name>.<build id>``;
+    Temporal then routes new workflows to whichever version is Current (or
+    Ramping), and a pinned workflow's tasks only to the version it started on,
+    so a new image never replays an open workflow's history with changed code.
+    Without one, nothing changes: a versioned worker gets no tasks until someone
+    makes its version Current, which only an operator (or a person) should do.
+
+    ``behavior`` is the workflows' versioning behaviour (the workflow worker's
+    :func:`docpipe.workflows.versioning_behavior`); activity workers need none.
+    """
+    build_id = settings.build_id
+    if build_id is None:
+        return None
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(
+            deployment_name=settings.deployment_name(kind), build_id=build_id
+        ),
+        use_worker_versioning=True,
+        default_versioning_behavior=behavior,
+    )
+
+
 def start_metrics(settings: Settings, kind: str) -> None:
     """Serve /metrics on METRICS_PORT: docpipe_* (labelled ``worker=kind``) and process metrics."""
     set_worker_kind(kind)
@@ -76,7 +107,12 @@ async def run_until_stopped(worker: Worker) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with worker:
-        log.info("polling task queue %s", worker.task_queue)
+        version = worker.config().get("deployment_config")
+        log.info(
+            "polling task queue %s%s",
+            worker.task_queue,
+            f" as {version.version.deployment_name}.{version.version.build_id}" if version else "",
+        )
         await stop.wait()
         log.info("stop signal received: finishing in-flight tasks")
 

@@ -38,6 +38,7 @@ from docpipe.storage.objects import open_object_store
 from docpipe.workers.common import (
     GRACEFUL_SHUTDOWN,
     connect,
+    deployment_config,
     make_runtime,
     run_until_stopped,
     run_worker,
@@ -142,6 +143,7 @@ async def serve(settings: Settings) -> None:
                 # retried after the heartbeat timeout, not the start-to-close one.
                 interceptors=[ActivityMetricsInterceptor("gpu"), HeartbeatInterceptor()],
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                deployment_config=deployment_config(settings, "gpu"),
             )
             await run_until_stopped(worker)
     finally:

@@ -23,6 +23,7 @@ from docpipe.storage.vectors import open_vector_store
 from docpipe.workers.common import (
     GRACEFUL_SHUTDOWN,
     connect,
+    deployment_config,
     make_runtime,
     run_until_stopped,
     run_worker,
@@ -55,6 +56,7 @@ async def serve(settings: Settings) -> None:
             # retried after the heartbeat timeout, not the start-to-close one.
             interceptors=[ActivityMetricsInterceptor("io"), HeartbeatInterceptor()],
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            deployment_config=deployment_config(settings, "io"),
         )
         await run_until_stopped(worker)
 

@@ -13,11 +13,12 @@ from docpipe.config import Settings
 from docpipe.workers.common import (
     GRACEFUL_SHUTDOWN,
     connect,
+    deployment_config,
     make_runtime,
     run_until_stopped,
     run_worker,
 )
-from docpipe.workflows import WORKFLOWS
+from docpipe.workflows import WORKFLOWS, versioning_behavior
 
 
 async def serve(settings: Settings) -> None:
@@ -28,6 +29,7 @@ async def serve(settings: Settings) -> None:
         workflows=WORKFLOWS,
         max_cached_workflows=settings.max_concurrent_workflows,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        deployment_config=deployment_config(settings, "workflow", versioning_behavior()),
     )
     await run_until_stopped(worker)
 

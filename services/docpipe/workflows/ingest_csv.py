@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ContinueAsNewVersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
     from docpipe.models import (
@@ -32,6 +33,22 @@ with workflow.unsafe.imports_passed_through():
     from docpipe.workflows.document_pipeline import DocumentPipelineWorkflow
 
 MAX_FAILURES_KEPT = 100
+
+
+def _next_run_versioning() -> ContinueAsNewVersioningBehavior | None:
+    """Where the next run starts: on the deployment's Current version, when versioned.
+
+    Each run is PINNED (the workflow worker's default behaviour when it runs with a
+    Build ID), so a run never changes code under its own history; continuing as new
+    on the Current version moves an ingestion of any length to a new release at
+    a page boundary and drains the old version within one run, without the new
+    code ever replaying the old one's history (plain AUTO_UPGRADE would demand
+    that, i.e. patching). Only data crosses the boundary: IngestInput must stay
+    compatible between releases. Unversioned workers must not ask for it.
+    """
+    if workflow.info().get_current_deployment_version() is None:
+        return None
+    return ContinueAsNewVersioningBehavior.AUTO_UPGRADE
 
 
 @workflow.defn(name="IngestCsvWorkflow")
@@ -115,10 +132,13 @@ class IngestCsvWorkflow:
                 batch_index += 1
             await asyncio.gather(*tasks)
             offset = page.next_offset
+            if workflow.info().is_target_worker_deployment_version_changed():
+                break  # a new release is Current: hand over at this page boundary
 
         if offset is not None:
             workflow.continue_as_new(
-                replace(input, offset=offset, batches_started=batch_index, summary=summary)
+                replace(input, offset=offset, batches_started=batch_index, summary=summary),
+                initial_versioning_behavior=_next_run_versioning(),
             )
         summary.finished_at = workflow.now().timestamp()
         return summary
