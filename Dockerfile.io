@@ -5,7 +5,9 @@
 #   docpipe worker workflow    the workflow worker
 #   python -m docpipe_operator the Kubernetes operator (the helm chart's Deployment)
 #   docpipe start / status     the CLI
-# Installs only the `io` and `operator` extras: no torch, no text-processing libraries.
+# Installs only the `io` and `operator` extras: no torch, no text-processing libraries,
+# and Chroma's HTTP client (chromadb-client), not the server with its onnxruntime,
+# tokenizers and uvicorn.
 #
 # Build from the repository root (deploy/build-images.sh builds all three images):
 #   docker build -f Dockerfile.io -t docpipe-io:0.1.0 .

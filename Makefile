@@ -59,6 +59,10 @@ run-optimized: install ## the embedded run with batch sizes tuned for throughput
 constraints: install ## refresh constraints.txt from the current (tested) environment
 	@head -4 constraints.txt > constraints.new
 	$(PY) -m pip freeze --exclude-editable | grep -v '^docpipe' >> constraints.new
+	@# The io extra's chromadb-client cannot share this environment with chromadb (same
+	@# package): pin it to the server's version.
+	grep '^chromadb==' constraints.new | sed 's/^chromadb==/chromadb-client==/' >> constraints.client
+	cat constraints.client >> constraints.new && rm constraints.client
 	mv constraints.new constraints.txt
 
 clean: ## remove local data, caches and build output

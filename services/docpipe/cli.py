@@ -889,7 +889,9 @@ def ingest(
     try:
         code = asyncio.run(go())
     except IngestionError as err:
-        err_console.print(f"[red]docpipe: {err}[/red]", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"docpipe: {err}", style="red", markup=False, highlight=False, soft_wrap=True
+        )
         raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         _report_still_running(run_id)
@@ -919,7 +921,9 @@ def watch(
     try:
         code = asyncio.run(go())
     except IngestionError as err:
-        err_console.print(f"[red]docpipe: {err}[/red]", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"docpipe: {err}", style="red", markup=False, highlight=False, soft_wrap=True
+        )
         raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         _report_still_running(run_id)
@@ -968,6 +972,7 @@ def main() -> None:  # pragma: no cover - console script entry
 def _app_reporting_unreachable() -> None:
     """The app; a backend that is down is one line on stderr and exit status 3, a
     configuration error found late (when connecting) one line and status 2."""
+    from docpipe.extras import MissingExtra, missing_extra
     from docpipe.reachability import EXIT_UNREACHABLE, ServiceUnreachable
 
     try:
@@ -975,6 +980,15 @@ def _app_reporting_unreachable() -> None:
     except ServiceUnreachable as err:
         err_console.print(f"[red]docpipe: {err}[/red]", highlight=False, soft_wrap=True)
         raise SystemExit(EXIT_UNREACHABLE) from None
+    except (MissingExtra, ModuleNotFoundError) as err:
+        # A client-only install ran a command that needs an extra: say which.
+        missing = err if isinstance(err, MissingExtra) else missing_extra(err.name)
+        if missing is None:
+            raise
+        err_console.print(
+            f"docpipe: {missing}", style="red", markup=False, highlight=False, soft_wrap=True
+        )
+        raise SystemExit(2) from None
     except ConfigError as err:  # e.g. a Temporal profile named but not found
         err_console.print(f"[red]docpipe: {err}[/red]", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None

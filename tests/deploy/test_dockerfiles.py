@@ -177,9 +177,33 @@ def test_installs_only_its_extra_with_the_tested_constraints(kind: str) -> None:
         assert extra in PYPROJECT["project"]["optional-dependencies"]
 
 
+NOT_IN_DEV: dict[str, list[str]] = {
+    # The io extra's Chroma client installs the same `chromadb` package as the full
+    # chromadb the dev environment has (local extra), so it is not installed here: its
+    # requirements, from the metadata of the version constraints.txt pins.
+    "chromadb-client": [
+        "numpy>=1.22.5",
+        "opentelemetry-api>=1.2.0",
+        "opentelemetry-exporter-otlp-proto-grpc>=1.2.0",
+        "opentelemetry-sdk>=1.2.0",
+        "overrides>=7.3.1",
+        "pydantic>=2.0",
+        "pydantic-settings>=2.0",
+        "typing_extensions>=4.5.0",
+        "tenacity>=8.2.3",
+        "PyYAML>=6.0.0",
+        "orjson>=3.9.12",
+        "httpx>=0.27.0",
+        "jsonschema>=4.19.0",
+        "pybase64>=1.4.1",
+    ]
+}
+NOT_IN_DEV_VERSIONS = {"chromadb-client": "1.5.9"}
+
+
 def _closure(extras: tuple[str, ...]) -> set[str]:
     """Every distribution `pip install docpipe[extras]` installs, from the metadata of
-    the distributions installed here (the dev environment has them all)."""
+    the distributions installed here (the dev environment has them all but NOT_IN_DEV)."""
     wanted = [
         Requirement(r)
         for r in PYPROJECT["project"]["dependencies"]
@@ -200,7 +224,8 @@ def _closure(extras: tuple[str, ...]) -> set[str]:
         if key in seen:
             continue
         seen.add(key)
-        for spec in metadata.requires(requirement.name) or []:
+        requires = NOT_IN_DEV.get(name) or metadata.requires(requirement.name) or []
+        for spec in requires:
             dependency = Requirement(spec)
             environments = [{"extra": e} for e in requirement.extras] or [{"extra": ""}]
             if dependency.marker is None or any(
@@ -226,7 +251,25 @@ def test_torch_only_in_the_gpu_image(kind: str) -> None:
         if kind == "cpu":
             assert "tokenizers" in closure
         if kind == "io":
-            assert {"kopf", "psycopg", "chromadb", "aioboto3"} <= closure
+            assert {"kopf", "psycopg", "chromadb-client", "aioboto3"} <= closure
+            # Chroma's server and what only it needs stay out of the light image.
+            server = {"chromadb", "onnxruntime", "tokenizers", "uvicorn", "kubernetes"}
+            assert not server & closure, f"io image would install {server & closure}"
+
+
+def test_the_chroma_client_matches_the_chroma_server_and_stays_out_of_dev() -> None:
+    """chromadb-client (io) and chromadb (local: `chroma run`) are one version, and no
+    extra the dev environment installs brings both (they overwrite each other)."""
+    pins = dict(
+        line.split("==", 1)
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    assert pins["chromadb-client"] == pins["chromadb"] == NOT_IN_DEV_VERSIONS["chromadb-client"]
+    dev = _closure(("dev",))
+    assert "chromadb" in dev and "chromadb-client" not in dev
+    local = PYPROJECT["project"]["optional-dependencies"]["local"]
+    assert any(r.startswith("chromadb>=") for r in local)
 
 
 @pytest.mark.parametrize("kind", IMAGES)

@@ -37,6 +37,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymen
 from docpipe.config import load_settings
 from docpipe.devstack import DevStack, TemporalServer
 from docpipe.models import CsvPage, CsvPageRequest, IngestInput, PipelineOptions
+from docpipe.queue_stats import describe_queue
 from docpipe.workers.common import deployment_config
 from docpipe.workflows import WORKFLOWS, IngestCsvWorkflow, steps, versioning_behavior
 from docpipe_operator import versioning
@@ -257,6 +258,12 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
                 "the waiting task to show in v2's backlog",
             )
             assert backlog["v1"] is not None and backlog["v1"].backlog_count == 0
+            # The queue-wide reading the pool scaler uses counts every version's backlog.
+            await eventually(
+                lambda: describe_queue(client, queue, workflow=True),
+                lambda whole: whole.backlog_count >= 1,
+                "the waiting task to show in the whole queue's backlog",
+            )
             await waiting.terminate("test over")
 
         # The pinned workflow finishes on v1, the code it started with.

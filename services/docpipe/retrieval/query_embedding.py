@@ -9,11 +9,12 @@ first use, so that text-only searches and ``show`` never pay for it.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from docpipe.config import Settings
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class QueryEmbedder:

@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from docpipe.retrieval.filters import SearchMode, SearchRequest
 from docpipe.retrieval.fusion import reciprocal_rank_fusion
 from docpipe.storage.chunk_texts import ChunkTexts
 from docpipe.storage.metadata import MetadataStore
-from docpipe.storage.vectors import VectorStore
+
+if TYPE_CHECKING:  # numpy and Chroma only for vector search: text search runs without them
+    import numpy as np
+
+    from docpipe.storage.vectors import VectorStore
 
 CANDIDATES_PER_RESULT = 4
 """Each retriever's candidates per result asked: room for fusion and for filtering."""
@@ -29,7 +31,7 @@ MAX_FILTERED_DOCUMENTS = 5000
 """Up to this many documents pass a tag/type filter, vector search is confined to
 them in Chroma; beyond it, candidates are over-fetched and filtered afterwards."""
 
-QueryEmbedder = Callable[[str], Awaitable[np.ndarray]]
+QueryEmbedder = Callable[[str], Awaitable["np.ndarray"]]
 """``query -> vector``, with the model the documents were embedded with."""
 
 ChunkKey = tuple[str, int]

@@ -10,16 +10,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docpipe.config import Settings
+from docpipe.extras import require
 from docpipe.reachability import open_metadata, open_vectors
 from docpipe.retrieval.filters import SearchMode, SearchRequest
 from docpipe.retrieval.lookup import find_document
 from docpipe.retrieval.query_embedding import QueryEmbedder
 from docpipe.retrieval.searcher import Searcher, SearchHit
 from docpipe.storage.metadata import MetadataStore
-from docpipe.storage.vectors import VectorStore
+
+if TYPE_CHECKING:  # Chroma's client is the io extra: text search and show run without it
+    from docpipe.storage.vectors import VectorStore
+
+VECTOR_SEARCH_MODULES = ("numpy", "chromadb", "torch", "sentence_transformers")
+"""What embedding the query and asking Chroma take (the io and gpu extras)."""
 
 
 class ReadPath:
@@ -38,6 +44,9 @@ class ReadPath:
         return self._vectors
 
     async def search(self, request: SearchRequest) -> list[SearchHit]:
+        if request.mode is not SearchMode.TEXT:
+            # Before any connection: a client-only install learns what to add, in a line.
+            require(VECTOR_SEARCH_MODULES, f"{request.mode.value} search", "or use --mode text")
         vectors = await self.vectors() if request.mode is not SearchMode.TEXT else None
         searcher = Searcher(self.metadata, vectors, self.embedder)
         return await searcher.search(request)
