@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 
 from temporalio.client import Client
@@ -65,6 +65,8 @@ class TemporalClients:
         self.timeout_s = timeout_s
         self.payload_keys = payload_keys
         self._clients: dict[Endpoint, Client] = {}
+        self._users: dict[Hashable, Endpoint] = {}
+        """Which endpoint each pipeline last read through."""
 
     async def get(self, endpoint: Endpoint) -> Client:
         # No lock: two pipelines racing to connect to one endpoint just make
@@ -81,9 +83,38 @@ class TemporalClients:
         """Drop a client that failed, so the next reading connects afresh."""
         self._clients.pop(endpoint, None)
 
-    async def read(self, endpoint: Endpoint, queues: Mapping[str, QueueRef]) -> BacklogReading:
-        """Statistics of each queue (keyed like ``queues``), never raising."""
+    def use(self, user: Hashable, endpoint: Endpoint) -> None:
+        """``user`` (a pipeline) now reads through ``endpoint``. The endpoint it
+        used before (an API key or certificate since rotated, an address changed)
+        is released. The SDK's Client has no close(): dropping the last reference
+        closes its connection."""
+        previous = self._users.get(user)
+        self._users[user] = endpoint
+        if previous is not None and previous != endpoint:
+            self._release_unused(previous)
+
+    def release(self, user: Hashable) -> None:
+        """``user`` is gone (a deleted pipeline): release its endpoint if unused."""
+        if (previous := self._users.pop(user, None)) is not None:
+            self._release_unused(previous)
+
+    def _release_unused(self, endpoint: Endpoint) -> None:
+        if endpoint not in self._users.values():
+            self.forget(endpoint)
+
+    async def read(
+        self,
+        endpoint: Endpoint,
+        queues: Mapping[str, QueueRef],
+        *,
+        user: Hashable | None = None,
+    ) -> BacklogReading:
+        """Statistics of each queue (keyed like ``queues``), never raising.
+
+        ``user`` (the pipeline) lets a client it no longer uses be released."""
         started = time.monotonic()
+        if user is not None:
+            self.use(user, endpoint)
         try:
             temporal = await self.get(endpoint)
         except Exception as exc:  # unreachable, refused, TLS, bad API key, timeout

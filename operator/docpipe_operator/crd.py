@@ -15,6 +15,7 @@ import yaml
 
 from docpipe_operator import GROUP, KIND, PLURAL, POOLS, SHORT_NAME, VERSION
 from docpipe_operator.spec import (
+    ADDRESS_PATTERN,
     MAX_NAME_LENGTH,
     NAME_PATTERN,
     POOL_DEFAULTS,
@@ -263,8 +264,8 @@ def _spec_schema() -> Schema:
                 "The Temporal frontend the workers (and the operator) connect to.",
                 {
                     "address": _str(
-                        "host:port of the Temporal frontend.",
-                        pattern=r"^[^:\s]+:[0-9]+$",
+                        "host:port of the Temporal frontend ([::1]:7233 for IPv6).",
+                        pattern=ADDRESS_PATTERN,
                     ),
                     "namespace": _str(
                         "Temporal namespace.", default=TEMPORAL_DEFAULTS["namespace"]

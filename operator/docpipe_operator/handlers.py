@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -41,10 +43,24 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) ->
     memo.temporal = TemporalClients(
         timeout_s=CONFIG.temporal_timeout_seconds, payload_keys=load_payload_keyring()
     )
+    memo.sweeper = asyncio.create_task(_sweep_stale_metrics())
+
+
+async def _sweep_stale_metrics() -> None:
+    """A replica that loses the peering race stops running timers but keeps its
+    process: its gauges go once they are older than a few rounds. Not a kopf
+    handler on purpose: kopf pauses those exactly when this must run."""
+    while True:
+        await asyncio.sleep(CONFIG.tick_seconds)
+        metrics.forget_stale(time.monotonic())
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if "sweeper" in memo:
+        memo.sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await memo.sweeper
     if "kube" in memo:
         await memo.kube.close()
 
@@ -87,6 +103,11 @@ async def autoscale(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: An
         await _check_refused_again(body, memo, patch, spec)
         return
     pools = memo.setdefault("pools", {})
+    # This replica handles the pipeline: its gauges hold for a few rounds.
+    slowest = max([CONFIG.tick_seconds, *(pool.poll_interval_s for pool in spec.pools.values())])
+    metrics.touch(
+        body["metadata"]["namespace"], body["metadata"]["name"], time.monotonic(), 3 * slowest
+    )
     result = await reconcile.autoscale(
         memo.kube,
         memo.temporal,
@@ -120,8 +141,10 @@ async def _check_refused_again(
 
 
 @kopf.on.delete(*RESOURCE, optional=True)
-def forget_metrics(namespace: str, name: str, **_: Any) -> None:
+def forget_metrics(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     metrics.forget(namespace, name)
+    if "temporal" in memo:
+        memo.temporal.release((namespace, name))
 
 
 def _apply(body: kopf.Body, patch: kopf.Patch, result: reconcile.Result) -> None:

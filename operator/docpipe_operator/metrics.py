@@ -4,7 +4,10 @@ They answer "what did the autoscaler see and do": replicas per pool
 (desired by the policy, set on the Deployment, ready), the queue readings it
 decided on, every scale event with its reason, and how Temporal answered.
 Series of a deleted DocumentPipeline are removed, so dashboards do not show
-ghosts.
+ghosts. So are the gauges of a pipeline this process stopped handling (a
+replica that lost the peering race pauses; its last values would be summed with
+the active replica's): :func:`touch` marks a pipeline handled, and
+:func:`forget_stale` drops the gauges of any not touched within its ttl.
 """
 
 from __future__ import annotations
@@ -60,7 +63,28 @@ _ALL = (
 )
 
 
-def forget(namespace: str, pipeline: str) -> None:
-    """Remove every series of a deleted pipeline."""
-    for metric in _ALL:
+_GAUGES = (DESIRED_REPLICAS, CURRENT_REPLICAS, READY_REPLICAS, QUEUE_BACKLOG, QUEUE_BACKLOG_AGE)
+
+_HANDLED: dict[tuple[str, str], tuple[float, float]] = {}
+"""(namespace, pipeline) -> (when this process last ran its timer, how long that holds)."""
+
+
+def forget(namespace: str, pipeline: str, *, gauges_only: bool = False) -> None:
+    """Remove every series of a deleted pipeline (or only its gauges)."""
+    for metric in _GAUGES if gauges_only else _ALL:
         metric.remove_by_labels({"namespace": namespace, "pipeline": pipeline})
+    _HANDLED.pop((namespace, pipeline), None)
+
+
+def touch(namespace: str, pipeline: str, now: float, ttl: float) -> None:
+    """This process handles the pipeline now; its gauges are good for ``ttl`` seconds."""
+    _HANDLED[namespace, pipeline] = (now, ttl)
+
+
+def forget_stale(now: float) -> list[tuple[str, str]]:
+    """Drop the gauges of pipelines not handled within their ttl (counters stay:
+    ``rate()`` copes with a series that stops). Returns the pipelines dropped."""
+    stale = [key for key, (seen, ttl) in _HANDLED.items() if now - seen > ttl]
+    for namespace, pipeline in stale:
+        forget(namespace, pipeline, gauges_only=True)
+    return stale

@@ -227,7 +227,7 @@ async def autoscale(
     if not due:
         return None
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    reading = await _read_backlog(kube, temporal, namespace, spec, due, policy)
+    reading = await _read_backlog(kube, temporal, (namespace, name), spec, due, policy)
     metrics.TEMPORAL_QUERY_SECONDS.labels(namespace, name).observe(reading.seconds)
     if not reading.reachable:
         metrics.TEMPORAL_ERRORS.labels(namespace, name).inc()
@@ -324,11 +324,12 @@ async def autoscale(
 async def _read_backlog(
     kube: Kube,
     temporal: TemporalClients,
-    namespace: str,
+    pipeline: tuple[str, str],
     spec: PipelineSpec,
     due: list[str],
     policy: trust.TrustPolicy,
 ) -> BacklogReading:
+    namespace = pipeline[0]
     # Every queue, not only the due pools': the others are upstream of some pool.
     queues = {kind: QueueRef(spec.queues[kind], workflow=kind == "workflow") for kind in POOLS}
     try:
@@ -336,7 +337,7 @@ async def _read_backlog(
     except Exception as exc:  # the API-key or TLS Secret is missing or unreadable
         error = f"cannot read the Temporal credentials: {_describe_error(exc)}"
         return BacklogReading({kind: None for kind in POOLS}, error, 0.0)
-    return await temporal.read(where, queues)
+    return await temporal.read(where, queues, user=pipeline)
 
 
 async def _decide_and_scale(

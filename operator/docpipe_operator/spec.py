@@ -31,6 +31,10 @@ SDK_METRICS_PORT = 9101
 # Longest CR name whose children's names stay valid DNS labels:
 # "<name>-workflow-metrics" must fit in 63 characters.
 MAX_NAME_LENGTH = 63 - len("-workflow-metrics")
+
+# host:port, where host is a name, an IPv4 address or a bracketed IPv6 address
+# ("[::1]:7233", "[fd00::5]:7233"), as gRPC and Go's net.JoinHostPort write them.
+ADDRESS_PATTERN = r"^([^:\s\[\]]+|\[[0-9A-Fa-f:.]+\]):[0-9]+$"
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 QUEUE_DEFAULTS: dict[str, str] = {
@@ -167,9 +171,8 @@ def problems(spec: Mapping[str, Any], name: str = "") -> list[str]:
             f"metadata.name {name!r}: must be a DNS label of at most {MAX_NAME_LENGTH} characters"
         )
     address = (spec.get("temporal") or {}).get("address", "")
-    host, sep, port = str(address).rpartition(":")
-    if not (host and sep and port.isdigit()):
-        found.append(f"spec.temporal.address {address!r}: must be host:port")
+    if not re.match(ADDRESS_PATTERN, str(address)):
+        found.append(f"spec.temporal.address {address!r}: must be host:port ([v6]:port for IPv6)")
     pools = spec.get("pools") or {}
     for kind in POOLS:
         pool = pools.get(kind)
