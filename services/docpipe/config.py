@@ -308,6 +308,14 @@ class Settings(PayloadEncryptionSettings):
             raise ValueError("must be at most 255 characters")
         return value
 
+    @field_validator("worker_deployment_name")
+    @classmethod
+    def _deployment_name(cls, value: str | None) -> str | None:
+        if value is not None and "." in value:
+            # The server refuses it: "<deployment>.<build id>" names a version.
+            raise ValueError("cannot contain '.'")
+        return value
+
     @property
     def build_id(self) -> str | None:
         """This worker's Build ID (WORKER_BUILD_ID, else DOCPIPE_IMAGE_TAG); None: unversioned."""

@@ -89,6 +89,13 @@ def test_an_overlong_build_id_fails_at_start(monkeypatch: pytest.MonkeyPatch) ->
         load_settings()
 
 
+def test_a_deployment_name_with_a_dot_fails_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Temporal refuses it (a version is named "<deployment>.<build id>")."""
+    monkeypatch.setenv("WORKER_DEPLOYMENT_NAME", "team.a")
+    with pytest.raises(ConfigError, match=r"(?i)worker_deployment_name"):
+        load_settings()
+
+
 def test_every_workflow_has_a_declared_versioning_behaviour() -> None:
     assert set(VERSIONING_BEHAVIOR) == set(WORKFLOWS)
 
