@@ -38,13 +38,15 @@ maybe_signals = st.one_of(st.none(), signals)
 @settings(max_examples=120, deadline=None)
 @given(knobs(), st.lists(maybe_signals, min_size=1, max_size=40), st.integers(0, 60))
 def test_replicas_stay_within_bounds(knob: ScalingKnobs, trace: list, start: int) -> None:
-    """Never above max; never below min, except a pool that may idle at zero."""
+    """Never above max; never below min, except a pool that may idle at zero -- which
+    goes there, or holds a count it already had while the scale-down stabilises
+    (scaling a pool up to its minimum only to take it to zero would be waste)."""
     replicas, state = min(start, knob.max_replicas), ScalingState()
     for step, item in enumerate(trace):
         decision = decide(replicas, item, knob, state, step * 10.0)
         assert decision.replicas <= knob.max_replicas
         if decision.replicas < knob.min_replicas:
-            assert decision.replicas == 0
+            assert decision.replicas in (0, replicas)
             assert knob.scale_to_zero or knob.min_replicas == 0 or replicas == 0
         replicas, state = decision.replicas, decision.state
 
