@@ -392,3 +392,96 @@ def manifests(body: Mapping[str, Any], spec: PipelineSpec) -> list[Manifest]:
         *(deployment(body, spec, kind) for kind in spec.pools),
         *(service(body, spec, kind) for kind in spec.pools),
     ]
+
+
+# --- Versioned pools: one Deployment per live Build ID ("rainbow") ------------------
+# Not wired into reconcile yet (docs/operator.md, "Rollouts"): these render what a
+# versioned pool's Deployments look like, from the pool's own Deployment.
+
+VERSION_LABEL = "docpipe.io/version"
+"""Label (and selector) of a version's Deployment and pods: a DNS-safe form of the Build ID."""
+BUILD_ID_ANNOTATION = "docpipe.io/build-id"
+"""The exact Build ID, which a label value may not be able to hold."""
+_SLUG_MAX = 24
+_NAME_MAX = 63
+
+
+def build_id_for(image: str, explicit: str | None = None) -> str:
+    """The Build ID of a pool's workers: the explicit one, else the image's tag or digest.
+
+    A Build ID names the workflow code; an image without a tag or digest (or
+    tagged ``latest``) names nothing stable, so it is refused rather than guessed.
+    """
+    if explicit:
+        return explicit
+    name, at, digest = image.partition("@")
+    if at:
+        return digest
+    last = name.rsplit("/", 1)[-1]
+    tag = last.partition(":")[2]
+    if not tag or tag == "latest":
+        raise ValueError(
+            f"image {image!r} has no tag or digest: a versioned pool needs one, or a buildId"
+        )
+    return tag
+
+
+def temporal_deployment_name(namespace: str, pipeline: str, kind: str) -> str:
+    """The pool's Temporal Worker Deployment: one per namespace, pipeline and pool.
+
+    Temporal refuses a '.' in it (a DocumentPipeline name may have dots); '/' is fine.
+    """
+    return f"{namespace}/{pipeline}-{kind}".replace(".", "-")
+
+
+def version_slug(build_id: str) -> str:
+    """A label-value and DNS-label-safe form of ``build_id``, unique per Build ID.
+
+    Kept verbatim when it already is one (``v42``, ``1-4-0``); otherwise cleaned
+    and suffixed with a hash of the original, so ``1.4.0`` and ``1-4-0`` differ.
+    """
+    cleaned = "".join(c if c.isalnum() else "-" for c in build_id.lower()).strip("-")
+    if cleaned == build_id and 0 < len(cleaned) <= _SLUG_MAX:
+        return cleaned
+    digest = hashlib.sha256(build_id.encode()).hexdigest()[:8]
+    head = cleaned[: _SLUG_MAX - len(digest) - 1].strip("-")
+    return f"{head}-{digest}" if head else digest
+
+
+def version_deployment_name(pipeline: str, kind: str, build_id: str) -> str:
+    """``<pipeline>-<pool>-<slug>``, at most 63 characters (pod names derive from it)."""
+    slug = version_slug(build_id)
+    prefix = deployment_name(pipeline, kind)[: _NAME_MAX - len(slug) - 1].rstrip("-")
+    return f"{prefix}-{slug}"
+
+
+def versioned_deployment(
+    manifest: Manifest, *, build_id: str, temporal_deployment: str, name: str
+) -> Manifest:
+    """The Deployment of one version of a pool, derived from the pool's Deployment.
+
+    Its name, labels and selector carry the version, so each live Build ID has
+    its own ReplicaSets and pods (an old version keeps running for its pinned
+    workflows while the new one serves), and its workers get the Worker Deployment
+    and Build ID to poll as. Those two are set last: a pipeline or pool ``env``
+    entry must not be able to move a version's pods to another version.
+    """
+    versioned = copy.deepcopy(manifest)
+    slug = version_slug(build_id)
+    metadata = versioned["metadata"]
+    metadata["name"] = name
+    metadata["labels"] = {**metadata.get("labels", {}), VERSION_LABEL: slug}
+    metadata["annotations"] = {**metadata.get("annotations", {}), BUILD_ID_ANNOTATION: build_id}
+    spec = versioned["spec"]
+    spec["selector"]["matchLabels"] = {**spec["selector"]["matchLabels"], VERSION_LABEL: slug}
+    template = spec["template"]
+    template["metadata"]["labels"] = {**template["metadata"]["labels"], VERSION_LABEL: slug}
+    template["metadata"]["annotations"] = {
+        **template["metadata"].get("annotations", {}),
+        BUILD_ID_ANNOTATION: build_id,
+    }
+    pinned = {"WORKER_DEPLOYMENT_NAME": temporal_deployment, "WORKER_BUILD_ID": build_id}
+    for container in template["spec"]["containers"]:
+        env = [e for e in container.get("env", []) if e["name"] not in pinned]
+        container["env"] = env + [_env(k, v) for k, v in pinned.items()]
+    return versioned
