@@ -58,6 +58,10 @@ def create_app(settings: Settings, *, request_timeout_s: float = 10.0) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_read_path(settings) as read_path:
+            if read_path.can_search_vectors():
+                # Loaded before the first request is served (healthz answers only
+                # after start-up), so no query pays seconds of model loading.
+                await read_path.embedder.warm()
             app.state.read_path = read_path
             yield
 

@@ -38,6 +38,10 @@ class QueryEmbedder:
                 self._model = await asyncio.to_thread(Embedder, path, ["cpu"], name=self.name)
         return self._model
 
+    async def warm(self) -> None:
+        """Load the model now (a server's start-up), not on the first query."""
+        await self._loaded()
+
     async def __call__(self, query: str) -> np.ndarray:
         model = await self._loaded()
         return (await model.embed([query]))[0]

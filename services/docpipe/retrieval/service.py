@@ -51,6 +51,12 @@ class ReadPath:
         searcher = Searcher(self.metadata, vectors, self.embedder)
         return await searcher.search(request)
 
+    def can_search_vectors(self) -> bool:
+        """Whether this install has what vector and hybrid search take."""
+        from importlib.util import find_spec
+
+        return all(find_spec(name) is not None for name in VECTOR_SEARCH_MODULES)
+
     async def show(self, reference: str) -> dict[str, Any] | None:
         return await find_document(self.metadata, reference)
 
