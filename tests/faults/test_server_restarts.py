@@ -126,8 +126,10 @@ async def assert_exactly_once(
 @pytest.mark.parametrize(
     ("server", "hits", "min_attempts"),
     [
-        # The IO worker's pool waits for a connection (and reconnects) within one attempt.
-        ("postgres", steps.STORE_METADATA, 1),
+        # The first write to PostgreSQL after the text is prepared is the chunks'
+        # full-text index, stored with the vectors; the IO worker's pool waits for a
+        # connection (and reconnects), within one attempt or over Temporal's retries.
+        ("postgres", steps.STORE_VECTORS, 1),
         # Chroma's client fails at once: Temporal retries the step with backoff.
         ("chroma", steps.STORE_VECTORS, 2),
     ],
