@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from temporalio.client import Client
 
     from docpipe.redrive import RedrivePlan
+    from docpipe.retrieval.filters import SearchRequest
+    from docpipe.retrieval.searcher import SearchHit
     from docpipe.supervisor import WorkerSupervisor
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -620,6 +622,17 @@ def _print_redrive_plan(plan: RedrivePlan, output: OutputFormat) -> None:
         console.print(f"[yellow]not re-drivable[/yellow] row {item['row']}: {item['reason']}")
 
 
+Api = Annotated[
+    str | None,
+    typer.Option(
+        "--api",
+        envvar="DOCPIPE_API_URL",
+        help="Ask a running `docpipe serve` at this URL instead of the stores",
+        show_default=False,
+    ),
+]
+
+
 class SearchModeChoice(StrEnum):
     vector = "vector"
     text = "text"
@@ -639,6 +652,7 @@ def search(
     type_: Annotated[
         str | None, typer.Option("--type", help="Only this MIME type, e.g. text/html")
     ] = None,
+    api: Api = None,
     output: Output = OutputFormat.table,
 ) -> None:
     """Search what was ingested.
@@ -656,22 +670,40 @@ def search(
     except BadSearch as err:
         err_console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
-    settings = _settings()
+    try:
+        if api:
+            from docpipe.retrieval.remote import DocpipeApi
 
-    async def go() -> list:
-        async with open_read_path(settings) as read_path:
-            return await read_path.search(request)
-
-    hits = asyncio.run(go())
+            hits = asyncio.run(DocpipeApi(api).search(request))
+        else:
+            hits = asyncio.run(_search_stores(_settings(), request))
+    except BadSearch as err:  # the API server's 422
+        err_console.print(f"[red]{err}[/red]", highlight=False)
+        raise typer.Exit(2) from None
     if output is OutputFormat.json:
         print(json_text({"query": request.query, "mode": request.mode.value, "results": hits}))
     else:
         console.print(hits_table(request.query, request.mode.value, hits))
 
 
+async def _search_stores(settings: Settings, request: SearchRequest) -> list[SearchHit]:
+    from docpipe.retrieval.service import open_read_path
+
+    async with open_read_path(settings) as read_path:
+        return await read_path.search(request)
+
+
+async def _show_from_stores(settings: Settings, reference: str) -> dict | None:
+    from docpipe.retrieval.service import open_read_path
+
+    async with open_read_path(settings) as read_path:
+        return await read_path.show(reference)
+
+
 @app.command()
 def show(
     document: Annotated[str, typer.Argument(help="A document id, or its source (URL or path)")],
+    api: Api = None,
     output: Output = OutputFormat.table,
 ) -> None:
     """Show one document's record.
@@ -680,15 +712,13 @@ def show(
     information, summary, chunks, object keys, attempts and timings."""
     from docpipe.retrieval.lookup import sections
     from docpipe.retrieval.render import json_text, record_view
-    from docpipe.retrieval.service import open_read_path
 
-    settings = _settings()
+    if api:
+        from docpipe.retrieval.remote import DocpipeApi
 
-    async def go() -> dict | None:
-        async with open_read_path(settings) as read_path:
-            return await read_path.show(document)
-
-    found = asyncio.run(go())
+        found = asyncio.run(DocpipeApi(api).show(document))
+    else:
+        found = asyncio.run(_show_from_stores(_settings(), document))
     if found is None:
         err_console.print(
             f"[red]no document {document!r}: not an id or source docpipe stored[/red]"

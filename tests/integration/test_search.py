@@ -430,3 +430,28 @@ def test_the_api_publishes_its_openapi_schema(api: str) -> None:
     assert {"/search", "/documents/{document_id}", "/documents", "/healthz"} <= set(schema["paths"])
     parameters = {p["name"]: p for p in schema["paths"]["/search"]["get"]["parameters"]}
     assert parameters["k"]["schema"]["maximum"] == 100
+
+
+def test_the_cli_can_search_and_show_through_the_api(api: str, devstack) -> None:
+    doc = BY_NAME["volcanic.html"]
+    # No store settings at all: everything goes through `docpipe serve`.
+    env = {"METADATA_DB_PORT": "1", "VECTOR_DB_URL": "http://127.0.0.1:1", "COLUMNS": "250"}
+    found = subprocess.run(
+        [sys.executable, "-m", "docpipe", "search", "vines in volcanic ash", "--tag", TAG,
+         "--api", api, "-o", "json"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["results"][0]["document_id"] == doc.document_id
+    shown = subprocess.run(
+        [sys.executable, "-m", "docpipe", "show", doc.source, "-o", "json"],
+        env={**os.environ, **env, "DOCPIPE_API_URL": api},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["title"] == doc.title
+    bad = subprocess.run(
+        [sys.executable, "-m", "docpipe", "search", "x", "--language", "xx1", "--api", api],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "language" in bad.stderr

@@ -46,7 +46,11 @@ class ReadPath:
     async def search(self, request: SearchRequest) -> list[SearchHit]:
         if request.mode is not SearchMode.TEXT:
             # Before any connection: a client-only install learns what to add, in a line.
-            require(VECTOR_SEARCH_MODULES, f"{request.mode.value} search", "or use --mode text")
+            require(
+                VECTOR_SEARCH_MODULES,
+                f"{request.mode.value} search",
+                "or --api URL of a docpipe serve, or --mode text",
+            )
         vectors = await self.vectors() if request.mode is not SearchMode.TEXT else None
         searcher = Searcher(self.metadata, vectors, self.embedder)
         return await searcher.search(request)
