@@ -661,7 +661,6 @@ def search(
     source: by meaning (vector), by words (text) or both fused (hybrid)."""
     from docpipe.retrieval.filters import BadSearch, search_request
     from docpipe.retrieval.render import hits_table, json_text
-    from docpipe.retrieval.service import open_read_path
 
     try:
         request = search_request(
