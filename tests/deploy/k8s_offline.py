@@ -7,7 +7,8 @@ There is no cluster here, so every rendered or hand-written object goes through:
 * our custom resources (``docpipe.io``, ``kopf.dev``): the CRDs in ``deploy/crds/``,
   through ``tests/operator/crd_admission.py`` (structural defaults, the openAPI schema
   closed against unknown fields, then the CEL rules);
-* Prometheus Operator objects (``monitoring.coreos.com/v1`` ServiceMonitor, PodMonitor):
+* Prometheus Operator objects (``monitoring.coreos.com/v1`` ServiceMonitor, PodMonitor,
+  PrometheusRule):
   their CRDs are not available offline, so :data:`MONITORING_SCHEMAS` is a schema of our
   own for the fields the chart uses, closed against unknown fields (field names, types and
   the Duration pattern follow the prometheus-operator API);
@@ -205,6 +206,58 @@ MONITORING_SCHEMAS: dict[str, dict[str, Any]] = {
                     "jobLabel": {"type": "string"},
                     "podTargetLabels": {"type": "array", "items": {"type": "string"}},
                     "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT},
+                },
+            },
+        },
+    },
+}
+
+
+# PrometheusRule (monitoring.coreos.com/v1): the rule-group fields of the prometheus-operator
+# API (RuleGroup, Rule); a rule is an alert or a recording rule, never both.
+_RULE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["expr"],
+    "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+    "properties": {
+        "alert": {"type": "string", "pattern": r"^[a-zA-Z_][a-zA-Z0-9_]*$"},
+        "record": {"type": "string", "pattern": r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"},
+        "expr": {"type": "string", "minLength": 1},
+        "for": _DURATION,
+        "keep_firing_for": _DURATION,
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+MONITORING_SCHEMAS["PrometheusRule"] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": _METADATA,
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["groups"],
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": _DURATION,
+                            "limit": {"type": "integer", "minimum": 0},
+                            "partial_response_strategy": {"type": "string"},
+                            "rules": {"type": "array", "items": _RULE},
+                        },
+                    },
                 },
             },
         },
