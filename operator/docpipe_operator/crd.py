@@ -16,6 +16,8 @@ import yaml
 from docpipe_operator import GROUP, KIND, PLURAL, POOLS, SHORT_NAME, VERSION
 from docpipe_operator.spec import (
     ADDRESS_PATTERN,
+    AUTOSCALING_MODES,
+    EXTENDED_RESOURCE_PATTERN,
     MAX_NAME_LENGTH,
     NAME_PATTERN,
     POOL_DEFAULTS,
@@ -134,6 +136,93 @@ TOLERATIONS: Schema = {
 }
 
 
+def _int_or_string(description: str) -> Schema:
+    return {
+        "description": description,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "x-kubernetes-int-or-string": True,
+    }
+
+
+DISRUPTION_BUDGET: Schema = _obj(
+    "The pool's PodDisruptionBudget (owned by the pipeline). Default: on when "
+    "minReplicas >= 2, with maxUnavailable: 1.",
+    {
+        "enabled": {
+            "type": "boolean",
+            "description": "Create the budget (default: minReplicas >= 2).",
+        },
+        "minAvailable": _int_or_string("Pods that must stay (number or percent)."),
+        "maxUnavailable": _int_or_string("Pods that may go at once (number or percent)."),
+    },
+    **{
+        "x-kubernetes-validations": [
+            {
+                "rule": "!(has(self.minAvailable) && has(self.maxUnavailable))",
+                "message": "set minAvailable or maxUnavailable, not both",
+            }
+        ]
+    },
+)
+
+TOPOLOGY_SPREAD: Schema = {
+    "type": "array",
+    "description": "Kubernetes topologySpreadConstraints; one without labelSelector "
+    "spreads this pool's pods.",
+    "items": {
+        "type": "object",
+        "description": "A TopologySpreadConstraint.",
+        "properties": {
+            "maxSkew": _int("Most the pod counts may differ.", minimum=1),
+            "topologyKey": _str("Node label, e.g. topology.kubernetes.io/zone.", minLength=1),
+            "whenUnsatisfiable": _str(
+                "What the scheduler does.", enum=["DoNotSchedule", "ScheduleAnyway"]
+            ),
+            "labelSelector": {
+                "type": "object",
+                "description": "Pods counted (default: this pool's).",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+        },
+        "required": ["maxSkew", "topologyKey", "whenUnsatisfiable"],
+        # minDomains, matchLabelKeys, nodeAffinityPolicy...: passed through.
+        "x-kubernetes-preserve-unknown-fields": True,
+    },
+}
+
+VOLUMES: Schema = {
+    "type": "array",
+    "description": "Extra pod volumes (Kubernetes Volume): emptyDir, configMap, secret "
+    "(labelled like every referenced Secret), projected, downwardAPI, "
+    "persistentVolumeClaim, ephemeral or image; hostPath and others are refused.",
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["name"],
+    "items": {
+        "type": "object",
+        "description": "A volume.",
+        "properties": {"name": _str("Volume name.", minLength=1)},
+        "required": ["name"],
+        "x-kubernetes-preserve-unknown-fields": True,
+    },
+}
+
+VOLUME_MOUNTS: Schema = {
+    "type": "array",
+    "description": "Extra mounts of the worker container.",
+    "items": _obj(
+        "A VolumeMount.",
+        {
+            "name": _str("A volume of volumes (or the operator's tmp/cache).", minLength=1),
+            "mountPath": _str("Where.", minLength=1),
+            "readOnly": {"type": "boolean", "description": "Read-only."},
+            "subPath": _str("A path within the volume."),
+            "subPathExpr": _str("subPath with $(VAR) expansion."),
+        },
+        required=["name", "mountPath"],
+    ),
+}
+
+
 def _scaling_schema(kind: str) -> Schema:
     d = SCALING_DEFAULTS[kind]
     return _obj(
@@ -233,12 +322,34 @@ def _pool_schema(kind: str) -> Schema:
             default=d["terminationGracePeriodSeconds"],
         ),
         "scaling": _scaling_schema(kind),
+        "autoscaling": _str(
+            "operator: the operator scales the pool; external: an HPA or KEDA "
+            "ScaledObject you attach owns spec.replicas and the operator never writes them.",
+            enum=list(AUTOSCALING_MODES),
+            default=d["autoscaling"],
+        ),
+        "podDisruptionBudget": DISRUPTION_BUDGET,
+        "topologySpreadConstraints": TOPOLOGY_SPREAD,
+        "runtimeClassName": _str("RuntimeClass of the pods (e.g. nvidia)."),
+        "volumes": VOLUMES,
+        "volumeMounts": VOLUME_MOUNTS,
+        "podAnnotations": {
+            "type": "object",
+            "description": "Annotations of the pods (prometheus.io/* stay the operator's).",
+            "additionalProperties": {"type": "string"},
+        },
     }
     if kind == "gpu":
         properties["gpusPerPod"] = _int(
-            "nvidia.com/gpu per pod (0: run on CPU, no GPU node needed).",
+            "GPUs (of gpuResourceName) per pod (0: run on CPU, no GPU node needed).",
             minimum=0,
             default=d["gpusPerPod"],
+        )
+        properties["gpuResourceName"] = _str(
+            "The extended resource requested: nvidia.com/gpu, or a MIG profile such as "
+            "nvidia.com/mig-1g.10gb.",
+            pattern=EXTENDED_RESOURCE_PATTERN,
+            default=d["gpuResourceName"],
         )
     return _obj(
         f"The {kind} worker pool.",
@@ -400,13 +511,14 @@ def _pool_status_schema() -> Schema:
             "lastDecisionMessage": _str("Its explanation."),
             "lastScaleTime": _str("When replicas last changed.", format="date-time"),
             "lastScaleReason": _str("Why they changed."),
+            "autoscaling": _str("Who owns replicas: operator, external, or paused."),
         },
     )
 
 
 def _status_schema() -> Schema:
     condition = _obj(
-        "A condition (Ready, Progressing, TemporalReachable, Scaling).",
+        "A condition (Ready, Progressing, TemporalReachable, Scaling, Paused).",
         {
             "type": _str("Condition type."),
             "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
@@ -420,7 +532,7 @@ def _status_schema() -> Schema:
     return _obj(
         "What the operator observed and decided.",
         {
-            "phase": _str("Pending, Running, Degraded or Invalid."),
+            "phase": _str("Pending, Running, Paused, Degraded or Invalid."),
             "observedGeneration": _int("The spec generation the Deployments reflect."),
             "totalBacklog": _int("Tasks waiting on all four queues."),
             "pools": _obj("Per pool.", {kind: _pool_status_schema() for kind in POOLS}),

@@ -1,7 +1,8 @@
 """The few Kubernetes API calls the operator makes besides kopf's own.
 
 kopf watches and patches the DocumentPipelines; this module creates and
-patches what they own (Deployments, Services), scales Deployments and reads
+patches what they own (Deployments, Services, PodDisruptionBudgets), deletes
+budgets a pool no longer has, scales Deployments and reads
 the Temporal API-key Secret, with ``kubernetes_asyncio``. Both use the same
 credentials: :func:`load_configuration` is the operator's login handler's
 source too, so a kubeconfig (a developer, the tests) and a service account (in
@@ -11,7 +12,9 @@ Owned objects are written by server-side apply under the field manager
 ``docpipe-operator``: the API server removes a field the operator applied
 before and no longer renders (a nodeSelector taken out of the spec), which a
 merge patch never does. ``spec.replicas`` belongs to a second manager,
-``docpipe-operator-autoscaler``, so applying the template never resets them.
+``docpipe-operator-autoscaler``, so applying the template never resets them;
+a pool with ``autoscaling: external`` has neither manager own them (an HPA or
+KEDA does), so its value is never written or removed by the operator.
 Writes are idempotent: the object is read first and applied only when our
 fingerprint (``docpipe.io/spec-hash``) differs. A replayed event, a resumed
 operator or a racing replica therefore changes nothing.
@@ -95,6 +98,7 @@ class Outcome(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
+    DELETED = "deleted"
 
 
 class SecretNotAllowedError(PermissionError):
@@ -124,6 +128,7 @@ class Kube:
         self.api_client = api_client
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.policy = client.PolicyV1Api(api_client)
 
     @classmethod
     async def connect(cls) -> Kube:
@@ -159,7 +164,13 @@ class Kube:
         if (existing.metadata.annotations or {}).get(SPEC_HASH_ANNOTATION) == wanted:
             return Outcome.UNCHANGED
         entries = self.api_client.sanitize_for_serialization(existing.metadata.managed_fields or [])
-        if takeover := take_over_legacy_fields(entries):
+        owners = take_over_legacy_fields(entries) or entries
+        external = kind == "Deployment" and "replicas" not in manifest["spec"]
+        if external:
+            # An HPA/KEDA owns replicas now: let go of them without changing the value
+            # (applying without them while still owning them would remove them).
+            owners = release_replicas(owners) or owners
+        if owners != entries:
             await ops.json_patch(
                 namespace,
                 name,
@@ -169,13 +180,18 @@ class Kube:
                         "path": "/metadata/resourceVersion",
                         "value": existing.metadata.resource_version,
                     },
-                    {"op": "replace", "path": "/metadata/managedFields", "value": takeover},
+                    {"op": "replace", "path": "/metadata/managedFields", "value": owners},
                 ],
             )
-            entries = takeover
-        if kind == "Deployment" and not _owns(entries, SCALER_FIELD_MANAGER, "f:replicas"):
-            # Replicas still owned by the template's manager only (a create cut short):
-            # hand them over first, or applying without them would remove them.
+            entries = owners
+        if (
+            kind == "Deployment"
+            and not external
+            and not _owns(entries, SCALER_FIELD_MANAGER, "f:replicas")
+        ):
+            # Replicas still owned by the template's manager only (a create cut short),
+            # or by an external autoscaler until now: the operator's autoscaler takes
+            # them over at their current value, or applying without them would remove them.
             await self.scale(namespace, name, existing.spec.replicas)
         await ops.apply(namespace, name, _without_replicas(manifest))
         log.info("updated %s %s/%s to spec %s", kind, namespace, name, wanted)
@@ -192,7 +208,24 @@ class Kube:
                 self.core.read_namespaced_service,
                 self.core.patch_namespaced_service,
             )
+        if kind == "PodDisruptionBudget":
+            return _Ops(
+                self.policy.read_namespaced_pod_disruption_budget,
+                self.policy.patch_namespaced_pod_disruption_budget,
+                self.policy.delete_namespaced_pod_disruption_budget,
+            )
         raise ValueError(f"unsupported kind {kind}")
+
+    async def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
+        """Delete an object this pipeline controls and no longer wants (a budget turned
+        off); one it does not control is left alone. True if something was deleted."""
+        ops = self._ops(kind)
+        existing = await ops.read(namespace, name)
+        if existing is None or not _controlled_by(existing.metadata, owner_uid):
+            return False
+        await ops.delete(namespace, name)
+        log.info("deleted %s %s/%s: the spec no longer asks for it", kind, namespace, name)
+        return True
 
     # ------------------------------------------------------------ deployments
 
@@ -292,6 +325,7 @@ def _labels(obj: Any) -> dict[str, str]:
 class _Ops:
     _read: Any
     _patch: Any
+    _delete: Any = None
 
     async def read(self, namespace: str, name: str) -> Any | None:
         try:
@@ -316,6 +350,13 @@ class _Ops:
     async def json_patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> Any:
         return await self._patch(name, namespace, ops, _content_type=JSON_PATCH)
 
+    async def delete(self, namespace: str, name: str) -> None:
+        try:
+            await self._delete(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:  # gone already: what we wanted
+                raise
+
 
 def _controlled_by(metadata: Any, owner_uid: str) -> bool:
     return any(ref.uid == owner_uid and ref.controller for ref in metadata.owner_references or [])
@@ -333,6 +374,28 @@ def _owns(entries: list[dict[str, Any]], manager: str, spec_field: str) -> bool:
         and spec_field in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
         for entry in entries
     )
+
+
+def release_replicas(entries: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """managedFields without the operator's managers owning ``spec.replicas``, or None
+    if neither does. The value stays: an unowned field is kept, and whoever writes it
+    next (the HPA, through the scale subresource) owns it."""
+    ours = (FIELD_MANAGER, SCALER_FIELD_MANAGER)
+    kept = []
+    for entry in entries:
+        spec = ((entry.get("fieldsV1") or {}).get("f:spec")) or {}
+        if entry.get("manager") not in ours or "f:replicas" not in spec:
+            kept.append(entry)
+            continue
+        fields = dict(entry["fieldsV1"])
+        rest = {key: value for key, value in spec.items() if key != "f:replicas"}
+        if rest:
+            fields["f:spec"] = rest
+        else:
+            del fields["f:spec"]
+        if fields:
+            kept.append({**entry, "fieldsV1": fields})
+    return kept if kept != entries else None
 
 
 def take_over_legacy_fields(entries: list[dict[str, Any]]) -> list[dict[str, Any]] | None:

@@ -19,9 +19,17 @@ from typing import Any
 from docpipe_operator import POOLS, metrics, resources, scaling, trust
 from docpipe_operator.backlog import BacklogReading, Endpoint, QueueRef, TemporalClients
 from docpipe_operator.kube import DeploymentState, Kube, Outcome
-from docpipe_operator.spec import TLS_CA_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, PipelineSpec
+from docpipe_operator.spec import (
+    PAUSED_ANNOTATION,
+    TLS_CA_KEY,
+    TLS_CERT_KEY,
+    TLS_PRIVATE_KEY_KEY,
+    PipelineSpec,
+    is_paused,
+)
 from docpipe_operator.status import (
     NOT_ALLOWED,
+    PAUSED,
     PROGRESSING,
     READY,
     SCALING,
@@ -145,6 +153,9 @@ async def ensure_workloads(
     for manifest in resources.manifests(body, spec):
         key = f"{manifest['kind']}/{manifest['metadata']['name']}"
         outcomes[key] = await kube.apply(manifest, owner_uid)
+    for kind, name in resources.unwanted(body, spec):  # a budget turned off
+        if await kube.delete_owned(kind, body["metadata"]["namespace"], name, owner_uid):
+            outcomes[f"{kind}/{name}"] = Outcome.DELETED
     changed = {
         key: outcome for key, outcome in outcomes.items() if outcome is not Outcome.UNCHANGED
     }
@@ -227,6 +238,7 @@ async def autoscale(
     if not due:
         return None
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    paused = is_paused(body["metadata"])
     reading = await _read_backlog(kube, temporal, (namespace, name), spec, due, policy)
     metrics.TEMPORAL_QUERY_SECONDS.labels(namespace, name).observe(reading.seconds)
     if not reading.reachable:
@@ -269,7 +281,16 @@ async def autoscale(
             entry.pop("currentReplicas", None)
             pools[kind] = entry
             continue
-        if kind in due:
+        if kind in due and (hands_off := _hands_off(spec, kind, paused)):
+            # Paused, or an HPA/KEDA owns replicas: read the queue for status, never
+            # scale, and accept whatever count is there (no ReplicasOverridden). The
+            # policy starts afresh on resume: a full window before any scale-down.
+            pool_memory = memory[kind]
+            pool_memory.owned = found.replicas
+            pool_memory.state = scaling.ScalingState()
+            pool_memory.next_poll = monotonic + spec.pools[kind].poll_interval_s
+            entry |= _hands_off_status(kind, hands_off, found, reading.stats.get(kind))
+        elif kind in due:
             pool_memory = memory[kind]
             if pool_memory.owned is None and isinstance(entry.get("desiredReplicas"), int):
                 # A restarted operator: its last decision is in status.
@@ -299,12 +320,14 @@ async def autoscale(
             pool_memory.next_poll = monotonic + spec.pools[kind].poll_interval_s
             decisions.append(decision)
             entry |= _decision_status(decision, reading.stats.get(kind), now)
+            entry["autoscaling"] = "operator"
             if decision.direction:
                 result.notices.append(_scale_notice(kind, decision))
         pools[kind] = entry = entry | _observed(found)
         _export_pool(namespace, name, kind, entry)
 
-    result.status = _round_status(body, pools, reading, decisions)
+    result.status = _round_status(body, pools, reading, decisions, paused=paused)
+    result.notices += _pause_notices(body, paused, seen)
     result.notices += _stuck_notices(body, pools, seen)
     result.notices += _missing_stats_notices(reading, seen)
     was = condition_status((body.get("status") or {}).get("conditions") or [], TEMPORAL_REACHABLE)
@@ -385,6 +408,67 @@ async def _decide_and_scale(
     return decision, found
 
 
+def _hands_off(spec: PipelineSpec, kind: str, paused: bool) -> str | None:
+    """Why the operator leaves a pool's replicas alone this round (None: it scales)."""
+    if paused:
+        return "paused"
+    if spec.pools[kind].external:
+        return "external"
+    return None
+
+
+def _hands_off_status(kind: str, why: str, found: DeploymentState, stats: Any) -> dict[str, Any]:
+    """A pool's status entry when its replicas are not the operator's to set."""
+    if why == "paused":
+        reason = "Paused"
+        message = (
+            f'replicas frozen at {found.replicas} ({PAUSED_ANNOTATION}: "true"); '
+            "remove the annotation to resume autoscaling"
+        )
+    else:
+        reason = "External"
+        message = (
+            f"{found.replicas} replicas, set by an external autoscaler (autoscaling: "
+            "external); the operator never writes them"
+        )
+    entry: dict[str, Any] = {
+        "desiredReplicas": found.replicas,
+        "lastDecision": reason,
+        "lastDecisionMessage": message,
+        "autoscaling": why,
+    }
+    if stats is not None:
+        entry |= {
+            "backlog": stats.backlog_count,
+            "backlogAgeSeconds": round(stats.backlog_age_s, 3),
+            "addRate": round(stats.add_rate, 4),
+            "dispatchRate": round(stats.dispatch_rate, 4),
+        }
+    return entry
+
+
+def _pause_notices(
+    body: Mapping[str, Any], paused: bool, seen: MutableMapping[str, Any] | None
+) -> list[Notice]:
+    """One Event when a pause begins and one when it ends (not one per round)."""
+    conditions = (body.get("status") or {}).get("conditions") or []
+    was = condition_status(conditions, PAUSED) == "True"
+    if seen is not None:
+        was = seen.get("paused", was)
+        seen["paused"] = paused
+    if paused and not was:
+        return [
+            Notice(
+                "Normal",
+                "Paused",
+                f'{PAUSED_ANNOTATION}: "true": replicas are frozen; kubectl scale sticks',
+            )
+        ]
+    if was and not paused:
+        return [Notice("Normal", "Resumed", "autoscaling resumed from the current replicas")]
+    return []
+
+
 def _signal(stats: Any) -> scaling.QueueSignal | None:
     """The policy's view of one queue's statistics (``None``: could not be read)."""
     if stats is None:
@@ -429,7 +513,7 @@ async def _recreate(
                 Notice("Warning", "RecreateFailed", f"{kind}: {_describe_error(exc)}")
             )
             continue
-        back[kind] = DeploymentState(manifest["spec"]["replicas"], 0, 0)
+        back[kind] = DeploymentState(manifest["spec"].get("replicas", 1), 0, 0)
         message = f"Deployment {manifest['metadata']['name']} was missing; recreated"
         result.notices.append(Notice("Warning", "DeploymentRecreated", message))
         log.warning("%s/%s: %s", namespace, name, message)
@@ -522,8 +606,22 @@ def _round_status(
     pools: dict[str, dict[str, Any]],
     reading: BacklogReading,
     decisions: list[scaling.Decision],
+    *,
+    paused: bool = False,
 ) -> dict[str, Any]:
     conditions = (body.get("status") or {}).get("conditions") or []
+    if paused:
+        conditions = set_condition(
+            conditions,
+            PAUSED,
+            True,
+            "Annotation",
+            f'{PAUSED_ANNOTATION}: "true": replicas are frozen; remove it to resume',
+        )
+    elif condition_status(conditions, PAUSED) is not None:
+        conditions = set_condition(
+            conditions, PAUSED, False, "Resumed", "the autoscaler sets replicas again"
+        )
     ready, reason, message = ready_condition(pools)
     conditions = set_condition(conditions, READY, ready, reason, message)
     progressing, reason, message = progressing_condition(pools)
@@ -542,7 +640,11 @@ def _round_status(
         for kind in POOLS
         if pools[kind].get("lastDecision")
     )
-    if reading.missing:
+    if paused:
+        conditions = set_condition(
+            conditions, SCALING, False, "Paused", "replicas frozen: " + summary
+        )
+    elif reading.missing:
         conditions = set_condition(
             conditions,
             SCALING,
@@ -560,7 +662,7 @@ def _round_status(
         )
     total = sum(int(pool.get("backlog") or 0) for pool in pools.values())
     return {
-        "phase": phase(ready, reading.reachable, stuck=not progressing).value,
+        "phase": phase(ready, reading.reachable, stuck=not progressing, paused=paused).value,
         "totalBacklog": total,
         "pools": pools,
         "conditions": conditions,

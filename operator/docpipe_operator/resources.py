@@ -1,5 +1,6 @@
 """The Kubernetes objects one DocumentPipeline owns: per pool, a Deployment
-of ``docpipe worker <kind>`` and a headless Service for its metrics.
+of ``docpipe worker <kind>``, a headless Service for its metrics and, when the
+pool has one, a PodDisruptionBudget.
 
 Pure functions of the CR: the same spec gives the same manifests, and
 :func:`spec_hash` fingerprints what we generated, so the operator can tell
@@ -29,7 +30,16 @@ from docpipe_operator.spec import (
 Manifest = dict[str, Any]
 
 GPU_RESOURCE = "nvidia.com/gpu"
+"""The GPU taint's key on most clusters (the device plugin's resource name; a MIG
+profile such as nvidia.com/mig-1g.10gb is a resource of its own on the same nodes)."""
 SPEC_HASH_ANNOTATION = "docpipe.io/spec-hash"
+AUTOSCALING_ANNOTATION = "docpipe.io/autoscaling"
+"""On each Deployment: who owns its replicas (``operator`` or ``external``). Part of
+the fingerprint, so switching a pool's mode re-applies it and moves the ownership."""
+NO_GPU = {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}
+"""For pods that request no GPU: CUDA images set NVIDIA_VISIBLE_DEVICES=all, and on a
+node whose default runtime is NVIDIA's, that would hand them every GPU of the node
+outside the scheduler's accounting. ``void`` exposes none."""
 PIPELINE_LABEL = "docpipe.io/pipeline"
 POOL_LABEL = "docpipe.io/pool"
 MANAGED_BY = "docpipe-operator"
@@ -183,10 +193,20 @@ def _resources(pool: PoolSpec) -> dict[str, Any]:
     resources = {key: dict(value) for key, value in pool.resources.items() if value}
     if pool.kind == "gpu" and pool.gpus_per_pod > 0:
         # Extended resources: the limit is the request (Kubernetes requires equality).
-        resources.setdefault("limits", {})[GPU_RESOURCE] = pool.gpus_per_pod
-        if GPU_RESOURCE in resources.get("requests", {}):
-            resources["requests"][GPU_RESOURCE] = pool.gpus_per_pod
+        gpu = pool.gpu_resource_name
+        resources.setdefault("limits", {})[gpu] = pool.gpus_per_pod
+        if gpu in resources.get("requests", {}):
+            resources["requests"][gpu] = pool.gpus_per_pod
     return resources
+
+
+def requests_gpu(resources: Mapping[str, Any]) -> bool:
+    """Does a container with these resources get a GPU (whole or a MIG slice)?"""
+    return any(
+        name.startswith("nvidia.com/") and str(amount) not in ("0", "")
+        for section in resources.values()
+        for name, amount in (section or {}).items()
+    )
 
 
 def _tolerations(pool: PoolSpec) -> list[dict[str, Any]]:
@@ -234,22 +254,40 @@ def _container(spec: PipelineSpec, pool: PoolSpec) -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": _volume_mounts(spec),
+        "volumeMounts": _volume_mounts(spec, pool),
     }
     if pool.env_from or spec.env_from:
         container["envFrom"] = [dict(e) for e in (*spec.env_from, *pool.env_from)]
-    if resources := _resources(pool):
+    resources = _resources(pool)
+    if resources:
         container["resources"] = resources
+    if not requests_gpu(resources):
+        # Set last: no env entry may give a pod GPUs the scheduler did not count.
+        env = [e for e in container["env"] if e["name"] != NO_GPU["name"]]
+        container["env"] = [*env, dict(NO_GPU)]
     return container
 
 
-def _volume_mounts(spec: PipelineSpec) -> list[dict[str, Any]]:
+def _volume_mounts(spec: PipelineSpec, pool: PoolSpec) -> list[dict[str, Any]]:
     mounts = [{"name": name, "mountPath": path} for name, path in WRITABLE_DIRS.items()]
     if spec.temporal.tls_secret is not None:
         mounts.append(
             {"name": TEMPORAL_TLS_VOLUME, "mountPath": TEMPORAL_TLS_DIR, "readOnly": True}
         )
-    return mounts
+    return mounts + [copy.deepcopy(dict(m)) for m in pool.volume_mounts]
+
+
+def _topology_spread(pipeline: str, pool: PoolSpec) -> list[dict[str, Any]]:
+    """The pool's constraints; one without a labelSelector spreads the pool's own pods
+    (what it almost always means, and the pods' labels are the operator's to name)."""
+    constraints = []
+    for raw in pool.topology_spread:
+        constraint = copy.deepcopy(dict(raw))
+        constraint.setdefault(
+            "labelSelector", {"matchLabels": selector_labels(pipeline, pool.kind)}
+        )
+        constraints.append(constraint)
+    return constraints
 
 
 def _volumes(spec: PipelineSpec) -> list[dict[str, Any]]:
@@ -296,8 +334,12 @@ def deployment(body: Mapping[str, Any], spec: PipelineSpec, kind: str) -> Manife
         # cannot act as its ServiceAccount.
         "automountServiceAccountToken": False,
         "securityContext": pod_security_context(),
-        "volumes": _volumes(spec),
+        "volumes": _volumes(spec) + [copy.deepcopy(dict(v)) for v in pool.volumes],
     }
+    if pool.runtime_class_name:
+        pod_spec["runtimeClassName"] = pool.runtime_class_name
+    if pool.topology_spread:
+        pod_spec["topologySpreadConstraints"] = _topology_spread(pipeline, pool)
     if pool.node_selector:
         pod_spec["nodeSelector"] = dict(pool.node_selector)
     if tolerations := _tolerations(pool):
@@ -323,7 +365,7 @@ def deployment(body: Mapping[str, Any], spec: PipelineSpec, kind: str) -> Manife
             "name": deployment_name(pipeline, kind),
             "namespace": body["metadata"]["namespace"],
             "labels": labels(pipeline, kind),
-            "annotations": {},
+            "annotations": {AUTOSCALING_ANNOTATION: pool.autoscaling},
         },
         "spec": {
             "replicas": pool.initial_replicas,
@@ -333,7 +375,9 @@ def deployment(body: Mapping[str, Any], spec: PipelineSpec, kind: str) -> Manife
             "template": {
                 "metadata": {
                     "labels": labels(pipeline, kind),
+                    # The user's annotations first: the scrape settings stay the operator's.
                     "annotations": {
+                        **pool.pod_annotations,
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(METRICS_PORT),
                     },
@@ -341,6 +385,42 @@ def deployment(body: Mapping[str, Any], spec: PipelineSpec, kind: str) -> Manife
                 "spec": pod_spec,
             },
         },
+    }
+    if pool.external:
+        # An HPA or KEDA owns replicas: the operator neither creates nor applies them
+        # (a new Deployment starts at the API server's default, 1, until it scales).
+        del manifest["spec"]["replicas"]
+    return _owned(manifest, body)
+
+
+def disruption_budget_name(pipeline: str, kind: str) -> str:
+    return f"{pipeline}-{kind}"
+
+
+def disruption_budget(body: Mapping[str, Any], spec: PipelineSpec, kind: str) -> Manifest | None:
+    """The pool's PodDisruptionBudget (policy/v1), or None when it has none."""
+    budget = spec.pools[kind].disruption_budget
+    if budget is None:
+        return None
+    pipeline = body["metadata"]["name"]
+    pdb_spec: dict[str, Any] = {"selector": {"matchLabels": selector_labels(pipeline, kind)}}
+    if budget.min_available is not None:
+        pdb_spec["minAvailable"] = budget.min_available
+    else:
+        pdb_spec["maxUnavailable"] = budget.max_unavailable
+    # Pods that never got ready may always be evicted: a crash-looping pool must not
+    # block a node drain.
+    pdb_spec["unhealthyPodEvictionPolicy"] = "AlwaysAllow"
+    manifest: Manifest = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": disruption_budget_name(pipeline, kind),
+            "namespace": body["metadata"]["namespace"],
+            "labels": labels(pipeline, kind),
+            "annotations": {},
+        },
+        "spec": pdb_spec,
     }
     return _owned(manifest, body)
 
@@ -388,9 +468,22 @@ def _owned(manifest: Manifest, body: Mapping[str, Any]) -> Manifest:
 
 def manifests(body: Mapping[str, Any], spec: PipelineSpec) -> list[Manifest]:
     """Everything one DocumentPipeline owns, Deployments first."""
+    budgets = [disruption_budget(body, spec, kind) for kind in spec.pools]
     return [
         *(deployment(body, spec, kind) for kind in spec.pools),
         *(service(body, spec, kind) for kind in spec.pools),
+        *(budget for budget in budgets if budget is not None),
+    ]
+
+
+def unwanted(body: Mapping[str, Any], spec: PipelineSpec) -> list[tuple[str, str]]:
+    """(kind, name) of owned objects the spec no longer asks for: the budgets of pools
+    that have none (deleted if they exist and this pipeline controls them)."""
+    pipeline = body["metadata"]["name"]
+    return [
+        ("PodDisruptionBudget", disruption_budget_name(pipeline, kind))
+        for kind, pool in spec.pools.items()
+        if pool.disruption_budget is None
     ]
 
 

@@ -48,13 +48,20 @@ QUEUE_DEFAULTS: dict[str, str] = {
 POOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "workflow": {"minReplicas": 1, "maxReplicas": 10, "concurrency": 100},
     "cpu": {"minReplicas": 1, "maxReplicas": 20, "concurrency": 4},
-    "gpu": {"minReplicas": 1, "maxReplicas": 4, "concurrency": 4, "gpusPerPod": 1},
+    "gpu": {
+        "minReplicas": 1,
+        "maxReplicas": 4,
+        "concurrency": 4,
+        "gpusPerPod": 1,
+        "gpuResourceName": "nvidia.com/gpu",
+    },
     "io": {"minReplicas": 1, "maxReplicas": 10, "concurrency": 200},
 }
 for _pool in POOLS:
     POOL_DEFAULTS[_pool] |= {
         "imagePullPolicy": "IfNotPresent",
         "terminationGracePeriodSeconds": DEFAULT_TERMINATION_GRACE_S,
+        "autoscaling": "operator",
     }
 
 # Per pool: the policy's knobs (CRD field names; docs/scaling.md explains each).
@@ -72,6 +79,22 @@ for _pool in POOLS:
         "maxScaleDownStep": 2,
         "scaleToZero": _pool == "gpu",
     } | SCALING_DEFAULTS[_pool]
+
+PAUSED_ANNOTATION = "docpipe.io/paused"
+"""``"true"`` on a DocumentPipeline freezes every pool's replicas (incidents: a
+``kubectl scale`` then sticks); removing it, or any other value, resumes scaling."""
+
+AUTOSCALING_MODES = ("operator", "external")
+"""Who owns a pool's ``spec.replicas``: the operator's policy, or an HPA/KEDA the user attaches."""
+
+# Extended resource names (the device plugin's: nvidia.com/gpu, nvidia.com/mig-1g.10gb).
+EXTENDED_RESOURCE_PATTERN = (
+    r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+
+# Volumes the operator mounts itself: an extra volume must not take their names
+# (resources.WRITABLE_DIRS and the Temporal TLS volume).
+RESERVED_VOLUMES = ("tmp", "cache", "temporal-tls")
 
 TEMPORAL_DEFAULTS: dict[str, Any] = {"namespace": "default", "tls": False}
 SECRET_KEY_DEFAULTS = {
@@ -121,6 +144,25 @@ class TemporalSpec:
 
 
 @dataclass(frozen=True)
+class DisruptionBudget:
+    """A pool's PodDisruptionBudget: exactly one of the two is set (int or "N%")."""
+
+    min_available: int | str | None = None
+    max_unavailable: int | str | None = None
+
+
+DEFAULT_DISRUPTION_BUDGET = DisruptionBudget(max_unavailable=1)
+"""One pod evicted at a time: a node drain never takes a whole pool down, and a
+budget that counts no fixed number of pods never blocks a drain at minReplicas."""
+
+
+def is_paused(metadata: Mapping[str, Any]) -> bool:
+    """Does the object carry ``docpipe.io/paused: "true"``?"""
+    value = (metadata.get("annotations") or {}).get(PAUSED_ANNOTATION, "")
+    return str(value).strip().lower() == "true"
+
+
+@dataclass(frozen=True)
 class PoolSpec:
     """One worker pool: its Deployment's shape and its scaling knobs."""
 
@@ -139,6 +181,20 @@ class PoolSpec:
     priority_class_name: str | None = None
     service_account_name: str | None = None
     termination_grace_s: int = DEFAULT_TERMINATION_GRACE_S
+    autoscaling: str = "operator"
+    """``external``: replicas are left to an HPA/KEDA; the operator never writes them."""
+    disruption_budget: DisruptionBudget | None = None
+    """None: no PodDisruptionBudget (the default below 2 minReplicas)."""
+    topology_spread: tuple[Mapping[str, Any], ...] = ()
+    runtime_class_name: str | None = None
+    volumes: tuple[Mapping[str, Any], ...] = ()
+    volume_mounts: tuple[Mapping[str, Any], ...] = ()
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
+    gpu_resource_name: str = "nvidia.com/gpu"
+
+    @property
+    def external(self) -> bool:
+        return self.autoscaling == "external"
 
     @property
     def initial_replicas(self) -> int:
@@ -195,6 +251,7 @@ def problems(spec: Mapping[str, Any], name: str = "") -> list[str]:
             found.append(f"{where}.concurrency: must be >= 1")
         if merged.get("gpusPerPod", 0) < 0:
             found.append(f"{where}.gpusPerPod: must be >= 0")
+        found += _pod_problems(where, merged)
         if merged["terminationGracePeriodSeconds"] <= WORKER_GRACEFUL_SHUTDOWN_S:
             found.append(
                 f"{where}.terminationGracePeriodSeconds: must exceed the workers' "
@@ -213,6 +270,30 @@ def problems(spec: Mapping[str, Any], name: str = "") -> list[str]:
         for knob in ("scaleUpHorizonSeconds", "scaleDownStabilizationSeconds"):
             if scaling[knob] < 0:
                 found.append(f"{where}.scaling.{knob}: must be >= 0")
+    return found
+
+
+def _pod_problems(where: str, pool: Mapping[str, Any]) -> list[str]:
+    """The new per-pool pod settings' rules (also in the CRD, where a schema can say them)."""
+    found = []
+    if pool.get("autoscaling") not in AUTOSCALING_MODES:
+        found.append(f"{where}.autoscaling: must be one of {', '.join(AUTOSCALING_MODES)}")
+    budget = pool.get("podDisruptionBudget") or {}
+    if "minAvailable" in budget and "maxUnavailable" in budget:
+        found.append(f"{where}.podDisruptionBudget: set minAvailable or maxUnavailable, not both")
+    resource = pool.get("gpuResourceName", "nvidia.com/gpu")
+    if not re.match(EXTENDED_RESOURCE_PATTERN, str(resource)):
+        found.append(f"{where}.gpuResourceName {resource!r}: must be <domain>/<name>")
+    names = [v.get("name") for v in pool.get("volumes") or ()]
+    for name in names:
+        if name in RESERVED_VOLUMES:
+            found.append(f"{where}.volumes: {name!r} is the operator's own volume; rename it")
+    if len(set(names)) != len(names):
+        found.append(f"{where}.volumes: names must be unique")
+    known = set(names) | set(RESERVED_VOLUMES)
+    for mount in pool.get("volumeMounts") or ():
+        if mount.get("name") not in known:
+            found.append(f"{where}.volumeMounts: {mount.get('name')!r} names no volume")
     return found
 
 
@@ -298,4 +379,25 @@ def _pool(kind: str, raw: Mapping[str, Any]) -> PoolSpec:
         priority_class_name=pool.get("priorityClassName"),
         service_account_name=pool.get("serviceAccountName"),
         termination_grace_s=int(pool["terminationGracePeriodSeconds"]),
+        autoscaling=pool["autoscaling"],
+        disruption_budget=_disruption_budget(pool),
+        topology_spread=tuple(pool.get("topologySpreadConstraints") or ()),
+        runtime_class_name=pool.get("runtimeClassName") or None,
+        volumes=tuple(pool.get("volumes") or ()),
+        volume_mounts=tuple(pool.get("volumeMounts") or ()),
+        pod_annotations=dict(pool.get("podAnnotations") or {}),
+        gpu_resource_name=pool.get("gpuResourceName", "nvidia.com/gpu"),
     )
+
+
+def _disruption_budget(pool: Mapping[str, Any]) -> DisruptionBudget | None:
+    """The pool's budget: on by default from two replicas up (below that, a budget
+    would either block every node drain or protect nothing)."""
+    raw = pool.get("podDisruptionBudget") or {}
+    if not raw.get("enabled", pool["minReplicas"] >= 2):
+        return None
+    if "minAvailable" in raw:
+        return DisruptionBudget(min_available=raw["minAvailable"])
+    if "maxUnavailable" in raw:
+        return DisruptionBudget(max_unavailable=raw["maxUnavailable"])
+    return DEFAULT_DISRUPTION_BUDGET

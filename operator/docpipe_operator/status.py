@@ -13,7 +13,9 @@ type, ``lastTransitionTime`` moves only when ``status`` flips, so
   the phase is then ``Degraded``.
 * ``TemporalReachable``: the last backlog reading succeeded.
 * ``Scaling``: the autoscaler is acting on fresh statistics (False: it is
-  holding replicas because it has none).
+  holding replicas because it has none, or because the pipeline is paused).
+* ``Paused``: the pipeline carries ``docpipe.io/paused: "true"``: replicas are
+  frozen (phase ``Paused``). Written once a pipeline has been paused.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ READY = "Ready"
 TEMPORAL_REACHABLE = "TemporalReachable"
 SCALING = "Scaling"
 PROGRESSING = "Progressing"
+PAUSED = "Paused"
 
 NOT_ALLOWED = "NotAllowed"
 """Ready's reason and the Warning's reason when trust.py refuses a pipeline."""
@@ -36,6 +39,7 @@ NOT_ALLOWED = "NotAllowed"
 class Phase(StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
+    PAUSED = "Paused"
     DEGRADED = "Degraded"
     INVALID = "Invalid"
 
@@ -96,7 +100,7 @@ def set_condition(
     return sorted([*others, entry], key=lambda c: _ORDER.get(c["type"], 99))
 
 
-_ORDER = {READY: 0, PROGRESSING: 1, TEMPORAL_REACHABLE: 2, SCALING: 3}
+_ORDER = {READY: 0, PROGRESSING: 1, TEMPORAL_REACHABLE: 2, SCALING: 3, PAUSED: 4}
 
 
 class Rollout(StrEnum):
@@ -186,7 +190,13 @@ def ready_condition(pools: Mapping[str, Mapping[str, Any]]) -> tuple[bool, str, 
     return True, "AllPoolsReady", "every pool has the replicas it wants ready"
 
 
-def phase(ready: bool, temporal_reachable: bool, *, stuck: bool = False) -> Phase:
+def phase(
+    ready: bool, temporal_reachable: bool, *, stuck: bool = False, paused: bool = False
+) -> Phase:
+    """Paused wins: during an incident it is the first thing to know (the conditions
+    still say whether Temporal answers and the rollouts progress)."""
+    if paused:
+        return Phase.PAUSED
     if not temporal_reachable or stuck:
         return Phase.DEGRADED
     return Phase.RUNNING if ready else Phase.PENDING

@@ -16,6 +16,10 @@ image of their choice that sends it anywhere, under any ServiceAccount. So:
   ``ghcr.io/docpipe/*``). None configured: no image is allowed.
 * **ServiceAccounts**: a pool runs under the namespace's ``default`` account
   unless its ``serviceAccountName`` matches an allowed pattern.
+* **Volumes**: a pool's extra volumes are of the kinds that stay inside the
+  namespace (:data:`ALLOWED_VOLUME_TYPES`): no ``hostPath`` (the node's files),
+  no projected ServiceAccount token (worker pods get none), and their Secrets
+  follow the Secret rule.
 
 The functions here decide; reconcile.py fetches the Secrets' labels and
 reports refusals as conditions and Events. A refused pipeline gets nothing
@@ -35,6 +39,23 @@ ALLOW_LABEL = "docpipe.io/allow-reference"
 """The label (value ``"true"``) by which a Secret's owner lets pipelines reference it."""
 
 DEFAULT_SERVICE_ACCOUNT = "default"
+
+ALLOWED_VOLUME_TYPES = frozenset(
+    {
+        "emptyDir",
+        "configMap",
+        "secret",
+        "projected",
+        "downwardAPI",
+        "persistentVolumeClaim",
+        "ephemeral",
+        "image",
+    }
+)
+"""Volume sources a pool may add: namespace-scoped data and scratch space. hostPath,
+nfs and the other node- or network-level sources are refused: a pipeline author
+could otherwise read the node, or mount storage the namespace's quota never saw."""
+ALLOWED_PROJECTIONS = frozenset({"configMap", "secret", "downwardAPI", "clusterTrustBundle"})
 
 # An OCI image reference: [registry[:port]/]path[:tag][@sha256:digest]. Anything
 # else (spaces, uppercase paths, odd separators) is refused before glob matching,
@@ -88,6 +109,19 @@ def secret_uses(spec: PipelineSpec) -> list[SecretUse]:
     uses += _env_secrets("spec", spec.env, spec.env_from)
     for kind, pool in spec.pools.items():
         uses += _env_secrets(f"spec.pools.{kind}", pool.env, pool.env_from)
+        uses += _volume_secrets(f"spec.pools.{kind}", pool.volumes)
+    return uses
+
+
+def _volume_secrets(where: str, volumes: Iterable[Mapping[str, object]]) -> list[SecretUse]:
+    uses = []
+    for volume in volumes:
+        field = f"{where}.volumes[{volume.get('name')}]"
+        if secret := volume.get("secret"):
+            uses.append(SecretUse(secret["secretName"], field))  # type: ignore[index]
+        for source in (volume.get("projected") or {}).get("sources") or ():  # type: ignore[union-attr]
+            if ref := source.get("secret"):
+                uses.append(SecretUse(ref["name"], field))
     return uses
 
 
@@ -171,4 +205,22 @@ def workload_problems(spec: PipelineSpec, policy: TrustPolicy) -> list[str]:
                 f"spec.pools.{kind}.serviceAccountName {pool.service_account_name!r} is not "
                 f"allowed (DOCPIPE_OPERATOR_ALLOWED_SERVICE_ACCOUNTS: {allowed})"
             )
+        found += _volume_problems(f"spec.pools.{kind}", pool.volumes)
+    return found
+
+
+def _volume_problems(where: str, volumes: Iterable[Mapping[str, object]]) -> list[str]:
+    found = []
+    for volume in volumes:
+        sources = set(volume) - {"name"}
+        field = f"{where}.volumes[{volume.get('name')}]"
+        if refused := sorted(sources - ALLOWED_VOLUME_TYPES):
+            allowed = ", ".join(sorted(ALLOWED_VOLUME_TYPES))
+            found.append(f"{field}: {', '.join(refused)} is not allowed (allowed: {allowed})")
+        for source in (volume.get("projected") or {}).get("sources") or ():  # type: ignore[union-attr]
+            if refused := sorted(set(source) - ALLOWED_PROJECTIONS):
+                found.append(
+                    f"{field}: projected {', '.join(refused)} is not allowed "
+                    "(worker pods get no ServiceAccount token)"
+                )
     return found

@@ -14,7 +14,7 @@ It also serves server-side apply (``application/apply-patch+yaml``), which
 kmock treats as a merge patch: fields a manager applied once and leaves out
 are removed (server_side_apply.py has the rules). Owners are tracked, as
 ``metadata.managedFields``, for the kinds the operator applies (Deployments,
-Services): created or updated by any verb.
+Services, PodDisruptionBudgets): created or updated by any verb.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ RESOURCES = {
         subresources=["status", "scale"],
         verbs=["get", "create", "patch", "list"],
     ),
+    "policy/v1/poddisruptionbudgets": ResourceInfo(
+        kind="PodDisruptionBudget",
+        namespaced=True,
+        verbs=["get", "create", "patch", "delete", "list"],
+    ),
     "docpipe.io/v1alpha1/documentpipelines": ResourceInfo(
         kind="DocumentPipeline",
         namespaced=True,
@@ -71,7 +76,7 @@ RESOURCES = {
 
 
 APPLY_PATCH = "application/apply-patch+yaml"
-TRACKED = {"deployments", "services"}
+TRACKED = {"deployments", "services", "poddisruptionbudgets"}
 """Resources whose field owners are recorded (the ones the operator applies)."""
 
 Fault = Callable[[str, str, "str | None"], "int | None"]

@@ -50,7 +50,9 @@ class FakeTemporal:
     answers: Mapping[str, QueueStats | None]
     asked: list[str] = field(default_factory=list)
 
-    async def read(self, endpoint: Any, queues: Mapping[str, QueueRef]) -> BacklogReading:
+    async def read(
+        self, endpoint: Any, queues: Mapping[str, QueueRef], *, user: Any = None
+    ) -> BacklogReading:
         self.asked = sorted(queues)
         return BacklogReading({kind: self.answers[kind] for kind in queues}, None, 0.01)
 

@@ -48,7 +48,8 @@ def env_of(deployment: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_every_generated_manifest_is_valid_kubernetes(example: str) -> None:
     manifests = built(cr(example))
-    assert len(manifests) == 2 * len(POOLS)
+    workloads = [m for m in manifests if m["kind"] != "PodDisruptionBudget"]
+    assert len(workloads) == 2 * len(POOLS)
     for manifest in manifests:
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
 
@@ -58,6 +59,7 @@ def test_one_deployment_and_one_metrics_service_per_pool() -> None:
     assert names == {
         *(("Deployment", f"docs-prod-{kind}") for kind in POOLS),
         *(("Service", f"docs-prod-{kind}-metrics") for kind in POOLS),
+        ("PodDisruptionBudget", "docs-prod-workflow"),  # the one pool with minReplicas >= 2
     }
 
 

@@ -147,6 +147,10 @@ else the release namespace. The operator must watch it.
 - apiGroups: [""]
   resources: [services]
   verbs: [get, create, patch]
+# Per-pool PodDisruptionBudgets: deleted when a pool's budget is turned off.
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, create, patch, delete]
 # The Secrets a pipeline names: read by name (never listed or watched) to check their
 # docpipe.io/allow-reference label, and for the operator's own Temporal connection.
 - apiGroups: [""]
