@@ -26,6 +26,8 @@ import pytest
 import yaml
 from k8s_offline import KUBERNETES_VERSION, REPO, admit, load_documents, validation_problems
 
+from docpipe_operator import crd as operator_crd
+from docpipe_operator import crd_install
 from docpipe_operator import resources as operator_resources
 from docpipe_operator.config import OperatorConfig
 from docpipe_operator.spec import parse, problems
@@ -53,13 +55,26 @@ def render(
         )
 
 
-def objects(values: dict[str, Any] | None = None, chart: Path = CHART) -> list[dict[str, Any]]:
-    """Every object the chart renders (the helm test pod included), in template order."""
+LIFECYCLE_HOOKS = {"pre-install", "pre-upgrade", "pre-delete"}
+
+
+def lifecycle_hook(obj: dict[str, Any]) -> bool:
+    """Objects helm creates around an install, upgrade or uninstall (the CRD upgrade Job
+    and its RBAC), not part of the running release."""
+    hooks = (obj["metadata"].get("annotations") or {}).get("helm.sh/hook", "")
+    return bool(LIFECYCLE_HOOKS & set(hooks.split(",")))
+
+
+def objects(
+    values: dict[str, Any] | None = None, chart: Path = CHART, *, hooks: bool = False
+) -> list[dict[str, Any]]:
+    """Every object the chart renders (the helm test pod included), in template order;
+    the lifecycle hooks' objects only with ``hooks``."""
     found = []
     for template, text in sorted(render(values, chart).items()):
         if template.endswith(".yaml"):
             found += load_documents(text)
-    return found
+    return [obj for obj in found if hooks or not lifecycle_hook(obj)]
 
 
 def one(found: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
@@ -127,7 +142,7 @@ def test_lint_is_clean(value_set: str) -> None:
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_every_rendered_object_is_valid(value_set: str) -> None:
-    found = objects(VALUE_SETS[value_set])
+    found = objects(VALUE_SETS[value_set], hooks=True)
     assert found
     seen = set()
     for obj in found:
@@ -621,3 +636,85 @@ def _schema_keys_missing(
                 yield f"{path}{key}"
             else:
                 yield from _schema_keys_missing(root, sub, value[key], f"{path}{key}.")
+
+
+# ------------------------------------------------------------- CRD upgrades
+
+
+def crd_upgrade(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return [o for o in objects(values, hooks=True) if lifecycle_hook(o)]
+
+
+def test_an_upgrade_applies_the_crd_from_the_same_generated_file() -> None:
+    """Helm never upgrades crds/: the hook's ConfigMap is that file, byte for byte, so
+    what an upgrade applies is what an install would have."""
+    hook = crd_upgrade()
+    data = one(hook, "ConfigMap")["data"]
+    generated = (REPO / "deploy" / "crds" / "documentpipelines.docpipe.io.yaml").read_text()
+    assert data == {"documentpipelines.docpipe.io.yaml": generated}
+    assert generated == operator_crd.render()
+    job = one(hook, "Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == [
+        "python",
+        "-m",
+        "docpipe_operator.crd_install",
+        "/crds/documentpipelines.docpipe.io.yaml",
+    ]
+    assert (
+        container["image"]
+        == one(objects(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    ), "the operator's own image"
+    (volume,) = pod["volumes"]
+    assert volume["configMap"]["name"] == one(hook, "ConfigMap")["metadata"]["name"]
+    assert pod["serviceAccountName"] == one(hook, "ServiceAccount")["metadata"]["name"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # The module reads the mounted file and finds exactly the CRD in it.
+    (crd,) = crd_install.crds_in([data["documentpipelines.docpipe.io.yaml"]])
+    assert crd["metadata"]["name"] == "documentpipelines.docpipe.io"
+
+
+def test_the_hook_runs_before_install_and_upgrade_and_cleans_up() -> None:
+    for obj in crd_upgrade():
+        annotations = obj["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    weights = {
+        o["kind"]: int(o["metadata"]["annotations"]["helm.sh/hook-weight"]) for o in crd_upgrade()
+    }
+    assert all(weights[kind] < weights["Job"] for kind in weights if kind != "Job")
+
+
+def test_the_hooks_account_may_touch_this_crd_only() -> None:
+    hook = crd_upgrade()
+    role = one(hook, "ClusterRole")
+    named = [r for r in role["rules"] if r.get("resourceNames")]
+    unnamed = [r for r in role["rules"] if not r.get("resourceNames")]
+    assert named == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "resourceNames": ["documentpipelines.docpipe.io"],
+            "verbs": ["get", "patch", "update"],
+        }
+    ]
+    # RBAC cannot limit create by name: create alone, which cannot change an existing CRD.
+    assert unnamed == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["create"],
+        }
+    ]
+    binding = one(hook, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    account = one(hook, "ServiceAccount")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}
+    ]
+    assert account["metadata"]["name"] != one(objects(), "ServiceAccount")["metadata"]["name"]
+
+
+def test_the_crd_upgrade_hook_can_be_turned_off() -> None:
+    assert crd_upgrade({"crds": {"upgradeJob": {"enabled": False}}}) == []
