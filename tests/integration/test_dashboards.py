@@ -554,6 +554,9 @@ async def _serve_operator(temporal_address: str, metrics_port: int) -> None:
     on this test's queues, until SIGTERM; metrics on ``metrics_port``."""
     os.environ.setdefault("DOCPIPE_OPERATOR_TICK_SECONDS", "0.5")
     os.environ.setdefault("DOCPIPE_OPERATOR_TEMPORAL_TIMEOUT_SECONDS", "2")
+    # The example's images, as tests/operator/conftest.py allows them: an operator with
+    # no allowlist refuses every image, and a refused pipeline reads no backlog.
+    os.environ.setdefault("DOCPIPE_OPERATOR_ALLOWED_IMAGES", "ghcr.io/example/docpipe-*")
     sys.path.insert(0, str(ROOT / "tests" / "operator"))
     from kmock import Server
     from kube_emulator import ApiServer
