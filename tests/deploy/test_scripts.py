@@ -262,6 +262,18 @@ def test_the_patched_minimal_pipeline_is_admitted() -> None:
     assert stored["spec"]["pools"]["gpu"]["gpusPerPod"] == 0, "kind nodes have no GPU"
 
 
+def test_the_kind_io_pool_may_download_from_the_in_cluster_document_server() -> None:
+    """The load job's CSV names http://sample-docs.docpipe:8080/...: a Service address,
+    private, so the io pool allows kind's Service network on that port, and nothing more."""
+    from docpipe.config import load_settings
+
+    patch = yaml.safe_load((REPO / "deploy/kind/pipeline-patch.yaml").read_text())["spec"]
+    env = {e["name"]: e["value"] for e in patch["pools"]["io"]["env"]}
+    allowed = load_settings(download_allowed_networks=env["DOWNLOAD_ALLOWED_NETWORKS"])
+    assert allowed.download_allowed_networks == "10.96.0.0/12:8080"
+    assert "sample-docs.docpipe:8080" in (REPO / "deploy/kind/dependencies.yaml").read_text()
+
+
 def test_kind_values_match_the_loaded_images() -> None:
     values = yaml.safe_load((REPO / "deploy/kind/values.yaml").read_text())
     assert values["images"]["pullPolicy"] == "Never", "loaded images, never pulled"
