@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from docpipe.config import load_payload_keyring
-from docpipe_operator import GROUP, PLURAL, VERSION, metrics, reconcile
+from docpipe_operator import GROUP, PLURAL, VERSION, drain, metrics, reconcile
 from docpipe_operator.backlog import TemporalClients
 from docpipe_operator.config import load
 from docpipe_operator.kube import Kube, connection_info, load_configuration
@@ -43,6 +43,7 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) ->
     memo.temporal = TemporalClients(
         timeout_s=CONFIG.temporal_timeout_seconds, payload_keys=load_payload_keyring()
     )
+    memo.in_flight = drain.MetricsEndpointReader()
     memo.sweeper = asyncio.create_task(_sweep_stale_metrics())
 
 
@@ -118,6 +119,7 @@ async def autoscale(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: An
         monotonic=time.monotonic(),
         policy=TRUST,
         seen=memo.setdefault("rounds", {}),
+        in_flight=memo.get("in_flight"),
     )
     if result is not None:
         _apply(body, patch, result)

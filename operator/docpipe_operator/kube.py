@@ -2,7 +2,8 @@
 
 kopf watches and patches the DocumentPipelines; this module creates and
 patches what they own (Deployments, Services, PodDisruptionBudgets), deletes
-budgets a pool no longer has, scales Deployments and reads
+budgets a pool no longer has, scales Deployments, sets the deletion cost of a
+shrinking pool's pods (drain.py) and reads
 the Temporal API-key Secret, with ``kubernetes_asyncio``. Both use the same
 credentials: :func:`load_configuration` is the operator's login handler's
 source too, so a kubeconfig (a developer, the tests) and a service account (in
@@ -35,6 +36,7 @@ import kopf
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from docpipe_operator.drain import PodRef, pod_ref
 from docpipe_operator.resources import SPEC_HASH_ANNOTATION
 from docpipe_operator.trust import ALLOW_LABEL
 
@@ -46,6 +48,7 @@ logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.INFO)
 
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
 
 FIELD_MANAGER = "docpipe-operator"
 """Owns everything the operator renders, except replicas."""
@@ -266,6 +269,32 @@ class Kube:
             field_manager=SCALER_FIELD_MANAGER,
             force=True,
             _content_type=APPLY_PATCH,
+        )
+
+    # ------------------------------------------------------------------- pods
+
+    async def pods(
+        self, namespace: str, selector: Mapping[str, str], container: str, metrics_port: int
+    ) -> list[PodRef]:
+        """The live pods matching ``selector`` (not those already being deleted), with
+        their IP, metrics port and deletion cost: what drain-aware scale-down needs."""
+        label_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+        found = await self.core.list_namespaced_pod(namespace, label_selector=label_selector)
+        pods = []
+        for pod in found.items or []:
+            if pod.metadata.deletion_timestamp is not None:
+                continue
+            raw = self.api_client.sanitize_for_serialization(pod)
+            pods.append(pod_ref(raw, container, metrics_port))
+        return pods
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        """Set annotations on a pod (a merge patch: the kubelet owns the rest of it)."""
+        await self.core.patch_namespaced_pod(
+            name,
+            namespace,
+            {"metadata": {"annotations": dict(annotations)}},
+            _content_type=MERGE_PATCH,
         )
 
     # ---------------------------------------------------------------- secrets

@@ -16,10 +16,11 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from docpipe_operator import POOLS, metrics, resources, scaling, trust
+from docpipe_operator import POOLS, drain, metrics, resources, scaling, trust
 from docpipe_operator.backlog import BacklogReading, Endpoint, QueueRef, TemporalClients
 from docpipe_operator.kube import DeploymentState, Kube, Outcome
 from docpipe_operator.spec import (
+    METRICS_PORT,
     PAUSED_ANNOTATION,
     TLS_CA_KEY,
     TLS_CERT_KEY,
@@ -225,6 +226,7 @@ async def autoscale(
     monotonic: float,
     policy: trust.TrustPolicy,
     seen: MutableMapping[str, Any] | None = None,
+    in_flight: drain.InFlightReader | None = None,
 ) -> Result | None:
     """One round: read the due pools' queues, decide, scale, report.
 
@@ -232,6 +234,8 @@ async def autoscale(
     which pools are due. ``seen`` (the object's memo) remembers whether
     Temporal answered last round: the body's condition can lag a round behind
     under load, and an outage must give one Warning, not one per stale body.
+    ``in_flight`` reads the pods' in-flight work before a scale-down, so the
+    idle ones go first (drain.py); None: the ReplicaSet chooses alone.
     Returns None when no pool is due.
     """
     due = [kind for kind in POOLS if memory.setdefault(kind, PoolMemory()).next_poll <= monotonic]
@@ -309,6 +313,7 @@ async def autoscale(
                     result,
                     recreated=kind in missing,
                     upstream=upstream.get(kind),
+                    in_flight=in_flight,
                 )
             except Exception as exc:  # 409/500/timeouts: the next round tries again
                 log.warning("%s/%s %s: scaling failed: %s", namespace, name, kind, exc)
@@ -377,6 +382,7 @@ async def _decide_and_scale(
     *,
     recreated: bool = False,
     upstream: scaling.Upstream | None = None,
+    in_flight: drain.InFlightReader | None = None,
 ) -> tuple[scaling.Decision, DeploymentState]:
     stats = reading.stats.get(kind)
     # The autoscaler owns replicas: a count someone else set (kubectl scale, a
@@ -387,8 +393,13 @@ async def _decide_and_scale(
     signal = _signal(stats)
     decision = scaling.decide(current, signal, spec.pools[kind].knobs, memory.state, now, upstream)
     if decision.replicas != found.replicas:
+        if decision.replicas < found.replicas and in_flight is not None:
+            # Before the ReplicaSet picks its victims: the idle pods must be the cheapest.
+            await rank_for_scale_down(
+                kube, in_flight, namespace, resources.selector_labels(name, kind)
+            )
         # State is committed only after the patch succeeded: a failed one is retried
-        # next round instead of starting a cooldown for a scale that never happened.
+        # next round instead of starting a cooldown for a scale-down that never happened.
         await kube.scale(namespace, resources.deployment_name(name, kind), decision.replicas)
         if found.replicas != current and not recreated:
             message = (
@@ -406,6 +417,36 @@ async def _decide_and_scale(
     memory.state = decision.state
     memory.owned = decision.replicas
     return decision, found
+
+
+async def rank_for_scale_down(
+    kube: Kube, in_flight: drain.InFlightReader, namespace: str, selector: Mapping[str, str]
+) -> dict[str, int] | None:
+    """Write each pod's deletion cost from its in-flight work (drain.py), before replicas
+    go down. Best effort: any failure is logged and the scale-down goes ahead (the
+    workers' graceful shutdown still finishes what a deleted pod was running).
+    Returns the costs, or None if the pods could not be ranked."""
+    try:
+        pods = await kube.pods(namespace, selector, resources.CONTAINER_NAME, METRICS_PORT)
+        counts = await in_flight.read(pods)
+        costs = drain.deletion_costs([pod.name for pod in pods], counts)
+        changes = drain.cost_changes(pods, costs)
+        await asyncio.gather(
+            *(
+                kube.annotate_pod(namespace, pod, {drain.DELETION_COST_ANNOTATION: cost})
+                for pod, cost in changes.items()
+            )
+        )
+    except Exception as exc:  # never hold a scale-down back
+        log.warning(
+            "%s %s: could not rank pods before scaling down: %s",
+            namespace,
+            selector,
+            _describe_error(exc),
+        )
+        return None
+    log.info("%s: deletion costs before scaling down: %s", namespace, costs)
+    return costs
 
 
 def _hands_off(spec: PipelineSpec, kind: str, paused: bool) -> str | None:

@@ -7,8 +7,9 @@ patches), ``generation`` (observedGeneration), names for ``generateName``
 (kopf's Events), a failed JSON-patch ``test`` answered 422 (kopf's
 optimistic concurrency retries on exactly that), and a list's resourceVersion
 that a watch can start from, without replaying what the list already gave
-(kmock replays every object as ADDED; kopf would act on a stale copy). This subclass adds those, and records which verbs were used
-on which resources, so a test can check the RBAC manifests grant them.
+(kmock replays every object as ADDED; kopf would act on a stale copy). This subclass adds those,
+filters lists by equality label selectors (the operator lists a pool's pods), and records which
+verbs were used on which resources, so a test can check the RBAC manifests grant them.
 
 It also serves server-side apply (``application/apply-patch+yaml``), which
 kmock treats as a merge patch: fields a manager applied once and leaves out
@@ -48,6 +49,7 @@ RESOURCES = {
     ),
     "v1/events": ResourceInfo(kind="Event", namespaced=True, verbs=["create", "list"]),
     "v1/secrets": ResourceInfo(kind="Secret", namespaced=True, verbs=["get", "create"]),
+    "v1/pods": ResourceInfo(kind="Pod", namespaced=True, verbs=["get", "list", "create", "patch"]),
     "v1/services": ResourceInfo(
         kind="Service", namespaced=True, verbs=["get", "create", "patch", "list"]
     ),
@@ -150,6 +152,8 @@ class ApiServer(KubernetesEmulator):
     async def _serve_list(self, request: Any) -> Any:
         payload = await super()._serve_list(request)
         payload["metadata"]["resourceVersion"] = str(self.version)
+        if selector := request.params.get("labelSelector"):
+            payload["items"] = [i for i in payload["items"] if _matches(selector, i)]
         return payload
 
     async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
@@ -297,3 +301,13 @@ def _sets_managed_fields(data: Any) -> bool:
 
 def _same_owners(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return ssa.owners(a) == ssa.owners(b)
+
+
+def _matches(selector: str, obj: dict[str, Any]) -> bool:
+    """An equality-based label selector (``a=b,c=d``), as the API server filters a list."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for term in selector.split(","):
+        key, _, value = term.partition("=")
+        if labels.get(key.strip()) != value.lstrip("=").strip():
+            return False
+    return True

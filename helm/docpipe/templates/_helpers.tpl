@@ -160,6 +160,11 @@ else the release namespace. The operator must watch it.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# A shrinking pool's pods: listed by label, annotated with their deletion cost
+# (controller.kubernetes.io/pod-deletion-cost) so the idle ones go first.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, patch]
 {{- end }}
 
 {{/*

@@ -1,0 +1,126 @@
+"""Drain-aware scale-down with the real operator (docs/scaling.md): before a pool
+shrinks, each of its pods gets a deletion cost from the in-flight activities its
+own /metrics reports, so the ReplicaSet removes the idle pods and keeps the busy
+one. The pods' metrics endpoints are real HTTP servers on loopback addresses,
+serving the workers' gauge; the pods carry those addresses as their podIP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp.web
+import pytest_asyncio
+from operator_harness import NAMESPACE, Cluster, eventually
+from test_drain import exposition
+from test_operator import deploy_rbac_rules, granted, pipeline
+
+from docpipe.devstack import TemporalServer
+from docpipe_operator.drain import DELETION_COST_ANNOTATION
+from docpipe_operator.resources import selector_labels
+
+PODS = "v1/pods"
+
+
+@pytest_asyncio.fixture
+async def endpoints() -> AsyncIterator[dict[str, int]]:
+    """Two workers' /metrics: 127.0.0.1 runs two activities, 127.0.0.2 none.
+    127.0.0.3 serves nothing (a pod whose metrics cannot be read)."""
+    in_flight = {"127.0.0.1": 2, "127.0.0.2": 0}
+    runners, ports = [], {}
+    for ip, count in in_flight.items():
+
+        async def metrics(_: aiohttp.web.Request, count: int = count) -> aiohttp.web.Response:
+            text = exposition(prepare_text=count) if count else exposition()
+            return aiohttp.web.Response(text=text)
+
+        app = aiohttp.web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = aiohttp.web.AppRunner(app)
+        await runner.setup()
+        await aiohttp.web.TCPSite(runner, ip, 0).start()
+        runners.append(runner)
+        ports[ip] = runner.addresses[0][1]
+    ports["127.0.0.3"] = ports["127.0.0.2"]  # nothing listens on that address
+    yield ports
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def add_pod(cluster: Cluster, name: str, pool: str, ip: str, port: int) -> None:
+    """Play the ReplicaSet and kubelet: a running worker pod of ``pool`` at ``ip``."""
+    await cluster.request(
+        "POST",
+        f"/api/v1/namespaces/{NAMESPACE}/pods",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": selector_labels("docs", pool)},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "worker",
+                        "image": "ghcr.io/example/docpipe-cpu:1",
+                        "ports": [{"name": "metrics", "containerPort": port}],
+                    }
+                ]
+            },
+            "status": {"phase": "Running", "podIP": ip},
+        },
+    )
+
+
+def pod(cluster: Cluster, name: str) -> dict[str, Any]:
+    found = cluster.get(PODS, name)
+    assert found is not None
+    return found
+
+
+def cost(cluster: Cluster, name: str) -> int:
+    """The pod's deletion cost; 0 (the API server's default) without the annotation."""
+    annotations = pod(cluster, name)["metadata"].get("annotations") or {}
+    return int(annotations.get(DELETION_COST_ANNOTATION, "0"))
+
+
+def resource_version_when_replicas_became(cluster: Cluster, name: str, replicas: int) -> int:
+    history = cluster.api.objects["apps/v1/deployments", NAMESPACE, name].history
+    return next(
+        int(version["metadata"]["resourceVersion"])
+        for version in history
+        if version["spec"].get("replicas") == replicas
+    )
+
+
+async def test_scaling_3_to_1_with_one_busy_pod_makes_the_busy_one_the_most_expensive(
+    cluster: Cluster, operator: None, temporal: TemporalServer, endpoints: dict[str, int]
+) -> None:
+    quick = {"scaleDownStabilizationSeconds": 0, "taskSeconds": 0.1, "pollIntervalSeconds": 0.5}
+    body = pipeline("docs", temporal.address, cpu={"minReplicas": 3})
+    body["spec"]["pools"]["cpu"]["scaling"] |= quick
+    await cluster.create_pipeline(body)
+    await eventually(
+        lambda: (cluster.deployment("docs-cpu") or {}).get("spec", {}).get("replicas") == 3
+    )
+    await add_pod(cluster, "docs-cpu-idle", "cpu", "127.0.0.2", endpoints["127.0.0.2"])
+    await add_pod(cluster, "docs-cpu-busy", "cpu", "127.0.0.1", endpoints["127.0.0.1"])
+    await add_pod(cluster, "docs-cpu-unread", "cpu", "127.0.0.3", endpoints["127.0.0.3"])
+    await add_pod(cluster, "docs-io-other", "io", "127.0.0.1", endpoints["127.0.0.1"])
+
+    # The queue is idle: with the floor lowered the pool shrinks to 1 in one step.
+    await cluster.patch_pipeline("docs", {"spec": {"pools": {"cpu": {"minReplicas": 1}}}})
+    await eventually(lambda: cluster.deployment("docs-cpu")["spec"]["replicas"] == 1)  # type: ignore[index]
+
+    assert cost(cluster, "docs-cpu-busy") == 2
+    assert cost(cluster, "docs-cpu-idle") == 0
+    assert cost(cluster, "docs-cpu-unread") == 0  # unknown: neutral, and scaling went on
+    # The annotation was in place before the ReplicaSet was told to remove pods.
+    annotated = int(pod(cluster, "docs-cpu-busy")["metadata"]["resourceVersion"])
+    assert annotated < resource_version_when_replicas_became(cluster, "docs-cpu", 1)
+    # Another pool's pods are neither read nor ranked.
+    assert DELETION_COST_ANNOTATION not in (
+        pod(cluster, "docs-io-other")["metadata"].get("annotations") or {}
+    )
+    rules = deploy_rbac_rules()
+    pod_calls = [call for call in cluster.api.calls if call[1] == "pods"]
+    assert sorted(pod_calls) == [("", "pods", "list"), ("", "pods", "patch")]
+    assert all(granted(rules, *call) for call in pod_calls)
