@@ -17,11 +17,14 @@ from docpipe_operator import GROUP, KIND, PLURAL, POOLS, SHORT_NAME, VERSION
 from docpipe_operator.spec import (
     ADDRESS_PATTERN,
     AUTOSCALING_MODES,
+    DURATION_PATTERN,
     EXTENDED_RESOURCE_PATTERN,
     MAX_NAME_LENGTH,
     NAME_PATTERN,
     POOL_DEFAULTS,
     QUEUE_DEFAULTS,
+    ROLLOUT_DEFAULTS,
+    ROLLOUT_STRATEGIES,
     SCALING_DEFAULTS,
     SECRET_KEY_DEFAULTS,
     TEMPORAL_DEFAULTS,
@@ -279,6 +282,78 @@ def _scaling_schema(kind: str) -> Schema:
     )
 
 
+def _duration(description: str, **extra: Any) -> Schema:
+    return _str(description + " A duration: 30s, 5m, 1h30m.", pattern=DURATION_PATTERN, **extra)
+
+
+VERSIONING = _obj(
+    "Worker Versioning (docs/operator.md, Rollouts): the pool becomes a Temporal Worker "
+    "Deployment with one Kubernetes Deployment per live Build ID; a new Build ID is rolled "
+    "out by Temporal's routing and the old version's pods stay until its pinned workflows "
+    "are drained.",
+    {
+        "enabled": {
+            "type": "boolean",
+            "description": "Run the pool versioned (false: one unversioned Deployment).",
+            "default": False,
+        },
+        "buildId": _str(
+            "The version's Build ID (default: the image's tag or digest; an image tagged "
+            "latest or untagged needs one).",
+            minLength=1,
+            maxLength=255,
+        ),
+        "rollout": _obj(
+            "How a new Build ID takes over (temporal-worker-controller's rollout).",
+            {
+                "strategy": _str(
+                    "AllAtOnce: Current as soon as its workers poll; Progressive: ramp "
+                    "through steps, then Current; Manual: the pods run, a person routes.",
+                    enum=list(ROLLOUT_STRATEGIES),
+                    default=ROLLOUT_DEFAULTS["strategy"],
+                ),
+                "steps": {
+                    "type": "array",
+                    "description": "Progressive: increasing shares of new workflows, each "
+                    "held for its pause.",
+                    "items": _obj(
+                        "One ramp step.",
+                        {
+                            "rampPercentage": _num(
+                                "Share of new workflows routed to the new version.",
+                                exclusiveMinimum=True,
+                                minimum=0,
+                                maximum=100,
+                            ),
+                            "pauseDuration": _duration("How long to hold it.", default="0"),
+                        },
+                        required=["rampPercentage"],
+                    ),
+                },
+                "scaleDownDelay": _duration(
+                    "How long a drained version keeps its pods (queries on its closed workflows).",
+                    default=ROLLOUT_DEFAULTS["scaleDownDelay"],
+                ),
+                "deleteDelay": _duration(
+                    "How long its Deployment then stays at zero before it is deleted.",
+                    default=ROLLOUT_DEFAULTS["deleteDelay"],
+                ),
+            },
+            default={},
+            **{
+                "x-kubernetes-validations": [
+                    {
+                        "rule": "!has(self.strategy) || self.strategy != 'Progressive' || "
+                        "(has(self.steps) && self.steps.size() > 0)",
+                        "message": "a Progressive rollout needs at least one step",
+                    }
+                ]
+            },
+        ),
+    },
+)
+
+
 def _pool_schema(kind: str) -> Schema:
     d = POOL_DEFAULTS[kind]
     properties: Schema = {
@@ -329,6 +404,7 @@ def _pool_schema(kind: str) -> Schema:
             default=d["autoscaling"],
         ),
         "podDisruptionBudget": DISRUPTION_BUDGET,
+        "versioning": VERSIONING,
         "topologySpreadConstraints": TOPOLOGY_SPREAD,
         "runtimeClassName": _str("RuntimeClass of the pods (e.g. nvidia)."),
         "volumes": VOLUMES,
@@ -512,13 +588,55 @@ def _pool_status_schema() -> Schema:
             "lastScaleTime": _str("When replicas last changed.", format="date-time"),
             "lastScaleReason": _str("Why they changed."),
             "autoscaling": _str("Who owns replicas: operator, external, or paused."),
+            "currentBuildId": _str("Versioned pool: the Build ID Temporal routes new work to."),
+            "targetBuildId": _str("Versioned pool: the Build ID the spec asks for."),
+            "rampingBuildId": _str("Versioned pool: the Build ID taking a share of new work."),
+            "rampPercentage": _num("That share, in percent."),
+            "versionRollout": _str(
+                "Versioned pool: where the rollout of the target stands.",
+                enum=["WaitingForPollers", "Ramping", "Steady", "Manual", "Unknown"],
+            ),
+            "versionRolloutMessage": _str("Its explanation."),
+            "versions": {
+                "type": "array",
+                "description": "Versioned pool: every live version and its Deployment.",
+                "items": _obj(
+                    "One version.",
+                    {
+                        "buildId": _str("Build ID."),
+                        "status": _str(
+                            "As Temporal reports it.",
+                            enum=[
+                                "Current",
+                                "Ramping",
+                                "Draining",
+                                "Drained",
+                                "Inactive",
+                                "Unknown",
+                            ],
+                        ),
+                        "role": _str(
+                            "What its pods do.",
+                            enum=["Serve", "Drain", "ScaleToZero", "Delete", "Hold"],
+                        ),
+                        "rampPercentage": _num("Share of new work, when Ramping."),
+                        "drainedSince": _str("When it was drained.", format="date-time"),
+                        "deployment": _str("Its Deployment."),
+                        "image": _str("The image its Deployment was made with."),
+                        "replicas": _int("The Deployment's spec.replicas."),
+                        "readyReplicas": _int("Its ready pods."),
+                        "backlog": _int("Tasks waiting for this version."),
+                    },
+                    required=["buildId"],
+                ),
+            },
         },
     )
 
 
 def _status_schema() -> Schema:
     condition = _obj(
-        "A condition (Ready, Progressing, TemporalReachable, Scaling, Paused).",
+        "A condition (Ready, Progressing, TemporalReachable, Scaling, Paused, Rollout).",
         {
             "type": _str("Condition type."),
             "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
@@ -562,6 +680,19 @@ def build() -> dict[str, Any]:
             for kind in POOLS
         ),
         {"name": "Backlog", "type": "integer", "jsonPath": ".status.totalBacklog"},
+        {
+            "name": "Current",
+            "type": "string",
+            "description": "Build ID of the workflow pool's Current version (versioned pools)",
+            "jsonPath": ".status.pools.workflow.currentBuildId",
+        },
+        {
+            "name": "Target",
+            "type": "string",
+            "description": "Build ID the workflow pool's spec asks for (versioned pools)",
+            "jsonPath": ".status.pools.workflow.targetBuildId",
+            "priority": 1,
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     schema = _obj(

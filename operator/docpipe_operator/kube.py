@@ -205,6 +205,8 @@ class Kube:
             return _Ops(
                 self.apps.read_namespaced_deployment,
                 self.apps.patch_namespaced_deployment,
+                # A drained version's Deployment (rollout.py).
+                self.apps.delete_namespaced_deployment,
             )
         if kind == "Service":
             return _Ops(

@@ -16,6 +16,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import docpipe_operator.rollout as rollouts
 from docpipe_operator import POOLS, drain, metrics, resources, scaling, trust
 from docpipe_operator.backlog import BacklogReading, Endpoint, QueueRef, TemporalClients
 from docpipe_operator.kube import DeploymentState, Kube, Outcome
@@ -68,6 +69,8 @@ class PoolMemory:
     next_poll: float = 0.0
     owned: int | None = None
     """Replicas the operator last set or accepted: anything else was changed by hand."""
+    versions: dict[str, rollouts.VersionMemory] = field(default_factory=dict)
+    """A versioned pool's: the same, per Build ID (rollout.py)."""
 
 
 def invalid(body: Mapping[str, Any], error: str, *, notify: bool = True) -> Result:
@@ -253,7 +256,7 @@ async def autoscale(
             POOLS,
             await asyncio.gather(
                 *(
-                    kube.deployment(namespace, resources.deployment_name(name, kind))
+                    kube.deployment(namespace, resources.pool_deployment_name(name, spec, kind))
                     for kind in POOLS
                 )
             ),
@@ -277,10 +280,16 @@ async def autoscale(
         {kind: _signal(reading.stats.get(kind)) for kind in POOLS},
         {kind: spec.pools[kind].knobs for kind in POOLS},
     )
+    versioning_api, versioning_error = await _versioning_api(
+        kube, temporal, namespace, spec, due, paused, policy
+    )
     for kind in POOLS:
         found = deployments[kind]
         entry = dict(previous.get(kind) or {})
         entry["queue"] = spec.queues[kind]
+        versioned = spec.pools[kind].versioning is not None
+        # A versioned pool counts every version's pods; between its ticks, the last count.
+        totals = {k: entry[k] for k in ("currentReplicas", "readyReplicas") if k in entry}
         if found is None:
             entry.pop("currentReplicas", None)
             pools[kind] = entry
@@ -294,6 +303,29 @@ async def autoscale(
             pool_memory.state = scaling.ScalingState()
             pool_memory.next_poll = monotonic + spec.pools[kind].poll_interval_s
             entry |= _hands_off_status(kind, hands_off, found, reading.stats.get(kind))
+        elif kind in due and versioned:
+            ticked = await rollouts.tick(
+                kube,
+                versioning_api,
+                body,
+                spec,
+                kind,
+                found,
+                memory[kind].versions,
+                entry,
+                now=now,
+                unreachable=versioning_error,
+            )
+            memory[kind].next_poll = monotonic + spec.pools[kind].poll_interval_s
+            result.notices += ticked.notices
+            if ticked.decision is not None:
+                decisions.append(ticked.decision)
+                entry |= _decision_status(ticked.decision, ticked.stats, now)
+                if ticked.decision.direction:
+                    result.notices.append(_scale_notice(kind, ticked.decision))
+            entry |= ticked.entry
+            entry["autoscaling"] = "operator"
+            totals = {k: ticked.entry[k] for k in ("currentReplicas", "readyReplicas")}
         elif kind in due:
             pool_memory = memory[kind]
             if pool_memory.owned is None and isinstance(entry.get("desiredReplicas"), int):
@@ -328,10 +360,11 @@ async def autoscale(
             entry["autoscaling"] = "operator"
             if decision.direction:
                 result.notices.append(_scale_notice(kind, decision))
-        pools[kind] = entry = entry | _observed(found)
+        pools[kind] = entry = entry | _observed(found) | (totals if versioned else {})
         _export_pool(namespace, name, kind, entry)
 
     result.status = _round_status(body, pools, reading, decisions, paused=paused)
+    result.status["conditions"] = rollouts.condition(result.status["conditions"], pools, spec)
     result.notices += _pause_notices(body, paused, seen)
     result.notices += _stuck_notices(body, pools, seen)
     result.notices += _missing_stats_notices(reading, seen)
@@ -347,6 +380,27 @@ async def autoscale(
     elif reading.reachable and was == "False":
         result.notices.append(Notice("Normal", "TemporalReachable", "queue statistics are back"))
     return result
+
+
+async def _versioning_api(
+    kube: Kube,
+    temporal: TemporalClients,
+    namespace: str,
+    spec: PipelineSpec,
+    due: list[str],
+    paused: bool,
+    policy: trust.TrustPolicy,
+) -> tuple[rollouts.VersioningApi | None, str | None]:
+    """Temporal's Worker Deployment API for the versioned pools due this round, or
+    why it cannot be had (every version is then held). Not asked while paused."""
+    if paused or not any(spec.pools[kind].versioning is not None for kind in due):
+        return None, "paused" if paused else None
+    try:
+        where = await endpoint(kube, namespace, spec, policy=policy)
+        client = await temporal.get(where)
+    except Exception as exc:  # unreachable, or the credentials cannot be read
+        return None, f"cannot reach Temporal: {_describe_error(exc)}"
+    return rollouts.TemporalVersioning(client, temporal.timeout_s), None
 
 
 async def _read_backlog(
@@ -545,7 +599,7 @@ async def _recreate(
         log.warning("%s/%s: %s", namespace, name, message)
         return back
     for kind in missing:
-        manifest = resources.deployment(body, spec, kind)
+        manifest = resources.pool_deployment(body, spec, kind)
         try:
             await kube.apply(manifest, body["metadata"]["uid"])
         except Exception as exc:  # retried next round

@@ -10,6 +10,7 @@ Pure functions of the CR: the same spec gives the same manifests, and
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -470,7 +471,7 @@ def manifests(body: Mapping[str, Any], spec: PipelineSpec) -> list[Manifest]:
     """Everything one DocumentPipeline owns, Deployments first."""
     budgets = [disruption_budget(body, spec, kind) for kind in spec.pools]
     return [
-        *(deployment(body, spec, kind) for kind in spec.pools),
+        *(pool_deployment(body, spec, kind) for kind in spec.pools),
         *(service(body, spec, kind) for kind in spec.pools),
         *(budget for budget in budgets if budget is not None),
     ]
@@ -488,8 +489,8 @@ def unwanted(body: Mapping[str, Any], spec: PipelineSpec) -> list[tuple[str, str
 
 
 # --- Versioned pools: one Deployment per live Build ID ("rainbow") ------------------
-# Not wired into reconcile yet (docs/operator.md, "Rollouts"): these render what a
-# versioned pool's Deployments look like, from the pool's own Deployment.
+# docs/operator.md, "Rollouts": the spec renders the target version's Deployment;
+# the others keep the template they were made with (rollout.py scales and deletes them).
 
 VERSION_LABEL = "docpipe.io/version"
 """Label (and selector) of a version's Deployment and pods: a DNS-safe form of the Build ID."""
@@ -578,3 +579,43 @@ def versioned_deployment(
         env = [e for e in container.get("env", []) if e["name"] not in pinned]
         container["env"] = env + [_env(k, v) for k, v in pinned.items()]
     return versioned
+
+
+def pool_deployment_name(pipeline: str, spec: PipelineSpec, kind: str) -> str:
+    """The Deployment the spec renders for a pool: its target version's when versioned."""
+    versioning = spec.pools[kind].versioning
+    if versioning is None:
+        return deployment_name(pipeline, kind)
+    return version_deployment_name(pipeline, kind, versioning.build_id)
+
+
+def pool_deployment(body: Mapping[str, Any], spec: PipelineSpec, kind: str) -> Manifest:
+    """The pool's Deployment, or for a versioned pool its target version's."""
+    versioning = spec.pools[kind].versioning
+    if versioning is None:
+        return deployment(body, spec, kind)
+    return version_deployment(body, spec, kind, versioning.build_id)
+
+
+def version_deployment(
+    body: Mapping[str, Any],
+    spec: PipelineSpec,
+    kind: str,
+    build_id: str,
+    image: str | None = None,
+) -> Manifest:
+    """The Deployment of version ``build_id`` of a pool, fingerprinted; ``image``
+    (default: the spec's) recreates an older version that went missing."""
+    if image is not None and image != spec.pools[kind].image:
+        pools = dict(spec.pools)
+        pools[kind] = dataclasses.replace(pools[kind], image=image)
+        spec = dataclasses.replace(spec, pools=pools)
+    pipeline, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    manifest = versioned_deployment(
+        deployment(body, spec, kind),
+        build_id=build_id,
+        temporal_deployment=temporal_deployment_name(namespace, pipeline, kind),
+        name=version_deployment_name(pipeline, kind, build_id),
+    )
+    manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = spec_hash(manifest)
+    return manifest

@@ -13,11 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from docpipe import queues
 from docpipe_operator import POOLS
 from docpipe_operator.scaling import ScalingKnobs
+from docpipe_operator.versioning import RampStep, Rollout, Strategy
 
 # Workers finish in-flight tasks for GRACEFUL_SHUTDOWN (30 s) after SIGTERM
 # (services/docpipe/workers/common.py); Kubernetes must wait longer than that
@@ -86,6 +88,20 @@ PAUSED_ANNOTATION = "docpipe.io/paused"
 
 AUTOSCALING_MODES = ("operator", "external")
 """Who owns a pool's ``spec.replicas``: the operator's policy, or an HPA/KEDA the user attaches."""
+
+# --- Worker Versioning (docs/operator.md, "Rollouts") ---------------------------------
+ROLLOUT_STRATEGIES = tuple(strategy.value for strategy in Strategy)
+ROLLOUT_DEFAULTS: dict[str, Any] = {
+    "strategy": Strategy.ALL_AT_ONCE.value,
+    "scaleDownDelay": "1h",
+    "deleteDelay": "24h",
+}
+"""temporal-worker-controller's defaults: a drained version keeps its pods an hour
+(queries on its closed workflows), then its Deployment a day at zero (a rollback
+within that day only scales it up)."""
+# Go-style durations, as temporal-worker-controller and kubectl write them: 30s, 5m, 1h30m.
+DURATION_PATTERN = r"^(0|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 # Extended resource names (the device plugin's: nvidia.com/gpu, nvidia.com/mig-1g.10gb).
 EXTENDED_RESOURCE_PATTERN = (
@@ -163,6 +179,25 @@ def is_paused(metadata: Mapping[str, Any]) -> bool:
 
 
 @dataclass(frozen=True)
+class VersioningSpec:
+    """A versioned pool: a Temporal Worker Deployment with one version per Build ID."""
+
+    build_id: str
+    """The version the spec asks for (explicit, else the image's tag or digest)."""
+    rollout: Rollout
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """A Go-style duration ("90s", "5m", "1h30m", "0"); plain numbers are seconds."""
+    if isinstance(text, int | float):
+        return timedelta(seconds=float(text))
+    if not re.match(DURATION_PATTERN, text.strip()):
+        raise ValueError(f"{text!r} is not a duration such as 30s, 5m or 1h30m")
+    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)", text)
+    return timedelta(seconds=sum(float(n) * _DURATION_UNITS[unit] for n, unit in parts))
+
+
+@dataclass(frozen=True)
 class PoolSpec:
     """One worker pool: its Deployment's shape and its scaling knobs."""
 
@@ -191,6 +226,8 @@ class PoolSpec:
     volume_mounts: tuple[Mapping[str, Any], ...] = ()
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
     gpu_resource_name: str = "nvidia.com/gpu"
+    versioning: VersioningSpec | None = None
+    """None: the pool runs unversioned, one Deployment (versioning.enabled false)."""
 
     @property
     def external(self) -> bool:
@@ -252,6 +289,7 @@ def problems(spec: Mapping[str, Any], name: str = "") -> list[str]:
         if merged.get("gpusPerPod", 0) < 0:
             found.append(f"{where}.gpusPerPod: must be >= 0")
         found += _pod_problems(where, merged)
+        found += _versioning_problems(where, merged)
         if merged["terminationGracePeriodSeconds"] <= WORKER_GRACEFUL_SHUTDOWN_S:
             found.append(
                 f"{where}.terminationGracePeriodSeconds: must exceed the workers' "
@@ -295,6 +333,56 @@ def _pod_problems(where: str, pool: Mapping[str, Any]) -> list[str]:
         if mount.get("name") not in known:
             found.append(f"{where}.volumeMounts: {mount.get('name')!r} names no volume")
     return found
+
+
+def _versioning_problems(where: str, pool: Mapping[str, Any]) -> list[str]:
+    """A versioned pool needs a Build ID and a rollout versioning.Rollout accepts."""
+    raw = pool.get("versioning") or {}
+    if not raw.get("enabled", False):
+        return []
+    found = []
+    try:
+        _build_id(pool)
+    except ValueError as exc:
+        found.append(f"{where}.versioning.buildId: {exc}")
+    if pool.get("autoscaling") == "external":
+        # An HPA targets one Deployment by name; a versioned pool has one per Build ID.
+        found.append(f"{where}.versioning: not supported with autoscaling: external")
+    try:
+        _rollout(raw.get("rollout") or {})
+    except ValueError as exc:
+        found.append(f"{where}.versioning.rollout: {exc}")
+    return found
+
+
+def _build_id(pool: Mapping[str, Any]) -> str:
+    from docpipe_operator.resources import build_id_for  # resources imports this module
+
+    return build_id_for(str(pool.get("image") or ""), (pool.get("versioning") or {}).get("buildId"))
+
+
+def _rollout(raw: Mapping[str, Any]) -> Rollout:
+    """The CRD's ``rollout`` block as the policy's input (ValueError says what is wrong)."""
+    merged = ROLLOUT_DEFAULTS | dict(raw)
+    if merged["strategy"] not in ROLLOUT_STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(ROLLOUT_STRATEGIES)}")
+    steps = tuple(
+        RampStep(float(step["rampPercentage"]), parse_duration(step.get("pauseDuration", "0")))
+        for step in merged.get("steps") or ()
+    )
+    return Rollout(
+        strategy=Strategy(merged["strategy"]),
+        steps=steps,
+        scale_down_delay=parse_duration(merged["scaleDownDelay"]),
+        delete_delay=parse_duration(merged["deleteDelay"]),
+    )
+
+
+def _versioning(pool: Mapping[str, Any]) -> VersioningSpec | None:
+    raw = pool.get("versioning") or {}
+    if not raw.get("enabled", False):
+        return None
+    return VersioningSpec(build_id=_build_id(pool), rollout=_rollout(raw.get("rollout") or {}))
 
 
 def parse(spec: Mapping[str, Any], name: str = "") -> PipelineSpec:
@@ -387,6 +475,7 @@ def _pool(kind: str, raw: Mapping[str, Any]) -> PoolSpec:
         volume_mounts=tuple(pool.get("volumeMounts") or ()),
         pod_annotations=dict(pool.get("podAnnotations") or {}),
         gpu_resource_name=pool.get("gpuResourceName", "nvidia.com/gpu"),
+        versioning=_versioning(pool),
     )
 
 

@@ -57,7 +57,7 @@ RESOURCES = {
         kind="Deployment",
         namespaced=True,
         subresources=["status", "scale"],
-        verbs=["get", "create", "patch", "list"],
+        verbs=["get", "create", "patch", "delete", "list"],
     ),
     "policy/v1/poddisruptionbudgets": ResourceInfo(
         kind="PodDisruptionBudget",

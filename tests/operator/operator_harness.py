@@ -193,10 +193,11 @@ async def running_operator(**kwargs: Any) -> AsyncIterator[None]:
         raise failures[0]
 
 
-def start_temporal() -> TemporalServer:
-    """A Temporal dev server (docpipe's own DevStack helper), in memory."""
+def start_temporal(extra_args: tuple[str, ...] = ()) -> TemporalServer:
+    """A Temporal dev server (docpipe's own DevStack helper), in memory; ``extra_args``
+    go to ``temporal server start-dev`` (dynamic config, for instance)."""
     data_dir = Path(tempfile.mkdtemp(prefix="docpipe-operator-test-"))
-    server = TemporalServer(DevStack(data_dir), None, ())
+    server = TemporalServer(DevStack(data_dir), None, extra_args)
     server.start()
     server.data_dir = data_dir  # type: ignore[attr-defined]
     return server

@@ -53,7 +53,19 @@ def test_the_crd_names_status_subresource_and_columns(crd: dict[str, Any]) -> No
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}
     columns = {column["name"]: column["jsonPath"] for column in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Phase", "Workflow", "CPU", "GPU", "IO", "Backlog", "Age"]
+    assert list(columns) == [
+        "Phase",
+        "Workflow",
+        "CPU",
+        "GPU",
+        "IO",
+        "Backlog",
+        "Current",
+        "Target",
+        "Age",
+    ]
+    # Versioned pools: the workflow pool's Current Build ID (Target with -o wide).
+    assert columns["Current"] == ".status.pools.workflow.currentBuildId"
     status = crd_schema(crd)["properties"]["status"]["properties"]
     for path in columns.values():
         parts = path.strip(".").split(".")

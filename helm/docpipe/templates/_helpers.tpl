@@ -141,9 +141,10 @@ else the release namespace. The operator must watch it.
   resources: [documentpipelines/status]
   verbs: [get, patch]
 # What it owns: created once, patched on spec change and to scale; read by name.
+# A versioned pool's drained versions are deleted (rollout.py).
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, create, patch]
+  verbs: [get, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
   verbs: [get, create, patch]

@@ -1,0 +1,471 @@
+"""One tick of a versioned pool: Temporal's routing first, then every version's Deployment.
+
+A versioned pool (``versioning.enabled``) is a Temporal Worker Deployment with one
+Kubernetes Deployment per live Build ID ("rainbow"). The spec renders only the
+target version's Deployment (reconcile.ensure_workloads); this module does the
+rest each time the pool is due:
+
+1. describe the Worker Deployment and ask :func:`versioning.plan` for the next
+   step (the same three calls :func:`versioning.advance` makes, keeping the
+   described state, which status shows);
+2. make the plan's routing change (ramp, make Current, clear a ramp), with an
+   Event: Temporal keeps the rollout's state, so a restart resumes it;
+3. give every version's Deployment its role: scale ``Serve`` and ``Drain``
+   versions with scaling.py on their own backlog (versioning.backlog_by_build_id)
+   within versioning.replica_bounds, scale ``ScaleToZero`` ones to zero, delete
+   ``Delete`` ones.
+
+Missing data never shrinks a version: Temporal unreachable holds every version
+as it is (no routing, no scaling, no deletion), and a version whose backlog could
+not be read is held by scaling.decide, as the pool scaler holds a pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Collection, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from temporalio.client import Client
+
+from docpipe.queue_stats import QueueStats
+from docpipe_operator import resources, scaling, versioning
+from docpipe_operator.kube import DeploymentState, Kube
+from docpipe_operator.spec import PipelineSpec
+from docpipe_operator.status import Notice, set_condition
+
+log = logging.getLogger(__name__)
+
+ROLLOUT = "Rollout"
+"""The pipeline condition: True once every versioned pool's target is Current."""
+HOLD = "Hold"
+"""A version's role while Temporal cannot be asked: left exactly as it is."""
+NOT_REGISTERED = "NotRegistered"
+"""A version Temporal does not know yet (its workers have not polled)."""
+
+
+class VersioningApi(Protocol):
+    """The Worker Deployment calls a tick makes (a fake in tests stands in for Temporal)."""
+
+    async def describe(self, name: str) -> versioning.DeploymentState | None: ...
+
+    async def route(
+        self, name: str, change: versioning.RoutingChange, conflict_token: bytes
+    ) -> None: ...
+
+    async def backlog(
+        self, name: str, build_ids: Collection[str], queue: str, *, workflow: bool
+    ) -> Mapping[str, QueueStats | None]: ...
+
+
+@dataclass(frozen=True)
+class TemporalVersioning:
+    """:class:`VersioningApi` over versioning.py's calls, each within the operator's
+    Temporal deadline (a dead server costs a tick, not the operator)."""
+
+    client: Client
+    timeout_s: float
+
+    async def describe(self, name: str) -> versioning.DeploymentState | None:
+        return await asyncio.wait_for(
+            versioning.describe_deployment(self.client, name), self.timeout_s
+        )
+
+    async def route(
+        self, name: str, change: versioning.RoutingChange, conflict_token: bytes
+    ) -> None:
+        await asyncio.wait_for(
+            versioning.apply_routing(self.client, name, change, conflict_token), self.timeout_s
+        )
+
+    async def backlog(
+        self, name: str, build_ids: Collection[str], queue: str, *, workflow: bool
+    ) -> Mapping[str, QueueStats | None]:
+        return await asyncio.wait_for(
+            versioning.backlog_by_build_id(self.client, name, build_ids, queue, workflow=workflow),
+            self.timeout_s,
+        )
+
+
+@dataclass
+class VersionMemory:
+    """Per version, between ticks: the scaling policy's state and the count it set."""
+
+    state: scaling.ScalingState = field(default_factory=scaling.ScalingState)
+    owned: int | None = None
+
+
+@dataclass
+class Tick:
+    """What one tick did: the pool's status fields, Events, and the target's decision."""
+
+    entry: dict[str, Any]
+    notices: list[Notice]
+    decision: scaling.Decision | None
+    """The target version's scaling decision (the pool's desiredReplicas), if it was made."""
+    stats: QueueStats | None = None
+    """The target version's backlog."""
+
+
+async def tick(
+    kube: Kube,
+    api: VersioningApi | None,
+    body: Mapping[str, Any],
+    spec: PipelineSpec,
+    kind: str,
+    target_found: DeploymentState | None,
+    memory: MutableMapping[str, VersionMemory],
+    previous: Mapping[str, Any],
+    *,
+    now: float,
+    unreachable: str | None = None,
+) -> Tick:
+    """Advance the pool's rollout one step and size every version's Deployment.
+
+    ``api`` is None (with ``unreachable`` saying why) when Temporal cannot be
+    asked; ``target_found`` is the target's Deployment as reconcile read (or
+    recreated) it; ``previous`` the pool's last status entry, whose ``versions``
+    name the Deployments of older versions (their names derive from the Build ID).
+    """
+    pool = spec.pools[kind]
+    assert pool.versioning is not None, "only versioned pools have a rollout"
+    target = pool.versioning.build_id
+    namespace, pipeline = body["metadata"]["namespace"], body["metadata"]["name"]
+    name = resources.temporal_deployment_name(namespace, pipeline, kind)
+    remembered = {v["buildId"]: v for v in previous.get("versions") or [] if "buildId" in v}
+    notices: list[Notice] = []
+
+    state: versioning.DeploymentState | None = None
+    error = unreachable if api is None else None
+    if api is not None:
+        try:
+            state = await api.describe(name)
+        except Exception as exc:  # unreachable, deadline, refused: hold everything
+            error = f"describe worker deployment {name}: {_short(exc)}"
+
+    candidates = {target, *remembered, *(state.versions if state is not None else ())}
+    found = await _deployments(kube, namespace, pipeline, kind, candidates - {target})
+    found[target] = target_found
+    deployed = {b for b, f in found.items() if f is not None}
+
+    if error is not None:
+        entry = _held_status(target, found, remembered, previous, error, pipeline, kind)
+        return Tick(entry, notices, None)
+
+    wall = datetime.fromtimestamp(now, UTC)
+    decided = versioning.plan(target, state, pool.versioning.rollout, wall, deployed)
+    if decided.routing is not None and state is not None:
+        try:
+            await api.route(name, decided.routing, state.conflict_token)  # type: ignore[union-attr]
+        except Exception as exc:  # a conflict or a refusal: the next tick decides afresh
+            notices.append(Notice("Warning", "RolloutStepFailed", f"{kind}: {_short(exc)}"))
+        else:
+            notices.append(Notice("Normal", "RolloutStep", f"{kind}: {decided.message}"))
+            log.info("%s/%s %s: %s", namespace, pipeline, kind, decided.message)
+
+    serving = [
+        b for b, r in decided.roles.items() if r in (versioning.Role.SERVE, versioning.Role.DRAIN)
+    ]
+    try:
+        backlog = await api.backlog(name, serving, spec.queues[kind], workflow=kind == "workflow")  # type: ignore[union-attr]
+    except Exception as exc:  # each version holds (missing data never shrinks one)
+        log.warning("%s/%s %s: per-version backlog: %s", namespace, pipeline, kind, _short(exc))
+        backlog = {}
+
+    decision: scaling.Decision | None = None
+    registered = state.versions if state is not None else {}
+    for build_id, role in sorted(decided.roles.items()):
+        current = found.get(build_id)
+        try:
+            if role in (versioning.Role.SERVE, versioning.Role.DRAIN):
+                if current is None:
+                    current = await _recreate_version(
+                        kube, body, spec, kind, build_id, remembered, notices
+                    )
+                if current is None:
+                    continue
+                made = await _scale_version(
+                    kube,
+                    namespace,
+                    resources.version_deployment_name(pipeline, kind, build_id),
+                    pool,
+                    role,
+                    waiting=build_id not in registered,
+                    found=current,
+                    stats=backlog.get(build_id),
+                    memory=memory.setdefault(build_id, VersionMemory()),
+                    now=now,
+                )
+                found[build_id] = dataclasses.replace(current, replicas=made.replicas)
+                if build_id == target:
+                    decision = made
+                elif made.direction:
+                    notices.append(
+                        Notice("Normal", "VersionScaled", f"{kind} {build_id}: {made.message}")
+                    )
+            elif role is versioning.Role.SCALE_TO_ZERO and current is not None:
+                if current.replicas != 0:
+                    deployment = resources.version_deployment_name(pipeline, kind, build_id)
+                    await kube.scale(namespace, deployment, 0)
+                    found[build_id] = dataclasses.replace(current, replicas=0)
+                    memory.pop(build_id, None)
+                    notices.append(
+                        Notice(
+                            "Normal",
+                            "VersionScaledToZero",
+                            f"{kind}: {build_id} is drained; Deployment {deployment} scaled to 0",
+                        )
+                    )
+            elif role is versioning.Role.DELETE and current is not None:
+                deployment = resources.version_deployment_name(pipeline, kind, build_id)
+                if await kube.delete_owned(
+                    "Deployment", namespace, deployment, body["metadata"]["uid"]
+                ):
+                    notices.append(
+                        Notice(
+                            "Normal",
+                            "VersionDeleted",
+                            f"{kind}: {build_id} is no longer needed; Deployment {deployment} deleted",
+                        )
+                    )
+                found[build_id] = None
+                memory.pop(build_id, None)
+        except Exception as exc:  # 409/500/timeouts: the next tick tries again
+            log.warning("%s/%s %s %s: %s", namespace, pipeline, kind, build_id, exc)
+            notices.append(
+                Notice("Warning", "VersionScaleFailed", f"{kind} {build_id}: {_short(exc)}")
+            )
+
+    entry = _status(target, state, decided, found, remembered, backlog, spec, pipeline, kind)
+    return Tick(entry, notices, decision, backlog.get(target))
+
+
+async def _deployments(
+    kube: Kube, namespace: str, pipeline: str, kind: str, build_ids: Collection[str]
+) -> dict[str, DeploymentState | None]:
+    """Each version's Deployment, read by name (the operator gets, it never lists)."""
+    ids = sorted(build_ids)
+    states = await asyncio.gather(
+        *(
+            kube.deployment(namespace, resources.version_deployment_name(pipeline, kind, b))
+            for b in ids
+        )
+    )
+    return dict(zip(ids, states, strict=True))
+
+
+async def _recreate_version(
+    kube: Kube,
+    body: Mapping[str, Any],
+    spec: PipelineSpec,
+    kind: str,
+    build_id: str,
+    remembered: Mapping[str, Mapping[str, Any]],
+    notices: list[Notice],
+) -> DeploymentState | None:
+    """An older version that still drains lost its Deployment (deleted by hand): its
+    pinned workflows need workers, so it comes back with the image status remembers.
+    Without one the operator cannot know its code, and says so."""
+    image = (remembered.get(build_id) or {}).get("image")
+    if not image:
+        notices.append(
+            Notice(
+                "Warning",
+                "VersionMissing",
+                f"{kind}: {build_id} still has work in Temporal but no Deployment, and its "
+                "image is unknown; its pinned workflows wait for its workers",
+            )
+        )
+        return None
+    manifest = resources.version_deployment(body, spec, kind, build_id, image)
+    await kube.apply(manifest, body["metadata"]["uid"])
+    notices.append(
+        Notice(
+            "Warning",
+            "DeploymentRecreated",
+            f"Deployment {manifest['metadata']['name']} ({kind} {build_id}) was missing; recreated",
+        )
+    )
+    return DeploymentState(manifest["spec"].get("replicas", 1), 0, 0)
+
+
+async def _scale_version(
+    kube: Kube,
+    namespace: str,
+    deployment: str,
+    pool: Any,
+    role: versioning.Role,
+    *,
+    waiting: bool,
+    found: DeploymentState,
+    stats: QueueStats | None,
+    memory: VersionMemory,
+    now: float,
+) -> scaling.Decision:
+    """scaling.decide for one version within its role's bounds; the patch, if any,
+    before the state is committed (a failed one is retried, as for a pool)."""
+    low, high = versioning.replica_bounds(role, pool.knobs.min_replicas, pool.knobs.max_replicas)
+    knobs = dataclasses.replace(pool.knobs, min_replicas=low, max_replicas=high)
+    if waiting and role is versioning.Role.SERVE:
+        # A version exists in Temporal once a worker polls: a new target needs a pod
+        # even in a pool that may idle at zero, or its rollout never starts.
+        knobs = dataclasses.replace(knobs, min_replicas=max(low, 1), scale_to_zero=False)
+    current = memory.owned if memory.owned is not None else found.replicas
+    signal = None
+    if stats is not None:
+        signal = scaling.QueueSignal(
+            backlog_count=stats.backlog_count,
+            backlog_age_s=stats.backlog_age_s,
+            add_rate=stats.add_rate,
+            dispatch_rate=stats.dispatch_rate,
+        )
+    decision = scaling.decide(current, signal, knobs, memory.state, now)
+    if decision.replicas != found.replicas:
+        await kube.scale(namespace, deployment, decision.replicas)
+    memory.state = decision.state
+    memory.owned = decision.replicas
+    return decision
+
+
+def _status(
+    target: str,
+    state: versioning.DeploymentState | None,
+    decided: versioning.Plan,
+    found: Mapping[str, DeploymentState | None],
+    remembered: Mapping[str, Mapping[str, Any]],
+    backlog: Mapping[str, QueueStats | None],
+    spec: PipelineSpec,
+    pipeline: str,
+    kind: str,
+) -> dict[str, Any]:
+    """The pool's versioning fields: routing as Temporal has it, and each live version."""
+    versions = []
+    registered = state.versions if state is not None else {}
+    for build_id in sorted({*decided.roles, *found}):
+        present = found.get(build_id)
+        version = registered.get(build_id)
+        role = decided.roles.get(build_id)
+        live = version is not None and version.status in (
+            versioning.VersionStatus.CURRENT,
+            versioning.VersionStatus.RAMPING,
+            versioning.VersionStatus.DRAINING,
+        )
+        if present is None and build_id != target and not live:
+            continue  # deleted, or drained and gone: nothing left to show
+        item: dict[str, Any] = {
+            "buildId": build_id,
+            "status": _version_status(build_id, state),
+            "deployment": resources.version_deployment_name(pipeline, kind, build_id),
+            "image": spec.pools[kind].image
+            if build_id == target
+            else (remembered.get(build_id) or {}).get("image", ""),
+        }
+        if role is not None:
+            item["role"] = role.value
+        if state is not None and state.ramping == build_id:
+            item["rampPercentage"] = state.ramp_percent
+        if version is not None and version.drained_since is not None:
+            item["drainedSince"] = version.drained_since.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if present is not None:
+            item["replicas"] = present.replicas
+            item["readyReplicas"] = present.ready_replicas
+        if (stats := backlog.get(build_id)) is not None:
+            item["backlog"] = stats.backlog_count
+        if not item["image"]:
+            del item["image"]
+        versions.append(item)
+    entry: dict[str, Any] = {
+        "targetBuildId": target,
+        "currentBuildId": state.current if state is not None else None,
+        "rampingBuildId": state.ramping if state is not None else None,
+        "rampPercentage": state.ramp_percent if state is not None and state.ramping else None,
+        "versionRollout": decided.phase.value,
+        "versionRolloutMessage": decided.message,
+        "versions": versions,
+    }
+    return entry | _totals(found)
+
+
+def _version_status(build_id: str, state: versioning.DeploymentState | None) -> str:
+    if state is None or build_id not in state.versions:
+        return NOT_REGISTERED
+    # The routing config is newer than a version's summary right after a change.
+    if state.current == build_id:
+        return versioning.VersionStatus.CURRENT.value
+    if state.ramping == build_id:
+        return versioning.VersionStatus.RAMPING.value
+    return state.versions[build_id].status.value
+
+
+def _held_status(
+    target: str,
+    found: Mapping[str, DeploymentState | None],
+    remembered: Mapping[str, Mapping[str, Any]],
+    previous: Mapping[str, Any],
+    error: str,
+    pipeline: str,
+    kind: str,
+) -> dict[str, Any]:
+    """Temporal cannot be asked: the last known routing, every Deployment held."""
+    versions = []
+    for build_id in sorted(b for b, f in found.items() if f is not None):
+        present = found[build_id]
+        assert present is not None
+        item = {
+            **dict(remembered.get(build_id) or {"buildId": build_id, "status": "Unknown"}),
+            "deployment": resources.version_deployment_name(pipeline, kind, build_id),
+            "role": HOLD,
+            "replicas": present.replicas,
+            "readyReplicas": present.ready_replicas,
+        }
+        item.pop("backlog", None)
+        versions.append(item)
+    return {
+        "targetBuildId": target,
+        "currentBuildId": previous.get("currentBuildId"),
+        "versionRollout": "Unknown",
+        "versionRolloutMessage": f"holding every version: {error}",
+        "versions": versions,
+    } | _totals(found)
+
+
+def _totals(found: Mapping[str, DeploymentState | None]) -> dict[str, Any]:
+    """The pool's replicas: every version's pods serve or drain its work."""
+    present = [f for f in found.values() if f is not None]
+    return {
+        "currentReplicas": sum(f.replicas for f in present),
+        "readyReplicas": sum(f.ready_replicas for f in present),
+    }
+
+
+def condition(
+    conditions: list[dict[str, Any]],
+    pools: Mapping[str, Mapping[str, Any]],
+    spec: PipelineSpec,
+) -> list[dict[str, Any]]:
+    """``Rollout``: True when every versioned pool's target is Current (Steady);
+    absent for a pipeline without versioned pools."""
+    versioned = {
+        kind: pools[kind]
+        for kind in pools
+        if spec.pools[kind].versioning is not None and pools[kind].get("versionRollout")
+    }
+    if not versioned:
+        return conditions
+    phases = [entry["versionRollout"] for entry in versioned.values()]
+    message = "; ".join(
+        f"{kind}: {entry.get('versionRolloutMessage', '')}" for kind, entry in versioned.items()
+    )
+    unsettled = [p for p in phases if p != versioning.Phase.STEADY.value]
+    reason = unsettled[0] if unsettled else versioning.Phase.STEADY.value
+    return set_condition(conditions, ROLLOUT, not unsettled, reason, message)
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
