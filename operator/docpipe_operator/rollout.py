@@ -240,8 +240,25 @@ async def tick(
                 Notice("Warning", "VersionScaleFailed", f"{kind} {build_id}: {_short(exc)}")
             )
 
+    if state is not None and state.current is not None:
+        notices += await _retire_unversioned(kube, body, kind)
     entry = _status(target, state, decided, found, remembered, backlog, spec, pipeline, kind)
     return Tick(entry, notices, decision, backlog.get(target))
+
+
+async def _retire_unversioned(kube: Kube, body: Mapping[str, Any], kind: str) -> list[Notice]:
+    """A pool switched to versioning keeps its unversioned Deployment until a version
+    is Current: Temporal then routes the open unversioned workflows there too, and the
+    old pods only finish what they hold (their graceful shutdown on deletion)."""
+    namespace, pipeline = body["metadata"]["namespace"], body["metadata"]["name"]
+    name = resources.deployment_name(pipeline, kind)
+    try:
+        if await kube.delete_owned("Deployment", namespace, name, body["metadata"]["uid"]):
+            message = f"{kind}: a version is Current; unversioned Deployment {name} deleted"
+            return [Notice("Normal", "UnversionedDeleted", message)]
+    except Exception as exc:  # the next tick tries again
+        return [Notice("Warning", "VersionScaleFailed", f"{kind} unversioned: {_short(exc)}")]
+    return []
 
 
 async def _deployments(
