@@ -612,6 +612,7 @@ def _pool_status_schema() -> Schema:
                                 "Draining",
                                 "Drained",
                                 "Inactive",
+                                "NotRegistered",
                                 "Unknown",
                             ],
                         ),
