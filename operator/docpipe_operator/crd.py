@@ -20,6 +20,7 @@ from docpipe_operator.spec import (
     DURATION_PATTERN,
     EXTENDED_RESOURCE_PATTERN,
     MAX_NAME_LENGTH,
+    MIN_TERMINATION_GRACE_S,
     NAME_PATTERN,
     POOL_DEFAULTS,
     QUEUE_DEFAULTS,
@@ -27,8 +28,8 @@ from docpipe_operator.spec import (
     ROLLOUT_STRATEGIES,
     SCALING_DEFAULTS,
     SECRET_KEY_DEFAULTS,
+    SHUTDOWN_MARGIN_S,
     TEMPORAL_DEFAULTS,
-    WORKER_GRACEFUL_SHUTDOWN_S,
 )
 
 Schema = dict[str, Any]
@@ -391,9 +392,10 @@ def _pool_schema(kind: str) -> Schema:
             "ServiceAccount of the pods (default: the namespace's default)."
         ),
         "terminationGracePeriodSeconds": _int(
-            f"SIGTERM-to-SIGKILL time; must exceed the workers' {WORKER_GRACEFUL_SHUTDOWN_S} s "
-            "graceful shutdown.",
-            minimum=WORKER_GRACEFUL_SHUTDOWN_S + 1,
+            "SIGTERM-to-SIGKILL time. The worker stops polling at once and finishes "
+            f"in-flight activities for {SHUTDOWN_MARGIN_S} s less (WORKER_SHUTDOWN_GRACE_S); "
+            "default: the pool's longest step plus that margin.",
+            minimum=MIN_TERMINATION_GRACE_S,
             default=d["terminationGracePeriodSeconds"],
         ),
         "scaling": _scaling_schema(kind),

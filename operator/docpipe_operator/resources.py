@@ -26,6 +26,7 @@ from docpipe_operator.spec import (
     TLS_PRIVATE_KEY_KEY,
     PipelineSpec,
     PoolSpec,
+    worker_shutdown_grace_s,
 )
 
 Manifest = dict[str, Any]
@@ -128,6 +129,8 @@ def worker_env(spec: PipelineSpec, pool: PoolSpec) -> list[dict[str, Any]]:
         _env("IO_TASK_QUEUE", spec.queues["io"]),
         _env("METRICS_PORT", METRICS_PORT),
         _env("SDK_METRICS_PORT", SDK_METRICS_PORT),
+        # Below the pod's grace: in-flight activities finish, the rest is handed back.
+        _env("WORKER_SHUTDOWN_GRACE_S", worker_shutdown_grace_s(pool.termination_grace_s)),
     ]
     if t.api_key is not None:
         env.append(_secret_env("TEMPORAL_API_KEY", t.api_key.name, t.api_key.key))

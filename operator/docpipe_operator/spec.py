@@ -21,11 +21,28 @@ from docpipe_operator import POOLS
 from docpipe_operator.scaling import ScalingKnobs
 from docpipe_operator.versioning import RampStep, Rollout, Strategy
 
-# Workers finish in-flight tasks for GRACEFUL_SHUTDOWN (30 s) after SIGTERM
-# (services/docpipe/workers/common.py); Kubernetes must wait longer than that
-# before SIGKILL, or tasks are lost mid-flight instead of handed back.
-WORKER_GRACEFUL_SHUTDOWN_S = 30
-DEFAULT_TERMINATION_GRACE_S = WORKER_GRACEFUL_SHUTDOWN_S + 15
+# On SIGTERM a worker stops polling at once and lets its in-flight activities
+# finish for WORKER_SHUTDOWN_GRACE_S (services/docpipe/workers/common.py), which the
+# operator renders SHUTDOWN_MARGIN_S below the pod's terminationGracePeriodSeconds:
+# the margin is for cancelling what is left, reporting it back to Temporal (retried
+# elsewhere at once, not after a heartbeat timeout) and exiting before SIGKILL.
+SHUTDOWN_MARGIN_S = 10
+MIN_TERMINATION_GRACE_S = SHUTDOWN_MARGIN_S + 5
+STEP_BUDGET_S: dict[str, int] = {"workflow": 35, "cpu": 120, "gpu": 300, "io": 120}
+"""Per pool, how long its longest step normally runs, so a scale-down or a rollout
+lets it finish: workflow tasks take milliseconds; cpu and io steps get the CLI's
+default step budget (``--timeout`` 120 s); a GPU batch (OCR pages, embeddings of long
+documents) the workflow's default GPU budget (StepTimeouts.gpu_start_to_close)."""
+DEFAULT_TERMINATION_GRACE_S: dict[str, int] = {
+    kind: budget + SHUTDOWN_MARGIN_S for kind, budget in STEP_BUDGET_S.items()
+}
+
+
+def worker_shutdown_grace_s(termination_grace_s: int) -> int:
+    """The worker's own graceful shutdown for a pod's grace period: slightly below it,
+    so the worker hands back what is still running before the kubelet's SIGKILL."""
+    return max(1, termination_grace_s - SHUTDOWN_MARGIN_S)
+
 
 METRICS_PORT = 9100
 SDK_METRICS_PORT = 9101
@@ -62,7 +79,7 @@ POOL_DEFAULTS: dict[str, dict[str, Any]] = {
 for _pool in POOLS:
     POOL_DEFAULTS[_pool] |= {
         "imagePullPolicy": "IfNotPresent",
-        "terminationGracePeriodSeconds": DEFAULT_TERMINATION_GRACE_S,
+        "terminationGracePeriodSeconds": DEFAULT_TERMINATION_GRACE_S[_pool],
         "autoscaling": "operator",
     }
 
@@ -215,7 +232,9 @@ class PoolSpec:
     affinity: Mapping[str, Any] = field(default_factory=dict)
     priority_class_name: str | None = None
     service_account_name: str | None = None
-    termination_grace_s: int = DEFAULT_TERMINATION_GRACE_S
+    termination_grace_s: int = DEFAULT_TERMINATION_GRACE_S["cpu"]
+    """The pod's SIGTERM-to-SIGKILL time; the worker finishes in-flight work within
+    :func:`worker_shutdown_grace_s` of it."""
     autoscaling: str = "operator"
     """``external``: replicas are left to an HPA/KEDA; the operator never writes them."""
     disruption_budget: DisruptionBudget | None = None
@@ -290,10 +309,11 @@ def problems(spec: Mapping[str, Any], name: str = "") -> list[str]:
             found.append(f"{where}.gpusPerPod: must be >= 0")
         found += _pod_problems(where, merged)
         found += _versioning_problems(where, merged)
-        if merged["terminationGracePeriodSeconds"] <= WORKER_GRACEFUL_SHUTDOWN_S:
+        if merged["terminationGracePeriodSeconds"] < MIN_TERMINATION_GRACE_S:
             found.append(
-                f"{where}.terminationGracePeriodSeconds: must exceed the workers' "
-                f"{WORKER_GRACEFUL_SHUTDOWN_S} s graceful shutdown"
+                f"{where}.terminationGracePeriodSeconds: must be at least "
+                f"{MIN_TERMINATION_GRACE_S} s (the worker's shutdown gets "
+                f"{SHUTDOWN_MARGIN_S} s less)"
             )
         for knob in (
             "taskSeconds",

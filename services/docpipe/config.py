@@ -271,6 +271,12 @@ class Settings(PayloadEncryptionSettings):
     ocr_languages: list[str] = ["en"]
     """easyocr language codes; their model files must be in the offline model directory."""
 
+    # --- Shutdown ------------------------------------------------------------
+    worker_shutdown_grace_s: float = Field(30.0, ge=0)
+    """After SIGTERM a worker stops polling at once and gives its in-flight activities
+    this long to finish; what still runs then is cancelled and handed back to Temporal.
+    The operator renders it a little below the pod's terminationGracePeriodSeconds."""
+
     # --- Metrics -------------------------------------------------------------
     metrics_port: int = Field(9100, ge=0, le=65535)
     """prometheus-client /metrics of this worker; 0 disables it."""

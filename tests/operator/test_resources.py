@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from docpipe_operator import POOLS, resources
-from docpipe_operator.spec import WORKER_GRACEFUL_SHUTDOWN_S, parse
+from docpipe_operator.spec import SHUTDOWN_MARGIN_S, parse
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = {p.stem: p for p in (REPO / "deploy" / "examples").glob("*.yaml")}
@@ -95,7 +95,8 @@ def test_each_worker_runs_its_kind_with_a_grace_period_longer_than_its_shutdown(
     deployment = by_name(built(cr()), "Deployment", f"docs-prod-{kind}")
     assert container(deployment)["command"] == ["docpipe", "worker", kind]
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace > WORKER_GRACEFUL_SHUTDOWN_S
+    env = {e["name"]: e.get("value") for e in container(deployment)["env"]}
+    assert int(env["WORKER_SHUTDOWN_GRACE_S"]) == grace - SHUTDOWN_MARGIN_S > 0
 
 
 def test_the_gpu_pool_asks_for_gpus_on_gpu_nodes() -> None:

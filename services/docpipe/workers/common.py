@@ -1,9 +1,10 @@
 """What every worker process does the same way: settings, client, metrics, shutdown.
 
-Each worker runs until SIGTERM or SIGINT, then stops polling and lets in-flight
-tasks finish for up to GRACEFUL_SHUTDOWN_S (Kubernetes sends SIGTERM and waits
-terminationGracePeriodSeconds before SIGKILL); tasks still running after that
-are handed back to the server and retried elsewhere.
+Each worker runs until SIGTERM or SIGINT, then stops polling at once and lets
+in-flight activities finish for up to WORKER_SHUTDOWN_GRACE_S (Kubernetes sends
+SIGTERM and waits terminationGracePeriodSeconds before SIGKILL; the operator renders
+the worker's grace a little below the pod's); activities still running after that
+are cancelled and handed back to the server, which retries them elsewhere.
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ from docpipe.process_exit import exit_without_finalizing
 
 log = logging.getLogger("docpipe.worker")
 
-GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+def shutdown_grace(settings: Settings) -> timedelta:
+    """How long in-flight activities may run on after SIGTERM (the Worker's
+    graceful_shutdown_timeout): WORKER_SHUTDOWN_GRACE_S."""
+    return timedelta(seconds=settings.worker_shutdown_grace_s)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -114,7 +119,11 @@ async def run_until_stopped(worker: Worker) -> None:
             f" as {version.version.deployment_name}.{version.version.build_id}" if version else "",
         )
         await stop.wait()
-        log.info("stop signal received: finishing in-flight tasks")
+        grace = worker.config().get("graceful_shutdown_timeout") or timedelta()
+        log.info(
+            "stop signal received: no new tasks; in-flight activities get %g s to finish",
+            grace.total_seconds(),
+        )
 
 
 def run_worker(kind: str, main: Callable[[Settings], Awaitable[None]]) -> None:

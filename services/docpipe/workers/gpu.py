@@ -36,12 +36,12 @@ from docpipe.metrics.activity import ActivityMetricsInterceptor
 from docpipe.metrics.gpu import batch_observer, register_nvml_collector
 from docpipe.storage.objects import open_object_store
 from docpipe.workers.common import (
-    GRACEFUL_SHUTDOWN,
     connect,
     deployment_config,
     make_runtime,
     run_until_stopped,
     run_worker,
+    shutdown_grace,
 )
 
 log = logging.getLogger("docpipe.worker.gpu")
@@ -142,7 +142,7 @@ async def serve(settings: Settings) -> None:
                 # Every activity heartbeats while it runs, so a dead worker's task is
                 # retried after the heartbeat timeout, not the start-to-close one.
                 interceptors=[ActivityMetricsInterceptor("gpu"), HeartbeatInterceptor()],
-                graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                graceful_shutdown_timeout=shutdown_grace(settings),
                 deployment_config=deployment_config(settings, "gpu"),
             )
             await run_until_stopped(worker)

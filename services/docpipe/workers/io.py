@@ -21,12 +21,12 @@ from docpipe.storage.metadata import open_metadata_store
 from docpipe.storage.objects import open_object_store
 from docpipe.storage.vectors import open_vector_store
 from docpipe.workers.common import (
-    GRACEFUL_SHUTDOWN,
     connect,
     deployment_config,
     make_runtime,
     run_until_stopped,
     run_worker,
+    shutdown_grace,
 )
 
 
@@ -55,7 +55,7 @@ async def serve(settings: Settings) -> None:
             # Every activity heartbeats while it runs, so a dead worker's task is
             # retried after the heartbeat timeout, not the start-to-close one.
             interceptors=[ActivityMetricsInterceptor("io"), HeartbeatInterceptor()],
-            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            graceful_shutdown_timeout=shutdown_grace(settings),
             deployment_config=deployment_config(settings, "io"),
         )
         await run_until_stopped(worker)

@@ -11,12 +11,12 @@ from temporalio.worker import Worker
 
 from docpipe.config import Settings
 from docpipe.workers.common import (
-    GRACEFUL_SHUTDOWN,
     connect,
     deployment_config,
     make_runtime,
     run_until_stopped,
     run_worker,
+    shutdown_grace,
 )
 from docpipe.workflows import WORKFLOWS, versioning_behavior
 
@@ -28,7 +28,7 @@ async def serve(settings: Settings) -> None:
         task_queue=settings.workflow_task_queue,
         workflows=WORKFLOWS,
         max_cached_workflows=settings.max_concurrent_workflows,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        graceful_shutdown_timeout=shutdown_grace(settings),
         deployment_config=deployment_config(settings, "workflow", versioning_behavior()),
     )
     await run_until_stopped(worker)
