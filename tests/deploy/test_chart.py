@@ -27,7 +27,7 @@ import yaml
 from k8s_offline import KUBERNETES_VERSION, REPO, admit, load_documents, validation_problems
 
 from docpipe_operator import crd as operator_crd
-from docpipe_operator import crd_install
+from docpipe_operator import crd_install, uninstall
 from docpipe_operator import resources as operator_resources
 from docpipe_operator.config import OperatorConfig
 from docpipe_operator.spec import parse, problems
@@ -641,8 +641,17 @@ def _schema_keys_missing(
 # ------------------------------------------------------------- CRD upgrades
 
 
+def hook_objects(component: str, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The lifecycle hook objects of one hook (its ``app.kubernetes.io/component``)."""
+    return [
+        o
+        for o in objects(values, hooks=True)
+        if lifecycle_hook(o) and o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+
+
 def crd_upgrade(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    return [o for o in objects(values, hooks=True) if lifecycle_hook(o)]
+    return hook_objects("crd-upgrade", values)
 
 
 def test_an_upgrade_applies_the_crd_from_the_same_generated_file() -> None:
@@ -718,3 +727,82 @@ def test_the_hooks_account_may_touch_this_crd_only() -> None:
 
 def test_the_crd_upgrade_hook_can_be_turned_off() -> None:
     assert crd_upgrade({"crds": {"upgradeJob": {"enabled": False}}}) == []
+
+
+# ----------------------------------------------------- uninstall: pipelines first
+
+
+def pipeline_cleanup(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return hook_objects("pipeline-cleanup", values)
+
+
+def cleanup_command(values: dict[str, Any] | None = None) -> list[str]:
+    (container,) = one(pipeline_cleanup(values), "Job")["spec"]["template"]["spec"]["containers"]
+    return container["command"]
+
+
+def test_uninstall_first_deletes_the_watched_namespaces_pipelines_and_waits() -> None:
+    """A pre-delete hook, so the operator still runs to release each pipeline's finalizer."""
+    hook = pipeline_cleanup()
+    for obj in hook:
+        annotations = obj["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-delete"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    weights = {o["kind"]: int(o["metadata"]["annotations"]["helm.sh/hook-weight"]) for o in hook}
+    assert all(weights[kind] < weights["Job"] for kind in weights if kind != "Job")
+    job = one(hook, "Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == [
+        "python",
+        "-m",
+        "docpipe_operator.uninstall",
+        "--timeout=240",
+        NAMESPACE,
+    ]
+    assert job["spec"]["activeDeadlineSeconds"] > 240
+    assert (
+        container["image"]
+        == one(objects(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    ), "the operator's own image"
+    assert pod["serviceAccountName"] == one(hook, "ServiceAccount")["metadata"]["name"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    args = uninstall.parse_args(container["command"][3:])
+    assert (args.namespaces, args.timeout) == ([NAMESPACE], 240)
+
+
+def test_the_cleanup_account_may_list_and_delete_pipelines_only_where_they_are_watched() -> None:
+    values = {"operator": {"watchNamespaces": ["docs-a", "docs-b"]}}
+    hook = pipeline_cleanup(values)
+    roles = [o for o in hook if o["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["docs-a", "docs-b"]
+    for role in roles:
+        assert role["rules"] == [
+            {
+                "apiGroups": ["docpipe.io"],
+                "resources": ["documentpipelines"],
+                "verbs": ["list", "delete"],
+            }
+        ]
+    account = one(hook, "ServiceAccount")["metadata"]["name"]
+    for binding in (o for o in hook if o["kind"] == "RoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+        ]
+    assert not [o for o in hook if o["kind"].startswith("Cluster")]
+    assert cleanup_command(values)[4:] == ["docs-a", "docs-b"]
+    for obj in hook:
+        assert validation_problems(obj) == [], (obj["kind"], obj["metadata"]["name"])
+
+
+def test_cluster_wide_the_cleanup_covers_every_namespace() -> None:
+    values = {"operator": {"clusterWide": True}}
+    hook = pipeline_cleanup(values)
+    assert one(hook, "ClusterRole")["rules"][0]["verbs"] == ["list", "delete"]
+    assert one(hook, "ClusterRoleBinding")["roleRef"]["kind"] == "ClusterRole"
+    assert not [o for o in hook if o["kind"] in ("Role", "RoleBinding")]
+    assert uninstall.parse_args(cleanup_command(values)[3:]).namespaces == []
+
+
+def test_the_pipeline_cleanup_hook_can_be_turned_off() -> None:
+    assert pipeline_cleanup({"uninstall": {"deletePipelines": {"enabled": False}}}) == []
