@@ -220,7 +220,11 @@ async def test_documents_csv_runs_end_to_end_through_all_four_workers(
     # -o json: stdout is the summary alone (the progress bar went to stderr).
     again = json.loads(cli.stdout)
     assert again["documents"] == len(summary.outcomes)
-    assert (again["succeeded"], again["failed"]) == (len(succeeded), len(summary.failed))
+    assert (again["succeeded"], again["failed"]) == (
+        len(summary.succeeded),
+        len(summary.failed),
+    )
+    assert again["without_text"] == len(summary.succeeded) - len(succeeded)
     assert any("empty" in (f["reason"] or "") for f in again["failures"])
 
     # What was ingested can be found: by words (PostgreSQL) and by meaning (Chroma).
