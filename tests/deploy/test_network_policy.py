@@ -94,12 +94,19 @@ DESTINATIONS = {
     "an unrelated pod": Destination(5432, namespace="payments", labels={"app": "postgresql"}),
 }
 
+
+def _worker_metrics(port: int) -> Destination:
+    """A worker pod of the watched namespace, as the operator labels it, on ``port``."""
+    return Destination(port, namespace=NAMESPACE, labels=worker_pod("cpu").labels)
+
+
 NEEDS = {
     "workflow": {"dns", "temporal"},
     "cpu": {"dns", "temporal", "object store"},
     "gpu": {"dns", "temporal", "object store"},
     "io": {"dns", "temporal", "object store", "postgres", "chroma", "internet", "internet v6"},
-    "operator": {"dns", "temporal", "api server"},
+    # Worker /metrics: in-flight activities per pod before a scale-down (drain.py).
+    "operator": {"dns", "temporal", "api server", "a worker's metrics"},
 }
 
 
@@ -172,6 +179,10 @@ def worker_pod(kind: str, namespace: str = NAMESPACE) -> Pod:
 def operator_pod(found: list[dict[str, Any]]) -> Pod:
     template = one(found, "Deployment")["spec"]["template"]
     return Pod(NAMESPACE, template["metadata"]["labels"])
+
+
+DESTINATIONS["a worker's metrics"] = _worker_metrics(9100)
+DESTINATIONS["a worker's other port"] = _worker_metrics(9101)
 
 
 def test_no_network_policy_unless_enabled() -> None:
