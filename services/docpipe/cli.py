@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -887,7 +887,7 @@ def ingest(
 
     A local CSV is uploaded to the workers' bucket first. --detach prints the run id;
     `docpipe watch RUN_ID` shows its progress at any time."""
-    from docpipe.ingestion import IngestionError, stage_csv, start_ingestion
+    from docpipe.ingestion import stage_csv, start_ingestion
     from docpipe.reachability import connect_temporal
     from docpipe.starter import auto_batch_size, pipeline_options
 
@@ -915,17 +915,7 @@ def ingest(
             return 0
         return await _watch(client, run_id, strict, output)
 
-    try:
-        code = asyncio.run(go())
-    except IngestionError as err:
-        err_console.print(
-            f"docpipe: {err}", style="red", markup=False, highlight=False, soft_wrap=True
-        )
-        raise typer.Exit(err.exit_code) from None
-    except KeyboardInterrupt:
-        _report_still_running(run_id)
-        raise typer.Exit(130) from None
-    raise typer.Exit(code)
+    _follow_ingestion(go, run_id)
 
 
 @app.command()
@@ -939,13 +929,21 @@ def watch(
     """Reattach to an ingestion: progress, then its summary.
 
     Works while it runs and after it ended; Ctrl-C leaves it running."""
-    from docpipe.ingestion import IngestionError
     from docpipe.reachability import connect_temporal
 
     settings = _settings(address, namespace)
 
     async def go() -> int:
         return await _watch(await connect_temporal(settings), run_id, strict, output)
+
+    _follow_ingestion(go, run_id)
+
+
+def _follow_ingestion(go: Callable[[], Awaitable[int]], run_id: str) -> NoReturn:
+    """Run an ingest/watch coroutine and exit with its status: an ingestion error is one
+    line and its own exit code; Ctrl-C leaves the ingestion running and says how to
+    watch it again."""
+    from docpipe.ingestion import IngestionError
 
     try:
         code = asyncio.run(go())
