@@ -315,6 +315,11 @@ async def autoscale(
                 entry,
                 now=now,
                 unreachable=versioning_error,
+                before_scale_down=(
+                    None
+                    if in_flight is None
+                    else lambda ns, selector: rank_for_scale_down(kube, in_flight, ns, selector)
+                ),
             )
             memory[kind].next_poll = monotonic + spec.pools[kind].poll_interval_s
             result.notices += ticked.notices

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Collection, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -123,6 +123,7 @@ async def tick(
     *,
     now: float,
     unreachable: str | None = None,
+    before_scale_down: BeforeScaleDown | None = None,
 ) -> Tick:
     """Advance the pool's rollout one step and size every version's Deployment.
 
@@ -130,6 +131,8 @@ async def tick(
     asked; ``target_found`` is the target's Deployment as reconcile read (or
     recreated) it; ``previous`` the pool's last status entry, whose ``versions``
     name the Deployments of older versions (their names derive from the Build ID).
+    ``before_scale_down(namespace, pod selector)`` runs before a version loses
+    replicas: the operator ranks its pods so that idle ones go first (drain.py).
     """
     pool = spec.pools[kind]
     assert pool.versioning is not None, "only versioned pools have a rollout"
@@ -199,6 +202,9 @@ async def tick(
                     stats=backlog.get(build_id),
                     memory=memory.setdefault(build_id, VersionMemory()),
                     now=now,
+                    before_scale_down=_for_version(
+                        before_scale_down, namespace, pipeline, kind, build_id
+                    ),
                 )
                 found[build_id] = dataclasses.replace(current, replicas=made.replicas)
                 if build_id == target:
@@ -310,6 +316,23 @@ async def _recreate_version(
     return DeploymentState(manifest["spec"].get("replicas", 1), 0, 0)
 
 
+BeforeScaleDown = Callable[[str, Mapping[str, str]], Awaitable[object]]
+"""``(namespace, pod selector)``: called before a Deployment loses replicas."""
+
+
+def _for_version(
+    hook: BeforeScaleDown | None, namespace: str, pipeline: str, kind: str, build_id: str
+) -> Callable[[], Awaitable[object]] | None:
+    """The hook bound to one version's pods (the pool's labels plus its version label)."""
+    if hook is None:
+        return None
+    selector = {
+        **resources.selector_labels(pipeline, kind),
+        resources.VERSION_LABEL: resources.version_slug(build_id),
+    }
+    return lambda: hook(namespace, selector)
+
+
 async def _scale_version(
     kube: Kube,
     namespace: str,
@@ -322,6 +345,7 @@ async def _scale_version(
     stats: QueueStats | None,
     memory: VersionMemory,
     now: float,
+    before_scale_down: Callable[[], Awaitable[object]] | None = None,
 ) -> scaling.Decision:
     """scaling.decide for one version within its role's bounds; the patch, if any,
     before the state is committed (a failed one is retried, as for a pool)."""
@@ -342,6 +366,8 @@ async def _scale_version(
         )
     decision = scaling.decide(current, signal, knobs, memory.state, now)
     if decision.replicas != found.replicas:
+        if decision.replicas < found.replicas and before_scale_down is not None:
+            await before_scale_down()
         await kube.scale(namespace, deployment, decision.replicas)
     memory.state = decision.state
     memory.owned = decision.replicas

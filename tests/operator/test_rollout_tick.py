@@ -124,6 +124,7 @@ async def tick(
     pipeline: Any,
     previous: dict[str, Any] | None = None,
     now: float = NOW,
+    before_scale_down: rollout.BeforeScaleDown | None = None,
 ) -> rollout.Tick:
     target = resources.version_deployment_name(
         "docs", "workflow", pipeline.pools["workflow"].versioning.build_id
@@ -139,6 +140,7 @@ async def tick(
         previous or {},
         now=now,
         unreachable=None if temporal else "cannot reach Temporal",
+        before_scale_down=before_scale_down,
     )
 
 
@@ -240,6 +242,47 @@ async def test_a_drained_version_goes_to_zero_after_its_delay_then_away() -> Non
     assert kube.deleted == ["docs-workflow-v1"]
     assert "VersionDeleted" in [n.reason for n in done.notices]
     assert [v["buildId"] for v in done.entry["versions"]] == ["v2"]
+
+
+async def test_a_version_losing_replicas_has_its_own_pods_ranked_first() -> None:
+    """Drain-aware scale-down holds per version: the pods of the version that shrinks
+    (and only those) get their deletion costs before its replicas go down."""
+    raw = copy.deepcopy(MINIMAL["spec"])
+    raw["pools"]["workflow"] |= {
+        "image": "ghcr.io/example/docpipe-io:v2",
+        "minReplicas": 1,
+        "maxReplicas": 6,
+        "scaling": {"scaleDownStabilizationSeconds": 0},
+        "versioning": {"enabled": True},
+    }
+    kube = FakeKube({"docs-workflow-v2": DeploymentState(6, 6, 6)})
+    temporal = FakeTemporal(routing(Version("v2", VersionStatus.CURRENT), current="v2"))
+    temporal.stats = {"v2": stats(0)}
+    ranked: list[tuple[str, dict[str, str], int]] = []
+
+    async def rank(namespace: str, selector: Mapping[str, str]) -> None:
+        ranked.append((namespace, dict(selector), len(kube.scaled)))
+
+    pipeline, memory = parse(raw), {}
+    for seconds in (0, 60, 120):  # a quiet history first: scale-downs are stabilised
+        await rollout.tick(
+            kube,  # type: ignore[arg-type]
+            temporal,
+            BODY,
+            pipeline,
+            "workflow",
+            kube.deployments["docs-workflow-v2"],
+            memory,
+            {},
+            now=NOW + seconds,
+            before_scale_down=rank,
+        )
+        if kube.scaled:
+            break
+    [(name, replicas)] = kube.scaled
+    assert name == "docs-workflow-v2" and replicas < 6
+    v2_pods = {**resources.selector_labels("docs", "workflow"), resources.VERSION_LABEL: "v2"}
+    assert ranked == [("ns", v2_pods, 0)], "ranked before the scale, v2's pods only"
 
 
 async def test_a_draining_version_that_lost_its_deployment_comes_back_with_its_image() -> None:
