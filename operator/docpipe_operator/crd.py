@@ -278,6 +278,14 @@ def _scaling_schema(kind: str) -> Schema:
                 "the first queued task.",
                 "default": d["scaleToZero"],
             },
+            "upstreamFraction": _num(
+                "Tasks this pool gets per task of the stage that feeds it (io -> cpu -> gpu "
+                "-> io): work queued upstream counts in its replicas before it arrives, so a "
+                "cold pool starts in time (pre-scaling); 0 turns it off.",
+                default=d["upstreamFraction"],
+                minimum=0,
+                maximum=10,
+            ),
         },
         default={},
     )

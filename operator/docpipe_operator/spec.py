@@ -97,6 +97,7 @@ for _pool in POOLS:
         "scaleDownStabilizationSeconds": 300,
         "maxScaleDownStep": 2,
         "scaleToZero": _pool == "gpu",
+        "upstreamFraction": 1.0,
     } | SCALING_DEFAULTS[_pool]
 
 PAUSED_ANNOTATION = "docpipe.io/paused"
@@ -328,6 +329,8 @@ def problems(spec: Mapping[str, Any], name: str = "") -> list[str]:
         for knob in ("scaleUpHorizonSeconds", "scaleDownStabilizationSeconds"):
             if scaling[knob] < 0:
                 found.append(f"{where}.scaling.{knob}: must be >= 0")
+        if not 0 <= scaling["upstreamFraction"] <= 10:
+            found.append(f"{where}.scaling.upstreamFraction: must be between 0 and 10")
     return found
 
 
@@ -464,6 +467,7 @@ def pool_knobs(kind: str, raw: Mapping[str, Any]) -> tuple[ScalingKnobs, float]:
         scale_down_stabilization_s=float(scaling["scaleDownStabilizationSeconds"]),
         max_scale_down_step=int(scaling["maxScaleDownStep"]),
         scale_to_zero=bool(scaling["scaleToZero"]),
+        upstream_fraction=float(scaling["upstreamFraction"]),
     )
     return knobs, float(scaling["pollIntervalSeconds"])
 

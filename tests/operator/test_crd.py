@@ -114,6 +114,15 @@ def test_the_minimal_example_gets_every_default(crd: dict[str, Any]) -> None:
     )
 
 
+def test_the_upstream_fraction_is_a_pool_setting(crd: dict[str, Any]) -> None:
+    """Pre-scaling's weight per pool (docs/scaling.md): 1 by default, 0 turns it off."""
+    stored, errors = admit(crd, _with("spec.pools.gpu.scaling.upstreamFraction", 0.25))
+    assert errors == []
+    spec = parse(stored["spec"], "docs")
+    assert spec.pools["gpu"].knobs.upstream_fraction == 0.25
+    assert spec.pools["cpu"].knobs.upstream_fraction == 1.0
+
+
 def _minimal() -> dict[str, Any]:
     return load(REPO / "deploy" / "examples" / "minimal.yaml")
 
@@ -152,6 +161,11 @@ INVALID = {
         "targetBacklogPerReplica",
     ),
     "zero scale-down step": ("spec.pools.cpu.scaling.maxScaleDownStep", 0, "maxScaleDownStep"),
+    "negative upstream fraction": (
+        "spec.pools.gpu.scaling.upstreamFraction",
+        -0.5,
+        "upstreamFraction",
+    ),
     "negative gpus": ("spec.pools.gpu.gpusPerPod", -1, "gpusPerPod"),
     "name too long for its Services": ("metadata.name", "d" * 47, "name"),
     "name not a DNS label": ("metadata.name", "Docs.Prod", "name"),
