@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from temporalio import activity, workflow
+from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymentConfig
+from versioned_workflows import FAST_DRAINAGE, WaitForSignalV1, WaitForSignalV2
 
 from docpipe.config import load_settings
 from docpipe.devstack import DevStack, TemporalServer
@@ -56,56 +57,7 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 
-# Drainage is recomputed every second, one second after a version stops being
-# Current, instead of every few minutes.
-FAST_DRAINAGE = (
-    "--dynamic-config-value",
-    'matching.wv.VersionDrainageStatusRefreshInterval="1s"',
-    "--dynamic-config-value",
-    'matching.wv.VersionDrainageStatusVisibilityGracePeriod="1s"',
-)
 DEADLINE_S = 60.0
-
-
-@workflow.defn(name="WaitForSignal", versioning_behavior=VersioningBehavior.PINNED)
-class WaitForSignalV1:
-    def __init__(self) -> None:
-        self._go = False
-
-    @workflow.signal
-    def go(self) -> None:
-        self._go = True
-
-    @workflow.query
-    def version(self) -> str:
-        return "v1"
-
-    @workflow.run
-    async def run(self) -> str:
-        await workflow.wait_condition(lambda: self._go)
-        return "finished on v1"
-
-
-@workflow.defn(name="WaitForSignal", versioning_behavior=VersioningBehavior.PINNED)
-class WaitForSignalV2:
-    """The incompatible new release: same workflow type, different code."""
-
-    def __init__(self) -> None:
-        self._go = False
-
-    @workflow.signal
-    def go(self) -> None:
-        self._go = True
-
-    @workflow.query
-    def version(self) -> str:
-        return "v2"
-
-    @workflow.run
-    async def run(self) -> str:
-        await asyncio.sleep(0)  # a different command sequence than v1's
-        await workflow.wait_condition(lambda: self._go)
-        return "finished on v2"
 
 
 @pytest.fixture(scope="module")

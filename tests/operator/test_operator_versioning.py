@@ -11,7 +11,6 @@ the order in which the operator's rounds, the workers and the server act.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -20,65 +19,18 @@ from typing import Any
 
 import pytest
 from operator_harness import Cluster, eventually, start_temporal, stop_temporal
-from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymentConfig
 from test_operator import pipeline, pools, reason_events
 from test_operator_rollouts import condition
+from versioned_workflows import FAST_DRAINAGE, WaitForSignalV1, WaitForSignalV2
 
 from docpipe.devstack import TemporalServer
 
-FAST_DRAINAGE = (
-    "--dynamic-config-value",
-    'matching.wv.VersionDrainageStatusRefreshInterval="1s"',
-    "--dynamic-config-value",
-    'matching.wv.VersionDrainageStatusVisibilityGracePeriod="1s"',
-)
 DEADLINE_S = 60.0
 IMAGE = "ghcr.io/example/docpipe-io"
 DEPLOYMENTS = "apps/v1/deployments"
-
-
-@workflow.defn(name="WaitForSignal", versioning_behavior=VersioningBehavior.PINNED)
-class WaitForSignalV1:
-    def __init__(self) -> None:
-        self._go = False
-
-    @workflow.signal
-    def go(self) -> None:
-        self._go = True
-
-    @workflow.query
-    def version(self) -> str:
-        return "v1"
-
-    @workflow.run
-    async def run(self) -> str:
-        await workflow.wait_condition(lambda: self._go)
-        return "finished on v1"
-
-
-@workflow.defn(name="WaitForSignal", versioning_behavior=VersioningBehavior.PINNED)
-class WaitForSignalV2:
-    """The incompatible release: same workflow type, another command sequence."""
-
-    def __init__(self) -> None:
-        self._go = False
-
-    @workflow.signal
-    def go(self) -> None:
-        self._go = True
-
-    @workflow.query
-    def version(self) -> str:
-        return "v2"
-
-    @workflow.run
-    async def run(self) -> str:
-        await asyncio.sleep(0)
-        await workflow.wait_condition(lambda: self._go)
-        return "finished on v2"
 
 
 @pytest.fixture(scope="module")
