@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 import httpcore
 import httpx
 
+from docpipe.activities.io.downloaded import Downloaded
 from docpipe.activities.io.local_files import file_url_path, is_windows_drive, read_local
 from docpipe.activities.io.netguard import NetPolicy
 from docpipe.activities.io.outbound import (
@@ -73,17 +74,6 @@ SOURCE_SCHEMES = frozenset({"http", "https", "s3", "file"})
 
 S3Reader = Callable[[str, int], Awaitable["Downloaded"]]
 """``(s3 url, max_bytes) -> Downloaded``: see :mod:`docpipe.activities.io.s3_source`."""
-
-
-@dataclass
-class Downloaded:
-    data: bytes
-    content_type: str
-    """The Content-Type header as sent (may be ""); for files, guessed from the name."""
-    final_url: str
-    """Where the bytes came from after redirects (a file:// URL for local files)."""
-    filename: str
-    """From Content-Disposition, else the last path segment; may be ""."""
 
 
 def _version() -> str:
@@ -216,8 +206,7 @@ async def download(
             ) from exc
     if scheme == "file" or scheme == "" or is_windows_drive(scheme):
         path = file_url_path(source) if scheme == "file" else Path(source)
-        local = await asyncio.to_thread(read_local, path, max_bytes, local_roots)
-        return Downloaded(local.data, local.content_type, local.final_url, local.filename)
+        return await asyncio.to_thread(read_local, path, max_bytes, local_roots)
     raise DocumentError(
         Stage.DOWNLOAD,
         f"unsupported URL scheme {scheme!r} in {redact_url(source)!r} "

@@ -16,11 +16,11 @@ import mimetypes
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from docpipe.activities.io.downloaded import Downloaded
 from docpipe.errors import DocumentError, TransientError
 from docpipe.models import Stage
 
@@ -28,14 +28,6 @@ NO_ROOT_REASON = (
     "local files are not readable on this worker: set LOCAL_SOURCE_ROOT to the "
     "folder(s) documents may be read from"
 )
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    data: bytes
-    content_type: str
-    final_url: str
-    filename: str
 
 
 def is_windows_drive(scheme: str) -> bool:
@@ -68,7 +60,7 @@ def confine(path: Path, roots: Sequence[Path]) -> Path:
     )
 
 
-def read_local(path: Path, max_bytes: int, roots: Sequence[Path]) -> LocalFile:
+def read_local(path: Path, max_bytes: int, roots: Sequence[Path]) -> Downloaded:
     """Read a local file inside ``roots``, at most ``max_bytes`` (blocking; run in a thread)."""
     shown = str(path)
     resolved = confine(path, roots)
@@ -100,7 +92,7 @@ def read_local(path: Path, max_bytes: int, roots: Sequence[Path]) -> LocalFile:
             Stage.DOWNLOAD, f"file {shown!r} is larger than the {max_bytes}-byte limit"
         )
     content_type, _encoding = mimetypes.guess_type(resolved.name)
-    return LocalFile(
+    return Downloaded(
         data=data,
         content_type=content_type or "",
         final_url=resolved.as_uri(),

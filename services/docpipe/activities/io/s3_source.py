@@ -18,7 +18,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from docpipe.activities.io.download import Downloaded
+from docpipe.activities.io.downloaded import Downloaded
 from docpipe.errors import DocumentError, TransientError
 from docpipe.models import Stage
 
