@@ -51,13 +51,18 @@ def missing_extra(module: str | None, what: str = "this command") -> MissingExtr
     )
 
 
+def absent(modules: Iterable[str]) -> list[str]:
+    """Those of ``modules`` this install cannot import."""
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
 def require(modules: Iterable[str], what: str, hint: str = "") -> None:
     """Raise :class:`MissingExtra` now unless every module can be imported."""
-    absent = [m for m in modules if importlib.util.find_spec(m) is None]
-    if not absent:
+    missing = absent(modules)
+    if not missing:
         return
-    extras = sorted({EXTRA_OF_MODULE.get(m, m) for m in absent})
+    extras = sorted({EXTRA_OF_MODULE.get(m, m) for m in missing})
     raise MissingExtra(
-        f"{what} needs {', '.join(absent)}, which this install lacks: "
+        f"{what} needs {', '.join(missing)}, which this install lacks: "
         f"pip install 'docpipe[{','.join(extras)}]'" + (f" ({hint})" if hint else "")
     )

@@ -65,8 +65,9 @@ def candidate_ids(reference: str) -> list[str]:
 
 async def find_document(metadata: MetadataStore, reference: str) -> dict[str, Any] | None:
     """The record of the document ``reference`` names (id, source or local path)."""
-    rows = await metadata.rows(candidate_ids(reference))
-    for document_id in candidate_ids(reference):
+    ids = candidate_ids(reference)
+    rows = await metadata.rows(ids)
+    for document_id in ids:
         if document_id in rows:
             return record(rows[document_id])
     row = await metadata.by_source(reference.strip())

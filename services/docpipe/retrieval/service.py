@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from docpipe.config import Settings
-from docpipe.extras import require
+from docpipe.extras import absent, require
 from docpipe.reachability import open_metadata, open_vectors
 from docpipe.retrieval.filters import SearchMode, SearchRequest
 from docpipe.retrieval.lookup import find_document
@@ -57,9 +57,7 @@ class ReadPath:
 
     def can_search_vectors(self) -> bool:
         """Whether this install has what vector and hybrid search take."""
-        from importlib.util import find_spec
-
-        return all(find_spec(name) is not None for name in VECTOR_SEARCH_MODULES)
+        return not absent(VECTOR_SEARCH_MODULES)
 
     async def show(self, reference: str) -> dict[str, Any] | None:
         return await find_document(self.metadata, reference)
