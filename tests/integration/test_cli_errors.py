@@ -18,7 +18,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from docpipe.devstack import free_port
 from docpipe.reachability import EXIT_UNREACHABLE
 
 pytestmark = pytest.mark.integration
@@ -40,6 +39,14 @@ def docpipe(*args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], f
 
 
 @pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port that refuses connections: bound (so nobody else takes it) but not listening."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+@pytest.fixture
 def silent_port() -> Iterator[int]:
     """A port that accepts TCP connections and never answers."""
     with socket.socket() as listener:
@@ -57,8 +64,8 @@ def assert_one_line(result: subprocess.CompletedProcess[str], *words: str) -> No
         assert word in lines[0], lines[0]
 
 
-def test_start_with_temporal_refusing_names_the_address() -> None:
-    port = free_port()
+def test_start_with_temporal_refusing_names_the_address(closed_port: int) -> None:
+    port = closed_port
     result, took = docpipe(
         "start", "--csv-file", "testdata/documents.csv", TEMPORAL_HOST=f"127.0.0.1:{port}"
     )
@@ -75,8 +82,10 @@ def test_status_with_temporal_silent_gives_up_by_itself(silent_port: int) -> Non
 @pytest.mark.parametrize(
     "command", [["failures"], ["show", "doc-x"], ["search", "x", "--mode", "text"]]
 )
-def test_commands_reading_postgresql_say_when_it_is_down(command: list[str]) -> None:
-    port = free_port()
+def test_commands_reading_postgresql_say_when_it_is_down(
+    command: list[str], closed_port: int
+) -> None:
+    port = closed_port
     result, took = docpipe(*command, METADATA_DB_HOST="127.0.0.1", METADATA_DB_PORT=str(port))
     assert_one_line(result, "PostgreSQL", f"127.0.0.1:{port}", "refused")
     assert took < QUICK_S
@@ -90,8 +99,8 @@ def test_a_silent_postgresql_is_given_up_on_too(silent_port: int) -> None:
     assert took < QUICK_S
 
 
-def test_vector_search_says_when_chroma_is_down(devstack) -> None:
-    port = free_port()
+def test_vector_search_says_when_chroma_is_down(devstack, closed_port: int) -> None:
+    port = closed_port
     env = {**devstack.env, "VECTOR_DB_URL": f"http://127.0.0.1:{port}"}
     result, took = docpipe("search", "anything", "--mode", "vector", **env)
     assert_one_line(result, "Chroma", f"127.0.0.1:{port}")
