@@ -1,4 +1,5 @@
-"""Build docpipe's Grafana dashboards (the *.json files beside this script).
+"""Build docpipe's Grafana dashboards (the *.json files beside this script and their
+twins in the chart's helm/docpipe/dashboards/, written in one run).
 
     python deploy/grafana/generate.py          # rewrite the JSON files
     python deploy/grafana/generate.py --check  # exit 1 if a file is out of date
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+CHART_DASHBOARDS = HERE.parents[1] / "helm" / "docpipe" / "dashboards"
+OUTPUT_DIRS = (HERE, CHART_DASHBOARDS)
 DS = {"type": "prometheus", "uid": "${datasource}"}
 NS = 'namespace=~"$namespace"'
 WORKER_JOBS = 'job=~"docpipe(-(workflow|cpu|gpu|io))?|.+-(workflow|cpu|gpu|io)-metrics"'
@@ -1271,13 +1274,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stale = []
     for name, build in DASHBOARDS.items():
-        path = HERE / name
         text = dump(build())
-        if args.check:
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                stale.append(name)
-        else:
-            path.write_text(text, encoding="utf-8")
+        for path in (folder / name for folder in OUTPUT_DIRS):
+            if args.check:
+                if not path.exists() or path.read_text(encoding="utf-8") != text:
+                    stale.append(str(path.relative_to(HERE.parents[1])))
+            else:
+                path.write_text(text, encoding="utf-8")
     if stale:
         print(f"out of date (run {Path(__file__).name}): {', '.join(stale)}", file=sys.stderr)
         return 1

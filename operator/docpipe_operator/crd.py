@@ -1,14 +1,19 @@
 """The DocumentPipeline CustomResourceDefinition, built from spec.py's defaults.
 
+Over 400 lines because it is one declarative schema, field by field, as the API server sees it.
+
 The four pools share one shape but not their defaults, so the schema is
-generated rather than written four times by hand. The YAML in
-``deploy/crds/`` is this module's output (``python -m docpipe_operator.crd``),
-and a test fails when the two drift apart.
+generated rather than written four times by hand. ``python -m docpipe_operator.crd``
+writes it to ``deploy/crds/`` and the chart's ``helm/docpipe/crds/`` in one run
+(``--check``: exit 1 when a file is out of date; ``--stdout``: print it), and a
+test fails when the files and the code drift apart.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -764,10 +769,56 @@ HEADER = (
     "# Do not edit by hand: tests/operator/test_crd.py fails when this file drifts.\n"
 )
 
+FILE_NAME = f"{PLURAL}.{GROUP}.yaml"
+REPO = Path(__file__).resolve().parents[2]
+"""The source checkout this module lives in (``--repo`` for another)."""
+DEPLOY_CRDS = Path("deploy/crds")
+CHART_CRDS = Path("helm/docpipe/crds")
+MIRRORED = ("kopf-peering.yaml",)
+"""Hand-written files of deploy/crds/ that the chart ships as they are."""
+
 
 def render() -> str:
     return HEADER + yaml.safe_dump(build(), sort_keys=False, width=100)
 
 
+def outputs(repo: Path = REPO) -> dict[Path, str]:
+    """Every CRD file of deploy/crds/ and the chart's crds/, with its content."""
+    files = {FILE_NAME: render()}
+    for name in MIRRORED:
+        files[name] = (repo / DEPLOY_CRDS / name).read_text(encoding="utf-8")
+    return {
+        repo / folder / name: text
+        for folder in (DEPLOY_CRDS, CHART_CRDS)
+        for name, text in files.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write the DocumentPipeline CRD files.")
+    parser.add_argument("--check", action="store_true", help="fail if a file is out of date")
+    parser.add_argument("--stdout", action="store_true", help="print the CRD, write nothing")
+    parser.add_argument("--repo", type=Path, default=REPO, help="the docpipe checkout")
+    args = parser.parse_args(argv)
+    if args.stdout:
+        sys.stdout.write(render())
+        return 0
+    if not (args.repo / DEPLOY_CRDS).is_dir():
+        parser.error(f"{args.repo / DEPLOY_CRDS} not found: pass --repo, or --stdout")
+    stale = []
+    for path, text in outputs(args.repo).items():
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(str(path.relative_to(args.repo)))
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print(
+            f"out of date (run python -m docpipe_operator.crd): {', '.join(stale)}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    sys.stdout.write(render())
+    raise SystemExit(main())

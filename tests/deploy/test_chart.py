@@ -103,10 +103,13 @@ def test_chart_metadata_matches_the_package() -> None:
 
 
 def test_chart_crds_are_the_generated_ones() -> None:
-    """crds/ is a copy of deploy/crds (the operator's generated CRD + kopf's peering)."""
+    """crds/ equals deploy/crds (the operator's generated CRD + kopf's peering): both are
+    written by ``python -m docpipe_operator.crd``."""
     source = {p.name: p.read_bytes() for p in (REPO / "deploy" / "crds").glob("*.yaml")}
     copied = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
-    assert copied == source, "helm/docpipe/crds/ differs from deploy/crds/: copy it again"
+    assert copied == source, (
+        "helm/docpipe/crds/ differs from deploy/crds/: run python -m docpipe_operator.crd"
+    )
     with helm.Chart.load(CHART) as loaded:
         for crd_file in loaded.crds:
             for crd in load_documents(crd_file["data"]):
@@ -114,14 +117,17 @@ def test_chart_crds_are_the_generated_ones() -> None:
 
 
 def test_chart_dashboards_are_the_deploy_grafana_ones() -> None:
-    """helm/docpipe/dashboards/ mirrors deploy/grafana/*.json, file for file.
+    """helm/docpipe/dashboards/ mirrors deploy/grafana/*.json, file for file: both are
+    written by ``python deploy/grafana/generate.py``.
 
     Both sides are compared as they are: while deploy/grafana has no dashboards yet,
     the chart must ship none either.
     """
     source = {p.name: p.read_bytes() for p in (REPO / "deploy" / "grafana").glob("*.json")}
     copied = {p.name: p.read_bytes() for p in (CHART / "dashboards").glob("*.json")}
-    assert copied == source, "helm/docpipe/dashboards/ differs from deploy/grafana/: copy again"
+    assert copied == source, (
+        "helm/docpipe/dashboards/ differs from deploy/grafana/: run generate.py"
+    )
     for name, data in copied.items():
         assert isinstance(json.loads(data), dict), f"{name} is not a dashboard object"
 
