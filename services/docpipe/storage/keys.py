@@ -10,39 +10,32 @@ the same objects instead of creating new ones.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
-def raw(document_id: str) -> str:
-    return f"raw/{document_id}"
+def _per_document(prefix: str, suffix: str = "") -> Callable[[str], str]:
+    """The key function of one per-document artifact: ``<prefix>/<id><suffix>``."""
+
+    def key(document_id: str) -> str:
+        return f"{prefix}/{document_id}{suffix}"
+
+    return key
 
 
-def text(document_id: str) -> str:
-    return f"text/{document_id}.txt"
-
-
-def chunks(document_id: str) -> str:
-    return f"chunks/{document_id}.json"
-
-
-def embeddings(document_id: str) -> str:
-    return f"embeddings/{document_id}.npy"
+raw = _per_document("raw")
+text = _per_document("text", ".txt")
+chunks = _per_document("chunks", ".json")
+embeddings = _per_document("embeddings", ".npy")
+embeddings_meta = _per_document("embeddings", ".meta.json")
+"""The sidecar of ``embeddings``: the model, the chunk hashes and the matrix's sha256
+(vectors stored before bundles existed)."""
+ocr_text = _per_document("ocr", ".txt")
+summary = _per_document("summaries", ".txt")
+compressed = _per_document("compressed", ".txt.gz")
 
 
 def page_image(document_id: str, page: int) -> str:
     return f"pages/{document_id}/{page:04d}.png"
-
-
-def ocr_text(document_id: str) -> str:
-    return f"ocr/{document_id}.txt"
-
-
-def summary(document_id: str) -> str:
-    return f"summaries/{document_id}.txt"
-
-
-def compressed(document_id: str) -> str:
-    return f"compressed/{document_id}.txt.gz"
 
 
 def bundle_id(document_ids: Iterable[str]) -> str:

@@ -29,10 +29,6 @@ def chunk_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def meta_key(document_id: str) -> str:
-    return keys.embeddings(document_id).removesuffix(".npy") + ".meta.json"
-
-
 class VectorLru:
     """A bounded map from chunk hash to vector, per model."""
 
@@ -64,7 +60,7 @@ async def load_stored_vectors(
 ) -> dict[str, np.ndarray]:
     """The vectors stored for this document by this model, by chunk hash ({} if none)."""
     try:
-        meta = json.loads(await store.get(meta_key(document_id)))
+        meta = json.loads(await store.get(keys.embeddings_meta(document_id)))
         if meta.get("model") != model:
             return {}
         npy = await store.get(keys.embeddings(document_id))
