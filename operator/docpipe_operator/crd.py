@@ -62,15 +62,19 @@ def _obj(description: str, properties: Schema, **extra: Any) -> Schema:
     return {"type": "object", "description": description, "properties": properties, **extra}
 
 
-def _secret_key_ref(description: str, default_key: str) -> Schema:
+def _secret_ref(description: str, **fields: Schema) -> Schema:
+    """A reference to a Secret of the pipeline's namespace: its name and ``fields``
+    (which of its keys to read, and how)."""
     return _obj(
         description,
-        {
-            "name": _str("Secret name, in the DocumentPipeline's namespace.", minLength=1),
-            "key": _str("Key in the Secret.", default=default_key, minLength=1),
-        },
+        {"name": _str("Secret name, in the DocumentPipeline's namespace.", minLength=1), **fields},
         required=["name"],
     )
+
+
+def _secret_key(description: str, default: str, **extra: Any) -> Schema:
+    """A key of a referenced Secret; ``default`` names its SECRET_KEY_DEFAULTS entry."""
+    return _str(description, default=SECRET_KEY_DEFAULTS[default], **extra)
 
 
 def _local_ref(description: str) -> Schema:
@@ -79,6 +83,18 @@ def _local_ref(description: str) -> Schema:
         {"name": _str("Name.", minLength=1), "optional": {"type": "boolean"}},
         required=["name"],
     )
+
+
+S3_CREDENTIALS = _secret_ref(
+    "Secret with the access key pair.",
+    accessKeyKey=_secret_key("Key of the access key.", "s3AccessKey"),
+    secretKeyKey=_secret_key("Key of the secret key.", "s3SecretKey"),
+)
+DB_CREDENTIALS = _secret_ref(
+    "Secret with the user name and password.",
+    usernameKey=_secret_key("Key of the user name.", "dbUser"),
+    passwordKey=_secret_key("Key of the password.", "dbPassword"),
+)
 
 
 ENV: Schema = {
@@ -232,65 +248,65 @@ VOLUME_MOUNTS: Schema = {
 }
 
 
+POSITIVE: Schema = {"exclusiveMinimum": True, "minimum": 0}
+
+SCALING_KNOBS: dict[str, tuple[str, str, Schema]] = {
+    "pollIntervalSeconds": (
+        "number",
+        "How often the queue is read and a decision made.",
+        {"minimum": 1},
+    ),
+    "targetBacklogPerReplica": (
+        "number",
+        "Waiting tasks one extra replica absorbs (KEDA's targetQueueSize).",
+        POSITIVE,
+    ),
+    "targetBacklogAgeSeconds": (
+        "number",
+        "A backlog older than this scales up even when it is short.",
+        POSITIVE,
+    ),
+    "taskSeconds": (
+        "number",
+        "Typical task duration: work in flight = dispatch rate x taskSeconds, and "
+        "the scale-down window is never shorter.",
+        POSITIVE,
+    ),
+    "scaleUpHorizonSeconds": (
+        "number",
+        "How far ahead a growing backlog is projected (about a pod's start-up time).",
+        {"minimum": 0},
+    ),
+    "scaleDownStabilizationSeconds": (
+        "number",
+        "Scale down only below every recommendation of this window; also the cooldown "
+        "after a scale-up.",
+        {"minimum": 0},
+    ),
+    "maxScaleDownStep": ("integer", "Most replicas removed by one decision.", {"minimum": 1}),
+    "scaleToZero": (
+        "boolean",
+        "Go to zero replicas after a whole window without work; back on the first queued task.",
+        {},
+    ),
+    "upstreamFraction": (
+        "number",
+        "Tasks this pool gets per task of the stage that feeds it (io -> cpu -> gpu "
+        "-> io): work queued upstream counts in its replicas before it arrives, so a "
+        "cold pool starts in time (pre-scaling); 0 turns it off.",
+        {"minimum": 0, "maximum": 10},
+    ),
+}
+"""Each scaling knob: its type, description and bounds (its default is per pool)."""
+
+
 def _scaling_schema(kind: str) -> Schema:
-    d = SCALING_DEFAULTS[kind]
+    defaults = SCALING_DEFAULTS[kind]
     return _obj(
         "Scaling knobs (docs/scaling.md).",
         {
-            "pollIntervalSeconds": _num(
-                "How often the queue is read and a decision made.",
-                default=d["pollIntervalSeconds"],
-                minimum=1,
-            ),
-            "targetBacklogPerReplica": _num(
-                "Waiting tasks one extra replica absorbs (KEDA's targetQueueSize).",
-                default=d["targetBacklogPerReplica"],
-                exclusiveMinimum=True,
-                minimum=0,
-            ),
-            "targetBacklogAgeSeconds": _num(
-                "A backlog older than this scales up even when it is short.",
-                default=d["targetBacklogAgeSeconds"],
-                exclusiveMinimum=True,
-                minimum=0,
-            ),
-            "taskSeconds": _num(
-                "Typical task duration: work in flight = dispatch rate x taskSeconds, and "
-                "the scale-down window is never shorter.",
-                default=d["taskSeconds"],
-                exclusiveMinimum=True,
-                minimum=0,
-            ),
-            "scaleUpHorizonSeconds": _num(
-                "How far ahead a growing backlog is projected (about a pod's start-up time).",
-                default=d["scaleUpHorizonSeconds"],
-                minimum=0,
-            ),
-            "scaleDownStabilizationSeconds": _num(
-                "Scale down only below every recommendation of this window; also the cooldown "
-                "after a scale-up.",
-                default=d["scaleDownStabilizationSeconds"],
-                minimum=0,
-            ),
-            "maxScaleDownStep": _int(
-                "Most replicas removed by one decision.",
-                default=d["maxScaleDownStep"],
-                minimum=1,
-            ),
-            "scaleToZero": {
-                "type": "boolean",
-                "description": "Go to zero replicas after a whole window without work; back on "
-                "the first queued task.",
-                "default": d["scaleToZero"],
-            },
-            "upstreamFraction": _num(
-                "Tasks this pool gets per task of the stage that feeds it (io -> cpu -> gpu "
-                "-> io): work queued upstream counts in its replicas before it arrives, so a "
-                "cold pool starts in time (pre-scaling); 0 turns it off.",
-                default=d["upstreamFraction"],
-                minimum=0,
-                maximum=10,
-            ),
+            name: {"type": type_, "description": description, "default": defaults[name], **bounds}
+            for name, (type_, description, bounds) in SCALING_KNOBS.items()
         },
         default={},
     )
@@ -477,26 +493,20 @@ def _spec_schema() -> Schema:
                         "description": "Connect with TLS (system CAs); implied by an API key.",
                         "default": TEMPORAL_DEFAULTS["tls"],
                     },
-                    "apiKeySecretRef": _secret_key_ref(
+                    "apiKeySecretRef": _secret_ref(
                         "Secret holding a Temporal Cloud API key.",
-                        SECRET_KEY_DEFAULTS["temporalApiKey"],
+                        key=_secret_key("Key in the Secret.", "temporalApiKey", minLength=1),
                     ),
-                    "tlsSecretRef": _obj(
+                    "tlsSecretRef": _secret_ref(
                         "A kubernetes.io/tls Secret (tls.crt, tls.key and, unless ca is "
                         "false, ca.crt) for mTLS: mounted read-only into every worker pod, "
                         "and read by the operator for its own connection. Implies tls.",
-                        {
-                            "name": _str(
-                                "Secret name, in the DocumentPipeline's namespace.", minLength=1
-                            ),
-                            "ca": {
-                                "type": "boolean",
-                                "description": "Verify the server with the Secret's ca.crt; "
-                                "false: with the system CAs (e.g. Temporal Cloud).",
-                                "default": True,
-                            },
+                        ca={
+                            "type": "boolean",
+                            "description": "Verify the server with the Secret's ca.crt; "
+                            "false: with the system CAs (e.g. Temporal Cloud).",
+                            "default": True,
                         },
-                        required=["name"],
                     ),
                     "serverName": _str(
                         "Name the server's certificate is checked against (TLS SNI), "
@@ -520,19 +530,7 @@ def _spec_schema() -> Schema:
                     "endpoint": _str("S3 endpoint URL."),
                     "bucket": _str("Bucket (created if missing)."),
                     "region": _str("Region."),
-                    "credentialsSecretRef": _obj(
-                        "Secret with the access key pair.",
-                        {
-                            "name": _str("Secret name.", minLength=1),
-                            "accessKeyKey": _str(
-                                "Key of the access key.", default=SECRET_KEY_DEFAULTS["s3AccessKey"]
-                            ),
-                            "secretKeyKey": _str(
-                                "Key of the secret key.", default=SECRET_KEY_DEFAULTS["s3SecretKey"]
-                            ),
-                        },
-                        required=["name"],
-                    ),
+                    "credentialsSecretRef": S3_CREDENTIALS,
                 },
             ),
             "metadataDb": _obj(
@@ -541,19 +539,7 @@ def _spec_schema() -> Schema:
                     "host": _str("Host name."),
                     "port": _int("Port.", minimum=1, maximum=65535),
                     "database": _str("Database name."),
-                    "credentialsSecretRef": _obj(
-                        "Secret with the user name and password.",
-                        {
-                            "name": _str("Secret name.", minLength=1),
-                            "usernameKey": _str(
-                                "Key of the user name.", default=SECRET_KEY_DEFAULTS["dbUser"]
-                            ),
-                            "passwordKey": _str(
-                                "Key of the password.", default=SECRET_KEY_DEFAULTS["dbPassword"]
-                            ),
-                        },
-                        required=["name"],
-                    ),
+                    "credentialsSecretRef": DB_CREDENTIALS,
                 },
             ),
             "vectorDb": _obj(
