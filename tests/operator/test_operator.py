@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from backlog_driver import backlog_driver
 from operator_harness import (
     ALLOWED,
     NAMESPACE,
@@ -22,9 +22,7 @@ from operator_harness import (
     stop_temporal,
 )
 from prometheus_client import REGISTRY
-from temporalio import workflow
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from docpipe.devstack import TemporalServer
 from docpipe_operator import POOLS, metrics
@@ -215,22 +213,6 @@ async def test_deleting_a_pipeline_releases_it_to_garbage_collection(
 # ------------------------------------------------------------- backlog and scaling
 
 
-@workflow.defn(name="FanOut", sandboxed=False)
-class FanOut:
-    """Schedules ``count`` activities on ``queue``, where no worker polls."""
-
-    @workflow.run
-    async def run(self, queue: str, count: int) -> None:
-        await asyncio.gather(
-            *(
-                workflow.execute_activity(
-                    "process", i, task_queue=queue, start_to_close_timeout=timedelta(minutes=5)
-                )
-                for i in range(count)
-            )
-        )
-
-
 async def test_backlog_scales_the_pools_and_a_lost_temporal_holds_them(
     cluster: Cluster, operator: None
 ) -> None:
@@ -242,24 +224,14 @@ async def test_backlog_scales_the_pools_and_a_lost_temporal_holds_them(
         await eventually(lambda: all(cluster.deployment(f"docs-{k}") for k in POOLS))
 
         client = await Client.connect(server.address)
-        driver = f"driver-{uuid.uuid4().hex[:6]}"
-        async with Worker(
-            client,
-            task_queue=driver,
-            workflows=[FanOut],
-            workflow_runner=UnsandboxedWorkflowRunner(),
-        ):
+        async with backlog_driver(client) as driver:
             await asyncio.gather(
-                client.start_workflow(
-                    FanOut.run, args=[queues["cpu"], 40], id=f"cpu-{driver}", task_queue=driver
-                ),
-                client.start_workflow(
-                    FanOut.run, args=[queues["gpu"], 3], id=f"gpu-{driver}", task_queue=driver
-                ),
+                driver.fan_out(queues["cpu"], 40),
+                driver.fan_out(queues["gpu"], 3),
                 *(
                     # Workflows nobody runs: a backlog of workflow tasks on the workflow queue.
                     client.start_workflow(
-                        "Waiting", id=f"wf-{i}-{driver}", task_queue=queues["workflow"]
+                        "Waiting", id=f"wf-{i}-{driver.name}", task_queue=queues["workflow"]
                     )
                     for i in range(5)
                 ),

@@ -9,16 +9,15 @@ check with kubectl: the objects, their replicas, the status and the Events.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 from typing import Any
 
+from backlog_driver import backlog_driver
 from crd_admission import admit
 from operator_harness import NAMESPACE, Cluster, eventually, running_operator
 from tcp_proxy import Forwarder
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-from test_operator import FanOut, pipeline, pools, reads, reason_events
+from test_operator import pipeline, pools, reads, reason_events
 
 from docpipe.devstack import TemporalServer
 from docpipe_operator import POOLS, crd, reconcile
@@ -115,16 +114,8 @@ async def test_temporal_unreachable_from_the_start_then_back_resumes_scaling(
 
         # Scaling resumed: a backlog on the CPU queue scales the CPU pool.
         client = await Client.connect(temporal.address)
-        driver = f"driver-{uuid.uuid4().hex[:6]}"
-        async with Worker(
-            client,
-            task_queue=driver,
-            workflows=[FanOut],
-            workflow_runner=UnsandboxedWorkflowRunner(),
-        ):
-            await client.start_workflow(
-                FanOut.run, args=[queues["cpu"], 12], id=f"cpu-{driver}", task_queue=driver
-            )
+        async with backlog_driver(client) as driver:
+            await driver.fan_out(queues["cpu"], 12)
             await eventually(lambda: replicas(cluster, "cpu") >= 2, timeout=45)
         assert pools(cluster, "docs")["cpu"]["lastScaleReason"] != "NoData"
         assert len(reason_events(cluster, "TemporalUnreachable")) == 1
