@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 from kubernetes_asyncio import client
 
-from docpipe_operator.kube import APPLY_PATCH, load_configuration
+from docpipe_operator.kube import APPLY_PATCH
+from docpipe_operator.kube_login import load_configuration
 
 log = logging.getLogger(__name__)
 

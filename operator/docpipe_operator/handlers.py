@@ -1,6 +1,6 @@
 """kopf handlers for DocumentPipeline: thin, they wire kopf to reconcile.py.
 
-* login: the same credentials as our own API client (kube.py);
+* login: the same credentials as our own API client (kube_login.py);
 * create / resume / update: create or patch the owned Deployments and Services;
 * a timer per object: one autoscaling round (each pool at its own poll interval);
 * delete: ownerReferences let Kubernetes collect the children; we only drop
@@ -20,7 +20,8 @@ from docpipe.config import load_payload_keyring
 from docpipe_operator import GROUP, PLURAL, VERSION, drain, metrics, reconcile
 from docpipe_operator.backlog import TemporalClients
 from docpipe_operator.config import load
-from docpipe_operator.kube import Kube, connection_info, load_configuration
+from docpipe_operator.kube import Kube
+from docpipe_operator.kube_login import connection_info, load_configuration
 from docpipe_operator.spec import PipelineSpec, SpecError, parse
 
 CONFIG = load()

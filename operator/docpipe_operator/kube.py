@@ -5,12 +5,10 @@ patches what they own (Deployments, Services, PodDisruptionBudgets), deletes
 budgets a pool no longer has, scales Deployments, sets the deletion cost of a
 shrinking pool's pods (drain.py) and reads
 the Temporal API-key Secret, with ``kubernetes_asyncio``. Both use the same
-credentials: :func:`load_configuration` is the operator's login handler's
-source too, so a kubeconfig (a developer, the tests) and a service account (in
-cluster) behave alike.
+credentials (kube_login.py).
 
 Owned objects are written by server-side apply under the field manager
-``docpipe-operator``: the API server removes a field the operator applied
+``docpipe-operator`` (field_managers.py): the API server removes a field the operator applied
 before and no longer renders (a nodeSelector taken out of the spec), which a
 merge patch never does. ``spec.replicas`` belongs to a second manager,
 ``docpipe-operator-autoscaler``, so applying the template never resets them;
@@ -24,23 +22,31 @@ operator or a racing replica therefore changes nothing.
 from __future__ import annotations
 
 import base64
-import inspect
 import logging
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from docpipe_operator.drain import PodRef, pod_ref
+from docpipe_operator.field_managers import (
+    FIELD_MANAGER,
+    SCALER_FIELD_MANAGER,
+    owns,
+    release_replicas,
+    take_over_legacy_fields,
+)
+from docpipe_operator.kube_login import load_configuration
 from docpipe_operator.resources import SPEC_HASH_ANNOTATION
 from docpipe_operator.trust import ALLOW_LABEL
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # kubernetes_asyncio logs every response body at DEBUG, a Secret's data included:
 # keep that logger quiet whatever level the operator runs at.
@@ -49,52 +55,6 @@ logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.INFO)
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
-
-FIELD_MANAGER = "docpipe-operator"
-"""Owns everything the operator renders, except replicas."""
-SCALER_FIELD_MANAGER = "docpipe-operator-autoscaler"
-"""Owns ``spec.replicas`` of the Deployments."""
-LEGACY_FIELD_MANAGERS = ("OpenAPI-Generator",)
-"""Who wrote owned objects before server-side apply (kubernetes_asyncio's user agent):
-their fields pass to the operator's managers once, so removed fields go away after
-an upgrade too."""
-
-
-async def load_configuration() -> client.Configuration:
-    """In a pod: its service account; elsewhere: $KUBECONFIG (read now) or ~/.kube/config."""
-    configuration = client.Configuration()
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration)
-    else:
-        path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-        await config.load_kube_config(config_file=path, client_configuration=configuration)
-    return configuration
-
-
-async def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
-    """The same credentials, in the form kopf's login handler returns."""
-    header = None
-    for identifier in ("BearerToken", "authorization"):
-        found = configuration.get_api_key_with_prefix(identifier)
-        header = await found if inspect.isawaitable(found) else found  # async since 33.3
-        if header:
-            break
-    scheme, token = None, None
-    if header:
-        parts = header.split(" ", 1)
-        scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-    assert configuration.host, "the Kubernetes configuration has no server"
-    return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        username=configuration.username or None,
-        password=configuration.password or None,
-        scheme=scheme,
-        token=token,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-    )
 
 
 class Outcome(StrEnum):
@@ -190,7 +150,7 @@ class Kube:
         if (
             kind == "Deployment"
             and not external
-            and not _owns(entries, SCALER_FIELD_MANAGER, "f:replicas")
+            and not owns(entries, SCALER_FIELD_MANAGER, "f:replicas")
         ):
             # Replicas still owned by the template's manager only (a create cut short),
             # or by an external autoscaler until now: the operator's autoscaler takes
@@ -235,12 +195,9 @@ class Kube:
     # ------------------------------------------------------------ deployments
 
     async def deployment(self, namespace: str, name: str) -> DeploymentState | None:
-        try:
-            found = await self.apps.read_namespaced_deployment(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        found = await _unless_missing(self.apps.read_namespaced_deployment(name, namespace))
+        if found is None:
+            return None
         status = found.status
         stuck = None
         for condition in (status.conditions if status else None) or []:
@@ -338,13 +295,18 @@ class Kube:
     async def secret_labels(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's labels (None: it does not exist). Read by name: the role grants
         ``get`` only, never ``list``; the data is read but neither kept nor decoded."""
-        try:
-            secret = await self.core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return _labels(secret)
+        secret = await _unless_missing(self.core.read_namespaced_secret(name, namespace))
+        return None if secret is None else _labels(secret)
+
+
+async def _unless_missing(call: Awaitable[T]) -> T | None:
+    """The API's answer, or None where it says 404 (the object does not exist)."""
+    try:
+        return await call
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def _labels(obj: Any) -> dict[str, str]:
@@ -359,12 +321,7 @@ class _Ops:
     _delete: Any = None
 
     async def read(self, namespace: str, name: str) -> Any | None:
-        try:
-            return await self._read(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return await _unless_missing(self._read(name, namespace))
 
     async def apply(self, namespace: str, name: str, body: Mapping[str, Any]) -> Any:
         """Server-side apply as :data:`FIELD_MANAGER`, forced: the operator is the
@@ -397,88 +354,3 @@ def _without_replicas(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """What an update applies: replicas belong to the autoscaler's manager."""
     spec = {key: value for key, value in manifest["spec"].items() if key != "replicas"}
     return {**manifest, "spec": spec}
-
-
-def _owns(entries: list[dict[str, Any]], manager: str, spec_field: str) -> bool:
-    return any(
-        entry.get("manager") == manager
-        and spec_field in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
-        for entry in entries
-    )
-
-
-def release_replicas(entries: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """managedFields without the operator's managers owning ``spec.replicas``, or None
-    if neither does. The value stays: an unowned field is kept, and whoever writes it
-    next (the HPA, through the scale subresource) owns it."""
-    ours = (FIELD_MANAGER, SCALER_FIELD_MANAGER)
-    kept = []
-    for entry in entries:
-        spec = ((entry.get("fieldsV1") or {}).get("f:spec")) or {}
-        if entry.get("manager") not in ours or "f:replicas" not in spec:
-            kept.append(entry)
-            continue
-        fields = dict(entry["fieldsV1"])
-        rest = {key: value for key, value in spec.items() if key != "f:replicas"}
-        if rest:
-            fields["f:spec"] = rest
-        else:
-            del fields["f:spec"]
-        if fields:
-            kept.append({**entry, "fieldsV1": fields})
-    return kept if kept != entries else None
-
-
-def take_over_legacy_fields(entries: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """managedFields with the pre-apply writers' fields moved to the operator's
-    managers (``spec.replicas`` to the autoscaler's), or None if there are none.
-
-    The same move ``kubectl apply --server-side`` makes for client-side apply
-    (client-go's csaupgrade): without it, fields an older operator wrote stay
-    owned by it, and leaving them out of an apply would never remove them.
-    """
-    legacy = [
-        e
-        for e in entries
-        if e.get("manager") in LEGACY_FIELD_MANAGERS and e.get("operation") == "Update"
-    ]
-    if not legacy:
-        return None
-    template: dict[str, Any] = {}
-    replicas: dict[str, Any] = {}
-    for entry in legacy:
-        fields = dict(entry.get("fieldsV1") or {})
-        spec = dict(fields.get("f:spec") or {})
-        if "f:replicas" in spec:
-            replicas = {"f:spec": {"f:replicas": spec.pop("f:replicas")}}
-            if spec:
-                fields["f:spec"] = spec
-            else:
-                fields.pop("f:spec", None)
-        template = _merge_fields(template, fields)
-    kept = [e for e in entries if e not in legacy]
-    for manager, fields in ((FIELD_MANAGER, template), (SCALER_FIELD_MANAGER, replicas)):
-        if not fields:
-            continue
-        mine = next(
-            (e for e in kept if e.get("manager") == manager and e.get("operation") == "Apply"),
-            None,
-        )
-        if mine is None:
-            mine = {
-                "manager": manager,
-                "operation": "Apply",
-                "apiVersion": legacy[0].get("apiVersion"),
-                "fieldsType": "FieldsV1",
-                "fieldsV1": {},
-            }
-            kept.append(mine)
-        mine["fieldsV1"] = _merge_fields(mine.get("fieldsV1") or {}, fields)
-    return kept
-
-
-def _merge_fields(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(a)
-    for key, value in b.items():
-        merged[key] = _merge_fields(merged.get(key) or {}, value) if value else merged.get(key, {})
-    return merged

@@ -30,7 +30,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from docpipe_operator import GROUP, PLURAL, VERSION
-from docpipe_operator.kube import load_configuration
+from docpipe_operator.kube_login import load_configuration
 
 log = logging.getLogger(__name__)
 

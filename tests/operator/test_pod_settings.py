@@ -13,7 +13,7 @@ import yaml
 from crd_admission import admit
 
 from docpipe_operator import POOLS, crd, resources, trust
-from docpipe_operator.kube import FIELD_MANAGER, SCALER_FIELD_MANAGER, release_replicas
+from docpipe_operator.field_managers import FIELD_MANAGER, SCALER_FIELD_MANAGER, release_replicas
 from docpipe_operator.spec import is_paused, parse, problems
 
 REPO = Path(__file__).resolve().parents[2]
