@@ -56,6 +56,8 @@ from enum import StrEnum
 _EPSILON = 1e-6
 # Age pressure may at most double the pool in one decision.
 _MAX_AGE_UP_FACTOR = 2.0
+# A need this far below the window's peak, for a settle window, is a load that ended.
+ENDED_FRACTION = 0.25
 
 
 class Reason(StrEnum):
@@ -76,6 +78,7 @@ class Reason(StrEnum):
     UPSTREAM = "Upstream"
     UPSTREAM_NO_DATA = "UpstreamNoData"
     SCALE_DOWN = "ScaleDown"
+    LOAD_ENDED = "LoadEnded"
     SCALE_TO_ZERO = "ScaleToZero"
 
 
@@ -117,6 +120,12 @@ class ScalingKnobs:
             raise ValueError("upstream_fraction must be >= 0")
 
     @property
+    def settle_window_s(self) -> float:
+        """How long a fallen need must stay down before it counts as ended: two pod
+        start-ups, so a dip shorter than a start-up and back is noise."""
+        return 2 * self.scale_up_horizon_s
+
+    @property
     def down_window_s(self) -> float:
         """The stabilisation window, never shorter than one task (see the module doc)."""
         return max(self.scale_down_stabilization_s, self.task_seconds)
@@ -151,6 +160,8 @@ class ScalingState:
     last_direction: int = 0
     readings: tuple[tuple[float, float, float], ...] = ()
     """(time, add rate, dispatch rate) of recent signals, reaching back one task."""
+    work: tuple[tuple[float, float], ...] = ()
+    """(time, tasks running or waiting) of recent decisions, pruned to the down window."""
 
 
 @dataclass(frozen=True)
@@ -305,6 +316,7 @@ def assess(
     now: float = 0.0,
     starting: bool = False,
     upstream: Upstream | None = None,
+    measured_in_flight: float | None = None,
 ) -> tuple[Load, Reason]:
     """Replicas the queue asks for (before stabilisation), and the main reason.
 
@@ -335,14 +347,20 @@ def assess(
 
     With ``upstream`` (pre-scaling, :func:`pipeline_upstream`) a third estimate
     joins: the replicas that keep up with the tasks about to arrive from the
-    stages before this pool, plus those that drain what of it will have piled
-    up (beyond what the pool dispatches now) within ``scale_up_horizon_s``. It
-    is the second estimate with the upstream rate for the add rate, so it
-    replaces rather than adds to it: in a steady flow both read the same.
+    stages before this pool (plus this queue's own waiting tasks). It is the
+    second estimate with the upstream rate for the add rate, so it replaces
+    rather than adds to it: in a steady flow both read the same.
+
+    ``measured_in_flight`` is the work running now as the pods' own metrics
+    count it (the operator reads them for drain-before-remove); when given it
+    replaces the rate-based estimate, which lags the end of a burst by a task.
     """
     span = knobs.task_seconds
     waiting = max(0, signal.backlog_count)
-    in_flight = witnessed(readings, now, span, signal.dispatch_rate, 2)
+    if measured_in_flight is not None:
+        in_flight = max(0.0, measured_in_flight)
+    else:
+        in_flight = witnessed(readings, now, span, signal.dispatch_rate, 2)
     busy = in_flight / knobs.concurrency
     arrived = witnessed(readings, now, span, signal.add_rate, 1)
     if signal.backlog_age_s <= span:  # every waiting task arrived within the span
@@ -355,11 +373,12 @@ def assess(
     own = _ceil(max(busy + projected / per_replica, keep_up + waiting / per_replica))
     ahead = 0.0
     if upstream is not None:
-        # Keep up with what is coming, and drain what will have piled up by the
-        # time a pod started now is ready: like ``projected``, with the upstream
-        # rate for this queue's add rate.
-        coming = max(0.0, upstream.rate - signal.dispatch_rate) * knobs.scale_up_horizon_s
-        ahead = upstream.rate * span / knobs.concurrency + coming / per_replica
+        # Keep up with what is coming. Not also the tasks that would pile up while
+        # pods start: counted as waiting tasks per replica (KEDA's target) they
+        # asked a GPU pool for every replica it may have, where the pods that keep
+        # up drain that pile within seconds (bench/autoscale_sim.py: 1.18x the
+        # worker-seconds for the same p95 wait).
+        ahead = upstream.rate * span / knobs.concurrency
     demand = max(own, _ceil(ahead + waiting / per_replica))
     age = 0
     if waiting > 0 and signal.backlog_age_s > knobs.target_backlog_age_s and not starting:
@@ -415,6 +434,7 @@ def decide(
     state: ScalingState,
     now: float,
     upstream: Upstream | None = None,
+    in_flight: float | None = None,
 ) -> Decision:
     """The replicas a pool should have now.
 
@@ -438,18 +458,32 @@ def decide(
         and state.last_scale_time is not None
         and now - state.last_scale_time < knobs.scale_up_horizon_s
     )
-    load, main_reason = assess(signal, knobs, current, state.readings, now, starting, upstream)
+    load, main_reason = assess(
+        signal, knobs, current, state.readings, now, starting, upstream, in_flight
+    )
     target = load.target
     since = state.tracking_since if state.tracking_since is not None else now
-    window = knobs.down_window_s
+    # Counted work needs no task-long window: it drops when the tasks end, not before.
+    window = knobs.down_window_s if in_flight is None else knobs.scale_down_stabilization_s
     recent = tuple((t, r) for t, r in state.recommendations if now - t < window)
     readings = (*state.readings, (now, signal.add_rate, signal.dispatch_rate))
     # Tasks waiting mean every slot is busy: whatever the rates say, the pool
     # needed all it had, so that counts as a recommendation for the window.
     wanted = max(target, min(current, knobs.max_replicas)) if signal.backlog_count > 0 else target
+    # Only counted work: rates decay while long tasks still run, so an estimate
+    # would call a busy pool's load ended.
+    work = (
+        ()
+        if in_flight is None
+        else (
+            *((t, w) for t, w in state.work if now - t < window),
+            (now, load.in_flight + max(0, signal.backlog_count)),
+        )
+    )
     state = replace(
         state,
         recommendations=(*recent, (now, wanted)),
+        work=work,
         tracking_since=since,
         readings=_keep_readings(readings, now, knobs.task_seconds),
     )
@@ -481,6 +515,28 @@ def decide(
         )
         return Decision(current, Reason.UPSTREAM_NO_DATA, message, state, load, current)
     stabilised = max(r for _, r in state.recommendations)
+    settle = min(knobs.settle_window_s, window)
+    settled = max((r for t, r in state.recommendations if now - t < settle), default=stabilised)
+    settled_work = max((w for t, w in state.work if now - t < settle), default=math.inf)
+    peak_work = max((w for _, w in state.work), default=0.0)
+    counted_since = state.work[0][0] if state.work else now
+    if (
+        now - counted_since >= settle
+        and settled < current
+        and settled_work <= ENDED_FRACTION * peak_work
+    ):
+        # Not a fluctuation: the work in the pool (tasks running or waiting) fell
+        # to half the window's peak or less and stayed there for the settle
+        # window. Holding the peak for the rest of the window would only pay for
+        # idle pods (drain-before-remove keeps the pods that still work). Work,
+        # not recommendations: a noisy queue's recommendations spike with its
+        # backlog's age while the work it holds barely moves.
+        reason = Reason.SCALE_TO_ZERO if settled == 0 else Reason.LOAD_ENDED
+        message = (
+            f"{current} -> {settled}: the last {settle:.0f} s asked for at most {settled}, "
+            f"the last {window:.0f} s for {stabilised} ({facts})"
+        )
+        return _scaled(current, settled, reason, message, state, now, load)
     if now - since < window or stabilised >= current:
         message = (
             f"holding {current}: want {target}, but the last {window:.0f} s "

@@ -60,6 +60,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from docpipe_operator.cordon import DrainPlan, PodDrain, plan_scale
 from docpipe_operator.scaling import (
     QueueSignal,
     ScalingKnobs,
@@ -76,6 +77,11 @@ WORKER_GRACEFUL_SHUTDOWN_S = 30.0
 """How long a worker finishes its tasks after SIGTERM (services/docpipe/workers/common.py)."""
 RETRY_DELAY_S = 1.0
 """Temporal's default initial retry interval: an interrupted task is queued again this much later."""
+CORDON_DELAY_S = 60.0
+"""From the drain annotation to the worker acting on it (or on its removal): the kubelet
+rewrites a downward API volume on its pod sync, about a minute at worst."""
+CORDON_GIVE_UP_S = 900.0
+"""A cordoned pod that never reports drained is removed the old way after this."""
 RATE_BUCKET_S = 5.0
 RATE_WINDOW_S = 30.0
 
@@ -83,6 +89,7 @@ RATE_WINDOW_S = 30.0
 # finished tasks free their slots before new tasks arrive, and the statistics
 # and the autoscaler see the queue after everything else at that instant.
 _COMPLETE, _KILL, _POD_READY, _ARRIVAL, _STATS, _POLL = range(6)
+_RESUME = _POD_READY  # an un-cordoned pod polls again: like a pod that became ready
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,12 @@ class DocpipeAutoscaler:
     pool: str | None = None
     pipeline_knobs: Mapping[str, ScalingKnobs] | None = None
     deletion_cost: bool = True
+    drain_first: bool = True
+    """Shrink by cordoning pods and removing them once drained (cordon.py); False: lower
+    replicas at once and let the ReplicaSet pick (with ``deletion_cost``, idle first)."""
+    give_up_s: float = CORDON_GIVE_UP_S
+    count_in_flight: bool = True
+    """With ``drain_first``: decide on the in-flight work the pods' metrics count."""
     # The operator has been running before the trace starts: no start-up window.
     state: ScalingState = field(default_factory=lambda: ScalingState(tracking_since=-math.inf))
     _upstream: Upstream | None = None
@@ -167,6 +180,19 @@ class DocpipeAutoscaler:
         decision = decide(current, signal, self.knobs, self.state, now, self._upstream)
         self.state = decision.state
         return decision.replicas
+
+    def plan(
+        self, replicas: int, pods: Sequence[PodDrain], signal: QueueSignal, now: float
+    ) -> DrainPlan:
+        """The operator's round with drain-before-remove: decide on serving replicas, then plan."""
+        serving = replicas - sum(1 for pod in pods if pod.cordoned)
+        # The operator reads every pod's metrics for the drain: their in-flight sum
+        # is the work running now, counted rather than estimated from rates.
+        counted = sum(pod.in_flight or 0.0 for pod in pods) if self.count_in_flight else None
+        decision = decide(serving, signal, self.knobs, self.state, now, self._upstream, counted)
+        self.state = decision.state
+        want = decision.replicas
+        return plan_scale(replicas, want, pods, now=now, give_up_s=self.give_up_s)
 
 
 @dataclass
@@ -232,13 +258,27 @@ class Pod:
     slots: int
     ready: bool = False
     draining: bool = False
+    """Terminating: removed from the Deployment, finishing its tasks."""
     ended: float | None = None
+    cordoned_at: float | None = None
+    """When the operator annotated it to drain (None: not cordoned)."""
+    stops_at: float | None = None
+    """When its worker stops polling for that drain."""
+    resumes_at: float = 0.0
+    """When its worker polls again after an un-cordon."""
     running: dict[int, tuple[Task, float]] = field(default_factory=dict)
     """Run id -> (task, start time) of the tasks this pod runs now."""
 
     @property
     def free(self) -> int:
         return self.slots - len(self.running)
+
+    def stopped(self, now: float) -> bool:
+        """Its worker has stopped polling for a drain."""
+        return self.stops_at is not None and now >= self.stops_at
+
+    def polls(self, now: float) -> bool:
+        return self.ready and not self.draining and not self.stopped(now) and now >= self.resumes_at
 
 
 @dataclass(frozen=True)
@@ -283,6 +323,8 @@ class RunResult:
     """Tasks still running when their pod's graceful shutdown ran out (Temporal retries them)."""
     lost_work_s: float
     worker_seconds: float
+    busy_removals: int
+    """Removals of cordoned pods that still ran tasks (a drain given up on)."""
     actions: tuple[ScaleAction, ...]
     samples: tuple[Sample, ...]
     pods: tuple[Pod, ...]
@@ -295,7 +337,9 @@ class RunResult:
     @property
     def busy_scaledowns(self) -> int:
         """Scale-downs that removed at least one pod with a task in flight."""
-        return sum(1 for a in self.actions if a.direction < 0 and a.busy_pods > 0)
+        return self.busy_removals + sum(
+            1 for a in self.actions if a.direction < 0 and a.busy_pods > 0
+        )
 
     @property
     def busy_pool_scaledowns(self) -> int:
@@ -360,6 +404,7 @@ class PoolModel:
     initial_replicas: int
     startup_jitter: float = 0.0
     drain_s: float = WORKER_GRACEFUL_SHUTDOWN_S
+    cordon_delay_s: float = CORDON_DELAY_S
 
 
 class _Clock:
@@ -406,7 +451,7 @@ class _Pool:
         self.samples: list[Sample] = []
         self.signal = QueueSignal(0, 0.0, 0.0, 0.0)
         self.pod_ids, self.run_ids = itertools.count(), itertools.count()
-        self.arrived = self.completed = self.interrupted = 0
+        self.arrived = self.completed = self.interrupted = self.busy_removals = 0
         self.lost_work = 0.0
         for _ in range(model.initial_replicas):
             self.new_pod(0.0, ready=True)
@@ -422,7 +467,7 @@ class _Pool:
 
     def dispatch(self, now: float) -> None:
         while self.backlog:
-            serving = [p for p in self.active if p.ready and p.free > 0]
+            serving = [p for p in self.active if p.polls(now) and p.free > 0]
             if not serving:
                 return
             pod = max(serving, key=lambda p: (p.free, -p.id))
@@ -455,13 +500,50 @@ class _Pool:
         removed = order[: current - target]
         busy_pods = sum(1 for p in removed if p.running)
         self.actions.append(ScaleAction(now, current, target, busy, busy_pods))
-        for pod in removed:
+        self.remove(now, removed)
+
+    def remove(self, now: float, pods: Sequence[Pod]) -> None:
+        """SIGTERM: each pod stops polling and finishes its tasks for up to ``drain_s``."""
+        for pod in pods:
             self.active.remove(pod)
             pod.draining = True
             if pod.running:
                 self.clock.push(now + self.model.drain_s, _KILL, (self, pod))
             else:
                 pod.ended = now
+
+    def apply(self, now: float, plan: DrainPlan) -> None:
+        """Carry out a drain-before-remove plan (cordon.py) the way the cluster would."""
+        by_name = {str(pod.id): pod for pod in self.active}
+        before = len(self.active) - sum(1 for p in self.active if p.cordoned_at is not None)
+        serving = [p for p in self.active if p.ready]
+        busy_pool = bool(serving) and all(p.free == 0 for p in serving)
+        delay = self.model.cordon_delay_s
+        for name in plan.uncordon:
+            pod = by_name[name]
+            if pod.stopped(now):
+                pod.resumes_at = now + delay
+                self.clock.push(pod.resumes_at, _RESUME, (self, pod))
+            pod.cordoned_at = pod.stops_at = None
+        for name in plan.cordon:
+            pod = by_name[name]
+            pod.cordoned_at, pod.stops_at = now, now + delay
+        named = [by_name[name] for name in plan.remove]
+        self.busy_removals += sum(1 for pod in named if pod.running)
+        self.remove(now, named)
+        # Replicas beyond the named pods: the ReplicaSet takes pods that are not ready first.
+        extra = len(self.active) - plan.replicas
+        if extra > 0:
+            order = sorted(
+                (p for p in self.active if p.cordoned_at is None),
+                key=lambda p: (p.ready, len(p.running), -p.ready_at, -p.id),
+            )
+            self.busy_removals += sum(1 for pod in order[:extra] if pod.running)
+            self.remove(now, order[:extra])
+        for _ in range(plan.replicas - len(self.active)):
+            self.new_pod(now, ready=False)
+        if plan.serving != before:
+            self.actions.append(ScaleAction(now, before, plan.serving, busy_pool))
 
     def handle(self, now: float, kind: int, payload: Any) -> None:
         if kind == _COMPLETE:
@@ -487,7 +569,7 @@ class _Pool:
                 self.clock.push(again.arrival, _ARRIVAL, (self, again))
             pod.running.clear()
             pod.ended = now
-        elif kind == _POD_READY:
+        elif kind == _POD_READY:  # also _RESUME
             pod = payload
             if not pod.draining:
                 pod.ready = True
@@ -518,6 +600,20 @@ class _Pool:
                 signal=self.signal,
             )
         )
+        if getattr(self.autoscaler, "drain_first", False):
+            pods = [
+                PodDrain(
+                    name=str(p.id),
+                    ready=p.ready,
+                    cordoned=p.cordoned_at is not None,
+                    cordoned_at=p.cordoned_at,
+                    in_flight=float(len(p.running)),
+                    draining=p.stopped(now),
+                )
+                for p in self.active
+            ]
+            self.apply(now, self.autoscaler.plan(current, pods, self.signal, now))
+            return
         self.scale(now, self.autoscaler.replicas(current, self.signal, now))
 
     def result(self) -> RunResult:
@@ -533,6 +629,7 @@ class _Pool:
             unstarted=len(self.backlog),
             interrupted=self.interrupted,
             lost_work_s=self.lost_work,
+            busy_removals=self.busy_removals,
             worker_seconds=sum(
                 (horizon_s if p.ended is None else p.ended) - p.created for p in self.pods
             ),

@@ -294,3 +294,40 @@ def test_a_restarted_operator_waits_a_window_before_scaling_down() -> None:
     """The state lives in memory; a fresh one must not read as a quiet history."""
     decisions = run(6, [IDLE] * 8, start=1_000_000)
     assert replicas_of(decisions) == [6] * 8
+
+
+# ---------------------------------------------------------------- counted work
+
+
+def test_counted_in_flight_replaces_the_rate_estimate() -> None:
+    """The pods' own metrics say what runs now; a decayed rate says nothing."""
+    knobs = replace(KNOBS, task_seconds=600)
+    state = ScalingState(tracking_since=-1000.0)
+    counted = decide(6, IDLE, knobs, state, 0.0, in_flight=6 * knobs.concurrency)
+    assert counted.replicas == 6 and counted.load is not None
+    assert counted.load.in_flight == 6 * knobs.concurrency
+
+
+def test_a_load_that_ended_is_released_after_the_settle_window_not_the_whole_window() -> None:
+    """Counted work fell from 40 tasks to none for two start-ups: the peak is not coming back."""
+    decisions, replicas, state = [], 10, ScalingState(tracking_since=-1000.0)
+    for step in range(12):
+        now = step * POLL_S
+        work = 40.0 if step < 2 else 0.0
+        decision = decide(replicas, IDLE, KNOBS, state, now, in_flight=work)
+        decisions.append(decision)
+        replicas, state = decision.replicas, decision.state
+    ended = next(d for d in decisions if d.direction < 0)
+    assert ended.reason is Reason.LOAD_ENDED
+    assert ended.replicas == KNOBS.min_replicas  # no step limit: nothing runs on those pods
+    assert decisions.index(ended) * POLL_S < KNOBS.scale_down_stabilization_s
+
+
+def test_a_counted_load_that_merely_wobbles_keeps_its_window() -> None:
+    """Work between 60 % and 100 % of its peak is noise: the usual window holds."""
+    replicas, state = 10, ScalingState(tracking_since=-1000.0)
+    for step in range(12):
+        work = 40.0 if step % 4 == 0 else 24.0
+        decision = decide(replicas, IDLE, KNOBS, state, step * POLL_S, in_flight=work)
+        assert decision.reason is not Reason.LOAD_ENDED
+        replicas, state = decision.replicas, decision.state

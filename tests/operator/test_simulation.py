@@ -469,3 +469,36 @@ def test_pre_scaling_starts_a_cold_gpu_pool_before_its_first_task_arrives() -> N
     first_task = 10.0 + 20.0 + 40.0  # the first document's download and extraction
     assert first_gpu_pod(pre=True) < first_task - 30
     assert first_gpu_pod(pre=False) >= first_task
+
+
+def test_drain_first_never_removes_a_pod_with_work_in_flight() -> None:
+    """Our policy with drain-before-remove on a fan-out of long tasks: as tasks end,
+    pods are cordoned and go once idle; none is removed while it works, no task is lost."""
+    knobs = ScalingKnobs(1, 20, 4, 4, 480, 30, 30, 300, 2)
+    tasks = [Task(1.0 + i * 0.01, 200.0 + 10 * i) for i in range(32)]
+    result = simulate(
+        tasks,
+        DocpipeAutoscaler(knobs),
+        concurrency=4,
+        startup_s=30,
+        horizon_s=1800,
+        initial_replicas=1,
+    )
+    assert result.completed == 32 and result.interrupted == 0
+    assert result.busy_scaledowns == 0
+    assert len([p for p in result.pods if p.ended is not None]) > 0  # it did shrink
+    for pod in result.pods:
+        if pod.ended is not None:
+            assert not pod.running
+
+
+def test_a_cordoned_pod_takes_no_new_task_once_its_worker_acts_on_the_drain() -> None:
+    knobs = ScalingKnobs(1, 4, 1, 1, 5, 30, 30, 60, 2)
+    scaler = DocpipeAutoscaler(knobs, poll_interval_s=10.0)
+    model_delay = 60.0
+    tasks = [Task(float(t), 5.0) for t in range(0, 400, 2)]
+    result = simulate(tasks, scaler, concurrency=1, startup_s=5, horizon_s=600, initial_replicas=3)
+    assert conserved(result) and result.busy_scaledowns == 0
+    for pod in result.pods:
+        if pod.cordoned_at is not None and pod.stops_at is not None:
+            assert pod.stops_at == pod.cordoned_at + model_delay
