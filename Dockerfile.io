@@ -27,7 +27,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY services ./services
 COPY operator ./operator
 RUN pip install -c constraints.txt ".[io,operator]" \
-    && python -c "import docpipe.workers.io, docpipe.workers.workflow, docpipe.cli, docpipe_operator.handlers"
+    && python -c "import docpipe.workers.io, docpipe.workers.workflow, docpipe.client.cli, docpipe_operator.handlers"
 
 # --- runtime: the virtualenv on a clean slim base, as an unprivileged user ---------------
 FROM python:3.11.14-slim-bookworm AS runtime

@@ -14,7 +14,7 @@ help:
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq --progress-bar off -c constraints.txt -e '.[dev]'
-	$(PY) -c "import docpipe.cli, docpipe.workers.gpu, docpipe.workers.io, docpipe.workers.cpu"
+	$(PY) -c "import docpipe.client.cli, docpipe.workers.gpu, docpipe.workers.io, docpipe.workers.cpu"
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with every extra and the test tools

@@ -107,8 +107,8 @@ async def history_costs(client, run_id: str) -> tuple[int, Counter[str], int, in
 
 
 async def run(args: argparse.Namespace, stack, workers, documents) -> None:
-    from docpipe.local_workers import all_task_queues, wait_for_pollers
-    from docpipe.starter import run_documents
+    from docpipe.client.starter import run_documents
+    from docpipe.local.workers import all_task_queues, wait_for_pollers
     from docpipe.workers.common import connect
 
     settings = stack.settings()
@@ -155,8 +155,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from docpipe.csv_input import parse_documents_csv
-    from docpipe.devstack import DevStack
-    from docpipe.local_workers import LocalWorkers
+    from docpipe.local.devstack import DevStack
+    from docpipe.local.workers import LocalWorkers
 
     with tempfile.TemporaryDirectory(prefix="docpipe-capacity-") as tmp:
         root = Path(tmp)

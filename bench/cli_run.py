@@ -36,7 +36,7 @@ import psutil
 
 DOCPIPE = Path(sys.executable).with_name("docpipe")
 WORKER_KINDS = ("workflow", "cpu", "gpu", "io")
-READY_LINE = "polling task queue"  # what a worker logs once it polls (docpipe.local_workers)
+READY_LINE = "polling task queue"  # what a worker logs once it polls (docpipe.local.workers)
 ROLES = ("cli", "workflow", "cpu", "gpu", "io", "temporal", "postgres", "chroma", "other")
 
 
@@ -449,7 +449,7 @@ def _end(process: subprocess.Popen[str], sampler: ProcessTreeSampler) -> None:
 def remove_stack_data(data_dir: Path) -> None:
     """Remove what the stack stored, also the PostgreSQL cluster it keeps outside
     ``data_dir`` when run as root (``docpipe run`` keeps its data: persistent)."""
-    from docpipe.devstack import DevStack
+    from docpipe.local.devstack import DevStack
 
     DevStack(data_dir, persistent=True, object_store="local").remove_data()
 

@@ -166,7 +166,7 @@ def bare_encode(settings, texts: list[str]) -> float:
 
 
 async def run(args: argparse.Namespace, stack, workers) -> float:
-    from docpipe.local_workers import wait_for_pollers
+    from docpipe.local.workers import wait_for_pollers
     from docpipe.workers.common import connect
 
     settings = stack.settings()
@@ -226,8 +226,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from docpipe.devstack import DevStack
-    from docpipe.local_workers import LocalWorkers
+    from docpipe.local.devstack import DevStack
+    from docpipe.local.workers import LocalWorkers
 
     with tempfile.TemporaryDirectory(prefix="docpipe-feed-") as tmp:
         root = Path(tmp)

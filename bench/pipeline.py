@@ -27,11 +27,11 @@ from docpipe.activities.cpu.text_pipeline import prepare_text
 from docpipe.activities.gpu.embedder import Embedder
 from docpipe.activities.io.download import download, make_http_client
 from docpipe.chunks import chunks_to_json
+from docpipe.client.starter import run_documents
 from docpipe.csv_input import parse_documents_csv
-from docpipe.devstack import DevStack
-from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
+from docpipe.local.devstack import DevStack
+from docpipe.local.workers import LocalWorkers, all_task_queues, wait_for_pollers
 from docpipe.models import DocumentOutcome, DocumentRef, Status
-from docpipe.starter import run_documents
 from docpipe.storage import keys
 from docpipe.storage.arrays import to_npy
 from docpipe.storage.metadata import open_metadata_store

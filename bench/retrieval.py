@@ -117,7 +117,7 @@ def rank_of(answer: str, document_ids: list[str]) -> int | None:
 
 
 async def evaluate(data_dir: Path, items: list[KnownItem]) -> dict[SearchMode, list[int | None]]:
-    from docpipe.devstack import DevStack
+    from docpipe.local.devstack import DevStack
     from docpipe.retrieval.service import open_read_path
 
     ranks: dict[SearchMode, list[int | None]] = {mode: [] for mode in SearchMode}

@@ -21,7 +21,7 @@ from hypothesis import settings as hypothesis_settings
 from local_sources import TEST_SOURCE_ROOTS
 
 from docpipe.config import Settings
-from docpipe.devstack import DevStack
+from docpipe.local.devstack import DevStack
 
 # Property tests explore the same examples on every run: a suite that passed stays
 # passing, and CI never fails on an example found by chance. Explore new ones on

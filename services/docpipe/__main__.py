@@ -1,3 +1,3 @@
-from docpipe.cli import main
+from docpipe.client.cli import main
 
 main()

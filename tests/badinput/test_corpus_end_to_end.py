@@ -27,11 +27,11 @@ import pytest
 from docpipe.activities.gpu.classify import DEFAULT_TAXONOMY
 from docpipe.activities.gpu.llm import SYSTEM_PROMPT
 from docpipe.activities.gpu.summarize import split_sentences
+from docpipe.client.starter import pipeline_options, run_documents
 from docpipe.config import load_settings
 from docpipe.csv_input import parse_documents_csv
-from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
+from docpipe.local.workers import LocalWorkers, all_task_queues, wait_for_pollers
 from docpipe.models import DocumentOutcome, IngestInput, Stage, Status
-from docpipe.starter import pipeline_options, run_documents
 from docpipe.storage.metadata import open_metadata_store
 from docpipe.workers.common import connect
 from docpipe.workflows import IngestCsvWorkflow

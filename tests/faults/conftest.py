@@ -23,8 +23,8 @@ from local_sources import TEST_SOURCE_ROOTS
 from temporalio.client import Client
 
 from docpipe.config import Settings, load_settings
-from docpipe.devstack import DevStack, free_port
-from docpipe.local_workers import WORKER_KINDS, LocalWorkers
+from docpipe.local.devstack import DevStack, free_port
+from docpipe.local.workers import WORKER_KINDS, LocalWorkers
 
 from .harness import FIGURES, DocServer, figures_table
 from .latency_proxy import LatencyProxy

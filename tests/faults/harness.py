@@ -27,6 +27,7 @@ from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from docpipe.client.starter import pipeline_options
 from docpipe.config import Settings
 from docpipe.csv_input import parse_documents_csv
 from docpipe.models import (
@@ -38,7 +39,6 @@ from docpipe.models import (
     Status,
     StepTimeouts,
 )
-from docpipe.starter import pipeline_options
 from docpipe.storage import keys
 from docpipe.storage.metadata import open_metadata_store
 from docpipe.storage.objects import open_object_store

@@ -27,7 +27,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
 
-from docpipe.devstack import free_port
+from docpipe.local.devstack import free_port
 
 _CHUNK = 64 * 1024
 

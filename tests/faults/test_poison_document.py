@@ -9,10 +9,10 @@ import time
 import pytest
 from temporalio.client import Client
 
+from docpipe.client.redrive import plan_redrive
 from docpipe.config import Settings
-from docpipe.local_workers import LocalWorkers
+from docpipe.local.workers import LocalWorkers
 from docpipe.models import Stage
-from docpipe.redrive import plan_redrive
 from docpipe.storage.metadata import open_metadata_store
 
 from .harness import (

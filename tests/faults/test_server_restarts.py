@@ -19,8 +19,8 @@ import pytest
 from temporalio.client import Client
 
 from docpipe.config import Settings
-from docpipe.devstack import DevStack
-from docpipe.local_workers import LocalWorkers
+from docpipe.local.devstack import DevStack
+from docpipe.local.workers import LocalWorkers
 from docpipe.models import DocumentOutcome
 from docpipe.workflows import steps
 

@@ -16,7 +16,7 @@ import pytest
 from temporalio.client import Client
 
 from docpipe.config import Settings
-from docpipe.local_workers import LocalWorkers
+from docpipe.local.workers import LocalWorkers
 from docpipe.workflows import steps
 
 from .harness import (

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from docpipe.reachability import EXIT_UNREACHABLE
+from docpipe.client.reachability import EXIT_UNREACHABLE
 
 pytestmark = pytest.mark.integration
 

@@ -33,9 +33,9 @@ import psutil
 import pytest
 from corpus import write_text_documents
 
-from docpipe.cli import WorkerGaveUp, _unless_given_up
-from docpipe.devstack import DevStack
-from docpipe.local_workers import READY_LINE
+from docpipe.client.cli import WorkerGaveUp, _unless_given_up
+from docpipe.local.devstack import DevStack
+from docpipe.local.workers import READY_LINE
 from docpipe.workers.common import connect
 
 pytestmark = pytest.mark.integration

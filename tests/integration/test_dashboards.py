@@ -46,11 +46,11 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from docpipe.client.starter import run_documents
 from docpipe.config import load_settings
 from docpipe.csv_input import parse_documents_csv
-from docpipe.local_workers import LocalWorkers, free_port, wait_for_pollers
+from docpipe.local.workers import LocalWorkers, free_port, wait_for_pollers
 from docpipe.models import DocumentRef, Stage, Status
-from docpipe.starter import run_documents
 from docpipe.workers.common import connect
 
 pytestmark = pytest.mark.integration

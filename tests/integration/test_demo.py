@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from docpipe.devstack import DevStack
+from docpipe.local.devstack import DevStack
 
 pytestmark = pytest.mark.integration
 

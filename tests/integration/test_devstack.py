@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from docpipe.devstack import DevStack, ManagedProcess, MotoS3Server, ServerStartError
+from docpipe.local.devstack import DevStack, ManagedProcess, MotoS3Server, ServerStartError
 from docpipe.models import DocumentOutcome, Status
 from docpipe.storage import LocalObjectStore, open_object_store
 from docpipe.storage.metadata import MetadataStore

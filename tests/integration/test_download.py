@@ -18,8 +18,8 @@ import pytest
 from docpipe.activities.io.download import Downloaded, download, make_http_client
 from docpipe.activities.io.netguard import NetPolicy
 from docpipe.config import load_settings
-from docpipe.devstack import free_port
 from docpipe.errors import DocumentError, TransientError
+from docpipe.local.devstack import free_port
 from docpipe.models import Stage
 
 pytestmark = pytest.mark.integration

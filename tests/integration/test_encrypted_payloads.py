@@ -28,8 +28,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from docpipe.config import Settings, TemporalConnection, load_settings
-from docpipe.devstack import find_executable, free_port
 from docpipe.encryption.codec import EncryptionCodec
+from docpipe.local.devstack import find_executable, free_port
 from docpipe.models import (
     DocumentRef,
     PipelineInput,

@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 
 from docpipe.activities.io.webhook import SIGNATURE_HEADER, verify_signature
+from docpipe.client.starter import pipeline_options, run_documents
 from docpipe.config import load_settings
 from docpipe.csv_input import parse_documents_csv
-from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
+from docpipe.local.workers import LocalWorkers, all_task_queues, wait_for_pollers
 from docpipe.models import IngestInput, Stage, Status
-from docpipe.starter import pipeline_options, run_documents
 from docpipe.storage.chunk_texts import ChunkTexts
 from docpipe.storage.metadata import open_metadata_store
 from docpipe.storage.objects import open_object_store

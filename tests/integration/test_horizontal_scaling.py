@@ -21,10 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from docpipe.client.starter import run_documents
 from docpipe.config import load_settings
-from docpipe.local_workers import WORKER_KINDS, LocalWorkers, WorkerProcess
+from docpipe.local.workers import WORKER_KINDS, LocalWorkers, WorkerProcess
 from docpipe.models import Status
-from docpipe.starter import run_documents
 from docpipe.workers.common import connect
 
 pytestmark = pytest.mark.integration

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from docpipe.client.starter import pipeline_options
 from docpipe.config import load_settings
-from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
+from docpipe.local.workers import LocalWorkers, all_task_queues, wait_for_pollers
 from docpipe.models import IngestInput, IngestSummary
-from docpipe.starter import pipeline_options
 from docpipe.storage.objects import open_object_store
 from docpipe.workers.common import connect
 

@@ -12,7 +12,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from docpipe.config import Settings
-from docpipe.devstack import DevStack
+from docpipe.local.devstack import DevStack
 from docpipe.models import DocumentOutcome, Stage, Status
 from docpipe.storage.metadata import MetadataStore, migration_scripts
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from docpipe.config import Settings
-from docpipe.devstack import DevStack
+from docpipe.local.devstack import DevStack
 from docpipe.storage import (
     InvalidKey,
     LocalObjectStore,

@@ -376,8 +376,8 @@ async def test_a_stuck_attempt_is_caught_by_its_budget_and_retried(client):
 
 
 async def test_the_starter_never_runs_more_batches_at_once_than_admission_allows(client, settings):
-    from docpipe.admission import AdmissionPolicy
-    from docpipe.starter import run_documents
+    from docpipe.client.admission import AdmissionPolicy
+    from docpipe.client.starter import run_documents
 
     queue = f"test-{uuid.uuid4().hex[:8]}"
     local = settings.model_copy(

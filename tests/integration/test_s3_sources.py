@@ -18,8 +18,8 @@ from docpipe.activities.io.activities import IoActivities
 from docpipe.activities.io.download import download
 from docpipe.activities.io.s3_source import S3SourceReader, parse_s3_url
 from docpipe.config import Settings
-from docpipe.devstack import DevStack
 from docpipe.errors import DocumentError
+from docpipe.local.devstack import DevStack
 from docpipe.models import DocumentRef, Stage
 from docpipe.storage import S3ObjectStore, open_object_store
 

@@ -23,7 +23,7 @@ import pytest
 
 from docpipe.config import Settings
 from docpipe.csv_input import document_id_for
-from docpipe.devstack import free_port
+from docpipe.local.devstack import free_port
 from docpipe.models import DocumentOutcome, Status
 from docpipe.retrieval.filters import BadSearch, search_request
 from docpipe.retrieval.lookup import sections

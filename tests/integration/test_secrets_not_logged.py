@@ -29,8 +29,8 @@ import pytest
 from local_sources import TEST_SOURCE_ROOTS
 from tls_kit import mtls_temporal, tls_env
 
-from docpipe.devstack import DevStack
-from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
+from docpipe.local.devstack import DevStack
+from docpipe.local.workers import LocalWorkers, all_task_queues, wait_for_pollers
 from docpipe.workers.common import connect
 
 pytestmark = pytest.mark.integration

@@ -25,11 +25,11 @@ import pytest
 from corpus import text_documents
 from faults.harness import Run, check_stores
 
+from docpipe.client.queue_health import watch_queues
+from docpipe.client.starter import run_documents
 from docpipe.config import Settings, load_settings
-from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
-from docpipe.queue_health import watch_queues
-from docpipe.starter import run_documents
-from docpipe.supervisor import RestartPolicy, SupervisorEvent, WorkerSupervisor
+from docpipe.local.supervisor import RestartPolicy, SupervisorEvent, WorkerSupervisor
+from docpipe.local.workers import LocalWorkers, all_task_queues, wait_for_pollers
 from docpipe.workers.common import connect
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from docpipe.devstack import DevStack, TemporalServer
+from docpipe.local.devstack import DevStack, TemporalServer
 
 pytestmark = pytest.mark.integration
 

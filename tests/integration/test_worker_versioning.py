@@ -36,7 +36,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymen
 from versioned_workflows import FAST_DRAINAGE, WaitForSignalV1, WaitForSignalV2
 
 from docpipe.config import load_settings
-from docpipe.devstack import DevStack, TemporalServer
+from docpipe.local.devstack import DevStack, TemporalServer
 from docpipe.models import CsvPage, CsvPageRequest, IngestInput, PipelineOptions
 from docpipe.queue_stats import describe_queue
 from docpipe.workers.common import deployment_config

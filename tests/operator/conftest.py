@@ -34,7 +34,7 @@ from operator_harness import (
     write_kubeconfig,
 )
 
-from docpipe.devstack import TemporalServer
+from docpipe.local.devstack import TemporalServer
 
 
 @pytest_asyncio.fixture

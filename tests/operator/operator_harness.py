@@ -21,7 +21,7 @@ import aiohttp
 import kopf
 from kube_emulator import TEST_AGENT, ApiServer
 
-from docpipe.devstack import DevStack, TemporalServer
+from docpipe.local.devstack import DevStack, TemporalServer
 from docpipe_operator import handlers  # noqa: F401  (registers the handlers)
 from docpipe_operator.trust import ALLOW_LABEL
 

@@ -24,7 +24,7 @@ from operator_harness import (
 from prometheus_client import REGISTRY
 from temporalio.client import Client
 
-from docpipe.devstack import TemporalServer
+from docpipe.local.devstack import TemporalServer
 from docpipe_operator import POOLS, metrics
 
 REPO = Path(__file__).resolve().parents[2]

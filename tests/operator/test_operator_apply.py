@@ -9,7 +9,7 @@ import server_side_apply as ssa
 from operator_harness import NAMESPACE, Cluster, eventually, running_operator
 from test_operator import pipeline, pools
 
-from docpipe.devstack import TemporalServer
+from docpipe.local.devstack import TemporalServer
 from docpipe_operator import resources
 from docpipe_operator.spec import parse
 

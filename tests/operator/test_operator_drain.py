@@ -15,7 +15,7 @@ from operator_harness import NAMESPACE, Cluster, eventually
 from test_drain import exposition
 from test_operator import deploy_rbac_rules, granted, pipeline
 
-from docpipe.devstack import TemporalServer
+from docpipe.local.devstack import TemporalServer
 from docpipe_operator.drain import DELETION_COST_ANNOTATION
 from docpipe_operator.resources import selector_labels
 

@@ -19,7 +19,7 @@ from tcp_proxy import Forwarder
 from temporalio.client import Client
 from test_operator import pipeline, pools, reads, reason_events
 
-from docpipe.devstack import TemporalServer
+from docpipe.local.devstack import TemporalServer
 from docpipe_operator import POOLS, crd, reconcile
 from docpipe_operator.spec import parse
 

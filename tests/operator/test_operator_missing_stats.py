@@ -13,7 +13,7 @@ from operator_harness import Cluster, eventually
 from test_operator import condition, pipeline, reason_events
 
 from docpipe import queue_stats
-from docpipe.devstack import TemporalServer
+from docpipe.local.devstack import TemporalServer
 from docpipe_operator import backlog
 
 

@@ -11,7 +11,7 @@ import server_side_apply as ssa
 from operator_harness import NAMESPACE, Cluster, eventually
 from test_operator import condition, deploy_rbac_rules, granted, pipeline, pools, reason_events
 
-from docpipe.devstack import TemporalServer
+from docpipe.local.devstack import TemporalServer
 
 PAUSED = {"metadata": {"annotations": {"docpipe.io/paused": "true"}}}
 RESUMED = {"metadata": {"annotations": {"docpipe.io/paused": None}}}

@@ -10,7 +10,7 @@ from typing import Any
 from operator_harness import Cluster, eventually
 from test_operator import pipeline, reason_events
 
-from docpipe.devstack import TemporalServer
+from docpipe.local.devstack import TemporalServer
 from docpipe_operator import POOLS
 
 

@@ -21,7 +21,7 @@ from test_operator import deploy_rbac_rules, granted, pipeline
 from test_operator_faults import condition
 from tls_kit import SERVER_NAME, mtls_temporal
 
-from docpipe.devstack import TemporalServer
+from docpipe.local.devstack import TemporalServer
 from docpipe_operator import POOLS
 
 API_KEY = "op-api-key-Rk58wQz2TESTONLY"

@@ -13,7 +13,7 @@ import pytest
 from operator_harness import ALLOWED, NAMESPACE, Cluster, eventually, running_operator
 from test_operator import condition, creates, pipeline, pools, reason_events
 
-from docpipe.devstack import TemporalServer
+from docpipe.local.devstack import TemporalServer
 from docpipe_operator import handlers
 
 WORKER_IMAGE = "ghcr.io/example/docpipe-cpu:0.1.0"

@@ -26,7 +26,7 @@ from test_operator import pipeline, pools, reason_events
 from test_operator_rollouts import condition
 from versioned_workflows import FAST_DRAINAGE, WaitForSignalV1, WaitForSignalV2
 
-from docpipe.devstack import TemporalServer
+from docpipe.local.devstack import TemporalServer
 
 DEADLINE_S = 60.0
 IMAGE = "ghcr.io/example/docpipe-io"

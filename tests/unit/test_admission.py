@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from docpipe.admission import AdmissionPolicy, batches_to_admit
+from docpipe.client.admission import AdmissionPolicy, batches_to_admit
 
 POLICY = AdmissionPolicy(max_in_flight=20, min_in_flight=2, target_backlog=4, ramp=2, initial=4)
 QUIET = {"cpu": 0, "gpu": 1, "io": 0}
@@ -54,14 +54,14 @@ def test_a_tiny_ceiling_wins_over_the_floor_and_the_first_window(max_in_flight):
     [(1, 10), (30, 10), (160, 10), (400, 25), (800, 50), (100_000, 50)],
 )
 def test_without_a_batch_size_big_runs_get_big_batches_and_small_runs_many(documents, batch_size):
-    from docpipe.starter import auto_batch_size
+    from docpipe.client.starter import auto_batch_size
 
     assert auto_batch_size(documents) == batch_size
 
 
 def test_the_run_summary_counts_documents_stored_without_text():
+    from docpipe.client.starter import RunSummary
     from docpipe.models import DocumentOutcome, Status
-    from docpipe.starter import RunSummary
 
     def outcome(n: int, status: Status, has_text: bool | None, chunks: int) -> DocumentOutcome:
         return DocumentOutcome(f"d{n}", "s", n, status, "r", has_text=has_text, chunk_count=chunks)

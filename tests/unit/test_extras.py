@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from docpipe.extras import MissingExtra, missing_extra, require
+from docpipe.client.extras import MissingExtra, missing_extra, require
 
 
 def test_a_missing_library_names_the_extra_that_brings_it() -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 
-from docpipe.config import load_settings
-from docpipe.queue_health import (
+from docpipe.client.queue_health import (
     QueueWatcher,
     queue_workers,
     stalled_queues,
     starved,
     watch_queues,
 )
+from docpipe.config import load_settings
 from docpipe.queue_stats import QueueStats
 
 WORKERS = {"gpu-bound-queue": "gpu", "io-bound-queue": "io"}

@@ -1,6 +1,6 @@
 """Which dead-letter rows a re-drive runs again."""
 
-from docpipe.redrive import plan_redrive
+from docpipe.client.redrive import plan_redrive
 
 
 def row(document_id: str, source: str, stage: str) -> dict:

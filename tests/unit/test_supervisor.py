@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from docpipe.supervisor import (
+from docpipe.local.supervisor import (
     RestartDecision,
     RestartPolicy,
     back_line,

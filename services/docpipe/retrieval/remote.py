@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from docpipe.reachability import ServiceUnreachable
+from docpipe.client.reachability import ServiceUnreachable
 from docpipe.retrieval.filters import BadSearch, SearchRequest
 from docpipe.retrieval.lookup import candidate_ids
 from docpipe.retrieval.searcher import SearchHit

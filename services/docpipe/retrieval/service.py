@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from docpipe.client.extras import absent, require
+from docpipe.client.reachability import open_metadata, open_vectors
 from docpipe.config import Settings
-from docpipe.extras import absent, require
-from docpipe.reachability import open_metadata, open_vectors
 from docpipe.retrieval.filters import SearchMode, SearchRequest
 from docpipe.retrieval.lookup import find_document
 from docpipe.retrieval.query_embedding import QueryEmbedder

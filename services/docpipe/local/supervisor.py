@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from docpipe.local_workers import LocalWorkers, WorkerProcess
+    from docpipe.local.workers import LocalWorkers, WorkerProcess
 
 
 # ------------------------------------------------------------------- policy

@@ -3,7 +3,7 @@
 The documents are cut into batches of ``batch_size``; each batch is one
 ``DocumentPipelineWorkflow`` (one activity call per step for the whole batch,
 see the workflow's docstring for why). Batches are admitted as the workers
-drain them (see ``docpipe.admission``): the starter watches the activity
+drain them (see ``docpipe.client.admission``): the starter watches the activity
 queues' backlog and starts new batches only while little work waits, up to
 ``max_in_flight``, so queue waits stay short and memory stays flat for a CSV
 of any length.
@@ -28,7 +28,7 @@ from datetime import timedelta
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDReusePolicy
 
-from docpipe.admission import AdmissionPolicy, batches_to_admit
+from docpipe.client.admission import AdmissionPolicy, batches_to_admit
 from docpipe.config import Settings
 from docpipe.csv_input import batched
 from docpipe.models import (

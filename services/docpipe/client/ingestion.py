@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from docpipe.client.reachability import CONNECT_TIMEOUT_S, ServiceUnreachable
 from docpipe.config import Settings
 from docpipe.csv_input import CsvFormatError, parse_documents_csv
 from docpipe.models import IngestInput, IngestSummary, PipelineOptions
-from docpipe.reachability import CONNECT_TIMEOUT_S, ServiceUnreachable
 
 if TYPE_CHECKING:
     from temporalio.client import Client, WorkflowHandle
@@ -132,7 +132,7 @@ async def stage_csv(settings: Settings, csv: str) -> StagedCsv:
 
 async def upload(settings: Settings, data: bytes, filename: str) -> str:
     """Put a CSV in the workers' bucket (created if missing); its key."""
-    from docpipe.extras import require
+    from docpipe.client.extras import require
     from docpipe.storage import keys
     from docpipe.storage.objects import open_object_store
 

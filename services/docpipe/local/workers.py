@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 from temporalio.client import Client
 
 from docpipe.config import Settings
-from docpipe.devstack import free_port
+from docpipe.local.devstack import free_port
 from docpipe.queue_stats import describe_queue
 
 if TYPE_CHECKING:
-    from docpipe.supervisor import RestartPolicy
+    from docpipe.local.supervisor import RestartPolicy
 
 WORKER_KINDS = ("workflow", "cpu", "gpu", "io")
 
@@ -131,7 +131,7 @@ class LocalWorkers:
     ``processes[kind]`` is a kind's first replica (its only one, unless
     ``start(replicas=...)`` or ``start_one(name=...)`` started more);
     ``replicas(kind)`` lists them all. ``stop()`` (or leaving the ``with``)
-    stops every one. A :class:`~docpipe.supervisor.WorkerSupervisor` (see
+    stops every one. A :class:`~docpipe.local.supervisor.WorkerSupervisor` (see
     :meth:`supervise`) restarts those that exit without being asked to.
     """
 
@@ -267,8 +267,8 @@ class LocalWorkers:
         policy: RestartPolicy | None = None,
     ) -> None:
         """Restart workers that exit unasked until ``stop`` is set; each event is a
-        line for ``on_event``. See :class:`docpipe.supervisor.WorkerSupervisor`."""
-        from docpipe.supervisor import RestartPolicy, WorkerSupervisor
+        line for ``on_event``. See :class:`docpipe.local.supervisor.WorkerSupervisor`."""
+        from docpipe.local.supervisor import RestartPolicy, WorkerSupervisor
 
         await WorkerSupervisor(self, on_event, policy=policy or RestartPolicy()).run(stop)
 

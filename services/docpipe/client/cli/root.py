@@ -28,21 +28,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from docpipe.client.progress_view import document_progress
+from docpipe.client.queue_health import DEFAULT_GRACE_S, watch_queues
+from docpipe.client.starter import RunSummary, new_run_id, run_documents
 from docpipe.config import ConfigError, Settings, load_settings
 from docpipe.csv_input import CsvFormatError, parse_documents_csv
 from docpipe.models import DocumentOutcome, DocumentRef
 from docpipe.process_exit import run_then_exit
-from docpipe.progress_view import document_progress
-from docpipe.queue_health import DEFAULT_GRACE_S, watch_queues
-from docpipe.starter import RunSummary, new_run_id, run_documents
 
 if TYPE_CHECKING:
     from temporalio.client import Client
 
-    from docpipe.redrive import RedrivePlan
+    from docpipe.client.redrive import RedrivePlan
+    from docpipe.local.supervisor import WorkerSupervisor
     from docpipe.retrieval.filters import SearchRequest
     from docpipe.retrieval.searcher import SearchHit
-    from docpipe.supervisor import WorkerSupervisor
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 console = Console()
@@ -283,7 +283,7 @@ async def _start(
     that has had work and no live poller for that many seconds (None or 0: off).
     ``screen``: where the progress bar goes (stderr when stdout carries JSON).
     """
-    from docpipe.reachability import connect_temporal
+    from docpipe.client.reachability import connect_temporal
 
     client = await connect_temporal(settings)
     watcher = None
@@ -440,9 +440,9 @@ def run(
     The embedded default: starts Temporal, PostgreSQL, Chroma, an object store and
     all four workers, runs the CSV, prints the summary and where the results are,
     and stops everything. Local files are read only inside the CSV's folder."""
-    from docpipe.devstack import DevStack
-    from docpipe.local_workers import LocalWorkers, all_task_queues, wait_for_pollers
-    from docpipe.supervisor import WorkerSupervisor
+    from docpipe.local.devstack import DevStack
+    from docpipe.local.supervisor import WorkerSupervisor
+    from docpipe.local.workers import LocalWorkers, all_task_queues, wait_for_pollers
     from docpipe.workers.common import connect
 
     documents = _read_csv(csv_file)
@@ -507,7 +507,7 @@ def run(
 async def _failed_rows(
     settings: Settings, run_id: str | None, stage: str | None, limit: int
 ) -> list:
-    from docpipe.reachability import open_metadata
+    from docpipe.client.reachability import open_metadata
 
     async with open_metadata(settings) as metadata:
         await metadata.migrate()  # a database no worker has written to yet has no tables
@@ -568,7 +568,7 @@ def redrive(
 
     From their source, with the same ids, so rows, objects and vectors are
     updated in place. --dry-run lists them without starting anything."""
-    from docpipe.redrive import plan_redrive
+    from docpipe.client.redrive import plan_redrive
 
     settings = _settings(address, namespace)
     plan = plan_redrive(asyncio.run(_failed_rows(settings, run_id, stage, limit)))
@@ -770,8 +770,8 @@ def status(
     """Show the task queues' backlog and pollers.
 
     Backlog, backlog age, add and dispatch rates and live pollers of every queue."""
+    from docpipe.client.reachability import connect_temporal
     from docpipe.queue_stats import describe_queues
-    from docpipe.reachability import connect_temporal
 
     settings = _settings(address, namespace)
 
@@ -853,7 +853,7 @@ def codec_server(
     serve(EncryptionCodec(keyring), config, host, port)
 
 
-# -- server-side ingestion (docpipe.ingestion) ---------------------------------------
+# -- server-side ingestion (docpipe.client.ingestion) ---------------------------------------
 
 
 @app.command()
@@ -887,9 +887,9 @@ def ingest(
 
     A local CSV is uploaded to the workers' bucket first. --detach prints the run id;
     `docpipe watch RUN_ID` shows its progress at any time."""
-    from docpipe.ingestion import stage_csv, start_ingestion
-    from docpipe.reachability import connect_temporal
-    from docpipe.starter import auto_batch_size, pipeline_options
+    from docpipe.client.ingestion import stage_csv, start_ingestion
+    from docpipe.client.reachability import connect_temporal
+    from docpipe.client.starter import auto_batch_size, pipeline_options
 
     settings = _settings(address, namespace)
     run_id = new_run_id()
@@ -929,7 +929,7 @@ def watch(
     """Reattach to an ingestion: progress, then its summary.
 
     Works while it runs and after it ended; Ctrl-C leaves it running."""
-    from docpipe.reachability import connect_temporal
+    from docpipe.client.reachability import connect_temporal
 
     settings = _settings(address, namespace)
 
@@ -943,7 +943,7 @@ def _follow_ingestion(go: Callable[[], Awaitable[int]], run_id: str) -> NoReturn
     """Run an ingest/watch coroutine and exit with its status: an ingestion error is one
     line and its own exit code; Ctrl-C leaves the ingestion running and says how to
     watch it again."""
-    from docpipe.ingestion import IngestionError
+    from docpipe.client.ingestion import IngestionError
 
     try:
         code = asyncio.run(go())
@@ -961,8 +961,8 @@ def _follow_ingestion(go: Callable[[], Awaitable[int]], run_id: str) -> NoReturn
 async def _watch(client: Client, run_id: str, strict: bool, output: OutputFormat) -> int:
     """Follow the ingestion with the progress bar (on stderr under -o json); its
     summary; the exit status it calls for."""
-    from docpipe.ingestion import exit_code, follow
-    from docpipe.progress_view import IngestBar, ingest_summary_json, print_ingest_summary
+    from docpipe.client.ingestion import exit_code, follow
+    from docpipe.client.progress_view import IngestBar, ingest_summary_json, print_ingest_summary
 
     screen = err_console if output is OutputFormat.json else console
     with document_progress(screen) as progress:
@@ -999,8 +999,8 @@ def main() -> None:  # pragma: no cover - console script entry
 def _app_reporting_unreachable() -> None:
     """The app; a backend that is down is one line on stderr and exit status 3, a
     configuration error found late (when connecting) one line and status 2."""
-    from docpipe.extras import MissingExtra, missing_extra
-    from docpipe.reachability import EXIT_UNREACHABLE, ServiceUnreachable
+    from docpipe.client.extras import MissingExtra, missing_extra
+    from docpipe.client.reachability import EXIT_UNREACHABLE, ServiceUnreachable
 
     try:
         app(prog_name="docpipe")
