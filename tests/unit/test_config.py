@@ -185,7 +185,7 @@ def test_every_temporal_client_is_made_by_the_one_connect_function() -> None:
         for path in sources
         if "Client.connect(" in path.read_text(encoding="utf-8")
     )
-    assert callers == ["services/docpipe/config.py", "services/docpipe/local/devstack/stack.py"]
+    assert callers == ["services/docpipe/config.py", "services/docpipe/local/devstack/servers.py"]
 
 
 def test_log_level_is_checked_and_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
