@@ -47,6 +47,7 @@ from docpipe_operator.status import (
     set_condition,
     stuck_pools,
 )
+from docpipe_operator.worker_deployments import TemporalVersioning, VersioningApi
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +396,7 @@ async def _versioning_api(
     due: list[str],
     paused: bool,
     policy: trust.TrustPolicy,
-) -> tuple[rollouts.VersioningApi | None, str | None]:
+) -> tuple[VersioningApi | None, str | None]:
     """Temporal's Worker Deployment API for the versioned pools due this round, or
     why it cannot be had (every version is then held). Not asked while paused."""
     if paused or not any(spec.pools[kind].versioning is not None for kind in due):
@@ -405,7 +406,7 @@ async def _versioning_api(
         client = await temporal.get(where)
     except Exception as exc:  # unreachable, or the credentials cannot be read
         return None, f"cannot reach Temporal: {_describe_error(exc)}"
-    return rollouts.TemporalVersioning(client, temporal.timeout_s), None
+    return TemporalVersioning(client, temporal.timeout_s), None
 
 
 async def _read_backlog(

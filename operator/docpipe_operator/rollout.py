@@ -6,12 +6,12 @@ target version's Deployment (reconcile.ensure_workloads); this module does the
 rest each time the pool is due:
 
 1. describe the Worker Deployment and ask :func:`versioning.plan` for the next
-   step (the same three calls :func:`versioning.advance` makes, keeping the
+   step (the same three calls :func:`worker_deployments.advance` makes, keeping the
    described state, which status shows);
 2. make the plan's routing change (ramp, make Current, clear a ramp), with an
    Event: Temporal keeps the rollout's state, so a restart resumes it;
 3. give every version's Deployment its role: scale ``Serve`` and ``Drain``
-   versions with scaling.py on their own backlog (versioning.backlog_by_build_id)
+   versions with scaling.py on their own backlog (worker_deployments.backlog_by_build_id)
    within versioning.replica_bounds, scale ``ScaleToZero`` ones to zero, delete
    ``Delete`` ones.
 
@@ -28,15 +28,14 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
-
-from temporalio.client import Client
+from typing import Any
 
 from docpipe.queue_stats import QueueStats
 from docpipe_operator import resources, scaling, versioning
 from docpipe_operator.kube import DeploymentState, Kube
 from docpipe_operator.spec import PipelineSpec
 from docpipe_operator.status import Notice, set_condition
+from docpipe_operator.worker_deployments import VersioningApi
 
 log = logging.getLogger(__name__)
 
@@ -46,49 +45,6 @@ HOLD = "Hold"
 """A version's role while Temporal cannot be asked: left exactly as it is."""
 NOT_REGISTERED = "NotRegistered"
 """A version Temporal does not know yet (its workers have not polled)."""
-
-
-class VersioningApi(Protocol):
-    """The Worker Deployment calls a tick makes (a fake in tests stands in for Temporal)."""
-
-    async def describe(self, name: str) -> versioning.DeploymentState | None: ...
-
-    async def route(
-        self, name: str, change: versioning.RoutingChange, conflict_token: bytes
-    ) -> None: ...
-
-    async def backlog(
-        self, name: str, build_ids: Collection[str], queue: str, *, workflow: bool
-    ) -> Mapping[str, QueueStats | None]: ...
-
-
-@dataclass(frozen=True)
-class TemporalVersioning:
-    """:class:`VersioningApi` over versioning.py's calls, each within the operator's
-    Temporal deadline (a dead server costs a tick, not the operator)."""
-
-    client: Client
-    timeout_s: float
-
-    async def describe(self, name: str) -> versioning.DeploymentState | None:
-        return await asyncio.wait_for(
-            versioning.describe_deployment(self.client, name), self.timeout_s
-        )
-
-    async def route(
-        self, name: str, change: versioning.RoutingChange, conflict_token: bytes
-    ) -> None:
-        await asyncio.wait_for(
-            versioning.apply_routing(self.client, name, change, conflict_token), self.timeout_s
-        )
-
-    async def backlog(
-        self, name: str, build_ids: Collection[str], queue: str, *, workflow: bool
-    ) -> Mapping[str, QueueStats | None]:
-        return await asyncio.wait_for(
-            versioning.backlog_by_build_id(self.client, name, build_ids, queue, workflow=workflow),
-            self.timeout_s,
-        )
 
 
 @dataclass

@@ -10,11 +10,12 @@ pollers are those seen within ``LIVE_POLLER_WINDOW``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue, TaskQueueStats
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
@@ -36,32 +37,34 @@ class QueueStats:
     the numbers above are then zeros that mean nothing, not an idle queue."""
 
 
-def _live(pollers: list, now: datetime) -> int:
-    count = 0
-    for poller in pollers:
-        if not poller.HasField("last_access_time"):
-            continue
-        seen = poller.last_access_time.ToDatetime(tzinfo=UTC)
-        if now - seen <= LIVE_POLLER_WINDOW:
-            count += 1
-    return count
-
-
-async def describe_queue(client: Client, queue: str, *, workflow: bool = False) -> QueueStats:
-    task_type = (
+def task_queue_type(workflow: bool) -> TaskQueueType.ValueType:
+    """The task type a queue is described for: its workflow tasks or its activity tasks."""
+    return (
         TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
         if workflow
         else TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
     )
-    response = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=client.namespace,
-            task_queue=TaskQueue(name=queue),
-            task_queue_type=task_type,
-            report_stats=True,
-        )
-    )
-    stats = response.stats
+
+
+def live_pollers(pollers: Iterable[PollerInfo], now: datetime) -> list[PollerInfo]:
+    """The pollers seen within ``LIVE_POLLER_WINDOW`` (the server lists exited ones too)."""
+    return [
+        poller
+        for poller in pollers
+        if poller.HasField("last_access_time")
+        and now - poller.last_access_time.ToDatetime(tzinfo=UTC) <= LIVE_POLLER_WINDOW
+    ]
+
+
+def queue_stats(
+    queue: str,
+    stats: TaskQueueStats,
+    live: int,
+    *,
+    workflow: bool = False,
+    reported: bool = True,
+) -> QueueStats:
+    """Temporal's ``TaskQueueStats`` (of a queue, or of one version on it) as QueueStats."""
     return QueueStats(
         queue=queue,
         kind="workflow" if workflow else "activity",
@@ -69,7 +72,25 @@ async def describe_queue(client: Client, queue: str, *, workflow: bool = False) 
         backlog_age_s=stats.approximate_backlog_age.ToTimedelta().total_seconds(),
         add_rate=float(stats.tasks_add_rate),
         dispatch_rate=float(stats.tasks_dispatch_rate),
-        live_pollers=_live(list(response.pollers), datetime.now(UTC)),
+        live_pollers=live,
+        reported=reported,
+    )
+
+
+async def describe_queue(client: Client, queue: str, *, workflow: bool = False) -> QueueStats:
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=queue),
+            task_queue_type=task_queue_type(workflow),
+            report_stats=True,
+        )
+    )
+    return queue_stats(
+        queue,
+        response.stats,
+        len(live_pollers(response.pollers, datetime.now(UTC))),
+        workflow=workflow,
         reported=response.HasField("stats"),
     )
 

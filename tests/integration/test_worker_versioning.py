@@ -41,7 +41,7 @@ from docpipe.models import CsvPage, CsvPageRequest, IngestInput, PipelineOptions
 from docpipe.queue_stats import describe_queue
 from docpipe.workers.common import deployment_config
 from docpipe.workflows import WORKFLOWS, IngestCsvWorkflow, steps, versioning_behavior
-from docpipe_operator import versioning
+from docpipe_operator import versioning, worker_deployments
 from docpipe_operator.versioning import (
     Phase,
     RampStep,
@@ -118,7 +118,7 @@ async def rolled_out(
     """Tick the policy (as the operator's timer would) until ``target`` is Current."""
 
     async def tick() -> versioning.Plan:
-        decided = await versioning.advance(client, deployment, target, rollout)
+        decided = await worker_deployments.advance(client, deployment, target, rollout)
         seen.append(decided)
         return decided
 
@@ -164,7 +164,7 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
     async with worker(client, queue, deployment, "v1", WaitForSignalV1):
         # v1 registers by polling; the first version becomes Current directly.
         await eventually(
-            lambda: versioning.describe_deployment(client, deployment),
+            lambda: worker_deployments.describe_deployment(client, deployment),
             lambda s: s is not None and "v1" in s.versions,
             "v1 to register",
         )
@@ -181,7 +181,7 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
             routings = [p.routing for p in seen if p.routing is not None]
             assert routings == [SetRamp("v2", 50), SetCurrent("v2")]
 
-            state = await versioning.describe_deployment(client, deployment)
+            state = await worker_deployments.describe_deployment(client, deployment)
             assert state is not None and (state.current, state.ramping) == ("v2", None)
 
             new = await start(client, queue)
@@ -191,7 +191,9 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
 
             # v1 still has an open pinned workflow: it drains, its pods stay.
             drained_plan = await eventually(
-                lambda: versioning.advance(client, deployment, "v2", progressive, {"v1", "v2"}),
+                lambda: worker_deployments.advance(
+                    client, deployment, "v2", progressive, {"v1", "v2"}
+                ),
                 lambda p: p.roles.get("v1") is Role.DRAIN,
                 "v1 to be draining",
             )
@@ -203,7 +205,7 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
             await v2.shutdown()
             waiting = await start(client, queue)
             backlog = await eventually(
-                lambda: versioning.backlog_by_build_id(
+                lambda: worker_deployments.backlog_by_build_id(
                     client, deployment, {"v1", "v2"}, queue, workflow=True
                 ),
                 lambda b: b["v2"] is not None and b["v2"].backlog_count >= 1,
@@ -223,7 +225,7 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
         assert await old.result() == "finished on v1"
 
         state = await eventually(
-            lambda: versioning.describe_deployment(client, deployment),
+            lambda: worker_deployments.describe_deployment(client, deployment),
             lambda s: s is not None and s.versions["v1"].status is VersionStatus.DRAINED,
             "v1 to be drained",
         )

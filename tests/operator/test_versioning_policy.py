@@ -31,10 +31,10 @@ from docpipe_operator.versioning import (
     Strategy,
     Version,
     VersionStatus,
-    deployment_state,
     plan,
     replica_bounds,
 )
+from docpipe_operator.worker_deployments import deployment_state
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
