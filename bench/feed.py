@@ -37,8 +37,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
+    from docpipe import steps
     from docpipe.models import EmbeddingJob, EmbedResult
-    from docpipe.workflows import steps
 
 WORDS = (
     "harbour ledger meadow signal archive compass orchard granite weaver copper violin "

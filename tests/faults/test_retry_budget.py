@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from temporalio.common import RetryPolicy
 
-from docpipe.workflows import steps
+from docpipe import steps
 
 
 @pytest.mark.parametrize("name", ["IO_RETRY", "CPU_RETRY", "GPU_RETRY"])

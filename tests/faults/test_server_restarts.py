@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import pytest
 from temporalio.client import Client
 
+from docpipe import steps
 from docpipe.config import Settings
 from docpipe.local.devstack import DevStack
 from docpipe.local.workers import LocalWorkers
 from docpipe.models import DocumentOutcome
-from docpipe.workflows import steps
 
 from .harness import (
     DocServer,
@@ -129,9 +129,9 @@ async def assert_exactly_once(
         # The first write to PostgreSQL after the text is prepared is the chunks'
         # full-text index, stored with the vectors; the IO worker's pool waits for a
         # connection (and reconnects), within one attempt or over Temporal's retries.
-        ("postgres", steps.STORE_VECTORS, 1),
+        ("postgres", steps.STORE_VECTOR_EMBEDDINGS, 1),
         # Chroma's client fails at once: Temporal retries the step with backoff.
-        ("chroma", steps.STORE_VECTORS, 2),
+        ("chroma", steps.STORE_VECTOR_EMBEDDINGS, 2),
     ],
 )
 async def test_a_restarted_database_loses_and_duplicates_nothing(
@@ -152,7 +152,7 @@ async def test_a_restarted_database_loses_and_duplicates_nothing(
         tag=f"restart-{server}",
         down=lambda: fault_stack.stop_server(server),  # type: ignore[arg-type]
         up=lambda: fault_stack.start_server(server),  # type: ignore[arg-type]
-        begins_at=steps.PREPARE_DOCUMENTS,  # down before the step that needs it
+        begins_at=steps.PREPARE_TEXT,  # down before the step that needs it
         hits=hits,
     )
     await assert_exactly_once(
@@ -193,7 +193,7 @@ async def test_an_s3_outage_loses_and_duplicates_nothing(
             tag="outage-s3",
             down=down,
             up=s3_proxy.restore,
-            begins_at=steps.PREPARE_DOCUMENTS,
+            begins_at=steps.PREPARE_TEXT,
             hits=None,  # every later step needs S3: the outage is simply held
         )
     finally:
@@ -204,7 +204,7 @@ async def test_an_s3_outage_loses_and_duplicates_nothing(
         run,
         outcomes,
         fault="S3 unreachable mid-run (connections reset, then refused)",
-        step=steps.PREPARE_DOCUMENTS,
+        step=steps.PREPARE_TEXT,
         outage=outage,
     )
     workers.check_alive()
@@ -227,7 +227,7 @@ async def test_a_restarted_temporal_server_finishes_the_run(
         tag="restart-temporal",
         down=lambda: fault_stack.stop_server("temporal"),
         up=lambda: fault_stack.start_server("temporal"),
-        begins_at=steps.PREPARE_DOCUMENTS,
+        begins_at=steps.PREPARE_TEXT,
         hits=None,  # nothing can be observed while the server is down
     )
     await assert_exactly_once(

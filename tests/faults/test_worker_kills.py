@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import pytest
 from temporalio.client import Client
 
+from docpipe import steps
 from docpipe.config import Settings
 from docpipe.local.workers import LocalWorkers
-from docpipe.workflows import steps
 
 from .harness import (
     HEARTBEAT_S,
@@ -40,8 +40,8 @@ pytestmark = pytest.mark.integration
 
 # Each worker type, killed while running the step it serves.
 KILLS = [
-    ("io", steps.DOWNLOAD_DOCUMENTS),
-    ("cpu", steps.PREPARE_DOCUMENTS),
+    ("io", steps.DOWNLOAD_DOCUMENT),
+    ("cpu", steps.PREPARE_TEXT),
     ("gpu", steps.GENERATE_EMBEDDINGS),
 ]
 STORAGE_LATENCY_S = 0.5

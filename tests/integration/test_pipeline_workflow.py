@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from docpipe import steps
 from docpipe.models import (
     DocumentFailure,
     DocumentOutcome,
@@ -46,7 +47,7 @@ from docpipe.models import (
     VectorJob,
     WebhookRequest,
 )
-from docpipe.workflows import DocumentPipelineWorkflow, steps
+from docpipe.workflows import DocumentPipelineWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +66,7 @@ class FakeSteps:
         self.embedded_documents: list[str] = []
         self.stored_vectors: list[VectorJob] = []
 
-    @activity.defn(name=steps.DOWNLOAD_DOCUMENTS)
+    @activity.defn(name=steps.DOWNLOAD_DOCUMENT)
     async def download(self, refs: list[DocumentRef]) -> FetchResult:
         result = FetchResult()
         for ref in refs:
@@ -79,7 +80,7 @@ class FakeSteps:
                 )
         return result
 
-    @activity.defn(name=steps.PREPARE_DOCUMENTS)
+    @activity.defn(name=steps.PREPARE_TEXT)
     async def prepare(self, jobs: list[TextJob]) -> PrepareResult:
         result = PrepareResult()
         for job in jobs:
@@ -146,12 +147,12 @@ class FakeSteps:
             ]
         )
 
-    @activity.defn(name=steps.STORE_VECTORS)
+    @activity.defn(name=steps.STORE_VECTOR_EMBEDDINGS)
     async def vectors(self, jobs: list[VectorJob]) -> StoreVectorsResult:
         self.stored_vectors.extend(jobs)
         return StoreVectorsResult(stored=[j.document_id for j in jobs])
 
-    @activity.defn(name=steps.QUERY_METADATA)
+    @activity.defn(name=steps.QUERY_METADATA_DATABASE)
     async def query(self, query: MetadataQuery) -> MetadataAnswer:
         return MetadataAnswer(
             {i: "doc-stored-earlier" for i in query.content_sha256 if i == "doc-0"}
@@ -293,11 +294,11 @@ async def test_every_step_heartbeats_so_a_dead_worker_is_noticed_within_the_hear
             attributes = event.activity_task_scheduled_event_attributes
             scheduled[attributes.activity_type.name] = attributes.heartbeat_timeout.ToSeconds()
     assert set(scheduled) >= {
-        steps.DOWNLOAD_DOCUMENTS,
-        steps.QUERY_METADATA,
-        steps.PREPARE_DOCUMENTS,
+        steps.DOWNLOAD_DOCUMENT,
+        steps.QUERY_METADATA_DATABASE,
+        steps.PREPARE_TEXT,
         steps.GENERATE_EMBEDDINGS,
-        steps.STORE_VECTORS,
+        steps.STORE_VECTOR_EMBEDDINGS,
         steps.STORE_METADATA,
         steps.CALL_EXTERNAL_API,
     }

@@ -35,12 +35,13 @@ from temporalio.common import WorkerDeploymentVersion
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymentConfig
 from versioned_workflows import FAST_DRAINAGE, WaitForSignalV1, WaitForSignalV2
 
+from docpipe import steps
 from docpipe.config import load_settings
 from docpipe.local.devstack import DevStack, TemporalServer
 from docpipe.models import CsvPage, CsvPageRequest, IngestInput, PipelineOptions
 from docpipe.queue_stats import describe_queue
 from docpipe.workers.common import deployment_config
-from docpipe.workflows import WORKFLOWS, IngestCsvWorkflow, steps, versioning_behavior
+from docpipe.workflows import WORKFLOWS, IngestCsvWorkflow, versioning_behavior
 from docpipe_operator import versioning, worker_deployments
 from docpipe_operator.versioning import (
     Phase,

@@ -19,7 +19,7 @@ from temporalio.worker import (
 )
 
 from docpipe.metrics.gpu import INFERENCE_ITEMS
-from docpipe.workflows.steps import PERFORM_OCR
+from docpipe.steps import PERFORM_OCR
 
 ACTIVITY_SECONDS = Histogram(
     "docpipe_activity_duration_seconds",

@@ -21,7 +21,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from docpipe import phash
+    from docpipe import phash, steps
     from docpipe.models import (
         DocumentFailure,
         DocumentOutcome,
@@ -51,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
         WebhookRequest,
     )
     from docpipe.redact import redact_url
-    from docpipe.workflows import steps
 
 
 class _BatchState:
@@ -226,10 +225,10 @@ class DocumentPipelineWorkflow:
     async def _look_up(self, query: MetadataQuery, options: Any, what: str) -> MetadataAnswer:
         """query_metadata_database for an informational marking: a failed lookup is
         logged and answers nothing, it never fails a document."""
-        self._stage = steps.QUERY_METADATA
+        self._stage = steps.QUERY_METADATA_DATABASE
         try:
             answer: MetadataAnswer = await workflow.execute_activity(
-                steps.QUERY_METADATA,
+                steps.QUERY_METADATA_DATABASE,
                 query,
                 result_type=MetadataAnswer,
                 task_queue=options.queues.io,
@@ -349,7 +348,7 @@ class DocumentPipelineWorkflow:
                 state.fetched[i].size_bytes for i in ids if i in state.fetched and not from_ocr
             )
             prepared: PrepareResult | None = await call(
-                steps.PREPARE_DOCUMENTS, jobs, PrepareResult, q.cpu,
+                steps.PREPARE_TEXT, jobs, PrepareResult, q.cpu,
                 steps.attempt_budget(t.cpu_start_to_close, size * mb, t.per_megabyte),
                 steps.CPU_RETRY, Stage.EXTRACT, ids,
             )  # fmt: skip
@@ -371,7 +370,7 @@ class DocumentPipelineWorkflow:
         if todo:
             refs = [state.refs[i] for i in todo]
             fetched: FetchResult | None = await call(
-                steps.DOWNLOAD_DOCUMENTS, refs, FetchResult, q.io,
+                steps.DOWNLOAD_DOCUMENT, refs, FetchResult, q.io,
                 steps.attempt_budget(t.io_start_to_close), steps.IO_RETRY, Stage.DOWNLOAD, todo,
             )  # fmt: skip
             if fetched:
@@ -437,7 +436,7 @@ class DocumentPipelineWorkflow:
         if todo:
             vector_jobs = [state.vector_job(i) for i in todo]
             store_vectors = call(
-                steps.STORE_VECTORS, vector_jobs, StoreVectorsResult, q.io,
+                steps.STORE_VECTOR_EMBEDDINGS, vector_jobs, StoreVectorsResult, q.io,
                 steps.attempt_budget(t.io_start_to_close), steps.IO_RETRY, Stage.STORE, todo,
             )  # fmt: skip
             with_text = state.alive(state.embedded)

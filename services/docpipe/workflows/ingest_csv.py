@@ -18,6 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ContinueAsNewVersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
+    from docpipe import steps
     from docpipe.models import (
         CsvPage,
         CsvPageRequest,
@@ -29,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         Stage,
         Status,
     )
-    from docpipe.workflows import steps
     from docpipe.workflows.document_pipeline import DocumentPipelineWorkflow
 
 MAX_FAILURES_KEPT = 100

@@ -16,6 +16,7 @@ from concurrent.futures import Executor
 
 from temporalio import activity
 
+from docpipe import steps
 from docpipe.activities.cpu.extract import NeedsOcr, sniff_content_type
 from docpipe.activities.cpu.pdf import render_pages
 from docpipe.activities.cpu.text_pipeline import PreparedText, TextOptions, prepare_text
@@ -33,7 +34,6 @@ from docpipe.models import (
 )
 from docpipe.storage import keys
 from docpipe.storage.objects import ObjectNotFound, ObjectStore
-from docpipe.workflows import steps
 
 
 class CpuActivities:
@@ -42,7 +42,7 @@ class CpuActivities:
         self.pool = pool
         self.options = options
 
-    @activity.defn(name=steps.PREPARE_DOCUMENTS)
+    @activity.defn(name=steps.PREPARE_TEXT)
     async def prepare_text(self, jobs: list[TextJob]) -> PrepareResult:
         """extract_text_from_document -> preprocess_text -> validate_document_structure
         -> tokenize_text -> compress_document + word frequencies, per document."""

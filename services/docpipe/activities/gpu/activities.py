@@ -19,6 +19,7 @@ import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from docpipe import steps
 from docpipe.activities.gpu.batcher import MicroBatcher
 from docpipe.activities.gpu.classify import DocumentClassifier, document_vector
 from docpipe.activities.gpu.embedder import Embedder
@@ -41,7 +42,6 @@ from docpipe.models import (
 from docpipe.storage import keys
 from docpipe.storage.arrays import VectorBundle, bundle_from_npz, bundle_to_npz
 from docpipe.storage.objects import ObjectNotFound, ObjectStore, read_each_once
-from docpipe.workflows import steps
 
 SUMMARY_ROW_CHARS = 1000
 """The summary kept in the metadata row; the whole one is in the object store."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from temporalio import activity
 
+from docpipe import steps
 from docpipe.activities.gpu.images import analyze_image
 from docpipe.activities.gpu.model_classifiers import ImageModelClassifier
 from docpipe.activities.gpu.ocr import OcrEngine, OcrResult
@@ -24,7 +25,6 @@ from docpipe.errors import DocumentError
 from docpipe.models import DocumentFailure, OcrJob, OcrResultBatch, OcrText, Stage
 from docpipe.storage import keys
 from docpipe.storage.objects import ObjectNotFound, ObjectStore
-from docpipe.workflows import steps
 
 
 def image_info(analysis: Any, ocr: OcrResult) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from docpipe import steps
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.activities.io.download import download, source_kind
 from docpipe.activities.io.netguard import NetPolicy
@@ -55,7 +56,6 @@ from docpipe.storage.chunk_texts import ChunkTextRows, ChunkTexts
 from docpipe.storage.metadata import MetadataStore
 from docpipe.storage.objects import ObjectNotFound, ObjectStore, S3ObjectStore, read_each_once
 from docpipe.storage.vectors import DocumentVectors, VectorStore
-from docpipe.workflows import steps
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class IoActivities:
         )
 
     # -- download + upload_to_s3 --------------------------------------------------
-    @activity.defn(name=steps.DOWNLOAD_DOCUMENTS)
+    @activity.defn(name=steps.DOWNLOAD_DOCUMENT)
     async def download_document(self, refs: list[DocumentRef]) -> FetchResult:
         """Fetch every document of the batch at once and keep the raw bytes in S3."""
         result = FetchResult()
@@ -141,7 +141,7 @@ class IoActivities:
         )
 
     # -- ChromaDB ------------------------------------------------------------------
-    @activity.defn(name=steps.STORE_VECTORS)
+    @activity.defn(name=steps.STORE_VECTOR_EMBEDDINGS)
     async def store_vector_embeddings(self, jobs: list[VectorJob]) -> StoreVectorsResult:
         """Upsert each document's chunk vectors (ids document:chunk) with their text:
         each bundle read once, the whole batch in one upsert. If that call fails, each
@@ -235,7 +235,7 @@ class IoActivities:
         await self.metadata.upsert_outcomes(outcomes)
         record_outcomes(outcomes)  # the pipeline's result: every outcome passes here
 
-    @activity.defn(name=steps.QUERY_METADATA)
+    @activity.defn(name=steps.QUERY_METADATA_DATABASE)
     async def query_metadata_database(self, query: MetadataQuery) -> MetadataAnswer:
         """Duplicates among every stored document: byte-identical content (by hash),
         and near-duplicate images (by perceptual hash)."""

@@ -1,15 +1,18 @@
-"""Activity names, queues and retry policies, shared by workflows and workers.
+"""The activity contract: activity names, retry policies and attempt budgets.
 
-Workflows call activities by name so that importing a workflow never pulls in
-torch, psycopg or boto (the workflow sandbox re-imports modules per run).
+Workflows and the workers that run their activities both import it, so it sits
+at the package root beside queues.py and models.py and imports nothing heavy.
+Workflows call activities by name, so importing a workflow never pulls in
+torch, psycopg or boto (the workflow sandbox re-imports modules per run), and
+an activity worker never imports the workflows package.
+
 Each step family gets its own retry policy. Bad input never reaches
 Temporal's retry at all: activities return it as a per-document failure, so
 what does reach it is infrastructure: a server down, a worker killed (its
 attempt ends at the heartbeat timeout). CPU and GPU steps read and write the
-object store too, so every policy must outlast the same outage of a server
-(OUTAGE_TOLERANCE_S of backoff alone, before the last attempt): a CPU policy
-of 3 attempts gave up after 3 s of backoff, inside a plain S3 restart. Network
-steps still retry longest, as they meet flaky remote servers as well.
+object store too, so every policy must outlast the same outage of a server:
+OUTAGE_TOLERANCE_S of backoff alone, before the last attempt. Network steps
+retry longest, as they meet flaky remote servers as well.
 """
 
 from __future__ import annotations
@@ -18,21 +21,19 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-from docpipe.models import PipelineOptions, StepTimeouts, TaskQueues
-
-__all__ = ["PipelineOptions", "StepTimeouts", "TaskQueues"]
-
-# Activity names (the contract between workflows and workers).
+# Activity names: the contract between workflows and workers. Running workflows'
+# histories hold these strings, so they never change; each constant is named after
+# its string.
 PARSE_CSV = "parse_csv"
-DOWNLOAD_DOCUMENTS = "download_document"
-PREPARE_DOCUMENTS = "prepare_text"
+DOWNLOAD_DOCUMENT = "download_document"
+PREPARE_TEXT = "prepare_text"
 GENERATE_EMBEDDINGS = "generate_embeddings"
-STORE_VECTORS = "store_vector_embeddings"
+STORE_VECTOR_EMBEDDINGS = "store_vector_embeddings"
 STORE_METADATA = "store_metadata"
 CALL_EXTERNAL_API = "call_external_api"
 RUN_LLM_INFERENCE = "run_llm_inference"
 PERFORM_OCR = "perform_ocr"
-QUERY_METADATA = "query_metadata_database"
+QUERY_METADATA_DATABASE = "query_metadata_database"
 
 NON_RETRYABLE = ["DocumentError", "ConfigError", "WebhookRejected"]
 
