@@ -3,7 +3,11 @@
 Payloads stay small (Temporal's limit is a few MB): bytes and text never
 travel here, only object-store keys and per-document facts (claim check).
 Every activity takes a batch and returns one result per document, so a bad
-document fails alone and the batch goes on.
+document fails alone and the batch goes on: each step's ``*Result`` holds its
+``succeeded`` and ``failed`` documents.
+
+Field names are the payloads' JSON keys, and histories of running workflows hold
+them: renaming a field changes the wire format (class names are not on the wire).
 """
 
 from __future__ import annotations
@@ -150,7 +154,7 @@ class OcrText:
 
 
 @dataclass
-class OcrResultBatch:
+class OcrResult:
     succeeded: list[OcrText] = field(default_factory=list)
     failed: list[DocumentFailure] = field(default_factory=list)
 
@@ -225,8 +229,15 @@ class VectorJob:
 @dataclass
 class StoreVectorsResult:
     stored: list[str] = field(default_factory=list)
-    """Document ids whose vectors are now in the vector store."""
+    """Document ids whose vectors are now in the vector store. The field keeps this
+    name because it is the payload's JSON key: histories of running workflows hold
+    it, and a renamed field would read them as nothing stored."""
     failed: list[DocumentFailure] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> list[str]:
+        """``stored`` under the name every other step result uses."""
+        return self.stored
 
 
 @dataclass

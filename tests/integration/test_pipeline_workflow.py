@@ -31,7 +31,7 @@ from docpipe.models import (
     MetadataAnswer,
     MetadataQuery,
     OcrJob,
-    OcrResultBatch,
+    OcrResult,
     OcrText,
     PipelineInput,
     PipelineOptions,
@@ -112,9 +112,9 @@ class FakeSteps:
         return result
 
     @activity.defn(name=steps.PERFORM_OCR)
-    async def ocr(self, jobs: list[OcrJob]) -> OcrResultBatch:
+    async def ocr(self, jobs: list[OcrJob]) -> OcrResult:
         info = {"width": 64, "height": 64, "format": "PNG", "phash": "00ff00ff00ff00ff"}
-        return OcrResultBatch(
+        return OcrResult(
             succeeded=[
                 OcrText(
                     j.document_id,

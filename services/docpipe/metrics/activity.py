@@ -42,8 +42,6 @@ def count_documents(worker: str, result: Any) -> None:
     name = activity.info().activity_type
     succeeded = getattr(result, "succeeded", None)
     failed = getattr(result, "failed", None)
-    if succeeded is None:
-        succeeded = getattr(result, "stored", None)
     needs_ocr = getattr(result, "needs_ocr", None)
     if isinstance(succeeded, list):
         DOCUMENTS.labels(worker, name, "succeeded").inc(len(succeeded))

@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         MetadataAnswer,
         MetadataQuery,
         OcrJob,
-        OcrResultBatch,
+        OcrResult,
         OcrText,
         PipelineInput,
         PipelineResult,
@@ -391,8 +391,8 @@ class DocumentPipelineWorkflow:
                 # Images and scanned PDFs: read on the GPU, then prepared like any text.
                 ocr_ids = [j.document_id for j in ocr_jobs]
                 pages = sum(len(j.page_keys) for j in ocr_jobs)
-                read: OcrResultBatch | None = await call(
-                    steps.PERFORM_OCR, ocr_jobs, OcrResultBatch, q.gpu,
+                read: OcrResult | None = await call(
+                    steps.PERFORM_OCR, ocr_jobs, OcrResult, q.gpu,
                     steps.attempt_budget(t.gpu_start_to_close, pages, t.per_page),
                     steps.GPU_RETRY, Stage.OCR, ocr_ids,
                 )  # fmt: skip

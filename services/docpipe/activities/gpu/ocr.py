@@ -47,9 +47,9 @@ from docpipe.activities.gpu.images import MAX_IMAGE_PIXELS, open_image, to_rgb, 
 
 __all__ = [
     "MAX_SIDE",
+    "ImageText",
     "OcrBox",
     "OcrEngine",
-    "OcrResult",
     "group_lines",
     "layout_text",
     "prepare_image",
@@ -105,7 +105,9 @@ class OcrBox:
 
 
 @dataclass
-class OcrResult:
+class ImageText:
+    """What OCR read from one image (a photo, or one page of a scanned PDF)."""
+
     text: str
     """All text in reading order: lines joined by newlines, paragraphs by blank lines."""
     confidence: float
@@ -175,11 +177,11 @@ def text_area_ratio(boxes: Sequence[OcrBox], size: tuple[int, int]) -> float:
     return float(np.count_nonzero(np.asarray(mask))) / (width * height)
 
 
-def summarize(boxes: Sequence[OcrBox], size: tuple[int, int]) -> OcrResult:
-    """An :class:`OcrResult` from recognised boxes on an image of ``size``."""
+def summarize(boxes: Sequence[OcrBox], size: tuple[int, int]) -> ImageText:
+    """An :class:`ImageText` from recognised boxes on an image of ``size``."""
     readable = [b for b in boxes if b.text.strip()]
     lines = group_lines(readable)
-    return OcrResult(
+    return ImageText(
         text=layout_text(lines),
         confidence=statistics.fmean(b.confidence for b in readable) if readable else 0.0,
         boxes=len(readable),
@@ -275,7 +277,7 @@ class OcrEngine:
     def devices(self) -> list[str]:
         return [r.device for r in self.replicas]
 
-    def read(self, image_bytes: bytes) -> OcrResult:
+    def read(self, image_bytes: bytes) -> ImageText:
         """Blocking OCR of one image on the next replica (tests, benchmarks, threads).
 
         Raises :class:`~docpipe.errors.DocumentError` for unreadable or
@@ -283,7 +285,7 @@ class OcrEngine:
         """
         return self._read(next(self._next), image_bytes)
 
-    async def aread(self, image_bytes: bytes) -> OcrResult:
+    async def aread(self, image_bytes: bytes) -> ImageText:
         """OCR of one image on the next replica's own thread."""
         replica = next(self._next)
         loop = asyncio.get_running_loop()
@@ -295,7 +297,7 @@ class OcrEngine:
         if self._own_network_dir:
             shutil.rmtree(self.network_dir, ignore_errors=True)
 
-    def _read(self, replica: _Replica, image_bytes: bytes) -> OcrResult:
+    def _read(self, replica: _Replica, image_bytes: bytes) -> ImageText:
         # Decoding and resizing happen outside the lock: they need no model.
         image = prepare_image(image_bytes, max_side=self.max_side, max_pixels=self.max_pixels)
         if min(image.size) < MIN_SIDE:

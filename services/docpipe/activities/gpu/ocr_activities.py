@@ -19,15 +19,15 @@ from temporalio import activity
 from docpipe import steps
 from docpipe.activities.gpu.images import analyze_image
 from docpipe.activities.gpu.model_classifiers import ImageModelClassifier
-from docpipe.activities.gpu.ocr import OcrEngine, OcrResult
+from docpipe.activities.gpu.ocr import ImageText, OcrEngine
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.errors import DocumentError
-from docpipe.models import DocumentFailure, OcrJob, OcrResultBatch, OcrText, Stage
+from docpipe.models import DocumentFailure, OcrJob, OcrResult, OcrText, Stage
 from docpipe.storage import keys
 from docpipe.storage.objects import ObjectNotFound, ObjectStore
 
 
-def image_info(analysis: Any, ocr: OcrResult) -> dict[str, Any]:
+def image_info(analysis: Any, ocr: ImageText) -> dict[str, Any]:
     """The analysis as stored in the metadata row (JSON)."""
     info = asdict(analysis)
     info["text_area_ratio"] = round(ocr.text_area_ratio, 4)
@@ -47,8 +47,8 @@ class OcrActivities:
         self.image_classifier = image_classifier
 
     @activity.defn(name=steps.PERFORM_OCR)
-    async def perform_ocr(self, jobs: list[OcrJob]) -> OcrResultBatch:
-        result = OcrResultBatch()
+    async def perform_ocr(self, jobs: list[OcrJob]) -> OcrResult:
+        result = OcrResult()
         async with heartbeating():
             outcomes = await asyncio.gather(*(self._read_document(job) for job in jobs))
         for outcome in outcomes:
