@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import docpipe_operator.rollout as rollouts
-from docpipe_operator import POOLS, drain, metrics, resources, scaling, trust
+from docpipe_operator import POOLS, drain, metrics, resources, rollout_status, scaling, trust
 from docpipe_operator.backlog import BacklogReading, Endpoint, QueueRef, TemporalClients
 from docpipe_operator.kube import DeploymentState, Kube, Outcome
 from docpipe_operator.spec import (
@@ -370,7 +370,7 @@ async def autoscale(
         _export_pool(namespace, name, kind, entry)
 
     result.status = _round_status(body, pools, reading, decisions, paused=paused)
-    result.status["conditions"] = rollouts.condition(result.status["conditions"], pools, spec)
+    result.status["conditions"] = rollout_status.condition(result.status["conditions"], pools, spec)
     result.notices += _pause_notices(body, paused, seen)
     result.notices += _stuck_notices(body, pools, seen)
     result.notices += _missing_stats_notices(reading, seen)
