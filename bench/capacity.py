@@ -30,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 import psutil
+from bench_args import bench_parser
 
 WORDS = (
     "harbour ledger meadow signal archive compass orchard granite weaver copper violin "
@@ -146,13 +147,7 @@ async def run(args: argparse.Namespace, stack, workers, documents) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--short", type=int, default=400)
-    parser.add_argument("--long", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=10)
-    args = parser.parse_args()
+    args = bench_parser(__doc__, short=400, long=20, batch_size=10).parse_args()
 
     from docpipe.csv_input import parse_documents_csv
     from docpipe.local.devstack import DevStack

@@ -28,11 +28,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
+
+from docpipe.client.starter import RunSummary
+from docpipe.models import DocumentOutcome, Stage, Status
 
 DOCPIPE = Path(sys.executable).with_name("docpipe")
 WORKER_KINDS = ("workflow", "cpu", "gpu", "io")
@@ -87,21 +90,23 @@ def own_cpu_s() -> float:
 class LoadWindow:
     """How busy the machine was with processes other than the measured ones."""
 
-    wall0: float = 0.0
-    busy0: float = 0.0
-    own0: float = 0.0
+    started: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Wall clock, machine CPU and this process's CPU seconds at ``begin()``."""
     wall_s: float = 0.0
     busy_s: float = 0.0
     own_s: float = 0.0
     """This bench process (sampler, HTTP server, or the bare encode)."""
 
+    @staticmethod
+    def _now() -> tuple[float, float, float]:
+        return time.monotonic(), machine_busy_s(), own_cpu_s()
+
     def begin(self) -> None:
-        self.wall0, self.busy0, self.own0 = time.monotonic(), machine_busy_s(), own_cpu_s()
+        self.started = self._now()
 
     def end(self) -> None:
-        self.wall_s = time.monotonic() - self.wall0
-        self.busy_s = machine_busy_s() - self.busy0
-        self.own_s = own_cpu_s() - self.own0
+        (wall, busy, own), (wall0, busy0, own0) = self._now(), self.started
+        self.wall_s, self.busy_s, self.own_s = wall - wall0, busy - busy0, own - own0
 
     def others_cores(self, measured_cpu_s: float = 0.0) -> float:
         """Mean cores used by everything but this process and ``measured_cpu_s``."""
@@ -210,21 +215,21 @@ class ProcessTreeSampler:
 
     def mark_start(self) -> None:
         """The measured work begins now: remember each process's CPU so far."""
-        self.sample()
-        with self._lock:
-            self.started_at = time.monotonic()
-            self.load.begin()
-            for record in self.records.values():
-                record.cpu_at_start_s = record.cpu_s
+        self._mark("started_at", self.load.begin, "cpu_at_start_s")
 
     def mark_end(self) -> None:
         """The measured work ended now (the stack's shutdown is not counted)."""
+        self._mark("ended_at", self.load.end, "cpu_at_end_s")
+
+    def _mark(self, clock_field: str, load_edge: Callable[[], None], cpu_field: str) -> None:
+        """Sample, then under the lock: now into ``clock_field``, the load window's
+        edge, and each process's CPU so far into its ``cpu_field``."""
         self.sample()
         with self._lock:
-            self.ended_at = time.monotonic()
-            self.load.end()
+            setattr(self, clock_field, time.monotonic())
+            load_edge()
             for record in self.records.values():
-                record.cpu_at_end_s = record.cpu_s
+                setattr(record, cpu_field, record.cpu_s)
 
     def pids(self) -> list[psutil.Process]:
         """Every process seen that still runs (same pid and start time)."""
@@ -294,24 +299,6 @@ def workers_ready(data_dir: Path, offsets: dict[str, int]) -> bool:
 
 
 @dataclass
-class Failure:
-    row: int
-    source: str
-    stage: str
-    reason: str
-
-
-@dataclass
-class CliSummary:
-    documents: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    chunks: int = 0
-    elapsed_s: float = 0.0
-    failures: list[Failure] = field(default_factory=list)
-
-
-@dataclass
 class CliRun:
     returncode: int
     wall_s: float
@@ -319,7 +306,7 @@ class CliRun:
     ready_s: float | None
     """From launch until all four workers polled."""
     output: str
-    summary: CliSummary
+    summary: RunSummary
     sampler: ProcessTreeSampler
 
 
@@ -327,11 +314,13 @@ _SUMMARY_END = re.compile(r"^\W*documents/s\s*│")
 _ROW = re.compile(r"^\W*(documents|succeeded|failed|chunks embedded|elapsed)\s*│\s*([\d.]+)")
 
 
-def parse_summary(output: str) -> CliSummary:
-    """The numbers of ``docpipe run``'s summary table and its failed-documents table."""
-    summary = CliSummary()
-    fields = {"documents": "documents", "succeeded": "succeeded", "failed": "failed"}
-    fields |= {"chunks embedded": "chunks", "elapsed": "elapsed_s"}
+def parse_summary(output: str) -> RunSummary:
+    """``docpipe run``'s summary table and failed-documents table, read back into the
+    ``RunSummary`` the CLI printed them from (its failures as FAILED outcomes)."""
+    summary = RunSummary(run_id="")
+    fields = {"documents": "documents", "succeeded": "succeeded_count"}
+    fields |= {"failed": "failed_count", "chunks embedded": "chunks", "elapsed": "elapsed_s"}
+    failures: list[list[str]] = []  # row, source, stage, reason: as printed
     in_failures = False
     for line in output.splitlines():
         match = _ROW.match(line)
@@ -348,13 +337,28 @@ def parse_summary(output: str) -> CliSummary:
         if len(cells) != 4 or cells[0] == "row":
             continue
         if cells[0].isdigit():
-            summary.failures.append(Failure(int(cells[0]), *cells[1:]))
-        elif summary.failures and not cells[0]:  # a folded (wrapped) continuation line
-            last = summary.failures[-1]
-            last.source += cells[1]
-            last.stage += cells[2]
-            last.reason += (" " if cells[3] else "") + cells[3]
+            failures.append(cells)
+        elif failures and not cells[0]:  # a folded (wrapped) continuation line
+            last = failures[-1]
+            last[1] += cells[1]
+            last[2] += cells[2]
+            last[3] += (" " if cells[3] else "") + cells[3]
+    summary.outcomes = [_failed_outcome(*cells) for cells in failures]
     return summary
+
+
+def _failed_outcome(row: str, source: str, stage: str, reason: str) -> DocumentOutcome:
+    """One row of the failed-documents table (its stage ``-``: none recorded)."""
+    known = {s.value for s in Stage}
+    return DocumentOutcome(
+        document_id="",
+        source=source,
+        row_number=int(row),
+        status=Status.FAILED,
+        run_id="",
+        failure_stage=Stage(stage) if stage in known else None,
+        failure_reason=reason,
+    )
 
 
 def run_docpipe(
@@ -435,11 +439,10 @@ def _end(process: subprocess.Popen[str], sampler: ProcessTreeSampler) -> None:
     nothing it started outlives it: each process seen under it, by pid."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    process.kill()  # it did not stop within the minute (a no-op once it has)
+    process.wait()
     time.sleep(0.5)
     for proc in sampler.pids():
         with contextlib.suppress(psutil.Error):

@@ -31,7 +31,6 @@ The last line printed is ``ratio=<float>``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
@@ -41,18 +40,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from cli_run import (
-    CliRun,
-    bare_encode,
-    loopback_download_env,
-    print_cpu_by_role,
-    print_load,
-    remove_stack_data,
-    run_docpipe,
-    run_options,
-    serve_directory,
-    stored_chunk_texts,
-)
+import cli_run
+from bench_args import bench_parser
 
 from docpipe.csv_input import document_id_for
 
@@ -132,11 +121,13 @@ def write_csv(path: Path, base_url: str, chosen: list[tuple[str, Path, str]]) ->
     return ids
 
 
-def report(run: CliRun, chosen: list[tuple[str, Path, str]], ids: list[str], data_dir: Path):
+def report(
+    run: cli_run.CliRun, chosen: list[tuple[str, Path, str]], ids: list[str], data_dir: Path
+):
     """Per-kind results; returns the stored chunk texts of the succeeded documents."""
     summary = run.summary
-    failed_rows = {f.row for f in summary.failures}
-    chunks = stored_chunk_texts(data_dir, ids)
+    failed_rows = {f.row_number for f in summary.failed}
+    chunks = cli_run.stored_chunk_texts(data_dir, ids)
     print(f"{'kind':<5} {'docs':>5} {'ok':>4} {'failed':>6} {'chunks':>7} {'chars/chunk':>11}")
     texts: list[str] = []
     for kind in KINDS:
@@ -154,31 +145,31 @@ def report(run: CliRun, chosen: list[tuple[str, Path, str]], ids: list[str], dat
             f"{kind:<5} {len(rows):>5} {len(ok):>4} {len(rows) - len(ok):>6} "
             f"{len(kind_texts):>7} {mean:>11.0f}"
         )
-    if summary.failures:
-        print("failures by stage:", dict(Counter(f.stage for f in summary.failures)))
-        for f in summary.failures:
-            kind, original, _ = chosen[f.row - 2]
-            print(f"  row {f.row} {kind} {original}: [{f.stage}] {f.reason[:200]}")
+    if summary.failed:
+        print("failures by stage:", dict(Counter(str(f.failure_stage) for f in summary.failed)))
+        for f in summary.failed:
+            kind, original, _ = chosen[f.row_number - 2]
+            print(
+                f"  row {f.row_number} {kind} {original}: [{f.failure_stage}] {f.failure_reason[:200]}"
+            )
     return texts
 
 
 def run_once(
     root: Path, name: str, csv_path: Path, options: list[str], keep: bool
-) -> tuple[CliRun, Path]:
+) -> tuple[cli_run.CliRun, Path]:
     data_dir = root / name
-    run = run_docpipe(csv_path, data_dir, options, env=loopback_download_env())
+    run = cli_run.run_docpipe(csv_path, data_dir, options, env=cli_run.loopback_download_env())
     if run.returncode != 0 or run.summary.documents == 0:
         tail = "\n".join(run.output.splitlines()[-30:])
         if not keep:
-            remove_stack_data(data_dir)
+            cli_run.remove_stack_data(data_dir)
         raise SystemExit(f"docpipe run failed (exit {run.returncode}):\n{tail}")
     return run, data_dir
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--html", type=int, default=60, help="HTML pages (default 60)")
     parser.add_argument("--pdf", type=int, default=4, help="PDF files, at most (default 4)")
     parser.add_argument("--png", type=int, default=8, help="PNG icons (default 8)")
@@ -193,7 +184,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the corpus and data dirs here")
     args = parser.parse_args()
 
-    options = run_options(args.batch_size, args.max_in_flight)
+    options = cli_run.run_options(args.batch_size, args.max_in_flight)
 
     with tempfile.TemporaryDirectory(prefix="docpipe-bench-corpus-") as tmp:
         root = args.keep.resolve() if args.keep else Path(tmp)
@@ -211,7 +202,7 @@ def main() -> None:
         if args.list:
             for _, original, relative in chosen:
                 print(f"  {relative:<60} {original}")
-        with serve_directory(root / "corpus") as base_url:
+        with cli_run.serve_directory(root / "corpus") as base_url:
             csv_path = root / "documents.csv"
             ids = write_csv(csv_path, base_url, chosen)
             print(f"docpipe run {csv_path} {' '.join(options)} (served from {base_url})")
@@ -220,10 +211,10 @@ def main() -> None:
                 texts = report(run, chosen, ids, data_dir)
                 documents = run.summary.documents
                 print("CPU by role (run = from all workers polling to the summary):")
-                print_cpu_by_role(run, documents)
+                cli_run.print_cpu_by_role(run, documents)
             finally:
                 if not args.keep:
-                    remove_stack_data(data_dir)
+                    cli_run.remove_stack_data(data_dir)
             summary_run = None
             if args.with_summary:
                 print(f"docpipe run {csv_path} {' '.join(options)} --summarize")
@@ -231,13 +222,13 @@ def main() -> None:
                     root, "data-summary", csv_path, [*options, "--summarize"], bool(args.keep)
                 )
                 if not args.keep:
-                    remove_stack_data(summary_dir)
+                    cli_run.remove_stack_data(summary_dir)
 
         s = run.summary
         pipeline_rate = s.chunks / s.elapsed_s
-        bare = bare_encode(texts, args.bare_batch_size) if texts else None
+        bare = cli_run.bare_encode(texts, args.bare_batch_size) if texts else None
         print(
-            f"documents={s.documents} succeeded={s.succeeded} failed={s.failed} "
+            f"documents={s.documents} succeeded={s.succeeded_count} failed={s.failed_count} "
             f"chunks={s.chunks} (stored for succeeded documents: {len(texts)})"
         )
         print(
@@ -252,16 +243,16 @@ def main() -> None:
             f"  {'':>13}  {bare.rate:6.2f} chunks/s  ({bare.threads} torch threads, "
             f"{bare.mean_tokens:.0f} tokens/chunk, {1000 * bare.cpu_s / bare.texts:.0f} CPU ms/chunk)"
         )
-        print_load(run, bare)
+        cli_run.print_load(run, bare)
         if summary_run is not None:
             t = summary_run.summary
             print(
                 f"with --summarize:              elapsed {t.elapsed_s:7.1f} s  "
                 f"{t.documents / t.elapsed_s:6.2f} docs/s  {t.chunks / t.elapsed_s:6.2f} chunks/s"
-                f"  failed={t.failed}"
+                f"  failed={t.failed_count}"
             )
-            if t.failures:
-                reasons = Counter(f"[{f.stage}] {f.reason[:80]}" for f in t.failures)
+            if t.failed:
+                reasons = Counter(f"[{f.failure_stage}] {f.failure_reason[:80]}" for f in t.failed)
                 for reason, count in reasons.most_common():
                     print(f"  {count:3d} x {reason}")
             # With failures (e.g. deadline timeouts) this is a lower bound.

@@ -15,13 +15,13 @@ Usage: python bench/embeddings.py [--chunks 1024] [--per-request 4]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import tempfile
 import time
 from pathlib import Path
 
+from bench_args import bench_parser
 from temporalio.testing import ActivityEnvironment
 
 from docpipe.activities.gpu.activities import GpuActivities
@@ -101,13 +101,7 @@ async def worker_path(embedder: Embedder, texts: list[str], per_request: int, ro
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--chunks", type=int, default=1024)
-    parser.add_argument("--per-request", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = bench_parser(__doc__, chunks=1024, per_request=4, rounds=3).parse_args()
 
     settings = load_settings()
     devices = visible_devices(settings.gpu_count)

@@ -32,6 +32,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from bench_args import bench_parser
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -209,13 +210,9 @@ async def run(args: argparse.Namespace, stack, workers) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = bench_parser(
+        __doc__, documents=2000, chunks_per_document=4, batch_size=10, concurrency=32
     )
-    parser.add_argument("--documents", type=int, default=2000)
-    parser.add_argument("--chunks-per-document", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=10)
-    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="GPU worker processes")
     parser.add_argument("--bare-sample", type=int, default=512)
     parser.add_argument("--object-store", choices=["local", "s3"], default="local")

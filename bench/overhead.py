@@ -34,7 +34,6 @@ The last line printed is ``ratio=<float>``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import random
 import shutil
@@ -44,17 +43,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cli_run import (
-    ProcessTreeSampler,
-    bare_encode,
-    loopback_download_env,
-    print_cpu_by_role,
-    print_load,
-    remove_stack_data,
-    run_docpipe,
-    run_options,
-    serve_directory,
-)
+import cli_run
+from bench_args import bench_parser
 from pyspy_top import summarise
 
 SUBJECTS = ["The committee", "Our team", "The new release", "This report", "The city council",
@@ -107,7 +97,7 @@ class Profiler:
         self.spies: dict[str, subprocess.Popen[bytes]] = {}
         self.py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
 
-    def start(self, sampler: ProcessTreeSampler) -> None:
+    def start(self, sampler: cli_run.ProcessTreeSampler) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         sampler.sample()
         for kind in self.kinds:
@@ -145,10 +135,7 @@ class Profiler:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--documents", type=int, default=1000)
+    parser = bench_parser(__doc__, documents=1000)
     parser.add_argument("--http", action="store_true", help="serve the files over local HTTP")
     parser.add_argument("--batch-size", type=int, help="docpipe run --batch-size")
     parser.add_argument("--max-in-flight", type=int, help="docpipe run --max-in-flight")
@@ -162,7 +149,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the corpus and data dir here")
     args = parser.parse_args()
 
-    options = run_options(args.batch_size, args.max_in_flight)
+    options = cli_run.run_options(args.batch_size, args.max_in_flight)
     texts = make_texts(args.documents)
     profiler = None
     if args.profile:
@@ -177,15 +164,15 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             base_url = None
             if args.http:
-                base_url = stack.enter_context(serve_directory(root / "corpus"))
+                base_url = stack.enter_context(cli_run.serve_directory(root / "corpus"))
             csv_path = write_corpus(root / "corpus", texts, base_url)
             print(f"docpipe run {csv_path} {' '.join(options)} ({len(texts)} documents)")
             try:
-                run = run_docpipe(
+                run = cli_run.run_docpipe(
                     csv_path,
                     data_dir,
                     options,
-                    env=loopback_download_env() if args.http else None,
+                    env=cli_run.loopback_download_env() if args.http else None,
                     on_ready=[profiler.start] if profiler else (),
                     on_end=[profiler.stop] if profiler else (),
                 )
@@ -193,22 +180,24 @@ def main() -> None:
                 if profiler:
                     profiler.stop()
                 if not args.keep:
-                    remove_stack_data(data_dir)
+                    cli_run.remove_stack_data(data_dir)
         s = run.summary
         if run.returncode != 0 or not s.documents:
             tail = "\n".join(run.output.splitlines()[-30:])
             raise SystemExit(f"docpipe run failed (exit {run.returncode}):\n{tail}")
 
         print("CPU by role (run = from all workers polling to the summary):")
-        run_cpu = print_cpu_by_role(run, s.documents)
-        bare = bare_encode(texts, args.bare_batch_size)
+        run_cpu = cli_run.print_cpu_by_role(run, s.documents)
+        bare = cli_run.bare_encode(texts, args.bare_batch_size)
         pipeline_rate = s.documents / s.elapsed_s
         print(
-            f"documents={s.documents} succeeded={s.succeeded} failed={s.failed} "
+            f"documents={s.documents} succeeded={s.succeeded_count} failed={s.failed_count} "
             f"chunks={s.chunks} mean tokens/text={bare.mean_tokens:.0f}"
         )
-        for failure in s.failures[:5]:
-            print(f"  row {failure.row}: [{failure.stage}] {failure.reason[:200]}")
+        for failure in s.failed[:5]:
+            print(
+                f"  row {failure.row_number}: [{failure.failure_stage}] {failure.failure_reason[:200]}"
+            )
         print(
             f"pipeline  docpipe run:      elapsed {s.elapsed_s:7.1f} s  {pipeline_rate:7.2f} docs/s"
             f"  (whole command {run.wall_s:.1f} s, workers ready after {run.ready_s or 0:.1f} s)"
@@ -222,7 +211,7 @@ def main() -> None:
             f"pipeline run CPU {1000 * run_cpu / s.documents:.1f} ms/doc; "
             f"non-model CPU ms per document = {1000 * (run_cpu - bare.cpu_s) / s.documents:.1f}"
         )
-        print_load(run, bare)
+        cli_run.print_load(run, bare)
         if profiler:
             profiler.report(args.top)
         print(f"ratio={pipeline_rate / bare.rate:.3f}")

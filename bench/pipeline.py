@@ -14,7 +14,6 @@ The last line printed is ``ratio=<float>``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import random
@@ -22,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_args import bench_parser
 
 from docpipe.activities.cpu.text_pipeline import prepare_text
 from docpipe.activities.gpu.embedder import Embedder
@@ -146,12 +147,7 @@ async def pipeline(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--documents", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=10)
-    args = parser.parse_args()
+    args = bench_parser(__doc__, documents=200, batch_size=10).parse_args()
 
     with tempfile.TemporaryDirectory(prefix="docpipe-bench-") as tmp:
         root = Path(tmp)

@@ -16,11 +16,12 @@ Usage: python bench/pyspy_top.py PROFILE.txt [--top 15]
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from collections import Counter
 from pathlib import Path
+
+from bench_args import bench_parser
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 _SITE = re.compile(r".*/(?:site|dist)-packages/")
@@ -122,9 +123,7 @@ def summarise(path: Path, top: int = 15) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("profiles", type=Path, nargs="+")
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()

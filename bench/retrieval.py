@@ -27,7 +27,6 @@ Usage: python bench/retrieval.py [--html 120] [--pdf 6] [--keep DIR]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
 import tempfile
@@ -35,6 +34,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_args import bench_parser
 from cli_run import loopback_download_env, remove_stack_data, run_docpipe, serve_directory
 from corpus import candidates, pick
 
@@ -149,9 +149,7 @@ def recall(ranks: list[int | None]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--html", type=int, default=120, help="HTML pages (default 120)")
     parser.add_argument("--pdf", type=int, default=6, help="PDF files, at most (default 6)")
     parser.add_argument("--keep", type=Path, help="keep the corpus and data here")
@@ -178,7 +176,9 @@ def main() -> None:
                 tail = "\n".join(run.output.splitlines()[-30:])
                 raise SystemExit(f"docpipe run failed (exit {run.returncode}):\n{tail}")
             s = run.summary
-            print(f"ingested: {s.succeeded} succeeded, {s.failed} failed, {s.chunks} chunks")
+            print(
+                f"ingested: {s.succeeded_count} succeeded, {s.failed_count} failed, {s.chunks} chunks"
+            )
             ranks = asyncio.run(evaluate(data_dir, items))
         finally:
             if not args.keep:

@@ -276,6 +276,11 @@ class Settings(PayloadEncryptionSettings):
     """After SIGTERM a worker stops polling at once and gives its in-flight activities
     this long to finish; what still runs then is cancelled and handed back to Temporal.
     The operator renders it a little below the pod's terminationGracePeriodSeconds."""
+    worker_pod_annotations_file: Path | None = None
+    """The pod's annotations as a downward API volume projects them (``key="value"``
+    lines). Set, the worker obeys ``docpipe.io/drain: "true"``: it stops polling,
+    finishes its in-flight activities and waits, drained, until the annotation goes
+    (services/docpipe/workers/drain_switch.py). Unset or empty: drains are ignored."""
 
     # --- Metrics -------------------------------------------------------------
     metrics_port: int = Field(9100, ge=0, le=65535)
@@ -330,6 +335,12 @@ class Settings(PayloadEncryptionSettings):
     def deployment_name(self, kind: str) -> str:
         """The Worker Deployment of a worker of type ``kind``."""
         return self.worker_deployment_name or f"docpipe-{kind}"
+
+    @field_validator("worker_pod_annotations_file", mode="before")
+    @classmethod
+    def _optional_path(cls, value: object) -> object:
+        # WORKER_POD_ANNOTATIONS_FILE="" is "off", not the current directory.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level")
     @classmethod

@@ -1,6 +1,7 @@
 """A worker process built like docpipe's own (``run_worker``, settings from the
-environment, ``shutdown_grace``, ``run_until_stopped``) that serves one slow
-activity: what tests/integration/test_worker_shutdown.py stops with SIGTERM.
+environment, ``shutdown_grace``, ``drain_switch``, ``run_until_stopped``) that
+serves one slow activity: what tests/integration/test_worker_shutdown.py stops
+with SIGTERM, and tests/integration/test_worker_drain.py starts cordoned.
 
 Run as ``python slow_activity_worker.py QUEUE MARKER_DIR``.
 """
@@ -10,13 +11,20 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 from temporalio import activity
 from temporalio.worker import Worker
 
 from docpipe.config import Settings
-from docpipe.workers.common import connect, run_until_stopped, run_worker, shutdown_grace
+from docpipe.workers.common import (
+    connect,
+    drain_switch,
+    run_until_stopped,
+    run_worker,
+    shutdown_grace,
+)
 
 QUEUE, MARKERS = sys.argv[1], Path(sys.argv[2])
 
@@ -35,13 +43,14 @@ async def slow_step(seconds: float) -> dict[str, int]:
 
 async def serve(settings: Settings) -> None:
     client = await connect(settings)
-    worker = Worker(
+    make_worker = partial(
+        Worker,
         client,
         task_queue=QUEUE,
         activities=[slow_step],
         graceful_shutdown_timeout=shutdown_grace(settings),
     )
-    await run_until_stopped(worker)
+    await run_until_stopped(make_worker, drain_switch(settings))
 
 
 if __name__ == "__main__":

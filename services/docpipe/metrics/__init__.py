@@ -3,9 +3,10 @@
 One module per concern: ``activity`` (every worker, via an interceptor),
 ``process`` (CPU and memory of a worker and its pool children), ``cpu``
 (the CPU worker's process pool), ``gpu`` (devices, inference, micro-batches),
-``io`` (requests to S3, PostgreSQL, Chroma and HTTP; the PostgreSQL pool) and
-``pipeline`` (document outcomes and end-to-end latency). docs/metrics.md lists
-every metric; deploy/grafana has the dashboards built on them.
+``io`` (requests to S3, PostgreSQL, Chroma and HTTP; the PostgreSQL pool),
+``pipeline`` (document outcomes and end-to-end latency) and ``worker`` (whether
+the worker is drained). docs/metrics.md lists every metric; deploy/grafana
+has the dashboards built on them.
 
 Metrics recorded by code that runs in every worker (the object store, the
 process collector) carry a ``worker`` label: the worker kind the process was

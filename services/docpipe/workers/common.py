@@ -5,6 +5,13 @@ in-flight activities finish for up to WORKER_SHUTDOWN_GRACE_S (Kubernetes sends
 SIGTERM and waits terminationGracePeriodSeconds before SIGKILL; the operator renders
 the worker's grace a little below the pod's); activities still running after that
 are cancelled and handed back to the server, which retries them elsewhere.
+
+With WORKER_POD_ANNOTATIONS_FILE (a downward API volume) a worker also obeys its
+pod's drain annotation (:mod:`docpipe.workers.drain_switch`): cordoned, it shuts
+its Temporal Worker down the same graceful way but keeps the process, reports
+``docpipe_worker_draining`` 1 once nothing is in flight, and builds a new Worker
+from the same factory when the annotation goes away. The process's heavy
+resources (process pool, models, store clients) outlive every Worker.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import timedelta
 
 from prometheus_client import start_http_server
@@ -25,7 +33,9 @@ from temporalio.worker import Worker, WorkerDeploymentConfig
 from docpipe.config import ConfigError, Settings, load_settings
 from docpipe.metrics import set_worker_kind
 from docpipe.metrics.process import register_process_collector
+from docpipe.metrics.worker import set_draining
 from docpipe.process_exit import exit_without_finalizing
+from docpipe.workers.drain_switch import DRAIN_ANNOTATION, DrainSwitch
 
 log = logging.getLogger("docpipe.worker")
 
@@ -105,12 +115,52 @@ def start_metrics(settings: Settings, kind: str) -> None:
         start_http_server(settings.metrics_port)
 
 
-async def run_until_stopped(worker: Worker) -> None:
-    """Poll until SIGTERM/SIGINT, then shut down gracefully (the Worker's context exit)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+def drain_switch(settings: Settings) -> DrainSwitch | None:
+    """The pod's drain switch (WORKER_POD_ANNOTATIONS_FILE), or None: drains are ignored."""
+    path = settings.worker_pod_annotations_file
+    return DrainSwitch(path) if path is not None else None
+
+
+async def run_until_stopped(
+    make_worker: Callable[[], Worker],
+    drain: DrainSwitch | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Poll with a Worker from ``make_worker`` until SIGTERM/SIGINT, then shut down
+    gracefully (the Worker's context exit).
+
+    With a ``drain`` switch, a drain request shuts the Worker down the same way
+    (no new tasks at once, in-flight activities get its graceful_shutdown_timeout);
+    the process then waits, drained, and polls again with a new Worker from
+    ``make_worker`` when the drain is lifted. A pod that starts cordoned does not
+    poll at all until then. ``stop`` replaces the signals (tests): set, it ends
+    everything as SIGTERM does.
+    """
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        if drain is not None:
+            await stack.enter_async_context(drain)
+            set_draining(False)
+        while not stop.is_set():
+            if drain is not None and drain.draining:
+                set_draining(True)
+                log.info("drained (pod annotation %s): not polling until it goes", DRAIN_ANNOTATION)
+                await _first(stop.wait(), drain.wait_serving())
+                set_draining(False)
+                if stop.is_set():
+                    break
+                log.info("drain lifted: polling again")
+            await _poll_until(make_worker(), stop, drain)
+
+
+async def _poll_until(worker: Worker, stop: asyncio.Event, drain: DrainSwitch | None) -> None:
+    """Run ``worker`` until ``stop`` is set or a drain is requested; return when it
+    has shut down (nothing polls, every activity it took has finished)."""
     async with worker:
         version = worker.config().get("deployment_config")
         log.info(
@@ -118,12 +168,26 @@ async def run_until_stopped(worker: Worker) -> None:
             worker.task_queue,
             f" as {version.version.deployment_name}.{version.version.build_id}" if version else "",
         )
-        await stop.wait()
+        if drain is None:
+            await stop.wait()
+        else:
+            await _first(stop.wait(), drain.wait_draining())
         grace = worker.config().get("graceful_shutdown_timeout") or timedelta()
         log.info(
-            "stop signal received: no new tasks; in-flight activities get %g s to finish",
+            "%s: no new tasks; in-flight activities get %g s to finish",
+            "stop signal received" if stop.is_set() else "drain requested",
             grace.total_seconds(),
         )
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    """Return when the first of ``waits`` completes; the others are cancelled."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def run_worker(kind: str, main: Callable[[Settings], Awaitable[None]]) -> None:

@@ -12,6 +12,7 @@ replaced (:mod:`docpipe.activities.cpu.pool`).
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from temporalio.worker import Worker
 
@@ -27,6 +28,7 @@ from docpipe.storage.objects import open_object_store
 from docpipe.workers.common import (
     connect,
     deployment_config,
+    drain_switch,
     make_runtime,
     run_until_stopped,
     run_worker,
@@ -74,7 +76,10 @@ async def serve(settings: Settings) -> None:
         await start_pool_processes(processes)
         async with open_object_store(settings) as store:
             activities = CpuActivities(store, pool, options)
-            worker = Worker(
+            # A new Worker each time the pod's drain is lifted; the pool and the
+            # store are this process's and serve every one of them.
+            make_worker = partial(
+                Worker,
                 client,
                 task_queue=settings.cpu_task_queue,
                 activities=[activities.prepare_text],
@@ -87,7 +92,7 @@ async def serve(settings: Settings) -> None:
                 graceful_shutdown_timeout=shutdown_grace(settings),
                 deployment_config=deployment_config(settings, "cpu"),
             )
-            await run_until_stopped(worker)
+            await run_until_stopped(make_worker, drain_switch(settings))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -9,6 +9,7 @@ takes proportionally more work.
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import httpx
 import numpy as np
@@ -38,6 +39,7 @@ from docpipe.storage.objects import open_object_store
 from docpipe.workers.common import (
     connect,
     deployment_config,
+    drain_switch,
     make_runtime,
     run_until_stopped,
     run_worker,
@@ -127,7 +129,10 @@ async def serve(settings: Settings) -> None:
                 load_summarizer(settings, embedder, batcher, http),
             )
             ocr_activities = OcrActivities(store, ocr, image_classifier)
-            worker = Worker(
+            # A new Worker each time the pod's drain is lifted; the models, the
+            # batcher and the clients are this process's and serve every one of them.
+            make_worker = partial(
+                Worker,
                 client,
                 task_queue=settings.gpu_task_queue,
                 activities=[
@@ -145,7 +150,7 @@ async def serve(settings: Settings) -> None:
                 graceful_shutdown_timeout=shutdown_grace(settings),
                 deployment_config=deployment_config(settings, "gpu"),
             )
-            await run_until_stopped(worker)
+            await run_until_stopped(make_worker, drain_switch(settings))
     finally:
         await batcher.close()
         embedder.close()

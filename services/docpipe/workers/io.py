@@ -9,6 +9,7 @@ schema is migrated before polling starts (safe with many workers at once).
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from functools import partial
 
 from temporalio.worker import Worker
 
@@ -23,6 +24,7 @@ from docpipe.storage.vectors import open_vector_store
 from docpipe.workers.common import (
     connect,
     deployment_config,
+    drain_switch,
     make_runtime,
     run_until_stopped,
     run_worker,
@@ -40,7 +42,10 @@ async def serve(settings: Settings) -> None:
         await metadata.migrate()
         vectors = await stack.enter_async_context(open_vector_store(settings))
         activities = IoActivities(settings, http, store, metadata, vectors)
-        worker = Worker(
+        # A new Worker each time the pod's drain is lifted; the HTTP, S3, PostgreSQL
+        # and Chroma clients are this process's and serve every one of them.
+        make_worker = partial(
+            Worker,
             client,
             task_queue=settings.io_task_queue,
             activities=[
@@ -58,7 +63,7 @@ async def serve(settings: Settings) -> None:
             graceful_shutdown_timeout=shutdown_grace(settings),
             deployment_config=deployment_config(settings, "io"),
         )
-        await run_until_stopped(worker)
+        await run_until_stopped(make_worker, drain_switch(settings))
 
 
 def main() -> None:
