@@ -49,6 +49,17 @@ def p(text: str, style: str = "") -> str:
     return f"<w:p>{props}<w:r><w:t xml:space='preserve'>{text}</w:t></w:r></w:p>"
 
 
+def with_text_box(anchor: str, boxed: str) -> str:
+    """A paragraph ``anchor`` whose run holds a text box with the paragraph ``boxed``,
+    as Word writes it: the box twice, as the choice and as its fallback."""
+    box = "<w:txbxContent>" + p(boxed) + "</w:txbxContent>"
+    return (
+        f"<w:p><w:r><w:t>{anchor}</w:t></w:r><w:r><mc:AlternateContent>"
+        f"<mc:Choice>{box}</mc:Choice><mc:Fallback>{box}</mc:Fallback>"
+        "</mc:AlternateContent></w:r></w:p>"
+    )
+
+
 def docx(body: str, *, title: str | None = None, styles: bool = True, **parts: str) -> bytes:
     """A DOCX with ``body`` as the content of <w:body> and optional other parts."""
     buffer = io.BytesIO()
@@ -114,21 +125,11 @@ class TestText:
         assert text_of(body) == "Harbour office"
 
     def test_a_text_box_comes_after_its_paragraph_and_only_once(self):
-        box = "<w:txbxContent>" + p("Boxed note") + "</w:txbxContent>"
-        body = (
-            "<w:p><w:r><w:t>Anchor text</w:t></w:r><w:r><mc:AlternateContent>"
-            f"<mc:Choice>{box}</mc:Choice><mc:Fallback>{box}</mc:Fallback>"
-            "</mc:AlternateContent></w:r></w:p>" + p("After.")
-        )
+        body = with_text_box("Anchor text", "Boxed note") + p("After.")
         assert text_of(body) == "Anchor text\n\nBoxed note\n\nAfter."
 
     def test_a_text_box_in_a_table_cell_is_read_once(self):
-        box = "<w:txbxContent>" + p("boxed") + "</w:txbxContent>"
-        paragraph = (
-            "<w:p><w:r><w:t>cell</w:t></w:r><w:r><mc:AlternateContent>"
-            f"<mc:Choice>{box}</mc:Choice><mc:Fallback>{box}</mc:Fallback>"
-            "</mc:AlternateContent></w:r></w:p>"
-        )
+        paragraph = with_text_box("cell", "boxed")
         body = f"<w:tbl><w:tr><w:tc>{paragraph}</w:tc><w:tc>{p('next')}</w:tc></w:tr></w:tbl>"
         assert text_of(body) == "cell boxed\tnext"
 

@@ -31,31 +31,46 @@ PARAGRAPHS = {
 
 
 class TestNormalisation:
-    def test_nfkc_turns_compatibility_characters_into_plain_ones(self):
-        assert normalize_text("ﬁne ﬂow") == "fine flow"
-        assert normalize_text("ＡＢＣ１２３") == "ABC123"
-        assert normalize_text("™") == "TM"
-
-    def test_nul_bytes_and_control_characters_are_removed(self):
-        assert normalize_text("a\x00b\x07c\x1bd\x7fe\x9f") == "abcde"
-
-    def test_invisible_word_splitters_are_removed(self):
-        assert normalize_text("hy\u00adphen zero\u200bwidth bom\ufeff") == "hyphen zerowidth bom"
-
-    def test_joiners_that_scripts_and_emoji_need_are_kept(self):
-        assert normalize_text("👩\u200d💻 می\u200cخواهم") == "👩\u200d💻 می\u200cخواهم"
-
-    def test_newlines_are_normalised_to_line_feeds(self):
-        assert normalize_text("a\r\nb\rc\u2028d\x85e") == "a\nb\nc\nd\ne"
-
-    def test_runs_of_spaces_and_tabs_collapse_to_one_space(self):
-        assert normalize_text("a  \t b\u00a0\u00a0c\u2003d") == "a b c d"
-
-    def test_lines_are_stripped_and_blank_line_runs_collapse_to_one(self):
-        assert (
-            normalize_text("  title  \n\n\n\n   body line \n\t\n\n  last\t")
-            == "title\n\nbody line\n\nlast"
-        )
+    @pytest.mark.parametrize(
+        ("raw", "normalised"),
+        [
+            pytest.param("ﬁne ﬂow", "fine flow", id="nfkc-ligatures-become-plain-letters"),
+            pytest.param("ＡＢＣ１２３", "ABC123", id="nfkc-full-width-becomes-plain"),
+            pytest.param("™", "TM", id="nfkc-symbols-are-spelt-out"),
+            pytest.param(
+                "a\x00b\x07c\x1bd\x7fe\x9f",
+                "abcde",
+                id="nul-bytes-and-control-characters-are-removed",
+            ),
+            pytest.param(
+                "hy\u00adphen zero\u200bwidth bom\ufeff",
+                "hyphen zerowidth bom",
+                id="invisible-word-splitters-are-removed",
+            ),
+            pytest.param(
+                "👩\u200d💻 می\u200cخواهم",
+                "👩\u200d💻 می\u200cخواهم",
+                id="joiners-that-scripts-and-emoji-need-are-kept",
+            ),
+            pytest.param(
+                "a\r\nb\rc\u2028d\x85e",
+                "a\nb\nc\nd\ne",
+                id="newlines-are-normalised-to-line-feeds",
+            ),
+            pytest.param(
+                "a  \t b\u00a0\u00a0c\u2003d",
+                "a b c d",
+                id="runs-of-spaces-and-tabs-collapse-to-one-space",
+            ),
+            pytest.param(
+                "  title  \n\n\n\n   body line \n\t\n\n  last\t",
+                "title\n\nbody line\n\nlast",
+                id="lines-are-stripped-and-blank-line-runs-collapse-to-one",
+            ),
+        ],
+    )
+    def test_normalisation(self, raw, normalised):
+        assert normalize_text(raw) == normalised
 
     def test_lone_surrogates_are_dropped_so_the_text_can_be_utf8_encoded(self):
         assert normalize_text("ok\ud800ay").encode("utf-8") == b"okay"

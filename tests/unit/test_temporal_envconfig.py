@@ -37,9 +37,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def config_file(tmp_path: Path) -> Path:
+def config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """PROFILES in a file that TEMPORAL_CONFIG_FILE names."""
     path = tmp_path / "temporal.toml"
     path.write_text(PROFILES)
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(path))
     return path
 
 
@@ -74,10 +76,8 @@ def test_without_a_config_file_the_defaults_apply() -> None:
     assert (connection.address, connection.namespace) == ("localhost:7233", "default")
 
 
-def test_the_default_profile_of_the_config_file_fills_what_is_unset(
-    monkeypatch: pytest.MonkeyPatch, config_file: Path
-) -> None:
-    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(config_file))
+@pytest.mark.usefixtures("config_file")
+def test_the_default_profile_of_the_config_file_fills_what_is_unset() -> None:
     connection = load_settings().temporal_connection()
     assert (connection.address, connection.namespace) == ("profile-host:7233", "profile-ns")
 
@@ -89,19 +89,15 @@ def test_the_cli_s_default_file_is_found_in_home(tmp_path: Path) -> None:
     assert load_settings().temporal_connection().address == "profile-host:7233"
 
 
-def test_a_variable_that_is_set_wins_over_the_profile(
-    monkeypatch: pytest.MonkeyPatch, config_file: Path
-) -> None:
-    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(config_file))
+@pytest.mark.usefixtures("config_file")
+def test_a_variable_that_is_set_wins_over_the_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPORAL_NAMESPACE", "from-env")
     connection = load_settings().temporal_connection()
     assert (connection.address, connection.namespace) == ("profile-host:7233", "from-env")
 
 
-def test_a_named_profile_brings_its_api_key_and_tls(
-    monkeypatch: pytest.MonkeyPatch, config_file: Path
-) -> None:
-    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(config_file))
+@pytest.mark.usefixtures("config_file")
+def test_a_named_profile_brings_its_api_key_and_tls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPORAL_PROFILE", "cloud")
     connection = load_settings().temporal_connection()
     assert connection.address == "acct.tmprl.cloud:7233"
@@ -109,10 +105,8 @@ def test_a_named_profile_brings_its_api_key_and_tls(
     assert connection.uses_tls and connection.server_name == "acct.tmprl.cloud"
 
 
-def test_a_profile_that_does_not_exist_is_a_clear_error(
-    monkeypatch: pytest.MonkeyPatch, config_file: Path
-) -> None:
-    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(config_file))
+@pytest.mark.usefixtures("config_file")
+def test_a_profile_that_does_not_exist_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPORAL_PROFILE", "staging")
     with pytest.raises(ConfigError, match="staging"):
         load_settings().temporal_connection()
