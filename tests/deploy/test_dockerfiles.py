@@ -29,7 +29,7 @@ from k8s_offline import is_pinned
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from docpipe.client.cli import WorkerKind
+from docpipe.client.cli.servers import WorkerKind
 from docpipe.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -33,7 +33,7 @@ import psutil
 import pytest
 from corpus import write_text_documents
 
-from docpipe.client.cli import WorkerGaveUp, _unless_given_up
+from docpipe.client.cli.running import WorkerGaveUp, _unless_given_up
 from docpipe.local.devstack import DevStack
 from docpipe.local.workers import READY_LINE
 from docpipe.workers.common import connect

@@ -3,12 +3,14 @@
 ``docpipe start`` and ``docpipe run`` count batches as they finish on the
 client; ``docpipe ingest --wait`` and ``docpipe watch`` read the server-side
 ingestion's totals. Both draw the same bar from here, so a person sees the
-same thing however the documents were sent.
+same thing however the documents were sent, and the same summary table at
+the end.
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -26,6 +28,9 @@ from rich.table import Table
 from rich.text import Text
 
 from docpipe.models import IngestSummary
+
+if TYPE_CHECKING:
+    from docpipe.client.starter import RunSummary
 
 
 class RateColumn(ProgressColumn):
@@ -99,10 +104,16 @@ def elapsed_s(summary: IngestSummary) -> float:
     return max(0.0, end - summary.started_at)
 
 
-def ingest_summary_json(run_id: str, summary: IngestSummary) -> dict[str, object]:
-    """``-o json`` of an ingestion: the same figures as :func:`print_ingest_summary`."""
+def _pace(summary: IngestSummary) -> tuple[float, float]:
+    """An ingestion's elapsed seconds and documents per second, as reported (3 decimals)."""
     seconds = elapsed_s(summary)
     done = summary.succeeded + summary.failed
+    return round(seconds, 3), (round(done / seconds, 3) if seconds > 0 else 0.0)
+
+
+def ingest_summary_json(run_id: str, summary: IngestSummary) -> dict[str, object]:
+    """``-o json`` of an ingestion: the same figures as :func:`print_ingest_summary`."""
+    seconds, documents_per_second = _pace(summary)
     return {
         "run_id": run_id,
         "documents": summary.documents,
@@ -110,8 +121,8 @@ def ingest_summary_json(run_id: str, summary: IngestSummary) -> dict[str, object
         "without_text": summary.without_text,
         "failed": summary.failed,
         "chunks": summary.chunks,
-        "elapsed_s": round(seconds, 3),
-        "documents_per_second": round(done / seconds, 3) if seconds > 0 else 0.0,
+        "elapsed_s": seconds,
+        "documents_per_second": documents_per_second,
         "error": summary.error,
         "failures": [
             {"document_id": f.document_id, "stage": str(f.stage), "reason": f.reason}
@@ -123,16 +134,17 @@ def ingest_summary_json(run_id: str, summary: IngestSummary) -> dict[str, object
 def print_ingest_summary(console: Console, run_id: str, summary: IngestSummary) -> None:
     """The table ``docpipe start`` prints, for an ingestion; its failures by document
     id (the first ones: ``docpipe failures --run-id`` lists them all)."""
-    figures = ingest_summary_json(run_id, summary)
-    table = Table(title=f"docpipe ingestion {run_id}", show_header=False)
-    table.add_row("documents", str(summary.documents))
-    table.add_row("[green]succeeded[/green]", str(summary.succeeded))
-    if summary.without_text:
-        table.add_row("  of which without text", str(summary.without_text))
-    table.add_row("[red]failed[/red]", str(summary.failed))
-    table.add_row("chunks embedded", str(summary.chunks))
-    table.add_row("elapsed", f"{figures['elapsed_s']:.1f} s")
-    table.add_row("documents/s", f"{figures['documents_per_second']:.2f}")
+    seconds, documents_per_second = _pace(summary)
+    table = _figures_table(
+        f"docpipe ingestion {run_id}",
+        documents=summary.documents,
+        succeeded=summary.succeeded,
+        without_text=summary.without_text,
+        failed=summary.failed,
+        chunks=summary.chunks,
+        elapsed_s=seconds,
+        documents_per_second=documents_per_second,
+    )
     console.print(table)
     if summary.error:
         console.print(f"[red]the CSV could not be used: {summary.error}[/red]", highlight=False)
@@ -149,3 +161,82 @@ def print_ingest_summary(console: Console, run_id: str, summary: IngestSummary) 
                 f"docpipe failures --run-id {run_id} lists them all",
                 highlight=False,
             )
+
+
+def run_summary_json(summary: RunSummary) -> dict[str, object]:
+    """A client-driven run's summary as ``-o json`` prints it: the same figures as
+    :func:`print_run_summary`."""
+    return {
+        "run_id": summary.run_id,
+        "documents": summary.documents,
+        "succeeded": summary.succeeded_count,
+        "without_text": summary.without_text,
+        "failed": summary.failed_count,
+        "chunks": summary.chunks,
+        "elapsed_s": round(summary.elapsed_s, 3),
+        "documents_per_second": round(summary.documents_per_second, 3),
+        "failures": [
+            {
+                "document_id": o.document_id,
+                "row": o.row_number,
+                "source": o.source,
+                "stage": str(o.failure_stage) if o.failure_stage else None,
+                "reason": o.failure_reason,
+            }
+            for o in summary.failed
+        ],
+    }
+
+
+def print_run_summary(console: Console, summary: RunSummary) -> None:
+    """The table ``docpipe start``, ``run`` and ``redrive`` print, and the failed
+    documents by CSV row."""
+    table = _figures_table(
+        f"docpipe run {summary.run_id}",
+        documents=summary.documents,
+        succeeded=summary.succeeded_count,
+        without_text=summary.without_text,
+        failed=summary.failed_count,
+        chunks=summary.chunks,
+        elapsed_s=summary.elapsed_s,
+        documents_per_second=summary.documents_per_second,
+    )
+    if summary.elapsed_s > 0:
+        table.add_row("chunks/s", f"{summary.chunks / summary.elapsed_s:.1f}")
+    console.print(table)
+    if summary.failed:
+        failures = Table(title="failed documents", show_lines=False)
+        for column in ("row", "source", "stage", "reason"):
+            failures.add_column(column, overflow="fold")
+        for outcome in summary.failed:
+            failures.add_row(
+                str(outcome.row_number),
+                outcome.source or "-",
+                str(outcome.failure_stage or "-"),
+                outcome.failure_reason or "-",
+            )
+        console.print(failures)
+
+
+def _figures_table(
+    title: str,
+    *,
+    documents: int,
+    succeeded: int,
+    without_text: int,
+    failed: int,
+    chunks: int,
+    elapsed_s: float,
+    documents_per_second: float,
+) -> Table:
+    """The figures every way of running ends with, one row each."""
+    table = Table(title=title, show_header=False)
+    table.add_row("documents", str(documents))
+    table.add_row("[green]succeeded[/green]", str(succeeded))
+    if without_text:
+        table.add_row("  of which without text", str(without_text))
+    table.add_row("[red]failed[/red]", str(failed))
+    table.add_row("chunks embedded", str(chunks))
+    table.add_row("elapsed", f"{elapsed_s:.1f} s")
+    table.add_row("documents/s", f"{documents_per_second:.2f}")
+    return table
