@@ -33,7 +33,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkerDeploymentVersion
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymentConfig
-from versioned_workflows import FAST_DRAINAGE, WaitForSignalV1, WaitForSignalV2
+from versioned_workflows import FAST_DRAINAGE, WaitForSignalV1, WaitForSignalV2, start_waiting
 
 from docpipe import steps
 from docpipe.config import load_settings
@@ -130,16 +130,6 @@ async def rolled_out(
     )
 
 
-async def start(client: Client, queue: str) -> WorkflowHandle:
-    return await client.start_workflow(
-        "WaitForSignal",
-        id=f"wait-{uuid.uuid4().hex[:8]}",
-        task_queue=queue,
-        result_type=str,
-        execution_timeout=timedelta(minutes=5),
-    )
-
-
 async def running_on(handle: WorkflowHandle) -> str:
     """Which release runs the workflow (a query answered by its worker)."""
     return await eventually(
@@ -172,7 +162,7 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
         await rolled_out(client, deployment, "v1", progressive, seen)
         assert SetCurrent("v1") in [p.routing for p in seen]
 
-        old = await start(client, queue)
+        old = await start_waiting(client, queue)
         assert await running_on(old) == "v1"
 
         async with worker(client, queue, deployment, "v2", WaitForSignalV2) as v2:
@@ -185,7 +175,7 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
             state = await worker_deployments.describe_deployment(client, deployment)
             assert state is not None and (state.current, state.ramping) == ("v2", None)
 
-            new = await start(client, queue)
+            new = await start_waiting(client, queue)
             assert await running_on(new) == "v2"
             await new.signal("go")
             assert await new.result() == "finished on v2"
@@ -204,7 +194,7 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
             # Per-version backlog: with v2's worker stopped, a new workflow's first
             # task waits for v2, not for v1.
             await v2.shutdown()
-            waiting = await start(client, queue)
+            waiting = await start_waiting(client, queue)
             backlog = await eventually(
                 lambda: worker_deployments.backlog_by_build_id(
                     client, deployment, {"v1", "v2"}, queue, workflow=True

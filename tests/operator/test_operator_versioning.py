@@ -11,7 +11,6 @@ the order in which the operator's rounds, the workers and the server act.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -24,7 +23,7 @@ from temporalio.common import WorkerDeploymentVersion
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkerDeploymentConfig
 from test_operator import pipeline, pools, reason_events
 from test_operator_rollouts import condition
-from versioned_workflows import FAST_DRAINAGE, WaitForSignalV1, WaitForSignalV2
+from versioned_workflows import FAST_DRAINAGE, WaitForSignalV1, WaitForSignalV2, start_waiting
 
 from docpipe.local.devstack import TemporalServer
 
@@ -89,16 +88,6 @@ async def pods_of(
         yield
 
 
-async def start(client: Client, queue: str) -> WorkflowHandle[Any, str]:
-    return await client.start_workflow(
-        "WaitForSignal",
-        id=f"wait-{uuid.uuid4().hex[:8]}",
-        task_queue=queue,
-        result_type=str,
-        execution_timeout=timedelta(minutes=5),
-    )
-
-
 async def running_on(handle: WorkflowHandle[Any, str]) -> str:
     async def ask() -> str | None:
         try:
@@ -144,7 +133,7 @@ async def test_a_new_image_rolls_out_as_a_new_version_and_the_old_one_goes_once_
         await eventually(
             lambda: condition(cluster.pipeline("docs"), "Rollout").get("status") == "True"
         )
-        old = await start(client, queue)
+        old = await start_waiting(client, queue)
         assert await running_on(old) == "v1"
 
         await cluster.patch_pipeline(
@@ -170,7 +159,7 @@ async def test_a_new_image_rolls_out_as_a_new_version_and_the_old_one_goes_once_
 
             # New workflows run v2's code; the open one stays pinned to v1, whose
             # Deployment stays while it drains.
-            new = await start(client, queue)
+            new = await start_waiting(client, queue)
             assert await running_on(new) == "v2"
             await new.signal("go")
             assert await new.result() == "finished on v2"

@@ -67,179 +67,139 @@ def state(
 V1_CURRENT = ("v1", VersionStatus.CURRENT)
 V2_INACTIVE = ("v2", VersionStatus.INACTIVE)
 V2_RAMPING = ("v2", VersionStatus.RAMPING)
+ONLY_V1 = state(V1_CURRENT, current="v1")
+V2_REGISTERED = state(V1_CURRENT, V2_INACTIVE, current="v1")
+"""v1 Current; v2's workers have polled, nothing is routed to it yet."""
+
+
+def ramping(
+    percent: float, since: timedelta, *others: tuple[str, VersionStatus]
+) -> DeploymentState:
+    """v1 Current, v2 Ramping at ``percent`` %, its share last changed ``since`` ago."""
+    return state(
+        V1_CURRENT,
+        V2_RAMPING,
+        *others,
+        current="v1",
+        ramping="v2",
+        percent=percent,
+        ramp_changed=NOW - since,
+    )
+
+
+def v2_current(v1: VersionStatus, drained_since: timedelta | None = None) -> DeploymentState:
+    """v2 Current and v1 in status ``v1`` (drained ``drained_since`` ago)."""
+    old = ("v1", v1) if drained_since is None else ("v1", v1, NOW - drained_since)
+    return state(old, ("v2", VersionStatus.CURRENT), current="v2")
 
 
 # --- Routing -----------------------------------------------------------------------
 
-ROUTING = [
-    # (why, target, state, rollout, expected change, expected phase)
-    ("nothing polled yet: wait", "v1", None, ALL_AT_ONCE, None, Phase.WAITING_FOR_POLLERS),
-    (
-        "the new version's workers have not polled: wait",
-        "v2",
-        state(V1_CURRENT, current="v1"),
-        ALL_AT_ONCE,
-        None,
-        Phase.WAITING_FOR_POLLERS,
-    ),
-    (
-        "first version, no Current: make it Current even when Progressive",
+WAITING, STEADY, RAMPING = Phase.WAITING_FOR_POLLERS, Phase.STEADY, Phase.RAMPING
+DRAINED, DRAINING = VersionStatus.DRAINED, VersionStatus.DRAINING
+
+ROUTING = {
+    # why: (target, state, rollout, expected change, expected phase)
+    "nothing polled yet: wait": ("v1", None, ALL_AT_ONCE, None, WAITING),
+    "the new version's workers have not polled: wait": ("v2", ONLY_V1, ALL_AT_ONCE, None, WAITING),
+    "first version, no Current: make it Current even when Progressive": (
         "v1",
         state(("v1", VersionStatus.INACTIVE)),
         PROGRESSIVE,
         SetCurrent("v1"),
-        Phase.STEADY,
+        STEADY,
     ),
-    (
-        "AllAtOnce: Current as soon as registered",
+    "AllAtOnce: Current as soon as registered": (
         "v2",
-        state(V1_CURRENT, V2_INACTIVE, current="v1"),
+        V2_REGISTERED,
         ALL_AT_ONCE,
         SetCurrent("v2"),
-        Phase.STEADY,
+        STEADY,
     ),
-    (
-        "target already Current: nothing to do",
+    "target already Current: nothing to do": (
         "v2",
-        state(("v1", VersionStatus.DRAINING), ("v2", VersionStatus.CURRENT), current="v2"),
+        v2_current(DRAINING),
         ALL_AT_ONCE,
         None,
-        Phase.STEADY,
+        STEADY,
     ),
-    (
-        "rolled back to the Current version mid-ramp: clear the ramp",
+    "rolled back to the Current version mid-ramp: clear the ramp": (
         "v1",
-        state(V1_CURRENT, V2_RAMPING, current="v1", ramping="v2", percent=10, ramp_changed=NOW),
+        ramping(10, timedelta(0)),
         PROGRESSIVE,
         SetRamp(None, 0),
-        Phase.STEADY,
+        STEADY,
     ),
-    (
-        "Manual: registered, but routing is left to a person",
+    "Manual: registered, but routing is left to a person": (
         "v2",
-        state(V1_CURRENT, V2_INACTIVE, current="v1"),
+        V2_REGISTERED,
         MANUAL,
         None,
         Phase.MANUAL,
     ),
-    (
-        "Progressive: start at the first step",
+    "Progressive: start at the first step": (
         "v2",
-        state(V1_CURRENT, V2_INACTIVE, current="v1"),
+        V2_REGISTERED,
         PROGRESSIVE,
         SetRamp("v2", 10),
-        Phase.RAMPING,
+        RAMPING,
     ),
-    (
-        "Progressive: hold a step for its whole pause",
+    "Progressive: hold a step for its whole pause": (
         "v2",
-        state(
-            V1_CURRENT,
-            V2_RAMPING,
-            current="v1",
-            ramping="v2",
-            percent=10,
-            ramp_changed=NOW - 4 * MIN,
-        ),
+        ramping(10, 4 * MIN),
         PROGRESSIVE,
         None,
-        Phase.RAMPING,
+        RAMPING,
     ),
-    (
-        "Progressive: pause over, next step",
+    "Progressive: pause over, next step": (
         "v2",
-        state(
-            V1_CURRENT,
-            V2_RAMPING,
-            current="v1",
-            ramping="v2",
-            percent=10,
-            ramp_changed=NOW - 5 * MIN,
-        ),
+        ramping(10, 5 * MIN),
         PROGRESSIVE,
         SetRamp("v2", 50),
-        Phase.RAMPING,
+        RAMPING,
     ),
-    (
-        "Progressive: last step's pause over, make it Current",
+    "Progressive: last step's pause over, make it Current": (
         "v2",
-        state(
-            V1_CURRENT,
-            V2_RAMPING,
-            current="v1",
-            ramping="v2",
-            percent=50,
-            ramp_changed=NOW - 11 * MIN,
-        ),
+        ramping(50, 11 * MIN),
         PROGRESSIVE,
         SetCurrent("v2"),
-        Phase.STEADY,
+        STEADY,
     ),
-    (
-        "Progressive: a share moved by hand is reset to the step at or below it",
+    "Progressive: a share moved by hand is reset to the step at or below it": (
         "v2",
-        state(
-            V1_CURRENT,
-            V2_RAMPING,
-            current="v1",
-            ramping="v2",
-            percent=30,
-            ramp_changed=NOW - 60 * MIN,
-        ),
+        ramping(30, 60 * MIN),
         PROGRESSIVE,
         SetRamp("v2", 10),
-        Phase.RAMPING,
+        RAMPING,
     ),
-    (
-        "Progressive: a share below the first step restarts the first step",
+    "Progressive: a share below the first step restarts the first step": (
         "v2",
-        state(
-            V1_CURRENT,
-            V2_RAMPING,
-            current="v1",
-            ramping="v2",
-            percent=1,
-            ramp_changed=NOW - 60 * MIN,
-        ),
+        ramping(1, 60 * MIN),
         PROGRESSIVE,
         SetRamp("v2", 10),
-        Phase.RAMPING,
+        RAMPING,
     ),
-    (
-        "Progressive: a newer target replaces another version's ramp from step one",
+    "Progressive: a newer target replaces another version's ramp from step one": (
         "v3",
-        state(
-            V1_CURRENT,
-            V2_RAMPING,
-            ("v3", VersionStatus.INACTIVE),
-            current="v1",
-            ramping="v2",
-            percent=50,
-            ramp_changed=NOW - 60 * MIN,
-        ),
+        ramping(50, 60 * MIN, ("v3", VersionStatus.INACTIVE)),
         PROGRESSIVE,
         SetRamp("v3", 10),
-        Phase.RAMPING,
+        RAMPING,
     ),
-    (
-        "rollback to a drained version: it becomes Current again",
+    "rollback to a drained version: it becomes Current again": (
         "v1",
-        state(
-            ("v1", VersionStatus.DRAINED, NOW - 3 * MIN),
-            ("v2", VersionStatus.CURRENT),
-            current="v2",
-        ),
+        v2_current(DRAINED, 3 * MIN),
         ALL_AT_ONCE,
         SetCurrent("v1"),
-        Phase.STEADY,
+        STEADY,
     ),
-]
+}
 
 
 @pytest.mark.parametrize(
     ("target", "temporal", "rollout", "change", "phase"),
-    [row[1:] for row in ROUTING],
-    ids=[row[0] for row in ROUTING],
+    list(ROUTING.values()),
+    ids=list(ROUTING),
 )
 def test_routing(target, temporal, rollout, change, phase) -> None:
     decided = plan(target, temporal, rollout, NOW)
@@ -247,145 +207,81 @@ def test_routing(target, temporal, rollout, change, phase) -> None:
 
 
 def test_a_ramp_step_says_when_it_is_due() -> None:
-    temporal = state(
-        V1_CURRENT, V2_RAMPING, current="v1", ramping="v2", percent=10, ramp_changed=NOW - 2 * MIN
-    )
-    assert plan("v2", temporal, PROGRESSIVE, NOW).recheck_after == 3 * MIN
+    assert plan("v2", ramping(10, 2 * MIN), PROGRESSIVE, NOW).recheck_after == 3 * MIN
 
 
 def test_each_tick_advances_at_most_one_step() -> None:
     """Long after the last change the ramp still goes 10 → 50 → Current, each share
     held for its pause: an operator that was down does not skip the steps."""
-    temporal = state(
-        V1_CURRENT, V2_RAMPING, current="v1", ramping="v2", percent=10, ramp_changed=NOW - 600 * MIN
-    )
-    assert plan("v2", temporal, PROGRESSIVE, NOW).routing == SetRamp("v2", 50)
+    assert plan("v2", ramping(10, 600 * MIN), PROGRESSIVE, NOW).routing == SetRamp("v2", 50)
 
 
 # --- Roles of each version's pods ---------------------------------------------------
 
-ROLES = [
-    # (why, target, state, deployed, expected roles)
-    (
-        "a new version waits for pollers while the Current one serves",
-        "v2",
-        state(V1_CURRENT, current="v1"),
-        {"v1", "v2"},
-        {"v1": Role.SERVE, "v2": Role.SERVE},
+SERVE, DRAIN, DELETE = Role.SERVE, Role.DRAIN, Role.DELETE
+
+
+def case(
+    target: str, temporal: DeploymentState | None, deployed: str = "v1 v2", **roles: Role
+) -> tuple[str, DeploymentState | None, set[str], dict[str, Role]]:
+    """A row of ROLES: the versions with a Deployment (``deployed``), each version's role."""
+    return target, temporal, set(deployed.split()), roles
+
+
+ROLES = {
+    "a new version waits for pollers while the Current one serves": case(
+        "v2", ONLY_V1, v1=SERVE, v2=SERVE
     ),
-    (
-        "while ramping both versions serve",
-        "v2",
-        state(V1_CURRENT, V2_RAMPING, current="v1", ramping="v2", percent=10, ramp_changed=NOW),
-        {"v1", "v2"},
-        {"v1": Role.SERVE, "v2": Role.SERVE},
+    "while ramping both versions serve": case("v2", ramping(10, timedelta(0)), v1=SERVE, v2=SERVE),
+    "the replaced version drains while pinned workflows are open": case(
+        "v2", v2_current(DRAINING), v1=DRAIN, v2=SERVE
     ),
-    (
-        "the replaced version drains while pinned workflows are open",
-        "v2",
-        state(("v1", VersionStatus.DRAINING), ("v2", VersionStatus.CURRENT), current="v2"),
-        {"v1", "v2"},
-        {"v1": Role.DRAIN, "v2": Role.SERVE},
+    "drained: keeps its pods for queries until the scale-down delay": case(
+        "v2", v2_current(DRAINED, 9 * MIN), v1=DRAIN, v2=SERVE
     ),
-    (
-        "drained: keeps its pods for queries until the scale-down delay",
-        "v2",
-        state(
-            ("v1", VersionStatus.DRAINED, NOW - 9 * MIN),
-            ("v2", VersionStatus.CURRENT),
-            current="v2",
-        ),
-        {"v1", "v2"},
-        {"v1": Role.DRAIN, "v2": Role.SERVE},
+    "drained past the scale-down delay: zero replicas": case(
+        "v2", v2_current(DRAINED, 10 * MIN), v1=Role.SCALE_TO_ZERO, v2=SERVE
     ),
-    (
-        "drained past the scale-down delay: zero replicas",
-        "v2",
-        state(
-            ("v1", VersionStatus.DRAINED, NOW - 10 * MIN),
-            ("v2", VersionStatus.CURRENT),
-            current="v2",
-        ),
-        {"v1", "v2"},
-        {"v1": Role.SCALE_TO_ZERO, "v2": Role.SERVE},
+    "drained past both delays: delete the Deployment": case(
+        "v2", v2_current(DRAINED, 15 * MIN), v1=DELETE, v2=SERVE
     ),
-    (
-        "drained past both delays: delete the Deployment",
-        "v2",
-        state(
-            ("v1", VersionStatus.DRAINED, NOW - 15 * MIN),
-            ("v2", VersionStatus.CURRENT),
-            current="v2",
-        ),
-        {"v1", "v2"},
-        {"v1": Role.DELETE, "v2": Role.SERVE},
+    "a drained version already deleted is not mentioned": case(
+        "v2", v2_current(DRAINED, 15 * MIN), "v2", v2=SERVE
     ),
-    (
-        "a drained version already deleted is not mentioned",
-        "v2",
-        state(
-            ("v1", VersionStatus.DRAINED, NOW - 15 * MIN),
-            ("v2", VersionStatus.CURRENT),
-            current="v2",
-        ),
-        {"v2"},
-        {"v2": Role.SERVE},
+    "a draining version without pods needs them back": case(
+        "v2", v2_current(DRAINING), "v2", v1=DRAIN, v2=SERVE
     ),
-    (
-        "a draining version without pods needs them back",
-        "v2",
-        state(("v1", VersionStatus.DRAINING), ("v2", VersionStatus.CURRENT), current="v2"),
-        {"v2"},
-        {"v1": Role.DRAIN, "v2": Role.SERVE},
-    ),
-    (
-        "an abandoned target that never got traffic is deleted",
+    "an abandoned target that never got traffic is deleted": case(
         "v3",
         state(V1_CURRENT, V2_INACTIVE, ("v3", VersionStatus.INACTIVE), current="v1"),
-        {"v1", "v2", "v3"},
-        {"v1": Role.SERVE, "v2": Role.DELETE, "v3": Role.SERVE},
+        "v1 v2 v3",
+        v1=SERVE,
+        v2=DELETE,
+        v3=SERVE,
     ),
-    (
-        "a Deployment whose workers never registered is deleted once Temporal knows the deployment",
-        "v2",
-        state(V1_CURRENT, current="v1"),
-        {"v0", "v1", "v2"},
-        {"v0": Role.DELETE, "v1": Role.SERVE, "v2": Role.SERVE},
+    "a Deployment whose workers never registered is deleted once Temporal knows the deployment": (
+        case("v2", ONLY_V1, "v0 v1 v2", v0=DELETE, v1=SERVE, v2=SERVE)
     ),
-    (
-        "Temporal does not know the deployment: nothing proves old pods idle",
-        "v2",
-        None,
-        {"v1", "v2"},
-        {"v1": Role.DRAIN, "v2": Role.SERVE},
+    "Temporal does not know the deployment: nothing proves old pods idle": case(
+        "v2", None, v1=DRAIN, v2=SERVE
     ),
-    (
-        "the target is served even when Temporal calls it drained (rollback)",
-        "v1",
-        state(
-            ("v1", VersionStatus.DRAINED, NOW - 60 * MIN),
-            ("v2", VersionStatus.CURRENT),
-            current="v2",
-        ),
-        {"v1", "v2"},
-        {"v1": Role.SERVE, "v2": Role.SERVE},
+    "the target is served even when Temporal calls it drained (rollback)": case(
+        "v1", v2_current(DRAINED, 60 * MIN), v1=SERVE, v2=SERVE
     ),
-]
+}
 
 
 @pytest.mark.parametrize(
     ("target", "temporal", "deployed", "roles"),
-    [row[1:] for row in ROLES],
-    ids=[row[0] for row in ROLES],
+    list(ROLES.values()),
+    ids=list(ROLES),
 )
 def test_roles(target, temporal, deployed, roles) -> None:
     assert dict(plan(target, temporal, ALL_AT_ONCE, NOW, deployed).roles) == roles
 
 
 def test_a_drained_version_says_when_its_next_delay_ends() -> None:
-    temporal = state(
-        ("v1", VersionStatus.DRAINED, NOW - 4 * MIN), ("v2", VersionStatus.CURRENT), current="v2"
-    )
+    temporal = v2_current(DRAINED, 4 * MIN)
     assert plan("v2", temporal, ALL_AT_ONCE, NOW, {"v1", "v2"}).recheck_after == 6 * MIN
 
 
