@@ -20,8 +20,10 @@ removed and the worker polls again) before any new pod is started: a warm pod
 is cheaper than a cold one. Pods that hold no work by construction (not ready
 yet, or not even created) are removed straight away. A cordoned pod that never
 reports drained (a worker image from before this protocol, or metrics that
-cannot be read) is removed after ``give_up_s`` by the old path: SIGTERM and the
-worker's graceful shutdown.
+stop answering) is removed after ``give_up_s`` by the old path: SIGTERM and the
+worker's graceful shutdown; so is, at once, a pod whose load cannot be read at
+all. Only activity pools drain this way: a workflow task lasts milliseconds, and
+the workflow worker's SIGTERM shutdown hands its few back at once.
 
 :func:`plan_scale` is the whole policy; the operator reads the pods and applies
 the plan, and the simulation (bench/autoscale_sim.py) runs the same function.
@@ -37,8 +39,8 @@ DRAIN_ANNOTATION = "docpipe.io/drain"
 """``"true"``: the pod's worker stops polling and finishes its work (the worker's drain switch)."""
 DRAIN_REQUESTED_AT_ANNOTATION = "docpipe.io/drain-requested-at"
 """When the operator cordoned the pod (Unix seconds): the give-up clock survives a restart."""
-DRAINING_METRIC = "docpipe_worker_draining"
-"""1 while the worker has stopped polling for a drain (services/docpipe/metrics)."""
+GIVE_UP_S = 900.0
+"""A cordoned pod that never reports drained is removed the SIGTERM way after this."""
 REMOVE_COST = -(2**31)
 """The lowest pod-deletion-cost: a pod planned for removal goes before every other ready pod."""
 
@@ -80,11 +82,17 @@ def serving(replicas: int, pods: Sequence[PodDrain]) -> int:
     return max(0, replicas - sum(1 for pod in pods if pod.cordoned))
 
 
+def _unknown(pod: PodDrain) -> bool:
+    return pod.in_flight is None or not math.isfinite(pod.in_flight)
+
+
 def _least_busy(pod: PodDrain) -> tuple[int, float, str]:
-    """Known-idle first, then the fewest tasks in flight; unknown load last."""
-    if pod.in_flight is None or not math.isfinite(pod.in_flight):
+    """Removal order: known idle, then unknown load, then the fewest tasks in flight."""
+    if _unknown(pod):
         return (1, 0.0, pod.name)
-    return (0, pod.in_flight, pod.name)
+    if pod.in_flight is not None and pod.in_flight <= 0:
+        return (0, 0.0, pod.name)
+    return (2, pod.in_flight or 0.0, pod.name)
 
 
 def plan_scale(
@@ -123,10 +131,12 @@ def plan_scale(
         direct = min(shrink, unborn + starting)
         new_replicas -= direct
         ready = sorted((p for p in pods if not p.cordoned and p.ready), key=_least_busy)
-        # A pod idle right now goes at once; a busy one is cordoned and goes once drained.
-        idle = [p.name for p in ready if p.in_flight is not None and p.in_flight <= 0]
-        idle_now = idle[: shrink - direct]
-        cordon = [p.name for p in ready[len(idle_now) : shrink - direct]]
+        # A pod idle right now goes at once; a busy one is cordoned and goes once
+        # drained. A pod whose load cannot be read goes at once too, as before this
+        # protocol: its worker's graceful shutdown finishes what it runs.
+        taken = ready[: shrink - direct]
+        idle_now = [p.name for p in taken if _least_busy(p)[0] < 2]
+        cordon = [p.name for p in taken if _least_busy(p)[0] == 2]
 
     staying = set(uncordon)
     drained = [

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
@@ -36,6 +36,8 @@ NEUTRAL_COST = 0
 """What a pod without the annotation costs: the ReplicaSet's own order decides."""
 MAX_COST = 2**31 - 1
 """The annotation is an int32."""
+DRAINING_METRIC = "docpipe_worker_draining"
+"""1 while the worker has stopped polling for a drain (cordon.py)."""
 IN_FLIGHT_METRIC = "docpipe_activities_in_flight"
 """Activities executing now, per worker and activity (services/docpipe/metrics/activity.py)."""
 READ_TIMEOUT_S = 2.0
@@ -53,6 +55,18 @@ class PodRef:
     """The worker container's port named ``metrics``."""
     cost: str | None = None
     """The pod's current deletion-cost annotation, if any."""
+    ready: bool = True
+    """Running and Ready (a pod without conditions yet, but running, counts as ready)."""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PodLoad:
+    """What a worker's /metrics says about its work."""
+
+    in_flight: float | None
+    draining: bool | None
+    """``docpipe_worker_draining``; None for a worker that does not export it."""
 
 
 def deletion_costs(pods: Sequence[str], in_flight: Mapping[str, float | None]) -> dict[str, int]:
@@ -96,10 +110,25 @@ def in_flight_from_exposition(text: str) -> float | None:
     return None
 
 
+def load_from_exposition(text: str) -> PodLoad:
+    """In-flight activities and the drain gauge from one worker's Prometheus text."""
+    draining: bool | None = None
+    for family in text_string_to_metric_families(text):
+        if family.name == DRAINING_METRIC:
+            draining = any(sample.value >= 1 for sample in family.samples)
+    return PodLoad(in_flight_from_exposition(text), draining)
+
+
 class InFlightReader(Protocol):
     """Reads in-flight work per pod; None for a pod it could not read."""
 
     async def read(self, pods: Sequence[PodRef]) -> dict[str, float | None]: ...
+
+
+class LoadReader(InFlightReader, Protocol):
+    """Also reads whether each worker has stopped polling (drain-before-remove)."""
+
+    async def read_loads(self, pods: Sequence[PodRef]) -> dict[str, PodLoad | None]: ...
 
 
 class MetricsEndpointReader:
@@ -109,12 +138,16 @@ class MetricsEndpointReader:
         self.timeout_s = timeout_s
 
     async def read(self, pods: Sequence[PodRef]) -> dict[str, float | None]:
+        loads = await self.read_loads(pods)
+        return {name: None if load is None else load.in_flight for name, load in loads.items()}
+
+    async def read_loads(self, pods: Sequence[PodRef]) -> dict[str, PodLoad | None]:
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             found = await asyncio.gather(*(self._one(session, pod) for pod in pods))
         return dict(zip((pod.name for pod in pods), found, strict=True))
 
-    async def _one(self, session: aiohttp.ClientSession, pod: PodRef) -> float | None:
+    async def _one(self, session: aiohttp.ClientSession, pod: PodRef) -> PodLoad | None:
         if not pod.ip or not pod.metrics_port:
             return None
         host = f"[{pod.ip}]" if ":" in pod.ip else pod.ip
@@ -122,7 +155,7 @@ class MetricsEndpointReader:
             async with session.get(f"http://{host}:{pod.metrics_port}/metrics") as response:
                 if response.status != 200:
                     return None
-                return in_flight_from_exposition(await response.text())
+                return load_from_exposition(await response.text())
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
 
@@ -138,9 +171,14 @@ def pod_ref(pod: Mapping[str, Any], container: str, default_port: int) -> PodRef
             (p.get("containerPort") for p in spec.get("ports") or [] if p.get("name") == "metrics"),
             default_port,
         )
+    status = pod.get("status") or {}
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    annotations = dict(metadata.get("annotations") or {})
     return PodRef(
         name=metadata["name"],
-        ip=(pod.get("status") or {}).get("podIP"),
+        ip=status.get("podIP"),
         metrics_port=port,
-        cost=(metadata.get("annotations") or {}).get(DELETION_COST_ANNOTATION),
+        cost=annotations.get(DELETION_COST_ANNOTATION),
+        ready=status.get("phase") == "Running" and conditions.get("Ready", "True") == "True",
+        annotations=annotations,
     )

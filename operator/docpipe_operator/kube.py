@@ -247,8 +247,11 @@ class Kube:
             pods.append(pod_ref(raw, container, metrics_port))
         return pods
 
-    async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
-        """Set annotations on a pod (a merge patch: the kubelet owns the rest of it)."""
+    async def annotate_pod(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> None:
+        """Set annotations on a pod (a merge patch: the kubelet owns the rest of it);
+        a None value removes that annotation."""
         await self.core.patch_namespaced_pod(
             name,
             namespace,

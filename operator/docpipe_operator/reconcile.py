@@ -17,7 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import docpipe_operator.rollout as rollouts
-from docpipe_operator import POOLS, drain, metrics, resources, rollout_status, scaling, trust
+from docpipe_operator import (
+    POOLS,
+    cordon,
+    drain,
+    draining,
+    metrics,
+    resources,
+    rollout_status,
+    scaling,
+    trust,
+)
 from docpipe_operator.backlog import BacklogReading, Endpoint, QueueRef, TemporalClients
 from docpipe_operator.kube import DeploymentState, Kube, Outcome
 from docpipe_operator.spec import (
@@ -451,6 +461,32 @@ async def _decide_and_scale(
     if memory.owned is not None and memory.owned != found.replicas:
         current = memory.owned
     signal = _signal(stats)
+    if in_flight is not None and kind in draining.DRAINING_POOLS and signal is not None:
+        drained = await _drain_and_scale(
+            kube,
+            namespace,
+            name,
+            kind,
+            spec,
+            found,
+            current,
+            signal,
+            memory,
+            now,
+            upstream,
+            in_flight,
+        )
+        if drained is not None:
+            decision, replicas = drained
+            if replicas != found.replicas:
+                await kube.scale(namespace, resources.deployment_name(name, kind), replicas)
+                if found.replicas != current and not recreated:
+                    _overridden(namespace, name, kind, found.replicas, replicas, result)
+                found = dataclasses.replace(found, replicas=replicas)
+            _log_decision(namespace, name, kind, decision)
+            memory.state = decision.state
+            memory.owned = replicas
+            return decision, found
     decision = scaling.decide(current, signal, spec.pools[kind].knobs, memory.state, now, upstream)
     if decision.replicas != found.replicas:
         if decision.replicas < found.replicas and in_flight is not None:
@@ -462,21 +498,81 @@ async def _decide_and_scale(
         # next round instead of starting a cooldown for a scale-down that never happened.
         await kube.scale(namespace, resources.deployment_name(name, kind), decision.replicas)
         if found.replicas != current and not recreated:
-            message = (
-                f"{kind}: replicas were set to {found.replicas} outside the operator; "
-                f"back to {decision.replicas} (the autoscaler owns replicas: change "
-                "minReplicas/maxReplicas instead)"
-            )
-            result.notices.append(Notice("Warning", "ReplicasOverridden", message))
-            log.warning("%s/%s %s", namespace, name, message)
+            _overridden(namespace, name, kind, found.replicas, decision.replicas, result)
         found = dataclasses.replace(found, replicas=decision.replicas)
+    _log_decision(namespace, name, kind, decision)
+    memory.state = decision.state
+    memory.owned = decision.replicas
+    return decision, found
+
+
+def _overridden(
+    namespace: str, name: str, kind: str, found: int, replicas: int, result: Result
+) -> None:
+    message = (
+        f"{kind}: replicas were set to {found} outside the operator; "
+        f"back to {replicas} (the autoscaler owns replicas: change "
+        "minReplicas/maxReplicas instead)"
+    )
+    result.notices.append(Notice("Warning", "ReplicasOverridden", message))
+    log.warning("%s/%s %s", namespace, name, message)
+
+
+def _log_decision(namespace: str, name: str, kind: str, decision: scaling.Decision) -> None:
     if decision.direction:
         direction = "up" if decision.direction > 0 else "down"
         metrics.SCALE_EVENTS.labels(namespace, name, kind, direction, decision.reason.value).inc()
         log.info("%s/%s %s: %s (%s)", namespace, name, kind, decision.message, decision.reason)
-    memory.state = decision.state
-    memory.owned = decision.replicas
-    return decision, found
+
+
+async def _drain_and_scale(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    kind: str,
+    spec: PipelineSpec,
+    found: DeploymentState,
+    current: int,
+    signal: scaling.QueueSignal,
+    memory: PoolMemory,
+    now: float,
+    upstream: scaling.Upstream | None,
+    reader: drain.InFlightReader,
+) -> tuple[scaling.Decision, int] | None:
+    """Drain before remove (cordon.py): decide on the serving pods and their counted work,
+    then cordon, un-cordon and remove pods. Returns the decision and the Deployment's
+    replicas, or None when the pods could not be read (the caller scales the old way)."""
+    try:
+        pool = await draining.read_pool(
+            kube,
+            reader,
+            namespace,
+            resources.selector_labels(name, kind),
+            resources.CONTAINER_NAME,
+            METRICS_PORT,
+        )
+    except Exception as exc:  # never hold scaling back: the old path still works
+        log.warning(
+            "%s/%s %s: could not read the pool's pods, scaling without draining: %s",
+            namespace,
+            name,
+            kind,
+            _describe_error(exc),
+        )
+        return None
+    serving = cordon.serving(current, pool.pods)
+    knobs = spec.pools[kind].knobs
+    decision = scaling.decide(
+        serving, signal, knobs, memory.state, now, upstream, pool.counted_in_flight
+    )
+    plan = cordon.plan_scale(
+        current, decision.replicas, pool.pods, now=now, give_up_s=cordon.GIVE_UP_S
+    )
+    await draining.apply(kube, namespace, pool, plan, now)
+    if done := draining.summary(plan):
+        log.info("%s/%s %s: %s", namespace, name, kind, done)
+        decision = dataclasses.replace(decision, message=f"{decision.message}; {done}")
+    return decision, plan.replicas
 
 
 async def rank_for_scale_down(

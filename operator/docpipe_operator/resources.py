@@ -61,6 +61,10 @@ TEMPORAL_TLS_DIR = "/etc/docpipe/temporal-tls"
 # /tmp (easyocr's user_network_directory, spooled S3 uploads, tempfile) and the
 # home cache (HF_HOME, torch and other libraries' caches under ~/.cache).
 WRITABLE_DIRS = {"tmp": "/tmp", "cache": "/home/docpipe/.cache"}
+PODINFO_VOLUME = "podinfo"
+PODINFO_DIR = "/etc/podinfo"
+"""The pod's own annotations (a downward API volume): the worker's drain switch reads
+``docpipe.io/drain`` there (cordon.py)."""
 
 # The variable that sets each worker's slots (services/docpipe/config.py).
 # The workflow worker's task slots are the SDK's; its cache is not a slot count.
@@ -131,6 +135,7 @@ def worker_env(spec: PipelineSpec, pool: PoolSpec) -> list[dict[str, Any]]:
         _env("SDK_METRICS_PORT", SDK_METRICS_PORT),
         # Below the pod's grace: in-flight activities finish, the rest is handed back.
         _env("WORKER_SHUTDOWN_GRACE_S", worker_shutdown_grace_s(pool.termination_grace_s)),
+        _env("WORKER_POD_ANNOTATIONS_FILE", f"{PODINFO_DIR}/annotations"),
     ]
     if t.api_key is not None:
         env.append(_secret_env("TEMPORAL_API_KEY", t.api_key.name, t.api_key.key))
@@ -274,6 +279,7 @@ def _container(spec: PipelineSpec, pool: PoolSpec) -> dict[str, Any]:
 
 def _volume_mounts(spec: PipelineSpec, pool: PoolSpec) -> list[dict[str, Any]]:
     mounts = [{"name": name, "mountPath": path} for name, path in WRITABLE_DIRS.items()]
+    mounts.append({"name": PODINFO_VOLUME, "mountPath": PODINFO_DIR, "readOnly": True})
     if spec.temporal.tls_secret is not None:
         mounts.append(
             {"name": TEMPORAL_TLS_VOLUME, "mountPath": TEMPORAL_TLS_DIR, "readOnly": True}
@@ -296,6 +302,16 @@ def _topology_spread(pipeline: str, pool: PoolSpec) -> list[dict[str, Any]]:
 
 def _volumes(spec: PipelineSpec) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = [{"name": name, "emptyDir": {}} for name in WRITABLE_DIRS]
+    volumes.append(
+        {
+            "name": PODINFO_VOLUME,
+            "downwardAPI": {
+                "items": [
+                    {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
+                ]
+            },
+        }
+    )
     if (tls := spec.temporal.tls_secret) is not None:
         keys = [TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY] + ([TLS_CA_KEY] if tls.ca else [])
         volumes.append(

@@ -128,7 +128,7 @@ EXTENDED_RESOURCE_PATTERN = (
 
 # Volumes the operator mounts itself: an extra volume must not take their names
 # (resources.WRITABLE_DIRS and the Temporal TLS volume).
-RESERVED_VOLUMES = ("tmp", "cache", "temporal-tls")
+RESERVED_VOLUMES = ("tmp", "cache", "temporal-tls", "podinfo")
 
 TEMPORAL_DEFAULTS: dict[str, Any] = {"namespace": "default", "tls": False}
 SECRET_KEY_DEFAULTS = {

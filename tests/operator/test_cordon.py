@@ -65,9 +65,10 @@ def test_pods_without_work_by_construction_go_first() -> None:
     assert result.replicas == 2 and result.cordon == () and result.remove == ()
 
 
-def test_unknown_load_is_cordoned_last() -> None:
-    result = plan(3, 2, [pod("a", None), pod("b", 5), pod("c", None)])
-    assert result.cordon == ("b",)
+def test_a_pod_whose_load_cannot_be_read_goes_after_the_idle_ones_and_before_busy_ones() -> None:
+    """As before drain-before-remove: its worker's graceful shutdown covers it."""
+    result = plan(4, 1, [pod("a", None), pod("b", 5), pod("c", 0), pod("d", 2)])
+    assert result.remove == ("c", "a") and result.cordon == ("d",)
 
 
 def test_serving_counts_wanted_replicas_less_the_cordoned_pods() -> None:

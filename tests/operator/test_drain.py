@@ -12,10 +12,12 @@ from docpipe_operator.drain import (
     DELETION_COST_ANNOTATION,
     NEUTRAL_COST,
     MetricsEndpointReader,
+    PodLoad,
     PodRef,
     cost_changes,
     deletion_costs,
     in_flight_from_exposition,
+    load_from_exposition,
     pod_ref,
 )
 
@@ -88,11 +90,30 @@ def test_a_pod_is_read_from_the_api_with_its_metrics_port_and_cost() -> None:
                 {"name": "worker", "ports": [{"name": "metrics", "containerPort": 9100}]},
             ]
         },
-        "status": {"podIP": "10.1.2.3"},
+        "status": {"phase": "Running", "podIP": "10.1.2.3"},
     }
-    assert pod_ref(pod, "worker", 9999) == PodRef("docs-cpu-1", "10.1.2.3", 9100, "4")
+    annotations = {DELETION_COST_ANNOTATION: "4"}
+    assert pod_ref(pod, "worker", 9999) == PodRef(
+        "docs-cpu-1", "10.1.2.3", 9100, "4", ready=True, annotations=annotations
+    )
     pending = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "worker"}]}}
-    assert pod_ref(pending, "worker", 9100) == PodRef("p", None, 9100, None)
+    assert pod_ref(pending, "worker", 9100) == PodRef("p", None, 9100, None, ready=False)
+
+
+def test_a_running_pod_is_ready_unless_its_ready_condition_says_otherwise() -> None:
+    def ready(status: dict[str, object]) -> bool:
+        return pod_ref({"metadata": {"name": "p"}, "status": status}, "worker", 1).ready
+
+    assert ready({"phase": "Running"})
+    assert ready({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})
+    assert not ready({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]})
+    assert not ready({"phase": "Pending"})
+
+
+def test_the_drain_gauge_says_whether_a_worker_stopped_polling() -> None:
+    drained = exposition() + "# TYPE docpipe_worker_draining gauge\ndocpipe_worker_draining 1\n"
+    assert load_from_exposition(drained) == PodLoad(0, True)
+    assert load_from_exposition(exposition(prepare_text=2)) == PodLoad(2, None)
 
 
 async def test_the_reader_reads_real_endpoints_and_never_waits_on_a_dead_one() -> None:

@@ -6,6 +6,7 @@ serving the workers' gauge; the pods carry those addresses as their podIP."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from test_drain import exposition
 from test_operator import deploy_rbac_rules, granted, pipeline
 
 from docpipe.local.devstack import TemporalServer
+from docpipe_operator.cordon import DRAIN_ANNOTATION, DRAIN_REQUESTED_AT_ANNOTATION, REMOVE_COST
 from docpipe_operator.drain import DELETION_COST_ANNOTATION
 from docpipe_operator.resources import selector_labels
 
@@ -110,13 +112,15 @@ async def test_scaling_3_to_1_with_one_busy_pod_makes_the_busy_one_the_most_expe
     await cluster.patch_pipeline("docs", {"spec": {"pools": {"cpu": {"minReplicas": 1}}}})
     await eventually(lambda: cluster.deployment("docs-cpu")["spec"]["replicas"] == 1)  # type: ignore[index]
 
+    # Drain before remove (cordon.py): the idle pod and the one whose load cannot be
+    # read go at once, with the lowest cost; the busy one stays, the dearest.
     assert cost(cluster, "docs-cpu-busy") == 2
-    assert cost(cluster, "docs-cpu-idle") == 0
-    assert cost(cluster, "docs-cpu-unread") == 0  # unknown: neutral, and scaling went on
+    assert cost(cluster, "docs-cpu-idle") == REMOVE_COST
+    assert cost(cluster, "docs-cpu-unread") == REMOVE_COST
     # The annotation was in place before the ReplicaSet was told to remove pods.
     annotated = int(pod(cluster, "docs-cpu-busy")["metadata"]["resourceVersion"])
     assert annotated < resource_version_when_replicas_became(cluster, "docs-cpu", 1)
-    # Another pool's pods are neither read nor ranked.
+    # Another pool's pods are read (their work counts) but not ranked: it keeps its pods.
     assert DELETION_COST_ANNOTATION not in (
         pod(cluster, "docs-io-other")["metadata"].get("annotations") or {}
     )
@@ -124,3 +128,66 @@ async def test_scaling_3_to_1_with_one_busy_pod_makes_the_busy_one_the_most_expe
     pod_calls = [call for call in cluster.api.calls if call[1] == "pods"]
     assert sorted(pod_calls) == [("", "pods", "list"), ("", "pods", "patch")]
     assert all(granted(rules, *call) for call in pod_calls)
+
+
+@pytest_asyncio.fixture
+async def switchable() -> AsyncIterator[tuple[dict[str, str], dict[str, int]]]:
+    """Two workers' /metrics whose text the test changes: 127.0.0.4 and 127.0.0.5."""
+    texts = {"127.0.0.4": exposition(prepare_text=2), "127.0.0.5": exposition(prepare_text=1)}
+    runners, ports = [], {}
+    for ip in texts:
+
+        async def metrics(_: aiohttp.web.Request, ip: str = ip) -> aiohttp.web.Response:
+            return aiohttp.web.Response(text=texts[ip])
+
+        app = aiohttp.web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = aiohttp.web.AppRunner(app)
+        await runner.setup()
+        await aiohttp.web.TCPSite(runner, ip, 0).start()
+        runners.append(runner)
+        ports[ip] = runner.addresses[0][1]
+    yield texts, ports
+    for runner in runners:
+        await runner.cleanup()
+
+
+def annotations(cluster: Cluster, name: str) -> dict[str, str]:
+    return pod(cluster, name)["metadata"].get("annotations") or {}
+
+
+async def test_a_busy_pod_is_cordoned_and_removed_only_once_it_reports_drained(
+    cluster: Cluster,
+    operator: None,
+    temporal: TemporalServer,
+    switchable: tuple[dict[str, str], dict[str, int]],
+) -> None:
+    """Issue 12, item 7: with every pod busy, a shrinking pool deletes none of them.
+    The least busy is cordoned (its worker stops polling); replicas go down only once
+    that worker reports drained and idle, and then that pod is the one that goes."""
+    texts, ports = switchable
+    quick = {"scaleDownStabilizationSeconds": 0, "taskSeconds": 0.1, "pollIntervalSeconds": 0.5}
+    body = pipeline("docs", temporal.address, cpu={"minReplicas": 2})
+    body["spec"]["pools"]["cpu"]["scaling"] |= quick
+    await cluster.create_pipeline(body)
+    await eventually(
+        lambda: (cluster.deployment("docs-cpu") or {}).get("spec", {}).get("replicas") == 2
+    )
+    await add_pod(cluster, "docs-cpu-busier", "cpu", "127.0.0.4", ports["127.0.0.4"])
+    await add_pod(cluster, "docs-cpu-busy", "cpu", "127.0.0.5", ports["127.0.0.5"])
+
+    await cluster.patch_pipeline("docs", {"spec": {"pools": {"cpu": {"minReplicas": 1}}}})
+    await eventually(lambda: annotations(cluster, "docs-cpu-busy").get(DRAIN_ANNOTATION) == "true")
+    assert DRAIN_REQUESTED_AT_ANNOTATION in annotations(cluster, "docs-cpu-busy")
+    assert DRAIN_ANNOTATION not in annotations(cluster, "docs-cpu-busier")
+    # Six rounds later (0.5 s each) both busy pods are still there.
+    await asyncio.sleep(3)
+    assert cluster.deployment("docs-cpu")["spec"]["replicas"] == 2  # type: ignore[index]
+
+    # Its worker stopped polling and finished its activity.
+    texts["127.0.0.5"] = (
+        exposition() + "# TYPE docpipe_worker_draining gauge\ndocpipe_worker_draining 1\n"
+    )
+    await eventually(lambda: cluster.deployment("docs-cpu")["spec"]["replicas"] == 1)  # type: ignore[index]
+    assert cost(cluster, "docs-cpu-busy") == REMOVE_COST
+    assert cost(cluster, "docs-cpu-busier") == 2

@@ -4,20 +4,18 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 from crd_admission import admit
+from pipeline_examples import example
 
 from docpipe_operator import POOLS, crd, resources, trust
 from docpipe_operator.field_managers import FIELD_MANAGER, SCALER_FIELD_MANAGER, release_replicas
 from docpipe_operator.spec import is_paused, parse, problems
 
-REPO = Path(__file__).resolve().parents[2]
-MINIMAL = yaml.safe_load((REPO / "deploy" / "examples" / "minimal.yaml").read_text())
+MINIMAL = example("minimal")
 K8S_VERSION = "1.37.0"
 
 
@@ -197,9 +195,27 @@ def test_extra_volumes_and_mounts_come_after_the_operators_own() -> None:
     )
     assert admitted(cr) == []
     spec = pod(cr, "cpu")
-    assert [v["name"] for v in spec["volumes"]] == ["tmp", "cache", "models"]
+    assert [v["name"] for v in spec["volumes"]] == ["tmp", "cache", "podinfo", "models"]
     mounts = spec["containers"][0]["volumeMounts"]
     assert mounts[-1] == {"name": "models", "mountPath": "/models", "readOnly": True}
+
+
+def test_every_worker_sees_its_own_annotations_for_the_drain_switch() -> None:
+    """Drain before remove (cordon.py): the worker reads docpipe.io/drain from a
+    downward API file, named by WORKER_POD_ANNOTATIONS_FILE."""
+    cr = body()
+    for kind in ("workflow", "cpu", "gpu", "io"):
+        spec = pod(cr, kind)
+        (podinfo,) = [v for v in spec["volumes"] if v["name"] == "podinfo"]
+        assert podinfo["downwardAPI"]["items"] == [
+            {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
+        ]
+        container = spec["containers"][0]
+        assert {"name": "podinfo", "mountPath": "/etc/podinfo", "readOnly": True} in container[
+            "volumeMounts"
+        ]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["WORKER_POD_ANNOTATIONS_FILE"] == "/etc/podinfo/annotations"
 
 
 @pytest.mark.parametrize(

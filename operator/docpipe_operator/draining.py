@@ -1,0 +1,128 @@
+"""The operator's side of drain-before-remove (cordon.py): read a pool's pods, apply a plan.
+
+Each round the operator lists the pool's pods and reads every worker's
+``/metrics`` (in-flight activities, and whether it stopped polling for a drain),
+so the policy decides on counted work and :func:`cordon.plan_scale` on real pods.
+Applying a plan only writes pod annotations; the Deployment's replicas are the
+caller's to set, after the annotations are in place (the ReplicaSet reads the
+deletion cost when it picks the pods to delete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from docpipe_operator import cordon, drain
+from docpipe_operator.kube import Kube
+
+DRAINING_POOLS = ("cpu", "gpu", "io")
+"""Pools that drain before they lose a pod; the workflow pool's tasks last milliseconds."""
+
+
+@dataclass(frozen=True)
+class PoolPods:
+    pods: tuple[cordon.PodDrain, ...]
+    refs: tuple[drain.PodRef, ...] = ()
+    """The same pods as the API gave them (their current deletion cost)."""
+
+    @property
+    def counted_in_flight(self) -> float | None:
+        """Activities running on the serving pods, or None if any of them could not be read."""
+        total = 0.0
+        for pod in self.pods:
+            if pod.cordoned:
+                continue
+            if pod.in_flight is None:
+                return None
+            total += pod.in_flight
+        return total
+
+
+def _requested_at(annotations: Mapping[str, str]) -> float | None:
+    try:
+        value = float(annotations[cordon.DRAIN_REQUESTED_AT_ANNOTATION])
+    except (KeyError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def pod_drain(ref: drain.PodRef, load: drain.PodLoad | None) -> cordon.PodDrain:
+    """One pod as the plan sees it: readiness and cordon from the API, load from /metrics."""
+    annotations = ref.annotations
+    return cordon.PodDrain(
+        name=ref.name,
+        ready=ref.ready,
+        cordoned=annotations.get(cordon.DRAIN_ANNOTATION) == "true",
+        cordoned_at=_requested_at(annotations),
+        in_flight=None if load is None else load.in_flight,
+        draining=None if load is None else load.draining,
+    )
+
+
+async def read_pool(
+    kube: Kube,
+    reader: drain.InFlightReader,
+    namespace: str,
+    selector: Mapping[str, str],
+    container: str,
+    metrics_port: int,
+) -> PoolPods:
+    """The pool's live pods with their load (a reader without drain gauges gives in-flight only)."""
+    refs = await kube.pods(namespace, selector, container, metrics_port)
+    read_loads = getattr(reader, "read_loads", None)
+    if read_loads is not None:
+        loads: dict[str, drain.PodLoad | None] = await read_loads(refs)
+    else:
+        counts = await reader.read(refs)
+        loads = {name: drain.PodLoad(count, None) for name, count in counts.items()}
+    return PoolPods(tuple(pod_drain(ref, loads.get(ref.name)) for ref in refs), tuple(refs))
+
+
+def costs(pool: PoolPods, plan: cordon.DrainPlan) -> dict[str, str]:
+    """Deletion costs to write: the lowest for the pods the plan removes, in-flight work
+    for the rest (drain.py), so the ReplicaSet takes exactly the planned pods. Only changed values, and only when the plan removes pods: a pool that
+    keeps its pods is not written to every round."""
+    if not plan.remove:
+        return {}
+    wanted = drain.deletion_costs(
+        [pod.name for pod in pool.pods], {pod.name: pod.in_flight for pod in pool.pods}
+    )
+    wanted |= {name: cordon.REMOVE_COST for name in plan.remove}
+    return drain.cost_changes(pool.refs, wanted)
+
+
+async def apply(
+    kube: Kube, namespace: str, pool: PoolPods, plan: cordon.DrainPlan, now: float
+) -> None:
+    """Write the plan's annotations: cordon, un-cordon, and the deletion costs."""
+    writes: list[tuple[str, dict[str, str | None]]] = []
+    for name in plan.cordon:
+        writes.append(
+            (
+                name,
+                {
+                    cordon.DRAIN_ANNOTATION: "true",
+                    cordon.DRAIN_REQUESTED_AT_ANNOTATION: str(int(now)),
+                },
+            )
+        )
+    for name in plan.uncordon:
+        writes.append(
+            (name, {cordon.DRAIN_ANNOTATION: None, cordon.DRAIN_REQUESTED_AT_ANNOTATION: None})
+        )
+    for name, cost in costs(pool, plan).items():
+        writes.append((name, {drain.DELETION_COST_ANNOTATION: cost}))
+    await asyncio.gather(*(kube.annotate_pod(namespace, name, notes) for name, notes in writes))
+
+
+def summary(plan: cordon.DrainPlan) -> str:
+    """One line for the log and the decision message, empty when the plan touches no pod."""
+    parts: Sequence[tuple[str, tuple[str, ...]]] = (
+        ("cordoned", plan.cordon),
+        ("back in service", plan.uncordon),
+        ("removed (drained or idle)", plan.remove),
+    )
+    return "; ".join(f"{label}: {', '.join(names)}" for label, names in parts if names)
