@@ -1,6 +1,6 @@
 """Our scaling policy against KEDA's Temporal scaler, side by side on the same traces.
 
-A trace-driven simulation (``docpipe_operator.simulation``): task arrivals and
+A trace-driven simulation (``bench/autoscale_model.py``): task arrivals and
 service times, pods that take time to start and have ``concurrency`` slots,
 and the statistics Temporal reports (approximate backlog count and age, 30 s
 add and dispatch rates, refreshed every ~6 s). Both autoscalers see only
@@ -47,9 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from docpipe_operator.scaling import ScalingKnobs
-from docpipe_operator.simulation import (
+from autoscale_model import (
     DocpipeAutoscaler,
     Document,
     KedaAutoscaler,
@@ -61,6 +59,8 @@ from docpipe_operator.simulation import (
     simulate,
     simulate_pipeline,
 )
+
+from docpipe_operator.scaling import ScalingKnobs
 from docpipe_operator.spec import pool_knobs as spec_pool_knobs
 
 GOAL_WORST_AGE_RATIO = 0.9

@@ -1,4 +1,4 @@
-"""The autoscaling simulator's mechanics (docpipe_operator.simulation), and the
+"""The autoscaling simulator's mechanics (bench/autoscale_model.py), and the
 policy run through it on the fan-out that breaks KEDA (kedacore/keda#7977).
 
 bench/autoscale_sim.py trusts these mechanics for its figures: tasks are
@@ -13,9 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import pytest
-
-from docpipe_operator.scaling import QueueSignal, ScalingKnobs, ScalingState, decide, witnessed
-from docpipe_operator.simulation import (
+from autoscale_model import (
     DocpipeAutoscaler,
     Document,
     KedaAutoscaler,
@@ -27,6 +25,8 @@ from docpipe_operator.simulation import (
     simulate,
     simulate_pipeline,
 )
+
+from docpipe_operator.scaling import QueueSignal, ScalingKnobs, ScalingState, decide, witnessed
 
 
 @dataclass
