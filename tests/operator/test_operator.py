@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,14 +20,14 @@ from operator_harness import (
     start_temporal,
     stop_temporal,
 )
+from pipeline_examples import REPO, example
 from prometheus_client import REGISTRY
 from temporalio.client import Client
 
 from docpipe.local.devstack import TemporalServer
 from docpipe_operator import POOLS, metrics
 
-REPO = Path(__file__).resolve().parents[2]
-FULL = yaml.safe_load((REPO / "deploy" / "examples" / "full.yaml").read_text())
+FULL = example("full")
 
 
 def pipeline(name: str, temporal_address: str, **pool_overrides: dict[str, Any]) -> dict[str, Any]:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import copy
 import gc
 import weakref
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from crd_admission import admit
+from pipeline_examples import example
 from prometheus_client import REGISTRY
 
 from docpipe.config import TemporalConnection
@@ -21,8 +20,7 @@ from docpipe_operator import backlog, crd, metrics
 from docpipe_operator.backlog import QueueRef, TemporalClients
 from docpipe_operator.spec import problems
 
-REPO = Path(__file__).resolve().parents[2]
-MINIMAL = yaml.safe_load((REPO / "deploy" / "examples" / "minimal.yaml").read_text())
+MINIMAL = example("minimal")
 
 
 def gauge(pipeline: str) -> float | None:

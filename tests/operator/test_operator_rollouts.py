@@ -20,6 +20,20 @@ def condition(body: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     return next((c for c in conditions if c["type"] == kind), {})
 
 
+async def roll_cpu_image(cluster: Cluster, tag: str) -> None:
+    """Give the cpu pool image ``tag`` and wait until its Deployment's template has it."""
+    image = f"ghcr.io/example/docpipe-cpu:{tag}"
+    await cluster.patch_pipeline("docs", {"spec": {"pools": {"cpu": {"image": image}}}})
+    await eventually(
+        lambda: (
+            cluster.deployment("docs-cpu")["spec"]["template"]["spec"]["containers"][0][  # type: ignore[index]
+                "image"
+            ]
+            == image
+        )
+    )
+
+
 STUCK = {
     "type": "Progressing",
     "status": "False",
@@ -37,14 +51,7 @@ async def test_a_bad_image_rollout_is_not_ready_and_a_stuck_one_is_degraded(
         cluster.set_ready(f"docs-{kind}", cluster.deployment(f"docs-{kind}")["spec"]["replicas"])  # type: ignore[index]
     await eventually(lambda: condition(cluster.pipeline("docs"), "Ready").get("status") == "True")
 
-    await cluster.patch_pipeline(
-        "docs", {"spec": {"pools": {"cpu": {"image": "ghcr.io/example/docpipe-cpu:broken"}}}}
-    )
-    await eventually(
-        lambda: cluster.deployment("docs-cpu")["spec"]["template"]["spec"]["containers"][0][  # type: ignore[index]
-            "image"
-        ].endswith(":broken")
-    )
+    await roll_cpu_image(cluster, "broken")
     # maxUnavailable: 0: the old pod stays ready, the new one never starts.
     cluster.set_deployment_status("docs-cpu", ready=1, updated=0)
     ready = await eventually(
@@ -72,14 +79,7 @@ async def test_a_bad_image_rollout_is_not_ready_and_a_stuck_one_is_degraded(
     assert len(reason_events(cluster, "RolloutStuck")) == 1
 
     # A fixed image rolls out: Ready again.
-    await cluster.patch_pipeline(
-        "docs", {"spec": {"pools": {"cpu": {"image": "ghcr.io/example/docpipe-cpu:0.1.1"}}}}
-    )
-    await eventually(
-        lambda: cluster.deployment("docs-cpu")["spec"]["template"]["spec"]["containers"][0][  # type: ignore[index]
-            "image"
-        ].endswith(":0.1.1")
-    )
+    await roll_cpu_image(cluster, "0.1.1")
     cluster.set_deployment_status("docs-cpu", ready=1, updated=1, conditions=[])
     await eventually(lambda: condition(cluster.pipeline("docs"), "Ready").get("status") == "True")
     assert condition(cluster.pipeline("docs"), "Progressing")["reason"] == "RolloutComplete"

@@ -3,7 +3,7 @@ Deployment API and of the Kubernetes calls, for the cases the end-to-end test
 cannot stage on demand: Temporal unreachable, a version's backlog unreadable, a
 drained version's delays, and a pool switched from unversioned to versioned.
 
-The fakes answer what versioning.py's calls answer: a DeploymentState (None for a
+The fakes answer what worker_deployments.py's calls answer: a DeploymentState (None for a
 deployment no worker has polled yet), per-Build-ID QueueStats or None, and routing
 changes recorded with the conflict token they carried.
 """
@@ -14,10 +14,9 @@ import copy
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import yaml
+from pipeline_examples import example
 
 from docpipe.queue_stats import QueueStats
 from docpipe_operator import resources, rollout
@@ -33,20 +32,21 @@ from docpipe_operator.versioning import (
     VersionStatus,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-MINIMAL = yaml.safe_load((REPO / "deploy" / "examples" / "minimal.yaml").read_text())
+MINIMAL = example("minimal")
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC).timestamp()
 BODY = {"metadata": {"name": "docs", "namespace": "ns", "uid": "uid-1"}}
 NAME = "ns/docs-workflow"
 
 
-def spec(tag: str = "v2", **rollout_fields: Any) -> Any:
+def spec(tag: str = "v2", pool: dict[str, Any] | None = None, **rollout_fields: Any) -> Any:
+    """The minimal example with a versioned workflow pool of image ``tag`` (2-6 replicas)."""
     raw = copy.deepcopy(MINIMAL["spec"])
     raw["pools"]["workflow"] |= {
         "image": f"ghcr.io/example/docpipe-io:{tag}",
         "minReplicas": 2,
         "maxReplicas": 6,
         "versioning": {"enabled": True, "rollout": {"scaleDownDelay": "10m", **rollout_fields}},
+        **(pool or {}),
     }
     return parse(raw)
 
@@ -118,6 +118,29 @@ def routing(*versions: Version, current: str | None, token: bytes = b"t1") -> Ro
     )
 
 
+def v2_replaced_v1(
+    v1_status: VersionStatus, /, drained_at: datetime | None = None, **backlog: QueueStats | None
+) -> FakeTemporal:
+    """Temporal after v2 became Current, v1 in ``v1_status``; ``backlog`` by Build ID."""
+    return FakeTemporal(
+        routing(
+            Version("v1", v1_status, drained_at),
+            Version("v2", VersionStatus.CURRENT),
+            current="v2",
+        ),
+        backlog,
+    )
+
+
+def deployments(**replicas: tuple[int, int, int]) -> FakeKube:
+    """A FakeKube with each version's Deployment: (replicas, ready, updated)."""
+    return FakeKube({f"docs-workflow-{v}": DeploymentState(*r) for v, r in replicas.items()})
+
+
+V1_REMEMBERED = {"versions": [{"buildId": "v1", "image": "x:v1"}]}
+"""The pool's last status: it knew v1 and its image."""
+
+
 async def tick(
     kube: FakeKube,
     temporal: FakeTemporal | None,
@@ -125,6 +148,7 @@ async def tick(
     previous: dict[str, Any] | None = None,
     now: float = NOW,
     before_scale_down: rollout.BeforeScaleDown | None = None,
+    memory: dict[str, rollout.VersionMemory] | None = None,
 ) -> rollout.Tick:
     target = resources.version_deployment_name(
         "docs", "workflow", pipeline.pools["workflow"].versioning.build_id
@@ -136,7 +160,7 @@ async def tick(
         pipeline,
         "workflow",
         kube.deployments.get(target),
-        {},
+        {} if memory is None else memory,
         previous or {},
         now=now,
         unreachable=None if temporal else "cannot reach Temporal",
@@ -145,9 +169,7 @@ async def tick(
 
 
 async def test_a_new_version_becomes_current_once_polled_with_the_conflict_token() -> None:
-    kube = FakeKube(
-        {"docs-workflow-v1": DeploymentState(2, 2, 2), "docs-workflow-v2": DeploymentState(2, 0, 2)}
-    )
+    kube = deployments(v1=(2, 2, 2), v2=(2, 0, 2))
     temporal = FakeTemporal(
         routing(
             Version("v1", VersionStatus.CURRENT),
@@ -156,7 +178,7 @@ async def test_a_new_version_becomes_current_once_polled_with_the_conflict_token
         ),
         {"v1": stats(0), "v2": stats(0)},
     )
-    done = await tick(kube, temporal, spec(), {"versions": [{"buildId": "v1", "image": "x:v1"}]})
+    done = await tick(kube, temporal, spec(), V1_REMEMBERED)
     assert temporal.routed == [(SetCurrent("v2"), b"t1")]
     assert [n.reason for n in done.notices] == ["RolloutStep"]
     assert kube.deleted == []  # v1 serves until Temporal says otherwise
@@ -167,9 +189,7 @@ async def test_a_new_version_becomes_current_once_polled_with_the_conflict_token
 
 
 async def test_temporal_unreachable_holds_every_version() -> None:
-    kube = FakeKube(
-        {"docs-workflow-v1": DeploymentState(3, 3, 3), "docs-workflow-v2": DeploymentState(2, 2, 2)}
-    )
+    kube = deployments(v1=(3, 3, 3), v2=(2, 2, 2))
     previous = {
         "currentBuildId": "v1",
         "versions": [{"buildId": "v1", "status": "Draining", "image": "x:v1"}],
@@ -185,35 +205,18 @@ async def test_temporal_unreachable_holds_every_version() -> None:
 
 
 async def test_a_version_whose_backlog_cannot_be_read_is_not_shrunk() -> None:
-    kube = FakeKube(
-        {"docs-workflow-v1": DeploymentState(5, 5, 5), "docs-workflow-v2": DeploymentState(4, 4, 4)}
-    )
-    temporal = FakeTemporal(
-        routing(
-            Version("v1", VersionStatus.DRAINING),
-            Version("v2", VersionStatus.CURRENT),
-            current="v2",
-        ),
-        {"v1": None, "v2": None},  # the server gave no statistics
-    )
-    done = await tick(kube, temporal, spec(), {"versions": [{"buildId": "v1", "image": "x:v1"}]})
+    kube = deployments(v1=(5, 5, 5), v2=(4, 4, 4))
+    # The server gave no statistics.
+    temporal = v2_replaced_v1(VersionStatus.DRAINING, v1=None, v2=None)
+    done = await tick(kube, temporal, spec(), V1_REMEMBERED)
     assert kube.scaled == []
     assert done.decision is not None and done.decision.replicas == 4
 
 
 async def test_a_serving_version_scales_on_its_own_backlog() -> None:
-    kube = FakeKube(
-        {"docs-workflow-v1": DeploymentState(2, 2, 2), "docs-workflow-v2": DeploymentState(2, 2, 2)}
-    )
-    temporal = FakeTemporal(
-        routing(
-            Version("v1", VersionStatus.DRAINING),
-            Version("v2", VersionStatus.CURRENT),
-            current="v2",
-        ),
-        {"v1": stats(0), "v2": stats(1000)},
-    )
-    done = await tick(kube, temporal, spec(), {"versions": [{"buildId": "v1", "image": "x:v1"}]})
+    kube = deployments(v1=(2, 2, 2), v2=(2, 2, 2))
+    temporal = v2_replaced_v1(VersionStatus.DRAINING, v1=stats(0), v2=stats(1000))
+    done = await tick(kube, temporal, spec(), V1_REMEMBERED)
     assert ("docs-workflow-v2", 6) in kube.scaled
     assert not any(name == "docs-workflow-v1" for name, _ in kube.scaled)
     assert done.decision is not None and done.decision.replicas == 6
@@ -221,19 +224,10 @@ async def test_a_serving_version_scales_on_its_own_backlog() -> None:
 
 async def test_a_drained_version_goes_to_zero_after_its_delay_then_away() -> None:
     drained_at = datetime.fromtimestamp(NOW, UTC) - timedelta(minutes=11)
-    kube = FakeKube(
-        {"docs-workflow-v1": DeploymentState(1, 1, 1), "docs-workflow-v2": DeploymentState(2, 2, 2)}
-    )
-    temporal = FakeTemporal(
-        routing(
-            Version("v1", VersionStatus.DRAINED, drained_at),
-            Version("v2", VersionStatus.CURRENT),
-            current="v2",
-        ),
-        {"v2": stats(0)},
-    )
+    kube = deployments(v1=(1, 1, 1), v2=(2, 2, 2))
+    temporal = v2_replaced_v1(VersionStatus.DRAINED, drained_at=drained_at, v2=stats(0))
     pipeline = spec(deleteDelay="5m")
-    done = await tick(kube, temporal, pipeline, {"versions": [{"buildId": "v1", "image": "x:v1"}]})
+    done = await tick(kube, temporal, pipeline, V1_REMEMBERED)
     assert kube.scaled == [("docs-workflow-v1", 0)] and kube.deleted == []
     assert "VersionScaledToZero" in [n.reason for n in done.notices]
 
@@ -247,15 +241,8 @@ async def test_a_drained_version_goes_to_zero_after_its_delay_then_away() -> Non
 async def test_a_version_losing_replicas_has_its_own_pods_ranked_first() -> None:
     """Drain-aware scale-down holds per version: the pods of the version that shrinks
     (and only those) get their deletion costs before its replicas go down."""
-    raw = copy.deepcopy(MINIMAL["spec"])
-    raw["pools"]["workflow"] |= {
-        "image": "ghcr.io/example/docpipe-io:v2",
-        "minReplicas": 1,
-        "maxReplicas": 6,
-        "scaling": {"scaleDownStabilizationSeconds": 0},
-        "versioning": {"enabled": True},
-    }
-    kube = FakeKube({"docs-workflow-v2": DeploymentState(6, 6, 6)})
+    pipeline = spec(pool={"minReplicas": 1, "scaling": {"scaleDownStabilizationSeconds": 0}})
+    kube = deployments(v2=(6, 6, 6))
     temporal = FakeTemporal(routing(Version("v2", VersionStatus.CURRENT), current="v2"))
     temporal.stats = {"v2": stats(0)}
     ranked: list[tuple[str, dict[str, str], int]] = []
@@ -263,19 +250,10 @@ async def test_a_version_losing_replicas_has_its_own_pods_ranked_first() -> None
     async def rank(namespace: str, selector: Mapping[str, str]) -> None:
         ranked.append((namespace, dict(selector), len(kube.scaled)))
 
-    pipeline, memory = parse(raw), {}
+    memory: dict[str, rollout.VersionMemory] = {}
     for seconds in (0, 60, 120):  # a quiet history first: scale-downs are stabilised
-        await rollout.tick(
-            kube,  # type: ignore[arg-type]
-            temporal,
-            BODY,
-            pipeline,
-            "workflow",
-            kube.deployments["docs-workflow-v2"],
-            memory,
-            {},
-            now=NOW + seconds,
-            before_scale_down=rank,
+        await tick(
+            kube, temporal, pipeline, now=NOW + seconds, before_scale_down=rank, memory=memory
         )
         if kube.scaled:
             break
@@ -286,15 +264,8 @@ async def test_a_version_losing_replicas_has_its_own_pods_ranked_first() -> None
 
 
 async def test_a_draining_version_that_lost_its_deployment_comes_back_with_its_image() -> None:
-    kube = FakeKube({"docs-workflow-v2": DeploymentState(2, 2, 2)})
-    temporal = FakeTemporal(
-        routing(
-            Version("v1", VersionStatus.DRAINING),
-            Version("v2", VersionStatus.CURRENT),
-            current="v2",
-        ),
-        {"v1": stats(0), "v2": stats(0)},
-    )
+    kube = deployments(v2=(2, 2, 2))
+    temporal = v2_replaced_v1(VersionStatus.DRAINING, v1=stats(0), v2=stats(0))
     previous = {"versions": [{"buildId": "v1", "image": "ghcr.io/example/docpipe-io:v1"}]}
     done = await tick(kube, temporal, spec(), previous)
     assert kube.applied == ["docs-workflow-v1"]
@@ -304,9 +275,8 @@ async def test_a_draining_version_that_lost_its_deployment_comes_back_with_its_i
 
 
 async def test_the_unversioned_deployment_goes_once_a_version_is_current() -> None:
-    kube = FakeKube(
-        {"docs-workflow": DeploymentState(2, 2, 2), "docs-workflow-v1": DeploymentState(2, 0, 2)}
-    )
+    kube = deployments(v1=(2, 0, 2))
+    kube.deployments["docs-workflow"] = DeploymentState(2, 2, 2)  # from before versioning
     temporal = FakeTemporal(None)  # no version has polled yet
     await tick(kube, temporal, spec("v1"))
     assert "docs-workflow" in kube.deployments, "kept while nothing else can serve"

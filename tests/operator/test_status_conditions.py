@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from docpipe_operator.status import (
     READY,
     Phase,
@@ -29,18 +31,16 @@ def test_a_condition_written_without_a_time_gets_one() -> None:
     assert updated[0]["lastTransitionTime"] == "t1"
 
 
+def two_ready_pods(state: Rollout, message: str) -> dict[str, Any]:
+    """A pool status entry: both pods ready, the rollout where ``state`` says."""
+    return {"currentReplicas": 2, "readyReplicas": 2, "rollout": state, "rolloutMessage": message}
+
+
 def test_a_template_not_on_every_pod_is_not_ready_although_every_pod_is() -> None:
     """maxUnavailable: 0 keeps the old pods ready while the new image never starts."""
     state, message = rollout(replicas=2, updated=0, generation=3, observed_generation=3, stuck=None)
     assert state is Rollout.PROGRESSING and "0/2" in message
-    pools = {
-        "cpu": {
-            "currentReplicas": 2,
-            "readyReplicas": 2,
-            "rollout": state,
-            "rolloutMessage": message,
-        }
-    }
+    pools = {"cpu": two_ready_pods(state, message)}
     ready, reason, _ = ready_condition(pools)
     assert (ready, reason) == (False, "RollingOut")
     assert progressing_condition(pools)[:2] == (True, "RollingOut")
@@ -60,12 +60,7 @@ def test_a_stuck_rollout_is_degraded() -> None:
         stuck='ReplicaSet "x" has timed out progressing.',
     )
     pools = {
-        "cpu": {
-            "currentReplicas": 2,
-            "readyReplicas": 2,
-            "rollout": state,
-            "rolloutMessage": message,
-        },
+        "cpu": two_ready_pods(state, message),
         "io": {"currentReplicas": 1, "readyReplicas": 1, "rollout": "Complete"},
     }
     assert ready_condition(pools)[:2] == (False, "RolloutStuck")

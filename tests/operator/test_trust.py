@@ -4,11 +4,10 @@ make the operator do with the operator's own rights. Pure functions, no cluster.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from pipeline_examples import example
 
 from docpipe_operator import POOLS, resources
 from docpipe_operator.config import OperatorConfig
@@ -24,8 +23,7 @@ from docpipe_operator.trust import (
     workload_problems,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-FULL = yaml.safe_load((REPO / "deploy" / "examples" / "full.yaml").read_text())
+FULL = example("full")
 LABELLED = {ALLOW_LABEL: "true"}
 POLICY = TrustPolicy(
     allowed_images=("ghcr.io/example/docpipe-*",),

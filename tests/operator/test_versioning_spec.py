@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import copy
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from crd_admission import admit
+from pipeline_examples import REPO, example
 
 from docpipe_operator import resources
 from docpipe_operator.spec import SpecError, parse, parse_duration, problems
 from docpipe_operator.versioning import RampStep, Rollout, Strategy
 
-REPO = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((REPO / "deploy" / "crds" / "documentpipelines.docpipe.io.yaml").read_text())
-MINIMAL = yaml.safe_load((REPO / "deploy" / "examples" / "minimal.yaml").read_text())
+MINIMAL = example("minimal")
 
 
 def with_workflow(**fields: Any) -> dict[str, Any]:

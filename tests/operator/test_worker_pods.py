@@ -17,16 +17,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import yaml
 from crd_admission import admit
+from pipeline_examples import example
 
 from docpipe.config import load_settings
 from docpipe_operator import POOLS, crd, reconcile, resources
 from docpipe_operator.kube import Kube
 from docpipe_operator.spec import parse
 
-REPO = Path(__file__).resolve().parents[2]
-FULL = yaml.safe_load((REPO / "deploy" / "examples" / "full.yaml").read_text())
+FULL = example("full")
 OWNER = {**FULL["metadata"], "namespace": "docpipe", "uid": "0000-test"}
 
 
