@@ -20,6 +20,7 @@ from temporalio.client import Client
 from docpipe.config import TemporalConnection
 from docpipe.encryption.keyring import Keyring
 from docpipe.queue_stats import QueueStats, describe_queue
+from docpipe_operator import scaling
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -158,3 +159,15 @@ def _explain(what: str, endpoint: Endpoint, exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         detail = "timed out"
     return f"{what} at {endpoint.address} ({endpoint.namespace}): {detail}"
+
+
+def queue_signal(stats: QueueStats | None) -> scaling.QueueSignal | None:
+    """The policy's view of one queue's statistics (``None``: could not be read)."""
+    if stats is None:
+        return None
+    return scaling.QueueSignal(
+        backlog_count=stats.backlog_count,
+        backlog_age_s=stats.backlog_age_s,
+        add_rate=stats.add_rate,
+        dispatch_rate=stats.dispatch_rate,
+    )

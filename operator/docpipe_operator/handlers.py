@@ -1,4 +1,4 @@
-"""kopf handlers for DocumentPipeline: thin, they wire kopf to reconcile.py.
+"""kopf handlers for DocumentPipeline: thin, they wire kopf to reconcile.py and autoscaler.py.
 
 * login: the same credentials as our own API client (kube_login.py);
 * create / resume / update: create or patch the owned Deployments and Services;
@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from docpipe.config import load_payload_keyring
-from docpipe_operator import GROUP, PLURAL, VERSION, drain, metrics, reconcile
+from docpipe_operator import GROUP, PLURAL, VERSION, autoscaler, drain, metrics, reconcile
 from docpipe_operator.backlog import TemporalClients
 from docpipe_operator.config import load
 from docpipe_operator.kube import Kube
@@ -110,7 +110,7 @@ async def autoscale(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: An
     metrics.touch(
         body["metadata"]["namespace"], body["metadata"]["name"], time.monotonic(), 3 * slowest
     )
-    result = await reconcile.autoscale(
+    result = await autoscaler.autoscale(
         memo.kube,
         memo.temporal,
         body,

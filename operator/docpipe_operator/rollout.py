@@ -32,6 +32,7 @@ from typing import Any
 
 from docpipe.queue_stats import QueueStats
 from docpipe_operator import resources, rollout_status, scaling, versioning
+from docpipe_operator.backlog import queue_signal
 from docpipe_operator.kube import DeploymentState, Kube
 from docpipe_operator.spec import PipelineSpec
 from docpipe_operator.status import Notice
@@ -309,15 +310,7 @@ async def _scale_version(
         # even in a pool that may idle at zero, or its rollout never starts.
         knobs = dataclasses.replace(knobs, min_replicas=max(low, 1), scale_to_zero=False)
     current = memory.owned if memory.owned is not None else found.replicas
-    signal = None
-    if stats is not None:
-        signal = scaling.QueueSignal(
-            backlog_count=stats.backlog_count,
-            backlog_age_s=stats.backlog_age_s,
-            add_rate=stats.add_rate,
-            dispatch_rate=stats.dispatch_rate,
-        )
-    decision = scaling.decide(current, signal, knobs, memory.state, now)
+    decision = scaling.decide(current, queue_signal(stats), knobs, memory.state, now)
     if decision.replicas != found.replicas:
         if decision.replicas < found.replicas and before_scale_down is not None:
             await before_scale_down()

@@ -2,7 +2,7 @@
 and a cold GPU pool starts from the work queued upstream of it.
 
 The Kubernetes and Temporal layers are stand-ins here: what is under test is
-that reconcile.autoscale reads every queue, hands each pool its upstream work,
+that autoscaler.autoscale reads every queue, hands each pool its upstream work,
 and scales the Deployment accordingly (the policy has its own tests).
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docpipe.queue_stats import QueueStats
-from docpipe_operator import POOLS, reconcile, spec, trust
+from docpipe_operator import POOLS, autoscaler, pool_scaling, spec, trust
 from docpipe_operator.backlog import BacklogReading, QueueRef
 from docpipe_operator.kube import DeploymentState
 
@@ -62,7 +62,7 @@ def round_with(answers: Mapping[str, QueueStats | None]) -> tuple[FakeKube, Fake
     kube = FakeKube({f"docs-{kind}": (0 if kind == "gpu" else 1) for kind in POOLS})
     temporal = FakeTemporal(answers)
     result = asyncio.run(
-        reconcile.autoscale(
+        autoscaler.autoscale(
             kube,  # type: ignore[arg-type]
             temporal,  # type: ignore[arg-type]
             BODY,
@@ -103,11 +103,11 @@ def test_unreadable_upstream_queues_hold_the_gpu_pool() -> None:
     answers = {kind: stats(kind) for kind in POOLS} | {"cpu": None}
     parsed = spec.parse(BODY["spec"], "docs")
     kube = FakeKube({f"docs-{kind}": 2 for kind in POOLS})
-    memory = {kind: reconcile.PoolMemory() for kind in POOLS}
+    memory = {kind: pool_scaling.PoolMemory() for kind in POOLS}
     for pool in memory.values():  # an operator that has watched these pools for long
         pool.state = pool.state.__class__(tracking_since=0.0)
     asyncio.run(
-        reconcile.autoscale(
+        autoscaler.autoscale(
             kube,  # type: ignore[arg-type]
             FakeTemporal(answers),  # type: ignore[arg-type]
             BODY,
