@@ -331,9 +331,3 @@ def csv_page(
             _last_parsed = (key, documents)
     end = offset + limit
     return documents[offset:end], (end if end < len(documents) else None), len(documents)
-
-
-def batched(documents: list[DocumentRef], size: int) -> list[list[DocumentRef]]:
-    if size < 1:
-        raise ValueError("batch size must be at least 1")
-    return [documents[i : i + size] for i in range(0, len(documents), size)]

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from docpipe.csv_input import CsvFormatError, batched, document_id_for, parse_documents_csv
+from docpipe.client.starter import batched
+from docpipe.csv_input import CsvFormatError, document_id_for, parse_documents_csv
 
 
 def parse(text: str, base: Path = Path("/data")) -> list:

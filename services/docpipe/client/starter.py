@@ -21,16 +21,16 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDReusePolicy
 
 from docpipe.client.admission import AdmissionPolicy, batches_to_admit
 from docpipe.config import Settings
-from docpipe.csv_input import batched
 from docpipe.models import (
     DocumentOutcome,
     DocumentRef,
@@ -52,11 +52,11 @@ BACKLOG_POLL_S = 2.0
 
 
 @dataclass
-class RunSummary:
-    """Counts for every document; the outcomes themselves only where kept (every
-    failure always; successes unless ``keep_outcomes`` was off, for huge CSVs)."""
+class RunSummary(PipelineResult):
+    """A run's result, its batches' results together: counts for every document;
+    the outcomes themselves only where kept (every failure always; successes
+    unless ``keep_outcomes`` was off, for huge CSVs)."""
 
-    run_id: str
     outcomes: list[DocumentOutcome] = field(default_factory=list)
     elapsed_s: float = 0.0
     documents: int = 0
@@ -83,10 +83,6 @@ class RunSummary:
     @property
     def succeeded(self) -> list[DocumentOutcome]:
         return [o for o in self.outcomes if o.status == Status.SUCCEEDED]
-
-    @property
-    def failed(self) -> list[DocumentOutcome]:
-        return [o for o in self.outcomes if o.status == Status.FAILED]
 
     @property
     def documents_per_second(self) -> float:
@@ -138,6 +134,19 @@ def _unfinished(batch: list[DocumentRef], run_id: str, reason: str) -> list[Docu
         )
         for d in batch
     ]
+
+
+T = TypeVar("T")
+
+
+def batched(items: Sequence[T], size: int) -> list[list[T]]:
+    """``items`` cut into lists of ``size`` (the last one shorter), in order.
+
+    ``itertools.batched`` does this from Python 3.12 (tuples); we support 3.11.
+    """
+    if size < 1:
+        raise ValueError("batch size must be at least 1")
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 AUTO_BATCH_MIN, AUTO_BATCH_MAX, AUTO_BATCHES = 10, 50, 16
