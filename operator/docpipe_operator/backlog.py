@@ -31,6 +31,8 @@ Endpoint = TemporalConnection
 
 @dataclass(frozen=True)
 class QueueRef:
+    """A task queue whose backlog is read."""
+
     name: str
     workflow: bool = False
     """True for the workflow queue: its workflow-task statistics, not activity ones."""

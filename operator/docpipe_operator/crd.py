@@ -1,4 +1,4 @@
-"""The DocumentPipeline CustomResourceDefinition, built from spec.py's defaults.
+"""The DocumentPipeline CustomResourceDefinition, built from defaults.py.
 
 Over 400 lines because it is one declarative schema, field by field, as the API server sees it.
 
@@ -18,24 +18,7 @@ from typing import Any
 
 import yaml
 
-from docpipe_operator import GROUP, KIND, PLURAL, POOLS, SHORT_NAME, VERSION
-from docpipe_operator.spec import (
-    ADDRESS_PATTERN,
-    AUTOSCALING_MODES,
-    DURATION_PATTERN,
-    EXTENDED_RESOURCE_PATTERN,
-    MAX_NAME_LENGTH,
-    MIN_TERMINATION_GRACE_S,
-    NAME_PATTERN,
-    POOL_DEFAULTS,
-    QUEUE_DEFAULTS,
-    ROLLOUT_DEFAULTS,
-    ROLLOUT_STRATEGIES,
-    SCALING_DEFAULTS,
-    SECRET_KEY_DEFAULTS,
-    SHUTDOWN_MARGIN_S,
-    TEMPORAL_DEFAULTS,
-)
+from docpipe_operator import GROUP, KIND, PLURAL, POOLS, SHORT_NAME, VERSION, defaults
 
 Schema = dict[str, Any]
 
@@ -73,8 +56,8 @@ def _secret_ref(description: str, **fields: Schema) -> Schema:
 
 
 def _secret_key(description: str, default: str, **extra: Any) -> Schema:
-    """A key of a referenced Secret; ``default`` names its SECRET_KEY_DEFAULTS entry."""
-    return _str(description, default=SECRET_KEY_DEFAULTS[default], **extra)
+    """A key of a referenced Secret; ``default`` names its defaults.SECRET_KEY_DEFAULTS entry."""
+    return _str(description, default=defaults.SECRET_KEY_DEFAULTS[default], **extra)
 
 
 def _local_ref(description: str) -> Schema:
@@ -301,11 +284,16 @@ SCALING_KNOBS: dict[str, tuple[str, str, Schema]] = {
 
 
 def _scaling_schema(kind: str) -> Schema:
-    defaults = SCALING_DEFAULTS[kind]
+    knob_defaults = defaults.SCALING_DEFAULTS[kind]
     return _obj(
         "Scaling knobs (docs/scaling.md).",
         {
-            name: {"type": type_, "description": description, "default": defaults[name], **bounds}
+            name: {
+                "type": type_,
+                "description": description,
+                "default": knob_defaults[name],
+                **bounds,
+            }
             for name, (type_, description, bounds) in SCALING_KNOBS.items()
         },
         default={},
@@ -313,7 +301,9 @@ def _scaling_schema(kind: str) -> Schema:
 
 
 def _duration(description: str, **extra: Any) -> Schema:
-    return _str(description + " A duration: 30s, 5m, 1h30m.", pattern=DURATION_PATTERN, **extra)
+    return _str(
+        description + " A duration: 30s, 5m, 1h30m.", pattern=defaults.DURATION_PATTERN, **extra
+    )
 
 
 VERSIONING = _obj(
@@ -339,8 +329,8 @@ VERSIONING = _obj(
                 "strategy": _str(
                     "AllAtOnce: Current as soon as its workers poll; Progressive: ramp "
                     "through steps, then Current; Manual: the pods run, a person routes.",
-                    enum=list(ROLLOUT_STRATEGIES),
-                    default=ROLLOUT_DEFAULTS["strategy"],
+                    enum=list(defaults.ROLLOUT_STRATEGIES),
+                    default=defaults.ROLLOUT_DEFAULTS["strategy"],
                 ),
                 "steps": {
                     "type": "array",
@@ -362,11 +352,11 @@ VERSIONING = _obj(
                 },
                 "scaleDownDelay": _duration(
                     "How long a drained version keeps its pods (queries on its closed workflows).",
-                    default=ROLLOUT_DEFAULTS["scaleDownDelay"],
+                    default=defaults.ROLLOUT_DEFAULTS["scaleDownDelay"],
                 ),
                 "deleteDelay": _duration(
                     "How long its Deployment then stays at zero before it is deleted.",
-                    default=ROLLOUT_DEFAULTS["deleteDelay"],
+                    default=defaults.ROLLOUT_DEFAULTS["deleteDelay"],
                 ),
             },
             default={},
@@ -385,7 +375,7 @@ VERSIONING = _obj(
 
 
 def _pool_schema(kind: str) -> Schema:
-    d = POOL_DEFAULTS[kind]
+    d = defaults.POOL_DEFAULTS[kind]
     properties: Schema = {
         "image": _str("Worker image; runs `docpipe worker " + kind + "`.", minLength=1),
         "imagePullPolicy": _str(
@@ -422,16 +412,16 @@ def _pool_schema(kind: str) -> Schema:
         ),
         "terminationGracePeriodSeconds": _int(
             "SIGTERM-to-SIGKILL time. The worker stops polling at once and finishes "
-            f"in-flight activities for {SHUTDOWN_MARGIN_S} s less (WORKER_SHUTDOWN_GRACE_S); "
+            f"in-flight activities for {defaults.SHUTDOWN_MARGIN_S} s less (WORKER_SHUTDOWN_GRACE_S); "
             "default: the pool's longest step plus that margin.",
-            minimum=MIN_TERMINATION_GRACE_S,
+            minimum=defaults.MIN_TERMINATION_GRACE_S,
             default=d["terminationGracePeriodSeconds"],
         ),
         "scaling": _scaling_schema(kind),
         "autoscaling": _str(
             "operator: the operator scales the pool; external: an HPA or KEDA "
             "ScaledObject you attach owns spec.replicas and the operator never writes them.",
-            enum=list(AUTOSCALING_MODES),
+            enum=list(defaults.AUTOSCALING_MODES),
             default=d["autoscaling"],
         ),
         "podDisruptionBudget": DISRUPTION_BUDGET,
@@ -455,7 +445,7 @@ def _pool_schema(kind: str) -> Schema:
         properties["gpuResourceName"] = _str(
             "The extended resource requested: nvidia.com/gpu, or a MIG profile such as "
             "nvidia.com/mig-1g.10gb.",
-            pattern=EXTENDED_RESOURCE_PATTERN,
+            pattern=defaults.EXTENDED_RESOURCE_PATTERN,
             default=d["gpuResourceName"],
         )
     return _obj(
@@ -483,15 +473,15 @@ def _spec_schema() -> Schema:
                 {
                     "address": _str(
                         "host:port of the Temporal frontend ([::1]:7233 for IPv6).",
-                        pattern=ADDRESS_PATTERN,
+                        pattern=defaults.ADDRESS_PATTERN,
                     ),
                     "namespace": _str(
-                        "Temporal namespace.", default=TEMPORAL_DEFAULTS["namespace"]
+                        "Temporal namespace.", default=defaults.TEMPORAL_DEFAULTS["namespace"]
                     ),
                     "tls": {
                         "type": "boolean",
                         "description": "Connect with TLS (system CAs); implied by an API key.",
-                        "default": TEMPORAL_DEFAULTS["tls"],
+                        "default": defaults.TEMPORAL_DEFAULTS["tls"],
                     },
                     "apiKeySecretRef": _secret_ref(
                         "Secret holding a Temporal Cloud API key.",
@@ -519,7 +509,9 @@ def _spec_schema() -> Schema:
             "queues": _obj(
                 "Task-queue names.",
                 {
-                    kind: _str(f"The {kind} queue.", default=QUEUE_DEFAULTS[kind], minLength=1)
+                    kind: _str(
+                        f"The {kind} queue.", default=defaults.QUEUE_DEFAULTS[kind], minLength=1
+                    )
                     for kind in POOLS
                 },
                 default={},
@@ -710,9 +702,9 @@ def build() -> dict[str, Any]:
         **{
             "x-kubernetes-validations": [
                 {
-                    "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && "
-                    f"self.metadata.name.matches('{NAME_PATTERN}')",
-                    "message": f"name must be a DNS label of at most {MAX_NAME_LENGTH} "
+                    "rule": f"self.metadata.name.size() <= {defaults.MAX_NAME_LENGTH} && "
+                    f"self.metadata.name.matches('{defaults.NAME_PATTERN}')",
+                    "message": f"name must be a DNS label of at most {defaults.MAX_NAME_LENGTH} "
                     "characters (the worker Services are named after it)",
                 }
             ]
@@ -751,7 +743,7 @@ def build() -> dict[str, Any]:
 
 
 HEADER = (
-    "# Generated by `python -m docpipe_operator.crd` from operator/docpipe_operator/spec.py.\n"
+    "# Generated by `python -m docpipe_operator.crd` (operator/docpipe_operator/crd.py, defaults.py).\n"
     "# Do not edit by hand: tests/operator/test_crd.py fails when this file drifts.\n"
 )
 

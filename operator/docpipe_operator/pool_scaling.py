@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import docpipe_operator.rollout as rollouts
+from docpipe_operator import names, worker_pod
 from docpipe_operator import cordon, drain, draining, metrics, resources, scaling
 from docpipe_operator.backlog import BacklogReading, queue_signal
 from docpipe_operator.kube import DeploymentState, Kube
@@ -50,11 +51,11 @@ class ScaledPool:
 
     @property
     def deployment(self) -> str:
-        return resources.deployment_name(self.pipeline, self.kind)
+        return names.deployment_name(self.pipeline, self.kind)
 
     @property
     def selector(self) -> dict[str, str]:
-        return resources.selector_labels(self.pipeline, self.kind)
+        return names.selector_labels(self.pipeline, self.kind)
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.pipeline} {self.kind}"
@@ -135,7 +136,7 @@ async def _drain_and_scale(
             reader,
             pool.namespace,
             pool.selector,
-            resources.CONTAINER_NAME,
+            worker_pod.CONTAINER_NAME,
             METRICS_PORT,
         )
     except Exception as exc:  # never hold scaling back: the old path still works
@@ -168,7 +169,7 @@ async def rank_for_scale_down(
     workers' graceful shutdown still finishes what a deleted pod was running).
     Returns the costs, or None if the pods could not be ranked."""
     try:
-        pods = await kube.pods(namespace, selector, resources.CONTAINER_NAME, METRICS_PORT)
+        pods = await kube.pods(namespace, selector, worker_pod.CONTAINER_NAME, METRICS_PORT)
         counts = await in_flight.read(pods)
         costs = drain.deletion_costs([pod.name for pod in pods], counts)
         changes = drain.cost_changes(pods, costs)

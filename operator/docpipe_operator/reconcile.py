@@ -164,8 +164,7 @@ async def endpoint(
         api_key = await kube.secret_value(namespace, t.api_key.name, t.api_key.key, permit=permit)
     tls: dict[str, bytes] = {}
     if t.tls_secret is not None:
-        keys = [TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY] + ([TLS_CA_KEY] if t.tls_secret.ca else [])
-        tls = await kube.secret_data(namespace, t.tls_secret.name, keys, permit=permit)
+        tls = await kube.secret_data(namespace, t.tls_secret.name, t.tls_secret.keys, permit=permit)
     return Endpoint(
         t.address,
         t.namespace,

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from docpipe.queue_stats import QueueStats
-from docpipe_operator import resources, rollout_status, scaling, versioning
+from docpipe_operator import names, resources, rollout_status, scaling, versioning
 from docpipe_operator.backlog import queue_signal
 from docpipe_operator.kube import DeploymentState, Kube
 from docpipe_operator.spec import PipelineSpec
@@ -88,7 +88,7 @@ async def tick(
     assert pool.versioning is not None, "only versioned pools have a rollout"
     target = pool.versioning.build_id
     namespace, pipeline = body["metadata"]["namespace"], body["metadata"]["name"]
-    name = resources.temporal_deployment_name(namespace, pipeline, kind)
+    name = names.temporal_deployment_name(namespace, pipeline, kind)
     remembered = {v["buildId"]: v for v in previous.get("versions") or [] if "buildId" in v}
     notices: list[Notice] = []
 
@@ -146,7 +146,7 @@ async def tick(
                 made = await _scale_version(
                     kube,
                     namespace,
-                    resources.version_deployment_name(pipeline, kind, build_id),
+                    names.version_deployment_name(pipeline, kind, build_id),
                     pool,
                     role,
                     waiting=build_id not in registered,
@@ -167,7 +167,7 @@ async def tick(
                     )
             elif role is versioning.Role.SCALE_TO_ZERO and current is not None:
                 if current.replicas != 0:
-                    deployment = resources.version_deployment_name(pipeline, kind, build_id)
+                    deployment = names.version_deployment_name(pipeline, kind, build_id)
                     await kube.scale(namespace, deployment, 0)
                     found[build_id] = dataclasses.replace(current, replicas=0)
                     memory.pop(build_id, None)
@@ -179,7 +179,7 @@ async def tick(
                         )
                     )
             elif role is versioning.Role.DELETE and current is not None:
-                deployment = resources.version_deployment_name(pipeline, kind, build_id)
+                deployment = names.version_deployment_name(pipeline, kind, build_id)
                 if await kube.delete_owned(
                     "Deployment", namespace, deployment, body["metadata"]["uid"]
                 ):
@@ -211,7 +211,7 @@ async def _retire_unversioned(kube: Kube, body: Mapping[str, Any], kind: str) ->
     is Current: Temporal then routes the open unversioned workflows there too, and the
     old pods only finish what they hold (their graceful shutdown on deletion)."""
     namespace, pipeline = body["metadata"]["namespace"], body["metadata"]["name"]
-    name = resources.deployment_name(pipeline, kind)
+    name = names.deployment_name(pipeline, kind)
     try:
         if await kube.delete_owned("Deployment", namespace, name, body["metadata"]["uid"]):
             message = f"{kind}: a version is Current; unversioned Deployment {name} deleted"
@@ -227,10 +227,7 @@ async def _deployments(
     """Each version's Deployment, read by name (the operator gets, it never lists)."""
     ids = sorted(build_ids)
     states = await asyncio.gather(
-        *(
-            kube.deployment(namespace, resources.version_deployment_name(pipeline, kind, b))
-            for b in ids
-        )
+        *(kube.deployment(namespace, names.version_deployment_name(pipeline, kind, b)) for b in ids)
     )
     return dict(zip(ids, states, strict=True))
 
@@ -281,8 +278,8 @@ def _for_version(
     if hook is None:
         return None
     selector = {
-        **resources.selector_labels(pipeline, kind),
-        resources.VERSION_LABEL: resources.version_slug(build_id),
+        **names.selector_labels(pipeline, kind),
+        names.VERSION_LABEL: names.version_slug(build_id),
     }
     return lambda: hook(namespace, selector)
 

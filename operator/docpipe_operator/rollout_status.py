@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from docpipe.queue_stats import QueueStats
-from docpipe_operator import resources, versioning
+from docpipe_operator import names, versioning
 from docpipe_operator.kube import DeploymentState
 from docpipe_operator.spec import PipelineSpec
 from docpipe_operator.status import set_condition
@@ -53,7 +53,7 @@ def pool_entry(
         item: dict[str, Any] = {
             "buildId": build_id,
             "status": _version_status(build_id, state),
-            "deployment": resources.version_deployment_name(pipeline, kind, build_id),
+            "deployment": names.version_deployment_name(pipeline, kind, build_id),
             "image": spec.pools[kind].image
             if build_id == target
             else (remembered.get(build_id) or {}).get("image", ""),
@@ -111,7 +111,7 @@ def held_entry(
         assert present is not None
         item = {
             **dict(remembered.get(build_id) or {"buildId": build_id, "status": "Unknown"}),
-            "deployment": resources.version_deployment_name(pipeline, kind, build_id),
+            "deployment": names.version_deployment_name(pipeline, kind, build_id),
             "role": HOLD,
             "replicas": present.replicas,
             "readyReplicas": present.ready_replicas,

@@ -27,7 +27,7 @@ import yaml
 from k8s_offline import KUBERNETES_VERSION, REPO, admit, load_documents, validation_problems
 
 from docpipe_operator import crd as operator_crd
-from docpipe_operator import crd_install, uninstall
+from docpipe_operator import crd_install, names, uninstall
 from docpipe_operator import resources as operator_resources
 from docpipe_operator.config import OperatorConfig
 from docpipe_operator.spec import parse, problems
@@ -449,7 +449,7 @@ def test_worker_monitors_scrape_every_pool_under_the_dashboards_job_names(
             "__meta_kubernetes_pod_label_docpipe_io_pool": pod_labels["docpipe.io/pool"],
         }
         labels = _relabel(endpoint["relabelings"], meta)
-        assert labels["job"] == operator_resources.service_name("docs", "cpu")
+        assert labels["job"] == names.service_name("docs", "cpu")
         assert alert_jobs.fullmatch(labels["job"])
         assert (labels["pipeline"], labels["pool"]) == ("docs", "cpu")
     watched = VALUE_SETS[value_set].get("operator", {}).get("watchNamespaces")

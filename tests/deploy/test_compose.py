@@ -291,7 +291,7 @@ def test_docpipe_containers_run_non_root_on_a_read_only_root_filesystem() -> Non
     """The workers and the CLI run as the images' user with nothing to write but tmpfs
     (the same places the operator's pods mount emptyDirs), no capabilities and no way to
     gain privileges: a compromised parser cannot change the image or escalate."""
-    from docpipe_operator.resources import WORKER_UID, WRITABLE_DIRS
+    from docpipe_operator.worker_pod import WORKER_UID, WRITABLE_DIRS
 
     found = resolved(COMPOSE)["services"]
     for name in [f"{kind}-worker" for kind in WORKERS] + ["cli"]:

@@ -449,7 +449,7 @@ def test_every_path_the_image_writes_to_is_a_writable_mount_in_the_pods(kind: st
     """Pods run with a read-only root filesystem (resources.py, compose.yaml): the
     image's home, and every cache directory its ENV names, must lie under one of the
     emptyDirs the operator mounts, or the worker fails on its first write."""
-    from docpipe_operator.resources import WORKER_UID, WRITABLE_DIRS
+    from docpipe_operator.worker_pod import WORKER_UID, WRITABLE_DIRS
 
     runtime = stages(kind)[-1]
     assert runtime.values("USER")[-1] == f"{WORKER_UID}:{WORKER_UID}"

@@ -19,7 +19,7 @@ from test_operator import deploy_rbac_rules, granted, pipeline
 from docpipe.local.devstack import TemporalServer
 from docpipe_operator.cordon import DRAIN_ANNOTATION, DRAIN_REQUESTED_AT_ANNOTATION, REMOVE_COST
 from docpipe_operator.drain import DELETION_COST_ANNOTATION
-from docpipe_operator.resources import selector_labels
+from docpipe_operator.names import selector_labels
 
 PODS = "v1/pods"
 

@@ -11,8 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from docpipe_operator import POOLS, resources
-from docpipe_operator.spec import SHUTDOWN_MARGIN_S, parse
+from docpipe_operator import POOLS, resources, worker_pod
+from docpipe_operator.defaults import SHUTDOWN_MARGIN_S
+from docpipe_operator.spec import parse
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = {p.stem: p for p in (REPO / "deploy" / "examples").glob("*.yaml")}
@@ -115,7 +116,7 @@ def test_the_gpu_pool_asks_for_gpus_on_gpu_nodes() -> None:
 
 def test_the_gpu_toleration_is_added_when_the_spec_has_none() -> None:
     deployment = by_name(built(cr("minimal")), "Deployment", "docs-gpu")
-    assert deployment["spec"]["template"]["spec"]["tolerations"] == [resources.GPU_TOLERATION]
+    assert deployment["spec"]["template"]["spec"]["tolerations"] == [worker_pod.GPU_TOLERATION]
 
 
 def test_a_gpu_pool_without_gpus_runs_anywhere() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from pipeline_examples import example
 
 from docpipe.queue_stats import QueueStats
-from docpipe_operator import resources, rollout
+from docpipe_operator import names, rollout
 from docpipe_operator.kube import DeploymentState
 from docpipe_operator.spec import parse
 from docpipe_operator.versioning import (
@@ -150,7 +150,7 @@ async def tick(
     before_scale_down: rollout.BeforeScaleDown | None = None,
     memory: dict[str, rollout.VersionMemory] | None = None,
 ) -> rollout.Tick:
-    target = resources.version_deployment_name(
+    target = names.version_deployment_name(
         "docs", "workflow", pipeline.pools["workflow"].versioning.build_id
     )
     return await rollout.tick(
@@ -259,7 +259,7 @@ async def test_a_version_losing_replicas_has_its_own_pods_ranked_first() -> None
             break
     [(name, replicas)] = kube.scaled
     assert name == "docs-workflow-v2" and replicas < 6
-    v2_pods = {**resources.selector_labels("docs", "workflow"), resources.VERSION_LABEL: "v2"}
+    v2_pods = {**names.selector_labels("docs", "workflow"), names.VERSION_LABEL: "v2"}
     assert ranked == [("ns", v2_pods, 0)], "ranked before the scale, v2's pods only"
 
 

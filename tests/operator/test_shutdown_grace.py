@@ -11,14 +11,13 @@ import pytest
 from test_resources import by_name, container, cr
 
 from docpipe_operator import POOLS, resources
-from docpipe_operator.spec import (
+from docpipe_operator.defaults import (
     DEFAULT_TERMINATION_GRACE_S,
     MIN_TERMINATION_GRACE_S,
     SHUTDOWN_MARGIN_S,
-    SpecError,
-    parse,
     worker_shutdown_grace_s,
 )
+from docpipe_operator.spec import SpecError, parse
 
 
 def rendered(body: dict, kind: str) -> tuple[int, int]:

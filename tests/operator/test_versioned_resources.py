@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 from test_resources import K8S_VERSION, built, by_name, cr, env_of
 
-from docpipe_operator import resources
+from docpipe_operator import names, resources
 
 
 def version_of(build_id: str, kind: str = "workflow", env: dict[str, str] | None = None):
@@ -30,8 +30,8 @@ def version_of(build_id: str, kind: str = "workflow", env: dict[str, str] | None
     return resources.versioned_deployment(
         base,
         build_id=build_id,
-        temporal_deployment=resources.temporal_deployment_name("docpipe", "docs-prod", kind),
-        name=resources.version_deployment_name("docs-prod", kind, build_id),
+        temporal_deployment=names.temporal_deployment_name("docpipe", "docs-prod", kind),
+        name=names.version_deployment_name("docs-prod", kind, build_id),
     )
 
 
@@ -42,15 +42,15 @@ def test_a_versions_deployment_is_valid_kubernetes(build_id: str) -> None:
 
 def test_a_version_has_its_own_name_label_selector_and_build_id() -> None:
     deployment = version_of("1.4.0")
-    slug = resources.version_slug("1.4.0")
+    slug = names.version_slug("1.4.0")
     assert deployment["metadata"]["name"] == f"docs-prod-workflow-{slug}"
-    assert deployment["metadata"]["labels"][resources.VERSION_LABEL] == slug
-    assert deployment["metadata"]["annotations"][resources.BUILD_ID_ANNOTATION] == "1.4.0"
+    assert deployment["metadata"]["labels"][names.VERSION_LABEL] == slug
+    assert deployment["metadata"]["annotations"][names.BUILD_ID_ANNOTATION] == "1.4.0"
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector == {
-        resources.PIPELINE_LABEL: "docs-prod",
-        resources.POOL_LABEL: "workflow",
-        resources.VERSION_LABEL: slug,
+        names.PIPELINE_LABEL: "docs-prod",
+        names.POOL_LABEL: "workflow",
+        names.VERSION_LABEL: slug,
     }
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= pod_labels.items()
@@ -77,10 +77,10 @@ def test_the_pools_deployment_is_left_as_it_was() -> None:
     [("1.4.0", "1-4-0"), ("V1", "v1"), ("a" * 40, "a" * 40 + "b"), ("v1", "v1-0")],
 )
 def test_two_build_ids_never_share_a_name(one: str, other: str) -> None:
-    assert resources.version_slug(one) != resources.version_slug(other)
-    assert resources.version_deployment_name(
-        "docs-prod", "cpu", one
-    ) != resources.version_deployment_name("docs-prod", "cpu", other)
+    assert names.version_slug(one) != names.version_slug(other)
+    assert names.version_deployment_name("docs-prod", "cpu", one) != names.version_deployment_name(
+        "docs-prod", "cpu", other
+    )
 
 
 @pytest.mark.parametrize(
@@ -88,14 +88,14 @@ def test_two_build_ids_never_share_a_name(one: str, other: str) -> None:
     [("v42", "v42"), ("1-4-0", "1-4-0"), ("1.4.0", None), ("", None)],
 )
 def test_a_build_id_that_already_is_a_dns_label_is_kept_verbatim(build_id, slug) -> None:
-    made = resources.version_slug(build_id) if build_id else resources.version_slug("-")
+    made = names.version_slug(build_id) if build_id else names.version_slug("-")
     if slug is not None:
         assert made == slug
     assert made and len(made) <= 24 and made[0].isalnum() and made[-1].isalnum()
 
 
 def test_names_stay_within_63_characters() -> None:
-    name = resources.version_deployment_name("p" * 60, "workflow", "x" * 100)
+    name = names.version_deployment_name("p" * 60, "workflow", "x" * 100)
     assert len(name) <= 63 and name[-1].isalnum()
 
 
@@ -109,14 +109,14 @@ def test_names_stay_within_63_characters() -> None:
     ],
 )
 def test_the_build_id_is_the_explicit_one_or_the_images_tag(image, explicit, expected) -> None:
-    assert resources.build_id_for(image, explicit) == expected
+    assert names.build_id_for(image, explicit) == expected
 
 
 @pytest.mark.parametrize("image", ["ghcr.io/acme/docpipe-io", "registry:5000/x", "x:latest"])
 def test_an_image_that_names_no_stable_build_is_refused(image: str) -> None:
     with pytest.raises(ValueError, match="tag or digest"):
-        resources.build_id_for(image)
+        names.build_id_for(image)
 
 
 def test_the_temporal_deployment_name_has_no_dot() -> None:
-    assert resources.temporal_deployment_name("ns", "docs.prod", "io") == "ns/docs-prod-io"
+    assert names.temporal_deployment_name("ns", "docs.prod", "io") == "ns/docs-prod-io"
