@@ -16,21 +16,21 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
 import pytest
+from own_workers import own_worker_fixtures
+from periodic import PeriodicSampler
 
 from docpipe.activities.gpu.classify import DEFAULT_TAXONOMY
 from docpipe.activities.gpu.llm import SYSTEM_PROMPT
 from docpipe.activities.gpu.summarize import split_sentences
 from docpipe.client.starter import pipeline_options, run_documents
-from docpipe.config import load_settings
 from docpipe.csv_input import parse_documents_csv
-from docpipe.local.workers import LocalWorkers, all_task_queues, wait_for_pollers
+from docpipe.local.workers import LocalWorkers
 from docpipe.models import DocumentOutcome, IngestInput, Stage, Status
 from docpipe.storage.metadata import open_metadata_store
 from docpipe.workers.common import connect
@@ -69,34 +69,21 @@ CSV_ROW_CASES = (
 )
 
 
-@pytest.fixture(scope="module")
-def env(devstack) -> dict[str, str]:
-    """The shared servers, with a bucket and collection of this test's own."""
-    return {**devstack.env, "S3_BUCKET": "badinput", "VECTOR_COLLECTION": "badinput_chunks"}
+# The four workers as processes, with the bucket and collection "badinput".
+env, settings, workers = own_worker_fixtures("badinput")
 
 
-@pytest.fixture(scope="module")
-def settings(env):
-    return load_settings(**{k.lower(): v for k, v in env.items()})
-
-
-@pytest.fixture(scope="module")
-def workers(env, tmp_path_factory) -> Iterator[LocalWorkers]:
-    with LocalWorkers(tmp_path_factory.mktemp("badinput-logs"), env) as group:
-        group.start(extra_env={"WORKER_CPU_THREADS": "2"})
-        yield group
-
-
-class RssSampler:
+class RssSampler(PeriodicSampler):
     """Peak RSS of each worker process tree (the CPU worker's pool included),
     sampled every 100 ms from a thread while the batch runs."""
 
+    interval_s = 0.1
+
     def __init__(self, workers: LocalWorkers) -> None:
+        super().__init__()
         self.pids = {kind: w.process.pid for kind, w in workers.processes.items()}
         self.peak_mb = dict.fromkeys(self.pids, 0.0)
         self.process_peak_mb = dict.fromkeys(self.pids, 0.0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def tree_rss_mb(self, pid: int, kind: str = "") -> float:
         try:
@@ -140,17 +127,8 @@ class RssSampler:
             self.peak_mb[kind] = max(self.peak_mb[kind], mb)
         return now
 
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            self.sample()
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__exit__(*exc)
         self.sample()
 
 
@@ -221,7 +199,6 @@ async def test_the_whole_corpus_runs_as_one_batch_and_every_document_ends_as_its
     csv = write_corpus(tmp_path)
     documents = parse_documents_csv(csv.read_text(), base_dir=tmp_path, origin=str(csv))
     client = await connect(settings)
-    await wait_for_pollers(client, all_task_queues(settings), workers)
 
     hook = Webhook()
     sampler = RssSampler(workers)

@@ -12,11 +12,11 @@ import json
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import psutil
 import pytest
+from periodic import PeriodicSampler
 from temporalio.testing import ActivityEnvironment
 
 from docpipe.activities.cpu.activities import CpuActivities
@@ -124,35 +124,27 @@ def test_a_normal_utf16_docx_still_extracts():
 # --------------------------------------------------------------------------- the pool
 
 
-class TreeRss:
+class TreeRss(PeriodicSampler):
     """Peak RSS of this process and, separately, of its largest child, sampled."""
 
+    interval_s = 0.02
+
     def __init__(self) -> None:
+        super().__init__()
         self.me = psutil.Process()
         self.parent_peak_mb = self.parent_mb()
         self.child_peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def parent_mb(self) -> float:
         return self.me.memory_info().rss / 2**20
 
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            self.parent_peak_mb = max(self.parent_peak_mb, self.parent_mb())
-            for child in self.me.children(recursive=True):
-                try:
-                    self.child_peak_mb = max(self.child_peak_mb, child.memory_info().rss / 2**20)
-                except psutil.Error:
-                    pass  # it just died: that is the point
-
-    def __enter__(self) -> TreeRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self) -> None:
+        self.parent_peak_mb = max(self.parent_peak_mb, self.parent_mb())
+        for child in self.me.children(recursive=True):
+            try:
+                self.child_peak_mb = max(self.child_peak_mb, child.memory_info().rss / 2**20)
+            except psutil.Error:
+                pass  # it just died: that is the point
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -37,7 +36,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ import psycopg
 import pytest
 import pytest_asyncio
 import yaml
+from http_serving import serving, wait_until_answering
 
 from docpipe.client.starter import run_documents
 from docpipe.config import load_settings
@@ -177,25 +177,17 @@ class _Web(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def web_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Web)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextmanager
 def operator_process(temporal_address: str, log_path: Path) -> Iterator[int]:
     """The real kopf operator against kmock (as tests/operator run it), in a
     subprocess of its own, serving its metrics on the returned port."""
     port = free_port()
+    # This file is the script: it imports tests/support as it does under pytest.
+    path = os.pathsep.join(filter(None, [str(ROOT / "tests" / "support"), os.getenv("PYTHONPATH")]))
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, __file__, "operator", temporal_address, str(port)],
             cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": path},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -244,17 +236,7 @@ def prometheus(binary: str, config: dict[str, Any], workdir: Path) -> Iterator[s
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus did not start:\n{log_path.read_text()}")
-            time.sleep(0.2)
+        wait_until_answering(f"{url}/-/ready", process, 30, log_path.read_text)
         yield url
     finally:
         process.terminate()
@@ -346,7 +328,7 @@ async def observed(
     try:
         with (
             LocalWorkers(logs, env) as workers,
-            web_server() as web,
+            serving(_Web) as web,
             operator_process(devstack.temporal.address, logs / "operator.log") as operator_port,
         ):
             workers.start(extra_env={"WORKER_CPU_THREADS": "2"})

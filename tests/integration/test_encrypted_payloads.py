@@ -13,15 +13,13 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from cli_runs import docpipe_server
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
@@ -29,20 +27,12 @@ from temporalio.worker import Worker
 
 from docpipe.config import Settings, TemporalConnection, load_settings
 from docpipe.encryption.codec import EncryptionCodec
-from docpipe.local.devstack import find_executable, free_port
-from docpipe.models import (
-    DocumentRef,
-    PipelineInput,
-    PipelineOptions,
-    PipelineResult,
-    Status,
-    StepTimeouts,
-    TaskQueues,
-)
+from docpipe.local.devstack import find_executable
+from docpipe.models import DocumentRef, PipelineInput, PipelineResult, Status
 from docpipe.workflows import DocumentPipelineWorkflow
 from docpipe_operator.backlog import TemporalClients
 
-from .test_pipeline_workflow import FakeSteps
+from .test_pipeline_workflow import FakeSteps, one_queue_options
 
 pytestmark = pytest.mark.integration
 
@@ -89,10 +79,7 @@ async def encrypted_run(devstack) -> EncryptedRun:
             DocumentRef("doc-1", SOURCE, 2, title=TITLE, tags=["board"]),
             DocumentRef("doc-2", "bad-download-zanzibar-board-minutes", 3, title=FAILED_TITLE),
         ],
-        options=PipelineOptions(
-            queues=TaskQueues(cpu=queue, gpu=queue, io=queue, workflow=queue),
-            timeouts=StepTimeouts(heartbeat=30, metadata_grace=10),
-        ),
+        options=one_queue_options(queue),
     )
     workflow_id = f"wf-{queue}"
     async with Worker(
@@ -153,36 +140,8 @@ async def test_the_operators_clients_decode_with_the_same_keys(
 @pytest.fixture(scope="module")
 def codec_server(encrypted_run: EncryptedRun) -> Iterator[str]:
     """``docpipe codec-server`` as its own process, with the run's keys and a token."""
-    port = free_port()
-    env = os.environ | encrypted_run.env | {"CODEC_SERVER_TOKEN": TOKEN}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "docpipe", "codec-server", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process)
+    with docpipe_server(encrypted_run.env | {"CODEC_SERVER_TOKEN": TOKEN}, "codec-server") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            raise AssertionError(f"codec server exited {process.returncode}: {output}")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"codec server at {url} not healthy after {timeout_s} s")
 
 
 def temporal_show(run: EncryptedRun, *codec_flags: str) -> subprocess.CompletedProcess[str]:

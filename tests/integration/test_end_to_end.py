@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cli_runs import docpipe_cli
 
 from docpipe.activities.io.webhook import SIGNATURE_HEADER, verify_signature
 from docpipe.client.starter import pipeline_options, run_documents
@@ -319,16 +320,6 @@ def test_a_worker_stops_gracefully_on_sigterm(e2e_env, tmp_path):
         worker.process.send_signal(signal.SIGTERM)
         assert worker.process.wait(45) == 0
         assert "io worker stopped" in worker.log_path.read_text()
-
-
-def docpipe_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "docpipe", *args],
-        env={**os.environ, **env, "COLUMNS": "250", "METRICS_PORT": "0", "SDK_METRICS_PORT": "0"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 async def test_a_failed_document_is_listed_and_redriven_once_its_source_is_fixed(

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from cli_runs import docpipe_cli
+from own_workers import own_worker_fixtures
 
 from docpipe.client.starter import pipeline_options
-from docpipe.config import load_settings
-from docpipe.local.workers import LocalWorkers, all_task_queues, wait_for_pollers
 from docpipe.models import IngestInput, IngestSummary
 from docpipe.storage.objects import open_object_store
 from docpipe.workers.common import connect
@@ -32,24 +29,8 @@ TESTDATA = Path(__file__).resolve().parents[2] / "testdata" / "docs"
 GOOD = ["en_durable_workflows.txt", "fr_boulangerie.txt", "guide_backups.md"]
 
 
-@pytest.fixture(scope="module")
-def ingest_env(devstack) -> dict[str, str]:
-    """The shared servers, with a bucket and collection of this module's own."""
-    return {**devstack.env, "S3_BUCKET": "ingest-cli", "VECTOR_COLLECTION": "ingest_cli_chunks"}
-
-
-@pytest.fixture(scope="module")
-def ingest_settings(ingest_env):
-    return load_settings(**{k.lower(): v for k, v in ingest_env.items()})
-
-
-@pytest.fixture(scope="module")
-async def workers(ingest_env, ingest_settings, tmp_path_factory):
-    with LocalWorkers(tmp_path_factory.mktemp("ingest-worker-logs"), ingest_env) as group:
-        group.start(extra_env={"WORKER_CPU_THREADS": "2"})
-        client = await connect(ingest_settings)
-        await wait_for_pollers(client, all_task_queues(ingest_settings), group)
-        yield group
+# The four workers as processes, with the bucket and collection "ingest-cli".
+env, settings, workers = own_worker_fixtures("ingest-cli")
 
 
 @pytest.fixture
@@ -64,21 +45,11 @@ def corpus(tmp_path) -> Path:
     return tmp_path / "documents.csv"
 
 
-def docpipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "docpipe", *args],
-        env={**os.environ, **env, "COLUMNS": "250", "METRICS_PORT": "0", "SDK_METRICS_PORT": "0"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 async def test_a_detached_ingestion_is_watched_to_its_end_and_after_it(
-    ingest_env, ingest_settings, workers, corpus
+    env, settings, workers, corpus
 ):
     started = await asyncio.to_thread(
-        docpipe, ingest_env, "ingest", str(corpus), "--detach", "-o", "json"
+        docpipe_cli, env, "ingest", str(corpus), "--detach", "-o", "json"
     )
     assert started.returncode == 0, started.stdout + started.stderr
     detached = json.loads(started.stdout)
@@ -87,15 +58,15 @@ async def test_a_detached_ingestion_is_watched_to_its_end_and_after_it(
     # The CSV went to the workers' bucket, named by its content.
     bucket, _, key = detached["location"].removeprefix("s3://").partition("/")
     assert bucket == "ingest-cli" and key.startswith("ingest/")
-    async with open_object_store(ingest_settings) as store:
+    async with open_object_store(settings) as store:
         assert await store.get(key) == corpus.read_bytes()
 
-    watched = await asyncio.to_thread(docpipe, ingest_env, "watch", run_id)
+    watched = await asyncio.to_thread(docpipe_cli, env, "watch", run_id)
     assert watched.returncode == 1, "a document failed, so watch says so\n" + watched.stdout
     assert run_id in watched.stdout and "failed documents" in watched.stdout
 
     # After the end, watch answers from the stored result, with the same figures.
-    again = await asyncio.to_thread(docpipe, ingest_env, "watch", run_id, "-o", "json")
+    again = await asyncio.to_thread(docpipe_cli, env, "watch", run_id, "-o", "json")
     assert again.returncode == 1, again.stderr
     summary = json.loads(again.stdout)
     assert (summary["documents"], summary["succeeded"], summary["failed"]) == (4, 3, 1)
@@ -103,41 +74,35 @@ async def test_a_detached_ingestion_is_watched_to_its_end_and_after_it(
     (failure,) = summary["failures"]
     assert failure["stage"] == "download"
     # Relative rows resolved against the CSV's own folder, as `docpipe start` does.
-    listed = await asyncio.to_thread(
-        docpipe, ingest_env, "failures", "--run-id", run_id, "-o", "json"
-    )
+    listed = await asyncio.to_thread(docpipe_cli, env, "failures", "--run-id", run_id, "-o", "json")
     (row,) = json.loads(listed.stdout)
     assert row["source"] == str(corpus.parent / "docs" / "not-there.txt")
 
     # --no-strict: failed documents are reported, not an error.
-    lenient = await asyncio.to_thread(docpipe, ingest_env, "watch", run_id, "--no-strict")
+    lenient = await asyncio.to_thread(docpipe_cli, env, "watch", run_id, "--no-strict")
     assert lenient.returncode == 0, lenient.stdout + lenient.stderr
 
 
 async def test_ingest_waits_by_default_and_reads_a_csv_already_in_the_bucket(
-    ingest_env, ingest_settings, workers
+    env, settings, workers
 ):
     sources = [str(TESTDATA / name) for name in GOOD]
     key = f"uploads/{uuid.uuid4().hex[:8]}.csv"
-    async with open_object_store(ingest_settings) as store:
+    async with open_object_store(settings) as store:
         await store.ensure_bucket()
         await store.put(key, ("url\n" + "\n".join(sources) + "\n").encode())
 
-    result = await asyncio.to_thread(
-        docpipe, ingest_env, "ingest", f"s3://{ingest_settings.s3_bucket}/{key}"
-    )
+    result = await asyncio.to_thread(docpipe_cli, env, "ingest", f"s3://{settings.s3_bucket}/{key}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "docpipe ingestion" in result.stdout
     summary = next(line for line in result.stdout.splitlines() if "succeeded" in line)
     assert summary.split("│")[-2].strip() == str(len(GOOD)), result.stdout
 
 
-async def test_watch_carries_the_totals_across_continue_as_new(
-    ingest_env, ingest_settings, workers, corpus
-):
+async def test_watch_carries_the_totals_across_continue_as_new(env, settings, workers, corpus):
     """A page per run: the totals `watch` reports (and the progress query answers)
     add up over every run of the ingestion."""
-    client = await connect(ingest_settings)
+    client = await connect(settings)
     run_id = f"run-can-{uuid.uuid4().hex[:8]}"
     handle = await client.start_workflow(
         "IngestCsvWorkflow",
@@ -147,13 +112,13 @@ async def test_watch_carries_the_totals_across_continue_as_new(
             batch_size=1,
             page_size=2,
             pages_per_run=1,
-            options=pipeline_options(ingest_settings, 300),
+            options=pipeline_options(settings, 300),
         ),
         id=run_id,
-        task_queue=ingest_settings.workflow_task_queue,
+        task_queue=settings.workflow_task_queue,
         result_type=IngestSummary,
     )
-    watched = await asyncio.to_thread(docpipe, ingest_env, "watch", run_id, "-o", "json")
+    watched = await asyncio.to_thread(docpipe_cli, env, "watch", run_id, "-o", "json")
     summary = json.loads(watched.stdout)
     assert (summary["documents"], summary["succeeded"], summary["failed"]) == (4, 3, 1)
     result = await handle.result()
@@ -163,17 +128,17 @@ async def test_watch_carries_the_totals_across_continue_as_new(
     assert await handle.query("summary", result_type=IngestSummary) == result
 
 
-def test_watching_an_unknown_run_is_one_line_and_exit_2(ingest_env):
-    result = docpipe(ingest_env, "watch", "run-that-never-was")
+def test_watching_an_unknown_run_is_one_line_and_exit_2(env):
+    result = docpipe_cli(env, "watch", "run-that-never-was")
     assert result.returncode == 2
     assert "no ingestion 'run-that-never-was'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_local_csv_that_cannot_be_used_is_refused_before_anything_starts(ingest_env, tmp_path):
+def test_a_local_csv_that_cannot_be_used_is_refused_before_anything_starts(env, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("title,tags\nno url column,x\n")
-    result = docpipe(ingest_env, "ingest", str(bad), "--detach")
+    result = docpipe_cli(env, "ingest", str(bad), "--detach")
     assert result.returncode == 2 and "no url column" in result.stderr
-    missing = docpipe(ingest_env, "ingest", str(tmp_path / "nope.csv"), "--detach")
+    missing = docpipe_cli(env, "ingest", str(tmp_path / "nope.csv"), "--detach")
     assert missing.returncode == 2 and "cannot read" in missing.stderr

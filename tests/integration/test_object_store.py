@@ -11,14 +11,8 @@ import pytest
 
 from docpipe.config import Settings
 from docpipe.local.devstack import DevStack
-from docpipe.storage import (
-    InvalidKey,
-    LocalObjectStore,
-    ObjectNotFound,
-    ObjectStore,
-    S3ObjectStore,
-    open_object_store,
-)
+from docpipe.storage import InvalidKey, ObjectNotFound, ObjectStore, open_object_store
+from docpipe.storage.objects import LocalObjectStore, S3ObjectStore  # the two backends
 
 pytestmark = pytest.mark.integration
 

@@ -184,6 +184,14 @@ async def client(devstack) -> Client:
     return await Client.connect(devstack.env["TEMPORAL_HOST"])
 
 
+def one_queue_options(queue: str, **overrides) -> PipelineOptions:
+    """Every step on ``queue`` (one worker runs the fakes), heartbeats every 30 s."""
+    overrides.setdefault("timeouts", StepTimeouts(heartbeat=30, metadata_grace=10))
+    return PipelineOptions(
+        queues=TaskQueues(cpu=queue, gpu=queue, io=queue, workflow=queue), **overrides
+    )
+
+
 async def run_batch(
     client: Client,
     fakes: FakeSteps,
@@ -192,11 +200,7 @@ async def run_batch(
     **option_overrides,
 ) -> PipelineResult:
     queue = queue or f"test-{uuid.uuid4().hex[:8]}"
-    option_overrides.setdefault("timeouts", StepTimeouts(heartbeat=30, metadata_grace=10))
-    options = PipelineOptions(
-        queues=TaskQueues(cpu=queue, gpu=queue, io=queue, workflow=queue),
-        **option_overrides,
-    )
+    options = one_queue_options(queue, **option_overrides)
     docs = [
         DocumentRef(s if s.startswith("image-") else f"doc-{i}", s, i + 2)
         for i, s in enumerate(sources)

@@ -13,17 +13,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+from cli_runs import docpipe_server
 
 from docpipe.config import Settings
 from docpipe.csv_input import document_id_for
-from docpipe.local.devstack import free_port
 from docpipe.models import DocumentOutcome, Status
 from docpipe.retrieval.filters import BadSearch, search_request
 from docpipe.retrieval.lookup import sections
@@ -355,31 +354,8 @@ async def test_the_cli_searches_and_shows_as_table_or_json(read_path: ReadPath, 
 
 @pytest.fixture(scope="module")
 def api(read_path: ReadPath, devstack) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, **devstack.env, "VECTOR_COLLECTION": COLLECTION}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "docpipe", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.communicate()[0]
-            assert time.monotonic() < deadline, "docpipe serve did not become healthy"
-            time.sleep(0.2)
+    with docpipe_server({**devstack.env, "VECTOR_COLLECTION": COLLECTION}, "serve") as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_the_api_searches_with_the_same_filters(api: str) -> None:

@@ -19,13 +19,13 @@ import base64
 import os
 import shutil
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from http_serving import serving
 from local_sources import TEST_SOURCE_ROOTS
 from tls_kit import mtls_temporal, tls_env
 
@@ -69,12 +69,8 @@ class Hook(BaseHTTPRequestHandler):
 @pytest.fixture
 def webhook() -> Iterator[tuple[str, type[Hook]]]:
     handler = type("Handler", (Hook,), {"received": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", handler
-    server.shutdown()
-    server.server_close()
+    with serving(handler) as base_url:
+        yield f"{base_url}/hook", handler
 
 
 @pytest.fixture
