@@ -166,11 +166,19 @@ class DocpipeAutoscaler:
     """Shrink by cordoning pods and removing them once drained (cordon.py); False: lower
     replicas at once and let the ReplicaSet pick (with ``deletion_cost``, idle first)."""
     give_up_s: float = CORDON_GIVE_UP_S
+    wake_poll_s: float = 5.0
+    """How often a pool at zero replicas is looked at (the operator's wakePollSeconds)."""
     count_in_flight: bool = True
     """With ``drain_first``: decide on the in-flight work the pods' metrics count."""
     # The operator has been running before the trace starts: no start-up window.
     state: ScalingState = field(default_factory=lambda: ScalingState(tracking_since=-math.inf))
     _upstream: Upstream | None = None
+
+    def next_poll_s(self, replicas: int) -> float:
+        """A pool at zero has nothing to drain or count: only its queue is read, often."""
+        return (
+            min(self.wake_poll_s, self.poll_interval_s) if replicas == 0 else self.poll_interval_s
+        )
 
     def observe(self, signals: Mapping[str, QueueSignal | None]) -> None:
         if self.pool is not None and self.pipeline_knobs is not None:
@@ -662,7 +670,11 @@ def _run(
             if observe is not None:  # the operator reads every queue each round
                 observe({pool.name: pool.signal for pool in pools})
             payload.poll(now)
-            clock.push(now + payload.autoscaler.poll_interval_s, _POLL, payload)
+            pace = getattr(payload.autoscaler, "next_poll_s", None)
+            interval = (
+                payload.autoscaler.poll_interval_s if pace is None else pace(len(payload.active))
+            )
+            clock.push(now + interval, _POLL, payload)
         else:
             pool, *rest = payload
             pool.handle(now, kind, rest[0] if len(rest) == 1 else tuple(rest))

@@ -58,6 +58,9 @@ _EPSILON = 1e-6
 _MAX_AGE_UP_FACTOR = 2.0
 # A need this far below the window's peak, for a settle window, is a load that ended.
 ENDED_FRACTION = 0.25
+# ...and the window's peak asked for this many replicas more: at one or two replicas
+# the counts are too small to tell a load that ended from a quiet minute.
+ENDED_MIN_DROP = 2
 
 
 class Reason(StrEnum):
@@ -161,7 +164,7 @@ class ScalingState:
     readings: tuple[tuple[float, float, float], ...] = ()
     """(time, add rate, dispatch rate) of recent signals, reaching back one task."""
     work: tuple[tuple[float, float], ...] = ()
-    """(time, tasks running or waiting) of recent decisions, pruned to the down window."""
+    """(time, tasks running, counted) of recent decisions, pruned to the down window."""
 
 
 @dataclass(frozen=True)
@@ -477,7 +480,7 @@ def decide(
         if in_flight is None
         else (
             *((t, w) for t, w in state.work if now - t < window),
-            (now, load.in_flight + max(0, signal.backlog_count)),
+            (now, load.in_flight),
         )
     )
     state = replace(
@@ -523,6 +526,7 @@ def decide(
     if (
         now - counted_since >= settle
         and settled < current
+        and (stabilised - settled >= ENDED_MIN_DROP or settled == 0)
         and settled_work <= ENDED_FRACTION * peak_work
     ):
         # Not a fluctuation: the work in the pool (tasks running or waiting) fell
@@ -535,6 +539,13 @@ def decide(
         message = (
             f"{current} -> {settled}: the last {settle:.0f} s asked for at most {settled}, "
             f"the last {window:.0f} s for {stabilised} ({facts})"
+        )
+        # The ended load is forgotten: its peak must not call the next quiet minute
+        # "ended" again.
+        state = replace(
+            state,
+            recommendations=tuple((t, r) for t, r in state.recommendations if now - t < settle),
+            work=tuple((t, w) for t, w in state.work if now - t < settle),
         )
         return _scaled(current, settled, reason, message, state, now, load)
     if now - since < window or stabilised >= current:

@@ -331,3 +331,24 @@ def test_a_counted_load_that_merely_wobbles_keeps_its_window() -> None:
         decision = decide(replicas, IDLE, KNOBS, state, step * POLL_S, in_flight=work)
         assert decision.reason is not Reason.LOAD_ENDED
         replicas, state = decision.replicas, decision.state
+
+
+def test_a_one_replica_wobble_is_not_a_load_that_ended() -> None:
+    """At one or two replicas counts are too small to tell: the usual window holds."""
+    replicas, state = 2, ScalingState(tracking_since=-1000.0)
+    for step in range(10):
+        work = 6.0 if step == 0 else 1.0
+        decision = decide(replicas, IDLE, KNOBS, state, step * POLL_S, in_flight=work)
+        assert decision.reason is not Reason.LOAD_ENDED
+        replicas, state = decision.replicas, decision.state
+
+
+def test_a_released_load_is_forgotten_so_the_next_quiet_minute_keeps_its_window() -> None:
+    replicas, state = 10, ScalingState(tracking_since=-1000.0)
+    reasons = []
+    for step in range(30):
+        work = 40.0 if step < 2 else (8.0 if 10 <= step < 12 else 0.0)
+        decision = decide(replicas, IDLE, KNOBS, state, step * POLL_S, in_flight=work)
+        reasons.append(decision.reason)
+        replicas, state = decision.replicas, decision.state
+    assert reasons.count(Reason.LOAD_ENDED) == 1

@@ -10,6 +10,7 @@ workers' graceful shutdown.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -502,3 +503,17 @@ def test_a_cordoned_pod_takes_no_new_task_once_its_worker_acts_on_the_drain() ->
     for pod in result.pods:
         if pod.cordoned_at is not None and pod.stops_at is not None:
             assert pod.stops_at == pod.cordoned_at + model_delay
+
+
+def test_a_pool_at_zero_is_looked_at_every_wake_poll() -> None:
+    """Scale from zero reacts within a statistics refresh plus the wake poll (5 s), not
+    the full poll interval: a pool at zero has no pods to read, only its queue."""
+    knobs = ScalingKnobs(0, 4, 4, 4, 2, 30, 60, 300, 2, scale_to_zero=True)
+    scaler = DocpipeAutoscaler(knobs, poll_interval_s=15.0)
+    result = simulate(
+        [Task(100.0, 2.0)], scaler, concurrency=4, startup_s=1, horizon_s=200, initial_replicas=0
+    )
+    times = [sample.time for sample in result.samples]
+    assert all(b - a == pytest.approx(5.0) for a, b in itertools.pairwise(times) if b < 100)
+    (first_up,) = [a.time for a in result.actions if a.direction > 0][:1]
+    assert first_up - 100.0 <= 6.0 + 5.0
