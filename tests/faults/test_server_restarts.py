@@ -54,73 +54,89 @@ class Outage:
     back_at: float = 0.0
 
 
-async def run_through_outage(
-    client: Client,
-    settings: Settings,
-    doc_server: DocServer,
-    *,
-    tag: str,
-    down: Callable[[], None],
-    up: Callable[[], object],
-    begins_at: str,
-    hits: str | None,
-) -> tuple[Run, list[DocumentOutcome], Outage]:
-    """Start a run; when ``begins_at`` runs, take the server down until ``hits``
-    (the step that needs it) has run into the outage and OUTAGE_S has passed;
-    then bring it back. Returns the run, its outcomes and the outage's times."""
-    documents = refs_for(doc_server.add_documents(8, tag))
-    run = await start_run(client, settings, documents, tag=tag, batch_size=4)
-    await wait_until_running(client, run, begins_at)
-    down_at = time.time()
-    await asyncio.to_thread(down)
-    if hits is not None:
-        await wait_until_running(client, run, hits)
-    await asyncio.sleep(max(0.0, down_at + OUTAGE_S - time.time()))
-    outage = Outage(down_at, restarting_at=time.time())
-    await asyncio.to_thread(up)
-    outage.back_at = time.time()
-    outcomes = await wait_results(client, run)
-    return run, outcomes, outage
+@dataclass
+class Outages:
+    """A run through a server's outage, and the checks after it, on this package's
+    workers, with documents from its document server."""
 
+    client: Client
+    settings: Settings
+    """What the workers see (S3 through the proxy)."""
+    check_settings: Settings
+    """The test's own view of the stores."""
+    workers: LocalWorkers
+    doc_server: DocServer
 
-async def assert_exactly_once(
-    client: Client,
-    check_settings: Settings,
-    run: Run,
-    outcomes: list[DocumentOutcome],
-    *,
-    fault: str,
-    step: str,
-    outage: Outage,
-    min_attempts: int = 1,
-) -> None:
-    """Every document once in every store, and ``step`` (which needs the server)
-    completed only after the server came back; records the figures."""
-    check = await check_stores(check_settings, run, outcomes)
-    records = [
-        r
-        for workflow_id in run.workflow_ids
-        for r in (await activity_history(client, workflow_id)).values()
-        if r.activity_type == step
-    ]
-    attempts = sorted(r.attempt for r in records)
-    completions = [r.completed_at for r in records if r.completed_at is not None]
-    record(
-        FaultFigure(
-            fault,
-            check.expected,
-            check.completed,
-            len(check.lost),
-            len(check.duplicated),
-            recovered_s=max(completions, default=outage.back_at) - outage.back_at,
-            note=f"down {outage.back_at - outage.down_at:.1f} s; {step} attempts {attempts}",
+    async def run(
+        self,
+        *,
+        tag: str,
+        down: Callable[[], None],
+        up: Callable[[], object],
+        begins_at: str,
+        hits: str | None,
+    ) -> tuple[Run, list[DocumentOutcome], Outage]:
+        """Start a run; when ``begins_at`` runs, take the server down until ``hits``
+        (the step that needs it) has run into the outage and OUTAGE_S has passed;
+        then bring it back. Returns the run, its outcomes and the outage's times."""
+        documents = refs_for(self.doc_server.add_documents(8, tag))
+        run = await start_run(self.client, self.settings, documents, tag=tag, batch_size=4)
+        await wait_until_running(self.client, run, begins_at)
+        down_at = time.time()
+        await asyncio.to_thread(down)
+        if hits is not None:
+            await wait_until_running(self.client, run, hits)
+        await asyncio.sleep(max(0.0, down_at + OUTAGE_S - time.time()))
+        outage = Outage(down_at, restarting_at=time.time())
+        await asyncio.to_thread(up)
+        outage.back_at = time.time()
+        outcomes = await wait_results(self.client, run)
+        return run, outcomes, outage
+
+    async def assert_exactly_once(
+        self,
+        run: Run,
+        outcomes: list[DocumentOutcome],
+        *,
+        fault: str,
+        step: str,
+        outage: Outage,
+        min_attempts: int = 1,
+    ) -> None:
+        """Every document once in every store, ``step`` (which needs the server)
+        completed only after the server came back, and every worker still alive;
+        records the figures."""
+        check = await check_stores(self.check_settings, run, outcomes)
+        records = [
+            r
+            for workflow_id in run.workflow_ids
+            for r in (await activity_history(self.client, workflow_id)).values()
+            if r.activity_type == step
+        ]
+        attempts = sorted(r.attempt for r in records)
+        completions = [r.completed_at for r in records if r.completed_at is not None]
+        record(
+            FaultFigure(
+                fault,
+                check.expected,
+                check.completed,
+                len(check.lost),
+                len(check.duplicated),
+                recovered_s=max(completions, default=outage.back_at) - outage.back_at,
+                note=f"down {outage.back_at - outage.down_at:.1f} s; {step} attempts {attempts}",
+            )
         )
-    )
-    assert not check.lost and not check.duplicated, check.problems()
-    assert check.completed == len(run.documents)
-    assert len(completions) == len(run.workflow_ids), f"every batch's {step} completed"
-    assert min(completions) > outage.restarting_at, f"{step} waited for the server"
-    assert min(attempts) >= min_attempts, f"{step} failed and was retried: {attempts}"
+        assert not check.lost and not check.duplicated, check.problems()
+        assert check.completed == len(run.documents)
+        assert len(completions) == len(run.workflow_ids), f"every batch's {step} completed"
+        assert min(completions) > outage.restarting_at, f"{step} waited for the server"
+        assert min(attempts) >= min_attempts, f"{step} failed and was retried: {attempts}"
+        self.workers.check_alive()
+
+
+@pytest.fixture
+def outages(client, fault_settings, check_settings, workers, doc_server) -> Outages:
+    return Outages(client, fault_settings, check_settings, workers, doc_server)
 
 
 @pytest.mark.parametrize(
@@ -135,29 +151,16 @@ async def assert_exactly_once(
     ],
 )
 async def test_a_restarted_database_loses_and_duplicates_nothing(
-    server: str,
-    hits: str,
-    min_attempts: int,
-    client: Client,
-    fault_stack: DevStack,
-    fault_settings: Settings,
-    check_settings: Settings,
-    workers: LocalWorkers,
-    doc_server: DocServer,
+    server: str, hits: str, min_attempts: int, outages: Outages, fault_stack: DevStack
 ) -> None:
-    run, outcomes, outage = await run_through_outage(
-        client,
-        fault_settings,
-        doc_server,
+    run, outcomes, outage = await outages.run(
         tag=f"restart-{server}",
         down=lambda: fault_stack.stop_server(server),  # type: ignore[arg-type]
         up=lambda: fault_stack.start_server(server),  # type: ignore[arg-type]
         begins_at=steps.PREPARE_TEXT,  # down before the step that needs it
         hits=hits,
     )
-    await assert_exactly_once(
-        client,
-        check_settings,
+    await outages.assert_exactly_once(
         run,
         outcomes,
         fault=f"{server} stopped and started again mid-run",
@@ -165,16 +168,10 @@ async def test_a_restarted_database_loses_and_duplicates_nothing(
         outage=outage,
         min_attempts=min_attempts,
     )
-    workers.check_alive()
 
 
 async def test_an_s3_outage_loses_and_duplicates_nothing(
-    client: Client,
-    fault_settings: Settings,
-    check_settings: Settings,
-    workers: LocalWorkers,
-    doc_server: DocServer,
-    s3_proxy: LatencyProxy,
+    outages: Outages, s3_proxy: LatencyProxy
 ) -> None:
     """Cut while the CPU step reads and writes its objects (slowed, so that its
     requests are certainly in flight): they fail, and so do the next steps'
@@ -186,10 +183,7 @@ async def test_an_s3_outage_loses_and_duplicates_nothing(
 
     s3_proxy.latency_s = 0.5
     try:
-        run, outcomes, outage = await run_through_outage(
-            client,
-            fault_settings,
-            doc_server,
+        run, outcomes, outage = await outages.run(
             tag="outage-s3",
             down=down,
             up=s3_proxy.restore,
@@ -198,46 +192,32 @@ async def test_an_s3_outage_loses_and_duplicates_nothing(
         )
     finally:
         s3_proxy.latency_s = 0.0
-    await assert_exactly_once(
-        client,
-        check_settings,
+    await outages.assert_exactly_once(
         run,
         outcomes,
         fault="S3 unreachable mid-run (connections reset, then refused)",
         step=steps.PREPARE_TEXT,
         outage=outage,
     )
-    workers.check_alive()
 
 
 async def test_a_restarted_temporal_server_finishes_the_run(
-    client: Client,
-    fault_stack: DevStack,
-    fault_settings: Settings,
-    check_settings: Settings,
-    workers: LocalWorkers,
-    doc_server: DocServer,
+    outages: Outages, fault_stack: DevStack
 ) -> None:
     """History is in SQLite (``--db-filename``): workers and this test's client
     reconnect to the same port and the workflows carry on where they were."""
-    run, outcomes, outage = await run_through_outage(
-        client,
-        fault_settings,
-        doc_server,
+    run, outcomes, outage = await outages.run(
         tag="restart-temporal",
         down=lambda: fault_stack.stop_server("temporal"),
         up=lambda: fault_stack.start_server("temporal"),
         begins_at=steps.PREPARE_TEXT,
         hits=None,  # nothing can be observed while the server is down
     )
-    await assert_exactly_once(
-        client,
-        check_settings,
+    await outages.assert_exactly_once(
         run,
         outcomes,
         fault="Temporal server stopped and started again mid-run",
         step=steps.STORE_METADATA,
         outage=outage,
     )
-    assert not await pending_activities(client, run.workflow_ids)
-    workers.check_alive()
+    assert not await pending_activities(outages.client, run.workflow_ids)
