@@ -166,50 +166,51 @@ _ENDPOINT = {
     },
 }
 _METADATA = {"type": "object", "required": ["name", "namespace"]}
+
+
+def _monitoring_object(
+    kind: str, required: list[str], properties: dict[str, Any]
+) -> dict[str, Any]:
+    """A monitoring.coreos.com/v1 ``kind``: the envelope all of them share, and a spec of
+    exactly ``properties`` (``required`` among them)."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": kind},
+            "metadata": _METADATA,
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": required,
+                "properties": properties,
+            },
+        },
+    }
+
+
+_MONITOR_TARGETS = {
+    "selector": _LABEL_SELECTOR,
+    "namespaceSelector": _NAMESPACE_SELECTOR,
+    "jobLabel": {"type": "string"},
+}
+"""What a ServiceMonitor and a PodMonitor select, and how they name the job."""
+_ENDPOINTS = {"type": "array", "minItems": 1, "items": _ENDPOINT}
 MONITORING_SCHEMAS: dict[str, dict[str, Any]] = {
-    "ServiceMonitor": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["apiVersion", "kind", "metadata", "spec"],
-        "properties": {
-            "apiVersion": {"const": "monitoring.coreos.com/v1"},
-            "kind": {"const": "ServiceMonitor"},
-            "metadata": _METADATA,
-            "spec": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["selector", "endpoints"],
-                "properties": {
-                    "selector": _LABEL_SELECTOR,
-                    "namespaceSelector": _NAMESPACE_SELECTOR,
-                    "jobLabel": {"type": "string"},
-                    "endpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT},
-                },
-            },
+    "ServiceMonitor": _monitoring_object(
+        "ServiceMonitor", ["selector", "endpoints"], {**_MONITOR_TARGETS, "endpoints": _ENDPOINTS}
+    ),
+    "PodMonitor": _monitoring_object(
+        "PodMonitor",
+        ["selector", "podMetricsEndpoints"],
+        {
+            **_MONITOR_TARGETS,
+            "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+            "podMetricsEndpoints": _ENDPOINTS,
         },
-    },
-    "PodMonitor": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["apiVersion", "kind", "metadata", "spec"],
-        "properties": {
-            "apiVersion": {"const": "monitoring.coreos.com/v1"},
-            "kind": {"const": "PodMonitor"},
-            "metadata": _METADATA,
-            "spec": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["selector", "podMetricsEndpoints"],
-                "properties": {
-                    "selector": _LABEL_SELECTOR,
-                    "namespaceSelector": _NAMESPACE_SELECTOR,
-                    "jobLabel": {"type": "string"},
-                    "podTargetLabels": {"type": "array", "items": {"type": "string"}},
-                    "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT},
-                },
-            },
-        },
-    },
+    ),
 }
 
 
@@ -230,39 +231,28 @@ _RULE = {
         "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
     },
 }
-MONITORING_SCHEMAS["PrometheusRule"] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "PrometheusRule"},
-        "metadata": _METADATA,
-        "spec": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["groups"],
-            "properties": {
-                "groups": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["name", "rules"],
-                        "properties": {
-                            "name": {"type": "string", "minLength": 1},
-                            "interval": _DURATION,
-                            "limit": {"type": "integer", "minimum": 0},
-                            "partial_response_strategy": {"type": "string"},
-                            "rules": {"type": "array", "items": _RULE},
-                        },
-                    },
+MONITORING_SCHEMAS["PrometheusRule"] = _monitoring_object(
+    "PrometheusRule",
+    ["groups"],
+    {
+        "groups": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "rules"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "interval": _DURATION,
+                    "limit": {"type": "integer", "minimum": 0},
+                    "partial_response_strategy": {"type": "string"},
+                    "rules": {"type": "array", "items": _RULE},
                 },
             },
         },
     },
-}
+)
 
 
 def _with_object_meta(crd: dict[str, Any]) -> dict[str, Any]:

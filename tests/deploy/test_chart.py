@@ -13,8 +13,6 @@ import http.server
 import json
 import re
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
+from embedded_scripts import run_embedded
 from k8s_offline import KUBERNETES_VERSION, REPO, admit, load_documents, validation_problems
 
 from docpipe_operator import crd as operator_crd
@@ -519,21 +518,11 @@ def test_helm_test_pod_checks_the_operators_real_metrics_endpoint() -> None:
     import docpipe_operator.metrics  # noqa: F401  (registers the docpipe_operator_* metrics)
 
     with _serving(generate_latest()) as good, _serving(b"python_info 1\n") as bad:
-        passed = _run_script(script, good)
+        passed = run_embedded(script, {"METRICS_URL": good})
         assert passed.returncode == 0, passed.stderr
-        failed = _run_script(script, bad)
+        failed = run_embedded(script, {"METRICS_URL": bad})
         assert failed.returncode != 0
         assert "without docpipe_operator_" in failed.stderr
-
-
-def _run_script(script: str, url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        env={"METRICS_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -656,6 +645,22 @@ def hook_objects(component: str, values: dict[str, Any] | None = None) -> list[d
     ]
 
 
+def hook_job(hook: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A hook's Job, its pod spec and its one container, checked for what every hook Job
+    of ours has: the operator's own image, the hook's own ServiceAccount, and a
+    read-only root filesystem."""
+    job = one(hook, "Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert (
+        container["image"]
+        == one(objects(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    ), "the operator's own image"
+    assert pod["serviceAccountName"] == one(hook, "ServiceAccount")["metadata"]["name"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    return job, pod, container
+
+
 def crd_upgrade(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     return hook_objects("crd-upgrade", values)
 
@@ -668,23 +673,11 @@ def test_an_upgrade_applies_the_crd_from_the_same_generated_file() -> None:
     generated = (REPO / "deploy" / "crds" / "documentpipelines.docpipe.io.yaml").read_text()
     assert data == {"documentpipelines.docpipe.io.yaml": generated}
     assert generated == operator_crd.render()
-    job = one(hook, "Job")
-    pod = job["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    assert container["command"] == [
-        "python",
-        "-m",
-        "docpipe_operator.crd_install",
-        "/crds/documentpipelines.docpipe.io.yaml",
-    ]
-    assert (
-        container["image"]
-        == one(objects(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
-    ), "the operator's own image"
+    _, pod, container = hook_job(hook)
+    command = "python -m docpipe_operator.crd_install /crds/documentpipelines.docpipe.io.yaml"
+    assert container["command"] == command.split()
     (volume,) = pod["volumes"]
     assert volume["configMap"]["name"] == one(hook, "ConfigMap")["metadata"]["name"]
-    assert pod["serviceAccountName"] == one(hook, "ServiceAccount")["metadata"]["name"]
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
     # The module reads the mounted file and finds exactly the CRD in it.
     (crd,) = crd_install.crds_in([data["documentpipelines.docpipe.io.yaml"]])
     assert crd["metadata"]["name"] == "documentpipelines.docpipe.io"
@@ -756,9 +749,7 @@ def test_uninstall_first_deletes_the_watched_namespaces_pipelines_and_waits() ->
         assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
     weights = {o["kind"]: int(o["metadata"]["annotations"]["helm.sh/hook-weight"]) for o in hook}
     assert all(weights[kind] < weights["Job"] for kind in weights if kind != "Job")
-    job = one(hook, "Job")
-    pod = job["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    job, _, container = hook_job(hook)
     assert container["command"] == [
         "python",
         "-m",
@@ -767,12 +758,6 @@ def test_uninstall_first_deletes_the_watched_namespaces_pipelines_and_waits() ->
         NAMESPACE,
     ]
     assert job["spec"]["activeDeadlineSeconds"] > 240
-    assert (
-        container["image"]
-        == one(objects(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
-    ), "the operator's own image"
-    assert pod["serviceAccountName"] == one(hook, "ServiceAccount")["metadata"]["name"]
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
     args = uninstall.parse_args(container["command"][3:])
     assert (args.namespaces, args.timeout) == ([NAMESPACE], 240)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from dockerfile_parse import DockerfileParser
+from embedded_scripts import run_embedded
 from k8s_offline import is_pinned
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -320,12 +321,12 @@ def test_healthcheck_reads_the_metrics_endpoint(kind: str) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         port = str(server.server_address[1])
-        ok = _run(command_words[2], port)
+        ok = run_embedded(command_words[2], {"METRICS_PORT": port}, timeout_s=30)
         assert ok.returncode == 0, ok.stderr
     finally:
         server.shutdown()
         server.server_close()
-    down = _run(command_words[2], port)
+    down = run_embedded(command_words[2], {"METRICS_PORT": port}, timeout_s=30)
     assert down.returncode != 0, "the healthcheck passes with nothing listening"
 
 
@@ -338,16 +339,6 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
-
-
-def _run(script: str, port: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        env={"METRICS_PORT": port},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 DOWNLOADERS = ("curl ", "wget ", "snapshot_download", "hf_hub_download", "huggingface-cli")
