@@ -132,108 +132,100 @@ def make_tasks(
     ]
 
 
+def single_pool(
+    name: str,
+    description: str,
+    tasks: list[Task],
+    horizon_s: float,
+    pool: tuple[ScalingKnobs, float],
+    startup_s: float = 30.0,
+    floor: int | None = None,
+) -> Trace:
+    """A one-pool trace: the pool's knobs and poll, its pods' start-up, and the floor both
+    autoscalers start from and KEDA keeps (the pool's minReplicas unless given)."""
+    knobs, poll = pool
+    floor = knobs.min_replicas if floor is None else floor
+    return Trace(name, description, tasks, horizon_s, knobs, poll, startup_s, floor, floor)
+
+
 def burst(seed: int) -> Trace:
     rng = np.random.default_rng(seed)
-    knobs, poll = pool_knobs("cpu")
     horizon = 2700.0
     arrivals = poisson(rng, lambda t: 0.4, 0.4, 0, horizon)
     arrivals += poisson(rng, lambda t: 10.0, 10.0, 600, 780)  # a 3-minute surge
     arrivals += list(1500 + rng.uniform(0, 2, 300))  # a folder of 300 documents at once
-    return Trace(
+    return single_pool(
         "burst",
         "cpu pool; 0.4 tasks/s, a 10/s surge for 3 min at 10 min, 300 at once at 25 min; "
         "tasks ~5 s; pods start in ~30 s",
         make_tasks(rng, arrivals, 5.0, 0.5),
         horizon,
-        knobs,
-        poll,
-        30.0,
-        knobs.min_replicas,
-        knobs.min_replicas,
+        pool_knobs("cpu"),
     )
 
 
 def diurnal(seed: int) -> Trace:
     rng = np.random.default_rng(seed)
-    knobs, poll = pool_knobs("cpu")
     horizon = 3 * 3600.0
 
     def rate(t: float) -> float:
         return 0.3 + 11.7 * math.sin(math.pi * t / horizon) ** 2
 
-    return Trace(
+    return single_pool(
         "diurnal",
         "cpu pool; a day squeezed into 3 h: 0.3 -> 12 -> 0.3 tasks/s (sin^2); tasks ~5 s",
         make_tasks(rng, poisson(rng, rate, 12.0, 0, horizon), 5.0, 0.5),
         horizon,
-        knobs,
-        poll,
-        30.0,
-        knobs.min_replicas,
-        knobs.min_replicas,
+        pool_knobs("cpu"),
     )
 
 
 def fan_out(seed: int) -> Trace:
     rng = np.random.default_rng(seed)
-    # Long activities: taskSeconds set to their typical duration, as docs/scaling.md says.
-    knobs, poll = pool_knobs("cpu", taskSeconds=480)
     horizon = 4800.0
     arrivals: list[float] = []
     for start in (60.0, 1260.0, 2460.0, 3660.0):  # one workflow fans out 64 activities each
         arrivals += list(start + rng.uniform(0, 1, 64))
-    return Trace(
+    return single_pool(
         "fan-out",
         "cpu pool, taskSeconds=480; every 20 min a workflow fans out 64 activities of ~8 min",
         make_tasks(rng, arrivals, 480.0, 0.25),
         horizon,
-        knobs,
-        poll,
-        30.0,
-        knobs.min_replicas,
-        knobs.min_replicas,
+        # Long activities: taskSeconds set to their typical duration, as docs/scaling.md says.
+        pool_knobs("cpu", taskSeconds=480),
     )
 
 
 def noisy(seed: int) -> Trace:
     rng = np.random.default_rng(seed)
-    knobs, poll = pool_knobs("cpu")
     horizon = 3600.0
     # Mean 3 tasks/s (~3.75 replicas busy), re-drawn every 20 s: lognormal, sigma 0.35.
     levels = 3.0 * rng.lognormal(-(0.35**2) / 2, 0.35, int(horizon // 20) + 1)
     peak = float(levels.max())
-    return Trace(
+    return single_pool(
         "noisy",
         "cpu pool; 3 tasks/s on average, the rate re-drawn every 20 s (lognormal, sigma 0.35); "
         "tasks ~5 s",
         make_tasks(rng, poisson(rng, lambda t: levels[int(t // 20)], peak, 0, horizon), 5.0, 0.5),
         horizon,
-        knobs,
-        poll,
-        30.0,
-        knobs.min_replicas,
-        knobs.min_replicas,
-        flips_goal=True,
+        pool_knobs("cpu"),
     )
 
 
 def gpu_spike(seed: int) -> Trace:
     rng = np.random.default_rng(seed)
-    knobs, poll = pool_knobs("gpu")
     horizon = 3600.0
     arrivals = poisson(rng, lambda t: 6.0, 6.0, 1200, 1260)  # 6/s for a minute after 20 min idle
     arrivals += list(2700 + rng.uniform(0, 1, 120))  # 120 at once after 20 more idle minutes
-    return Trace(
+    return single_pool(
         "gpu-spike",
         "gpu pool (scale to zero; KEDA minReplicaCount 0); idle 20 min, 6/s for 1 min, idle, "
         "120 at once at 45 min; tasks ~2 s; pods start in ~90 s (model loading)",
         make_tasks(rng, arrivals, 2.0, 0.3),
         horizon,
-        knobs,
-        poll,
-        90.0,
-        0,
-        0,
+        pool_knobs("gpu"),
+        startup_s=90.0,
+        floor=0,
     )
 
 
