@@ -30,6 +30,8 @@ CHART_DASHBOARDS = HERE.parents[1] / "helm" / "docpipe" / "dashboards"
 OUTPUT_DIRS = (HERE, CHART_DASHBOARDS)
 DS = {"type": "prometheus", "uid": "${datasource}"}
 NS = 'namespace=~"$namespace"'
+SHARE: dict[str, Any] = {"unit": "percentunit", "min": 0, "max": 1}
+"""Panel settings of a share between 0 and 1, shown in percent."""
 WORKER_JOBS = 'job=~"docpipe(-(workflow|cpu|gpu|io))?|.+-(workflow|cpu|gpu|io)-metrics"'
 """Worker scrape jobs: docpipe-<kind> (deploy/prometheus/prometheus.yml), docpipe
 (deploy/compose.yaml's docpipe_* job) or the operator's per-pool metrics Services
@@ -172,6 +174,11 @@ def activity_duration(worker: str) -> Panel:
     )
 
 
+def stat(title: str, expr: str, description: str, unit: str = "short") -> Panel:
+    """A quarter-width single-number panel of the overview's first row."""
+    return Panel(title, [t(expr)], description, unit=unit, kind="stat", width=6, height=4)
+
+
 def memory(worker: str) -> Panel:
     return Panel(
         "Memory (RSS)",
@@ -231,47 +238,31 @@ def pipeline_overview() -> Dashboard:
             Row(
                 "Outcomes",
                 [
-                    Panel(
+                    stat(
                         "Documents completed",
-                        [t(f"sum(increase({done}[$__range]))")],
+                        f"sum(increase({done}[$__range]))",
                         "Documents stored with every step done, in the selected time range.",
-                        kind="stat",
-                        width=6,
-                        height=4,
                     ),
-                    Panel(
+                    stat(
                         "Documents failed",
-                        [t(f"sum(increase({failed}[$__range]))")],
+                        f"sum(increase({failed}[$__range]))",
                         "Documents that failed at some stage, in the selected time range. "
                         "`docpipe failures` lists them with their reasons.",
-                        kind="stat",
-                        width=6,
-                        height=4,
                     ),
-                    Panel(
+                    stat(
                         "Failure ratio",
-                        [
-                            t(
-                                f"sum(increase({failed}[$__range])) / clamp_min("
-                                f"sum(increase({failed}[$__range])) + "
-                                f"sum(increase({done}[$__range])), 1)"
-                            )
-                        ],
+                        f"sum(increase({failed}[$__range])) / clamp_min("
+                        f"sum(increase({failed}[$__range])) + "
+                        f"sum(increase({done}[$__range])), 1)",
                         "Failed / (failed + completed) in the selected range. Bad input fails "
                         "documents by design; a jump usually means a source or a backend broke.",
                         unit="percentunit",
-                        kind="stat",
-                        width=6,
-                        height=4,
                     ),
-                    Panel(
+                    stat(
                         "Worker targets up",
-                        [t(f"sum(up{{{WORKER_JOBS}}})")],
+                        f"sum(up{{{WORKER_JOBS}}})",
                         "Scrape targets of the workers that answer (each worker has two: "
                         "docpipe metrics and Temporal SDK metrics).",
-                        kind="stat",
-                        width=6,
-                        height=4,
                     ),
                     Panel(
                         "Documents per second",
@@ -432,9 +423,12 @@ def cpu_worker() -> Dashboard:
                     Panel(
                         "Pool processes: size, busy, queued",
                         [
-                            t(f"sum(docpipe_cpu_pool_processes{{{NS}}})", "size"),
-                            t(f"sum(docpipe_cpu_pool_busy_processes{{{NS}}})", "busy"),
-                            t(f"sum(docpipe_cpu_pool_queued_tasks{{{NS}}})", "queued"),
+                            t(f"sum(docpipe_cpu_pool_{metric}{{{NS}}})", legend)
+                            for metric, legend in (
+                                ("processes", "size"),
+                                ("busy_processes", "busy"),
+                                ("queued_tasks", "queued"),
+                            )
                         ],
                         "Queued > 0 for long = the pool is the bottleneck (WORKER_CPU_THREADS or "
                         "more replicas), not Temporal.",
@@ -448,10 +442,8 @@ def cpu_worker() -> Dashboard:
                             )
                         ],
                         "Share of pool processes working now.",
-                        unit="percentunit",
                         kind="gauge",
-                        min=0,
-                        max=1,
+                        **SHARE,
                     ),
                     Panel(
                         "Pool task duration (p95)",
@@ -491,8 +483,8 @@ def gpu_worker() -> Dashboard:
                     Panel(
                         "GPU memory used / total",
                         [
-                            t(f"docpipe_gpu_memory_used_bytes{{{NS}}}", "GPU {{gpu}} used"),
-                            t(f"docpipe_gpu_memory_total_bytes{{{NS}}}", "GPU {{gpu}} total"),
+                            t(f"docpipe_gpu_memory_{which}_bytes{{{NS}}}", "GPU {{gpu}} " + which)
+                            for which in ("used", "total")
                         ],
                         "Device memory per GPU. Models, activations of the current batch and "
                         "the CUDA caching allocator all count.",
@@ -509,19 +501,15 @@ def gpu_worker() -> Dashboard:
                         ],
                         "Near 100 %: out-of-memory splits batches in halves (slower); lower "
                         "EMBEDDING_MAX_BATCH_ITEMS or give the pod a larger GPU.",
-                        unit="percentunit",
                         kind="gauge",
-                        min=0,
-                        max=1,
+                        **SHARE,
                     ),
                     Panel(
                         "GPU utilisation",
                         [t(f"docpipe_gpu_utilization_ratio{{{NS}}}", "GPU {{gpu}}")],
                         "Share of time a kernel ran. Low utilisation with a backlog: batches are "
                         "too small or the worker waits on IO.",
-                        unit="percentunit",
-                        min=0,
-                        max=1,
+                        **SHARE,
                     ),
                     Panel(
                         "GPU temperature",
@@ -609,9 +597,7 @@ def gpu_worker() -> Dashboard:
                         "How full micro-batches are relative to EMBEDDING_MAX_BATCH_ITEMS. Low "
                         "under load: more concurrent activities per GPU or a longer "
                         "EMBEDDING_MAX_WAIT_MS would merge more requests.",
-                        unit="percentunit",
-                        min=0,
-                        max=1,
+                        **SHARE,
                     ),
                     Panel(
                         "Batch queue wait (p95)",
@@ -753,13 +739,13 @@ def io_worker() -> Dashboard:
                     Panel(
                         "Pool connections",
                         [
-                            t(f"sum(docpipe_io_postgres_pool_size_connections{{{io}}})", "open"),
-                            t(f"sum(docpipe_io_postgres_pool_idle_connections{{{io}}})", "idle"),
-                            t(f"sum(docpipe_io_postgres_pool_max_connections{{{io}}})", "max"),
-                            t(
-                                f"sum(docpipe_io_postgres_pool_waiting_requests{{{io}}})",
-                                "waiting",
-                            ),
+                            t(f"sum(docpipe_io_postgres_pool_{metric}{{{io}}})", legend)
+                            for metric, legend in (
+                                ("size_connections", "open"),
+                                ("idle_connections", "idle"),
+                                ("max_connections", "max"),
+                                ("waiting_requests", "waiting"),
+                            )
                         ],
                         "open = max, idle = 0 and waiting > 0: the pool is exhausted; raise "
                         "METADATA_DB_POOL_MAX (within the server's max_connections).",
@@ -812,9 +798,8 @@ def autoscaler() -> Dashboard:
                     Panel(
                         "Replicas: desired, current, ready",
                         [
-                            t(f"docpipe_operator_desired_replicas{{{sel}}}", "{{pool}} desired"),
-                            t(f"docpipe_operator_current_replicas{{{sel}}}", "{{pool}} current"),
-                            t(f"docpipe_operator_ready_replicas{{{sel}}}", "{{pool}} ready"),
+                            t(f"docpipe_operator_{which}_replicas{{{sel}}}", "{{pool}} " + which)
+                            for which in ("desired", "current", "ready")
                         ],
                         "desired (the policy) above current for long: the pool is at maxReplicas "
                         "or scale-up is being stabilised; current above ready: pods not starting "
