@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp.web
@@ -24,17 +25,15 @@ from docpipe_operator.names import selector_labels
 PODS = "v1/pods"
 
 
-@pytest_asyncio.fixture
-async def endpoints() -> AsyncIterator[dict[str, int]]:
-    """Two workers' /metrics: 127.0.0.1 runs two activities, 127.0.0.2 none.
-    127.0.0.3 serves nothing (a pod whose metrics cannot be read)."""
-    in_flight = {"127.0.0.1": 2, "127.0.0.2": 0}
+@asynccontextmanager
+async def metrics_servers(texts: dict[str, str]) -> AsyncIterator[dict[str, int]]:
+    """A worker's /metrics on each address of ``texts``, answering the text the dict holds
+    at the time of the request (a test may change it); yields each address's port."""
     runners, ports = [], {}
-    for ip, count in in_flight.items():
+    for ip in texts:
 
-        async def metrics(_: aiohttp.web.Request, count: int = count) -> aiohttp.web.Response:
-            text = exposition(prepare_text=count) if count else exposition()
-            return aiohttp.web.Response(text=text)
+        async def metrics(_: aiohttp.web.Request, ip: str = ip) -> aiohttp.web.Response:
+            return aiohttp.web.Response(text=texts[ip])
 
         app = aiohttp.web.Application()
         app.router.add_get("/metrics", metrics)
@@ -43,10 +42,21 @@ async def endpoints() -> AsyncIterator[dict[str, int]]:
         await aiohttp.web.TCPSite(runner, ip, 0).start()
         runners.append(runner)
         ports[ip] = runner.addresses[0][1]
-    ports["127.0.0.3"] = ports["127.0.0.2"]  # nothing listens on that address
-    yield ports
-    for runner in runners:
-        await runner.cleanup()
+    try:
+        yield ports
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def endpoints() -> AsyncIterator[dict[str, int]]:
+    """Two workers' /metrics: 127.0.0.1 runs two activities, 127.0.0.2 none.
+    127.0.0.3 serves nothing (a pod whose metrics cannot be read)."""
+    texts = {"127.0.0.1": exposition(prepare_text=2), "127.0.0.2": exposition()}
+    async with metrics_servers(texts) as ports:
+        ports["127.0.0.3"] = ports["127.0.0.2"]  # nothing listens on that address
+        yield ports
 
 
 async def add_pod(cluster: Cluster, name: str, pool: str, ip: str, port: int) -> None:
@@ -93,16 +103,22 @@ def resource_version_when_replicas_became(cluster: Cluster, name: str, replicas:
     )
 
 
-async def test_scaling_3_to_1_with_one_busy_pod_makes_the_busy_one_the_most_expensive(
-    cluster: Cluster, operator: None, temporal: TemporalServer, endpoints: dict[str, int]
-) -> None:
+async def start_cpu_pool(cluster: Cluster, temporal: TemporalServer, replicas: int) -> None:
+    """The pipeline "docs" with ``replicas`` cpu pods, deciding every half second and
+    scaling down without waiting out a window."""
     quick = {"scaleDownStabilizationSeconds": 0, "taskSeconds": 0.1, "pollIntervalSeconds": 0.5}
-    body = pipeline("docs", temporal.address, cpu={"minReplicas": 3})
+    body = pipeline("docs", temporal.address, cpu={"minReplicas": replicas})
     body["spec"]["pools"]["cpu"]["scaling"] |= quick
     await cluster.create_pipeline(body)
     await eventually(
-        lambda: (cluster.deployment("docs-cpu") or {}).get("spec", {}).get("replicas") == 3
+        lambda: (cluster.deployment("docs-cpu") or {}).get("spec", {}).get("replicas") == replicas
     )
+
+
+async def test_scaling_3_to_1_with_one_busy_pod_makes_the_busy_one_the_most_expensive(
+    cluster: Cluster, operator: None, temporal: TemporalServer, endpoints: dict[str, int]
+) -> None:
+    await start_cpu_pool(cluster, temporal, 3)
     await add_pod(cluster, "docs-cpu-idle", "cpu", "127.0.0.2", endpoints["127.0.0.2"])
     await add_pod(cluster, "docs-cpu-busy", "cpu", "127.0.0.1", endpoints["127.0.0.1"])
     await add_pod(cluster, "docs-cpu-unread", "cpu", "127.0.0.3", endpoints["127.0.0.3"])
@@ -134,22 +150,8 @@ async def test_scaling_3_to_1_with_one_busy_pod_makes_the_busy_one_the_most_expe
 async def switchable() -> AsyncIterator[tuple[dict[str, str], dict[str, int]]]:
     """Two workers' /metrics whose text the test changes: 127.0.0.4 and 127.0.0.5."""
     texts = {"127.0.0.4": exposition(prepare_text=2), "127.0.0.5": exposition(prepare_text=1)}
-    runners, ports = [], {}
-    for ip in texts:
-
-        async def metrics(_: aiohttp.web.Request, ip: str = ip) -> aiohttp.web.Response:
-            return aiohttp.web.Response(text=texts[ip])
-
-        app = aiohttp.web.Application()
-        app.router.add_get("/metrics", metrics)
-        runner = aiohttp.web.AppRunner(app)
-        await runner.setup()
-        await aiohttp.web.TCPSite(runner, ip, 0).start()
-        runners.append(runner)
-        ports[ip] = runner.addresses[0][1]
-    yield texts, ports
-    for runner in runners:
-        await runner.cleanup()
+    async with metrics_servers(texts) as ports:
+        yield texts, ports
 
 
 def annotations(cluster: Cluster, name: str) -> dict[str, str]:
@@ -166,13 +168,7 @@ async def test_a_busy_pod_is_cordoned_and_removed_only_once_it_reports_drained(
     The least busy is cordoned (its worker stops polling); replicas go down only once
     that worker reports drained and idle, and then that pod is the one that goes."""
     texts, ports = switchable
-    quick = {"scaleDownStabilizationSeconds": 0, "taskSeconds": 0.1, "pollIntervalSeconds": 0.5}
-    body = pipeline("docs", temporal.address, cpu={"minReplicas": 2})
-    body["spec"]["pools"]["cpu"]["scaling"] |= quick
-    await cluster.create_pipeline(body)
-    await eventually(
-        lambda: (cluster.deployment("docs-cpu") or {}).get("spec", {}).get("replicas") == 2
-    )
+    await start_cpu_pool(cluster, temporal, 2)
     await add_pod(cluster, "docs-cpu-busier", "cpu", "127.0.0.4", ports["127.0.0.4"])
     await add_pod(cluster, "docs-cpu-busy", "cpu", "127.0.0.5", ports["127.0.0.5"])
 
