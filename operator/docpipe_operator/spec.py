@@ -1,5 +1,8 @@
 """The DocumentPipeline spec as typed Python, with its defaults applied and its rules checked.
 
+Just over 400 lines: the types, the parser and the checks follow the CRD field by field
+and change together.
+
 The defaults live once, in defaults.py: crd.py writes them into the CRD's schema
 (so the API server fills them in) and :func:`parse` applies them again, because
 an object created before a CRD upgrade, or stored by a server that skipped
