@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import docpipe_operator.rollout as rollouts
-from docpipe_operator import names, worker_pod
-from docpipe_operator import cordon, drain, draining, metrics, resources, scaling
+from docpipe_operator import cordon, drain, draining, metrics, names, scaling, worker_pod
 from docpipe_operator.backlog import BacklogReading, queue_signal
 from docpipe_operator.kube import DeploymentState, Kube
 from docpipe_operator.reconcile import Result, describe_error
