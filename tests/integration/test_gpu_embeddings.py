@@ -37,7 +37,7 @@ async def put_doc(store, doc_id: str, *texts: str) -> EmbeddingJob:
     return EmbeddingJob(doc_id, keys.chunks(doc_id), len(texts))
 
 
-async def test_vectors_are_normalised_per_chunk_and_stored_as_one_bundle_per_batch(
+async def test_vectors_are_normalized_per_chunk_and_stored_as_one_bundle_per_batch(
     tmp_path, embedder
 ):
     activities, store = await make_activities(tmp_path, embedder)
@@ -124,7 +124,7 @@ async def test_missing_chunks_fail_only_that_document(tmp_path, embedder):
 
 
 async def test_a_summary_reuses_the_vectors_generate_embeddings_stored(tmp_path, embedder):
-    from docpipe.activities.gpu.llm import ExtractiveSummarizer
+    from docpipe.activities.gpu.extractive import ExtractiveSummarizer
 
     activities, store = await make_activities(tmp_path, embedder)
     texts = [

@@ -18,12 +18,9 @@ import httpcore
 import httpx
 import pytest
 
-from docpipe.activities.gpu.llm import (
-    EndpointSummarizer,
-    ExtractiveSummarizer,
-    TransformersSummarizer,
-)
-from docpipe.activities.gpu.summarize import EmbeddedText
+from docpipe.activities.gpu.extractive import ExtractiveSummarizer
+from docpipe.activities.gpu.llm import EndpointSummarizer, TransformersSummarizer
+from docpipe.activities.gpu.summaries import EmbeddedText
 from docpipe.activities.io.outbound import OutboundClient
 from docpipe.config import load_settings
 from docpipe.workers.gpu import make_batcher

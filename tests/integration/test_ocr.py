@@ -14,7 +14,7 @@ import make_binary_samples as samples  # testdata/, on pytest's pythonpath
 import pytest
 from PIL import Image
 
-from docpipe.activities.cpu.extract import NeedsOcr, extract_text
+from docpipe.activities.cpu.extract import NeedsOcr, extract_text_from_document
 from docpipe.activities.cpu.pdf import render_pages
 from docpipe.activities.gpu.ocr import OcrEngine
 from docpipe.errors import DocumentError
@@ -56,7 +56,7 @@ async def test_the_async_path_reads_on_the_replica_thread(engine):
 def test_a_scanned_pdf_goes_to_ocr_and_its_rendered_page_is_read(engine):
     scanned = samples.scanned_pdf(INVOICE, dpi=200)
     with pytest.raises(NeedsOcr) as routed:
-        extract_text(scanned, "application/pdf")
+        extract_text_from_document(scanned, "application/pdf")
     [page_png] = render_pages(scanned, routed.value.pages, dpi=200)
     assert page_png.startswith(b"\x89PNG")
     result = engine.read(page_png)

@@ -15,7 +15,7 @@ from docpipe.activities.cpu.chunking import (
     chunk_text,
     default_model_dir,
     load_tokenizer,
-    split_into_chunks,
+    tokenize_text,
 )
 
 LONG_ARTICLE = (
@@ -153,7 +153,7 @@ class TestChunks:
         assert all(tokens_with_specials(tokenizer, c.text) <= 64 for c in chunks)
 
     def test_total_token_count_counts_each_token_once(self, tokenizer, article):
-        result = split_into_chunks(article, tokenizer, max_tokens=128, overlap_tokens=16)
+        result = tokenize_text(article, tokenizer, max_tokens=128, overlap_tokens=16)
         assert result.token_count == len(tokenizer.encode(article, add_special_tokens=False).ids)
         assert sum(c.token_count for c in result.chunks) > result.token_count  # overlap
 
@@ -174,7 +174,7 @@ class TestChunks:
     def test_a_long_text_is_chunked_in_reasonable_time(self, tokenizer, article):
         text = "\n\n".join([article] * 85)  # ~1 MB
         started = time.perf_counter()
-        result = split_into_chunks(text, tokenizer)
+        result = tokenize_text(text, tokenizer)
         elapsed = time.perf_counter() - started
         assert len(result.chunks) > 85 * 10
         assert result.chunks[-1].char_end == len(text.rstrip())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from docpipe.activities.gpu.classify import ZeroShotClassifier, document_vector
-from docpipe.activities.gpu.summarize import centrality, pick_summary, split_sentences
+from docpipe.activities.gpu.extractive import centrality, pick_summary, split_sentences
 
 
 def unit(*values: float) -> np.ndarray:
@@ -62,7 +62,7 @@ def test_summary_respects_the_character_budget_but_never_returns_nothing():
 
 
 def test_the_central_chunks_are_those_nearest_the_whole_documents_centre():
-    from docpipe.activities.gpu.summarize import central_chunks
+    from docpipe.activities.gpu.extractive import central_chunks
 
     # Nine chunks on the main topic (x axis), one off-topic opening chunk (y axis).
     vectors = np.array([[0.0, 1.0]] + [[1.0, 0.05 * i] for i in range(9)], dtype=np.float32)
@@ -72,7 +72,7 @@ def test_the_central_chunks_are_those_nearest_the_whole_documents_centre():
 
 
 def test_candidate_sentences_are_bounded_and_spread_over_the_chosen_chunks():
-    from docpipe.activities.gpu.summarize import candidate_sentences
+    from docpipe.activities.gpu.extractive import candidate_sentences
 
     chunks = [
         " ".join(f"Chunk {c} sentence number {s} is long enough." for s in range(10))
@@ -85,7 +85,7 @@ def test_candidate_sentences_are_bounded_and_spread_over_the_chosen_chunks():
 
 
 def test_a_generative_prompt_gets_the_central_chunks_in_order_within_its_budget():
-    from docpipe.activities.gpu.summarize import representative_text
+    from docpipe.activities.gpu.extractive import representative_text
 
     chunks = ["off topic " * 10] + [f"main topic part {i} " * 5 for i in range(6)]
     vectors = np.array([[0.0, 1.0]] + [[1.0, 0.0]] * 6, dtype=np.float32)
@@ -97,7 +97,7 @@ def test_a_generative_prompt_gets_the_central_chunks_in_order_within_its_budget(
 
 
 def test_the_summary_of_an_embedded_document_keeps_what_the_whole_document_is_about():
-    from docpipe.activities.gpu.summarize import summary_from_chunks
+    from docpipe.activities.gpu.extractive import summary_from_chunks
 
     flood = "The river flooded the lower town and the bridge closed for a week."
     chunks = ["Copyright notice: this file may be shared freely by anyone at all."] + [

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 
 from docpipe.activities.cpu.docx import extract_docx, is_docx
-from docpipe.activities.cpu.extract import extract_text, sniff_content_type
+from docpipe.activities.cpu.extract import extract_text_from_document, sniff_content_type
 from docpipe.errors import DocumentError
 from docpipe.models import Stage
 
@@ -173,7 +173,7 @@ class TestRouting:
         assert sniff_content_type(buffer.getvalue(), filename="sheet.docx") == "application/zip"
 
     def test_extract_text_reads_a_docx(self):
-        result = extract_text(docx(p("Body text."), title="T"), DOCX_TYPE)
+        result = extract_text_from_document(docx(p("Body text."), title="T"), DOCX_TYPE)
         assert (result.text, result.title) == ("Body text.", "T")
 
 

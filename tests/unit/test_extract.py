@@ -11,7 +11,7 @@ import pytest
 from docpipe.activities.cpu.extract import (
     NeedsOcr,
     decode_text,
-    extract_text,
+    extract_text_from_document,
     sniff_content_type,
 )
 from docpipe.errors import DocumentError
@@ -189,24 +189,31 @@ class TestDecoding:
 
 class TestPlainText:
     def test_plain_text_is_returned_as_decoded(self):
-        result = extract_text(b"Hello\n\nWorld", "text/plain")
+        result = extract_text_from_document(b"Hello\n\nWorld", "text/plain")
         assert result.text == "Hello\n\nWorld"
 
     def test_a_short_first_line_above_a_blank_line_is_the_title(self):
         assert (
-            extract_text(b"Keepers of the Light\n\nFor as long as...", "text/plain").title
+            extract_text_from_document(
+                b"Keepers of the Light\n\nFor as long as...", "text/plain"
+            ).title
             == "Keepers of the Light"
         )
-        assert extract_text(b"It was a dark night.\nThe end.", "text/plain").title == ""
+        assert (
+            extract_text_from_document(b"It was a dark night.\nThe end.", "text/plain").title == ""
+        )
 
     def test_charset_parameter_of_the_content_type_is_honoured(self):
         data = "Съешь же ещё".encode("cp1251")
-        assert extract_text(data, "text/plain; charset=windows-1251").text == "Съешь же ещё"
+        assert (
+            extract_text_from_document(data, "text/plain; charset=windows-1251").text
+            == "Съешь же ещё"
+        )
 
 
 class TestHtml:
     def test_html_scripts_and_styles_are_not_part_of_the_text(self):
-        text = extract_text(HTML_PAGE, "text/html").text
+        text = extract_text_from_document(HTML_PAGE, "text/html").text
         for hidden in (
             "tracking",
             "color: red",
@@ -219,44 +226,49 @@ class TestHtml:
         assert "The library is open on weekdays." in text
 
     def test_html_title_comes_from_the_title_element(self):
-        assert extract_text(HTML_PAGE, "text/html").title == "Opening hours"
+        assert extract_text_from_document(HTML_PAGE, "text/html").title == "Opening hours"
 
     def test_html_title_falls_back_to_the_first_h1(self):
         html = b"<html><body><svg><title>icon</title></svg><h2>Sub</h2><h1>Main heading</h1></body></html>"
-        assert extract_text(html, "text/html").title == "Main heading"
+        assert extract_text_from_document(html, "text/html").title == "Main heading"
 
     def test_block_elements_become_line_breaks_and_paragraphs_blank_lines(self):
-        text = extract_text(HTML_PAGE, "text/html").text
+        text = extract_text_from_document(HTML_PAGE, "text/html").text
         assert "Library\n\nThe library is open on weekdays.\n\nIt is closed on Sundays." in text
         assert "Monday\nTuesday" in text
 
     def test_inline_elements_do_not_break_words_or_lines(self):
-        text = extract_text(
+        text = extract_text_from_document(
             b"<p>A <b>bold</b> and <a href='#'>linked</a> w<i>o</i>rd.</p>", "text/html"
         ).text
         assert text == "A bold and linked word."
 
     def test_br_is_a_line_break_and_table_cells_are_separated(self):
         html = b"<p>one<br>two</p><table><tr><th>Name</th><th>Age</th></tr><tr><td>Ann</td><td>31</td></tr></table>"
-        text = extract_text(html, "text/html").text
+        text = extract_text_from_document(html, "text/html").text
         assert "one\ntwo" in text
         assert "Name\tAge\nAnn\t31" in text
 
     def test_hidden_elements_are_dropped(self):
         html = b"<p>shown</p><p hidden>secret</p><span aria-hidden='true'>icon</span>"
-        assert extract_text(html, "text/html").text == "shown"
+        assert extract_text_from_document(html, "text/html").text == "shown"
 
     def test_deeply_nested_html_does_not_hit_the_recursion_limit(self):
         html = b"<div>" * 5000 + b"deep text" + b"</div>" * 5000
-        assert extract_text(html, "text/html").text == "deep text"
+        assert extract_text_from_document(html, "text/html").text == "deep text"
 
     def test_meta_charset_of_a_latin1_page_is_honoured(self):
         html = '<html><head><meta charset="iso-8859-1"></head><body><p>Größe über alles</p></body></html>'
-        assert extract_text(html.encode("latin-1"), "text/html").text == "Größe über alles"
+        assert (
+            extract_text_from_document(html.encode("latin-1"), "text/html").text
+            == "Größe über alles"
+        )
 
     def test_entities_are_decoded(self):
         assert (
-            extract_text(b"<p>Fish &amp; chips &eacute;t&eacute; &#8364;5</p>", "text/html").text
+            extract_text_from_document(
+                b"<p>Fish &amp; chips &eacute;t&eacute; &#8364;5</p>", "text/html"
+            ).text
             == "Fish & chips été €5"
         )
 
@@ -268,19 +280,22 @@ class TestMarkdown:
     )
 
     def test_markdown_is_rendered_to_text_without_markup(self):
-        text = extract_text(self.MD.encode(), "text/markdown").text
+        text = extract_text_from_document(self.MD.encode(), "text/markdown").text
         assert "*" not in text and "](" not in text and "#" not in text
         assert "Un plato muy popular, ver receta." in text
 
     def test_markdown_headings_and_paragraphs_are_separated_by_blank_lines(self):
-        text = extract_text(self.MD.encode(), "text/markdown").text
+        text = extract_text_from_document(self.MD.encode(), "text/markdown").text
         assert text.startswith("Tortilla de patatas\n\nUn plato")
         assert "\n\nIngredientes\n\n4 huevos\n500 g de patatas\n\ncode block" in text
 
     def test_markdown_title_is_the_first_heading(self):
-        assert extract_text(self.MD.encode(), "text/markdown").title == "Tortilla de patatas"
         assert (
-            extract_text(b"Intro\n\n### Third level first", "text/markdown").title
+            extract_text_from_document(self.MD.encode(), "text/markdown").title
+            == "Tortilla de patatas"
+        )
+        assert (
+            extract_text_from_document(b"Intro\n\n### Third level first", "text/markdown").title
             == "Third level first"
         )
 
@@ -298,7 +313,7 @@ class TestUnsupported:
     )
     def test_types_without_text_fail_at_extract_with_a_clear_reason(self, content_type, expected):
         with pytest.raises(DocumentError) as err:
-            extract_text(b"\x00\x01", content_type)
+            extract_text_from_document(b"\x00\x01", content_type)
         assert err.value.stage == Stage.EXTRACT
         assert err.value.reason.startswith(f"unsupported content type {content_type}")
         assert expected in err.value.reason
@@ -308,7 +323,7 @@ class TestImagesNeedOcr:
     @pytest.mark.parametrize("content_type", ["image/png", "image/jpeg", "image/tiff"])
     def test_an_image_is_routed_to_ocr_rather_than_failed(self, content_type):
         with pytest.raises(NeedsOcr) as routed:
-            extract_text(b"\x89PNG\r\n\x1a\n", content_type)
+            extract_text_from_document(b"\x89PNG\r\n\x1a\n", content_type)
         assert routed.value.pages == [0]
         assert routed.value.content_type == content_type
 
@@ -322,11 +337,11 @@ class TestImagesNeedOcr:
 
 def test_markdown_nested_past_the_parsers_limit_keeps_its_text() -> None:
     deep = ">" * 50_000 + " the innermost quote\n\nAfter the quote."
-    text = extract_text(deep.encode(), "text/markdown").text
+    text = extract_text_from_document(deep.encode(), "text/markdown").text
     assert "the innermost quote" in text
     assert "After the quote." in text
 
 
 def test_markdown_that_renders_to_no_text_is_taken_as_plain_text() -> None:
     nested = "".join("  " * depth + "- \n" for depth in range(40)) + "  " * 40 + "- leaf\n"
-    assert "leaf" in extract_text(nested.encode(), "text/markdown").text
+    assert "leaf" in extract_text_from_document(nested.encode(), "text/markdown").text

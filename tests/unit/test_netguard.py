@@ -225,7 +225,7 @@ def test_a_port_list_limits_the_exemption_to_those_ports() -> None:
     assert policy.pick("nas.internal", ["192.168.1.9"], 5432) == "192.168.1.9"  # no list: any
 
 
-def test_settings_normalise_the_entries() -> None:
+def test_settings_normalize_the_entries() -> None:
     settings = load_settings(download_allowed_networks=" 10.1.2.3/8:8443+443 ,fd00::/8")
     assert settings.download_allowed_networks == "10.0.0.0/8:443+8443,fd00::/8"
 

@@ -11,7 +11,7 @@ import pytest
 from document_errors import fails_at
 from PIL import Image
 
-from docpipe.activities.cpu.extract import NeedsOcr, extract_text, sniff_content_type
+from docpipe.activities.cpu.extract import NeedsOcr, extract_text_from_document, sniff_content_type
 from docpipe.activities.cpu.pdf import extract_pdf, render_pages
 from docpipe.errors import DocumentError
 from docpipe.models import Stage
@@ -150,23 +150,23 @@ class TestRouting:
         assert sniff_content_type(LIGHTHOUSE, "text/plain", "notes.txt") == "application/pdf"
 
     def test_extract_text_returns_the_text_layer_and_title(self):
-        result = extract_text(LIGHTHOUSE, "application/pdf")
+        result = extract_text_from_document(LIGHTHOUSE, "application/pdf")
         assert result.title == "Lighthouse keeping notes"
         assert "last keeper left in 1998" in result.text
         assert result.pages_needing_ocr == []
 
     def test_a_fully_scanned_pdf_is_routed_to_ocr(self):
         with pytest.raises(NeedsOcr) as routed:
-            extract_text(SCANNED, "application/pdf")
+            extract_text_from_document(SCANNED, "application/pdf")
         assert routed.value.pages == [0]
         assert routed.value.content_type == "application/pdf"
 
     def test_a_partly_scanned_pdf_keeps_its_text_and_lists_the_pages_left_to_ocr(self):
-        result = extract_text(merged(SCANNED, LIGHTHOUSE), "application/pdf")
+        result = extract_text_from_document(merged(SCANNED, LIGHTHOUSE), "application/pdf")
         assert result.text.startswith("Lighthouse keeping notes")
         assert result.pages_needing_ocr == [0]
 
     def test_bad_pdfs_fail_at_extract(self):
         with pytest.raises(DocumentError) as err:
-            extract_text(b"%PDF-1.4\n%%EOF", "application/pdf")
+            extract_text_from_document(b"%PDF-1.4\n%%EOF", "application/pdf")
         assert err.value.stage == Stage.EXTRACT

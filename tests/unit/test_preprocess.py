@@ -32,7 +32,7 @@ PARAGRAPHS = {
 
 class TestNormalisation:
     @pytest.mark.parametrize(
-        ("raw", "normalised"),
+        ("raw", "normalized"),
         [
             pytest.param("ﬁne ﬂow", "fine flow", id="nfkc-ligatures-become-plain-letters"),
             pytest.param("ＡＢＣ１２３", "ABC123", id="nfkc-full-width-becomes-plain"),
@@ -55,7 +55,7 @@ class TestNormalisation:
             pytest.param(
                 "a\r\nb\rc\u2028d\x85e",
                 "a\nb\nc\nd\ne",
-                id="newlines-are-normalised-to-line-feeds",
+                id="newlines-are-normalized-to-line-feeds",
             ),
             pytest.param(
                 "a  \t b\u00a0\u00a0c\u2003d",
@@ -69,16 +69,16 @@ class TestNormalisation:
             ),
         ],
     )
-    def test_normalisation(self, raw, normalised):
-        assert normalize_text(raw) == normalised
+    def test_normalization(self, raw, normalized):
+        assert normalize_text(raw) == normalized
 
     def test_lone_surrogates_are_dropped_so_the_text_can_be_utf8_encoded(self):
         assert normalize_text("ok\ud800ay").encode("utf-8") == b"okay"
 
-    def test_whitespace_only_text_normalises_to_empty(self):
+    def test_whitespace_only_text_normalizes_to_empty(self):
         assert normalize_text(" \t\r\n \u00a0\n") == ""
 
-    def test_normalisation_is_idempotent(self):
+    def test_normalization_is_idempotent(self):
         once = normalize_text(" ﬁ \r\n\r\n\r\n x\x00 ")
         assert normalize_text(once) == once
 

@@ -89,7 +89,7 @@ def test_the_declared_type_is_only_a_hint_and_the_content_decides(options):
     assert "<p>" not in result.text
 
 
-def test_the_text_is_normalised(options):
+def test_the_text_is_normalized(options):
     result = prepare_text(read("unicode_normalisation.txt"), "text/plain", options)
     assert "\r" not in result.text and "\u00a0" not in result.text and "\u200b" not in result.text
     assert (
@@ -196,7 +196,7 @@ def test_a_failure_says_what_the_bytes_turned_out_to_be(options):
     )
 
 
-def test_a_text_over_the_limit_is_refused_before_it_is_normalised(options):
+def test_a_text_over_the_limit_is_refused_before_it_is_normalized(options):
     small = TextOptions(tokenizer_dir=options.tokenizer_dir, max_chars=1000)
     err = failure(b"lighthouse " * 200, "text/plain", small)
     assert err.stage == Stage.VALIDATE

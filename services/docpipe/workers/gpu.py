@@ -21,15 +21,12 @@ from docpipe.activities.gpu.classify import DEFAULT_TAXONOMY, DocumentClassifier
 from docpipe.activities.gpu.devices import slots_for, visible_devices
 from docpipe.activities.gpu.embedder import Embedder, NullEmbedder
 from docpipe.activities.gpu.embedding_cache import VectorLru
-from docpipe.activities.gpu.llm import (
-    EndpointSummarizer,
-    ExtractiveSummarizer,
-    Summarizer,
-    TransformersSummarizer,
-)
+from docpipe.activities.gpu.extractive import ExtractiveSummarizer
+from docpipe.activities.gpu.llm import EndpointSummarizer, TransformersSummarizer
 from docpipe.activities.gpu.model_classifiers import ImageModelClassifier, TextModelClassifier
 from docpipe.activities.gpu.ocr import OcrEngine
 from docpipe.activities.gpu.ocr_activities import OcrActivities
+from docpipe.activities.gpu.summaries import Summarizer
 from docpipe.activities.heartbeat import HeartbeatInterceptor
 from docpipe.activities.io.outbound import OutboundClient
 from docpipe.config import Settings

@@ -26,7 +26,7 @@ __all__ = [
     "TokenizationError",
     "chunk_text",
     "load_tokenizer",
-    "split_into_chunks",
+    "tokenize_text",
 ]
 
 SPECIAL_TOKENS_PER_CHUNK = 2
@@ -97,15 +97,16 @@ def chunk_text(
 ) -> list[Chunk]:
     """Chunks of at most ``max_tokens`` tokens including [CLS] and [SEP],
     consecutive ones sharing about ``overlap_tokens`` tokens. Deterministic."""
-    return split_into_chunks(
+    return tokenize_text(
         text, tokenizer, max_tokens=max_tokens, overlap_tokens=overlap_tokens
     ).chunks
 
 
-def split_into_chunks(
+def tokenize_text(
     text: str, tokenizer: Tokenizer, *, max_tokens: int = 256, overlap_tokens: int = 32
 ) -> ChunkedText:
-    """Like :func:`chunk_text`, and also the text's total token count.
+    """Tokenize and chunk: the text's chunks (as :func:`chunk_text` returns them)
+    and its total token count.
 
     Raises ``ValueError`` for impossible sizes and :class:`TokenizationError`
     when the tokenizer truncates, pads or fails.

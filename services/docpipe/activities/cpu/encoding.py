@@ -94,7 +94,7 @@ def looks_binary(sample: bytes) -> bool:
     return controls / len(sample) > MAX_CONTROL_RATIO
 
 
-def normalise_charset(label: str) -> str | None:
+def normalize_charset(label: str) -> str | None:
     """Python's codec name for a declared charset label, or None if unknown."""
     label = label.strip().strip("\"'").lower()
     if not label:
@@ -135,7 +135,7 @@ def decode_text(data: bytes, charset: str = "") -> str:
     utf16 = guess_utf16_without_bom(data[:4096])
     candidates = [utf16] if utf16 else []
     candidates.append("utf-8")
-    declared = normalise_charset(charset)
+    declared = normalize_charset(charset)
     if declared:
         candidates.append(declared)
         if declared == "cp1252":

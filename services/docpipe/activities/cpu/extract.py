@@ -6,7 +6,7 @@ This module is the entry point of the text steps; the work is split into
 :mod:`.docx` (Word documents).
 
 Images and scanned PDFs have no text to extract on the CPU: for them
-:func:`extract_text` raises :class:`NeedsOcr`, which is not a failure but a
+:func:`extract_text_from_document` raises :class:`NeedsOcr`, which is not a failure but a
 routing decision, so the pipeline can send the document to the GPU OCR step.
 """
 
@@ -26,7 +26,13 @@ from docpipe.activities.cpu.sniff import sniff_content_type
 from docpipe.errors import DocumentError
 from docpipe.models import Stage
 
-__all__ = ["ExtractedText", "NeedsOcr", "decode_text", "extract_text", "sniff_content_type"]
+__all__ = [
+    "ExtractedText",
+    "NeedsOcr",
+    "decode_text",
+    "extract_text_from_document",
+    "sniff_content_type",
+]
 
 # Other textual types whose content is read as is.
 _PLAIN_LIKE = {"application/json", "application/xml", "application/x-ndjson"}
@@ -73,7 +79,9 @@ _META_CHARSET_RE = re.compile(
 _MARKDOWN = MarkdownIt("commonmark").enable("table").enable("strikethrough")
 
 
-def extract_text(data: bytes, content_type: str, *, max_chars: int = MAX_CHARS) -> ExtractedText:
+def extract_text_from_document(
+    data: bytes, content_type: str, *, max_chars: int = MAX_CHARS
+) -> ExtractedText:
     """Plain text and title of a document of type ``content_type``.
 
     ``content_type`` should come from :func:`sniff_content_type`; a

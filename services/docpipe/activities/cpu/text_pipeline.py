@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from docpipe.activities.cpu.chunking import TokenizationError, load_tokenizer, split_into_chunks
+from docpipe.activities.cpu.chunking import TokenizationError, load_tokenizer, tokenize_text
 from docpipe.activities.cpu.compress import compress_document, word_frequencies
-from docpipe.activities.cpu.extract import extract_text, sniff_content_type
+from docpipe.activities.cpu.extract import extract_text_from_document, sniff_content_type
 from docpipe.activities.cpu.preprocess import detect_language, normalize_text, preprocess_text
 from docpipe.activities.cpu.quality import quality_score
 from docpipe.activities.cpu.validate import validate_document_structure
@@ -106,11 +106,11 @@ def _prepare(
     raw: bytes, content_type: str, options: TextOptions, language_hint: str
 ) -> PreparedText:
     try:
-        extracted = extract_text(raw, content_type, max_chars=options.max_chars)
+        extracted = extract_text_from_document(raw, content_type, max_chars=options.max_chars)
     except (UnicodeError, ValueError) as exc:  # a parser choking on malformed input
         raise DocumentError(Stage.EXTRACT, f"could not extract text: {exc}") from exc
-    # Before normalising: the limit is on the work one document may cause, and
-    # normalising a 20 MB line costs seconds and ~0.5 GB before validate sees it.
+    # Before normalizing: the limit is on the work one document may cause, and
+    # normalizing a 20 MB line costs seconds and ~0.5 GB before validate sees it.
     if len(extracted.text) > options.max_chars:
         raise DocumentError(
             Stage.VALIDATE,
@@ -131,7 +131,7 @@ def _prepare(
 
     tokenizer = load_tokenizer(options.tokenizer_dir)  # a missing model is not the document's fault
     try:
-        chunked = split_into_chunks(
+        chunked = tokenize_text(
             pre.text,
             tokenizer,
             max_tokens=options.chunk_tokens,

@@ -24,8 +24,7 @@ from docpipe.activities.gpu.batcher import MicroBatcher
 from docpipe.activities.gpu.classify import DocumentClassifier, document_vector
 from docpipe.activities.gpu.embedder import Embedder
 from docpipe.activities.gpu.embedding_cache import VectorLru, chunk_hash, load_stored_vectors
-from docpipe.activities.gpu.llm import Summarizer
-from docpipe.activities.gpu.summarize import EmbeddedText
+from docpipe.activities.gpu.summaries import EmbeddedText, Summarizer
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.chunks import Chunk, bundle_from_json, chunks_of
 from docpipe.metrics.gpu import record_embedding_lookups

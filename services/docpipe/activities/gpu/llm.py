@@ -1,7 +1,5 @@
-"""Summaries (the ``run_llm_inference`` step), from one of three engines.
+"""Generative summaries (``run_llm_inference`` with a model configured).
 
-* ``ExtractiveSummarizer`` (default, offline): the most central sentences,
-  embedded through the worker's shared micro-batcher.
 * ``TransformersSummarizer`` (``LLM_MODEL_PATH``): a local causal or
   seq2seq model, batched ``generate`` on the worker's first device, fp16 on
   CUDA. Weights come from that path only.
@@ -9,6 +7,9 @@
   (vLLM, TGI, llama.cpp ...), called concurrently over the pooled HTTP client --
   an :class:`~docpipe.activities.io.outbound.OutboundClient`, so its connections
   are vetted and pinned like every other outbound one.
+
+With neither, the worker summarises with :mod:`.extractive` (offline). Both
+engines here read a bounded prompt: the document's most central chunks.
 
 Document text is untrusted: prompts put it in a delimited data block and tell
 the model to ignore instructions inside it.
@@ -19,21 +20,15 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
-import numpy as np
 
-from docpipe.activities.gpu.summarize import (
-    EmbeddedText,
-    pick_summary,
-    representative_text,
-    split_sentences,
-    summary_from_chunks,
-)
+from docpipe.activities.gpu.extractive import representative_text
+from docpipe.activities.gpu.summaries import EmbeddedText
 from docpipe.activities.io.netguard import NetPolicy
 from docpipe.activities.io.outbound import ROUTE, Resolver, Route, require_vetting, system_resolver
 
@@ -57,17 +52,6 @@ def user_prompt(text: str, max_chars: int) -> str:
     return f"<document>\n{data}\n</document>\nSummary:"
 
 
-class Summarizer(Protocol):
-    name: str
-
-    async def summarize(self, texts: Sequence[str]) -> list[str]: ...
-
-    async def summarize_embedded(self, documents: Sequence[EmbeddedText]) -> list[str]:
-        """The same, from each document's chunks and the vectors already computed
-        for them: no chunk is embedded a second time."""
-        ...
-
-
 class _FromRepresentativeText:
     """Generative engines read a bounded prompt: give them the document's most
     central chunks (in order) rather than only its first pages."""
@@ -80,54 +64,6 @@ class _FromRepresentativeText:
     async def summarize_embedded(self, documents: Sequence[EmbeddedText]) -> list[str]:
         return await self.summarize(
             [representative_text(d.chunks, d.vectors, self.max_prompt_chars) for d in documents]
-        )
-
-
-class ExtractiveSummarizer:
-    name = "extractive-centrality"
-
-    def __init__(
-        self,
-        embed: Callable[[list[str]], Awaitable[list[np.ndarray]]],
-        *,
-        max_sentences: int = 3,
-        max_chars: int = 600,
-        candidate_chunks: int = 3,
-        max_candidates: int = 40,
-    ) -> None:
-        self._embed = embed
-        self.max_sentences = max_sentences
-        self.max_chars = max_chars
-        self.candidate_chunks = candidate_chunks
-        self.max_candidates = max_candidates
-
-    async def summarize(self, texts: Sequence[str]) -> list[str]:
-        return list(await asyncio.gather(*(self._one(t) for t in texts)))
-
-    async def summarize_embedded(self, documents: Sequence[EmbeddedText]) -> list[str]:
-        return list(await asyncio.gather(*(self._one_embedded(d) for d in documents)))
-
-    async def _one_embedded(self, document: EmbeddedText) -> str:
-        if len(document.vectors) == 0:
-            return ""
-        # Pure CPU work (no model call), off the event loop for long documents.
-        return await asyncio.to_thread(
-            summary_from_chunks,
-            document.chunks,
-            document.vectors,
-            max_sentences=self.max_sentences,
-            max_chars=self.max_chars,
-            central=self.candidate_chunks,
-            candidates=self.max_candidates,
-        )
-
-    async def _one(self, text: str) -> str:
-        sentences = split_sentences(text)
-        if not sentences:
-            return text.strip()[: self.max_chars]
-        vectors = np.stack(await self._embed(sentences))
-        return pick_summary(
-            sentences, vectors, max_sentences=self.max_sentences, max_chars=self.max_chars
         )
 
 

@@ -1,4 +1,4 @@
-"""GPU-queue OCR: perform_ocr (and analyze_images for image inputs).
+"""GPU-queue OCR: perform_ocr (and, inside it, analyze_images for image inputs).
 
 Scanned PDF pages arrive already rendered to PNG by the CPU worker; images
 arrive as they were downloaded. Each page is read by the worker's OCR engine
@@ -64,12 +64,7 @@ class OcrActivities:
             return DocumentFailure(job.document_id, Stage.OCR, f"page image missing: {err}")
         try:
             results = [await self.engine.aread(page) for page in pages]
-            info = None
-            if job.is_image:
-                analysis = await asyncio.to_thread(analyze_image, pages[0])
-                info = image_info(analysis, results[0])
-                if self.image_classifier is not None:
-                    info["labels"] = await self.image_classifier.classify(pages[0])
+            info = await self.analyze_images(pages[0], results[0]) if job.is_image else None
         except DocumentError as err:
             return DocumentFailure(job.document_id, err.stage, err.reason)
         text = "\n\n".join(r.text for r in results if r.text.strip())
@@ -80,3 +75,12 @@ class OcrActivities:
         return OcrText(
             job.document_id, key, len(pages), round(confidence, 4), info, chars=len(text.strip())
         )
+
+    async def analyze_images(self, image: bytes, ocr: ImageText) -> dict[str, Any]:
+        """An image input's analysis (size, format, EXIF, perceptual hash, colours,
+        text area, labels when an image classifier is loaded), as its metadata row
+        stores it. Raises :class:`DocumentError` for an image it cannot decode."""
+        info = image_info(await asyncio.to_thread(analyze_image, image), ocr)
+        if self.image_classifier is not None:
+            info["labels"] = await self.image_classifier.classify(image)
+        return info

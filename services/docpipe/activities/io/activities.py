@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from docpipe import steps
 from docpipe.activities.heartbeat import heartbeating
-from docpipe.activities.io.download import download, source_kind
+from docpipe.activities.io.download import Downloaded, download, source_kind
 from docpipe.activities.io.netguard import NetPolicy
 from docpipe.activities.io.s3_source import S3SourceReader
 from docpipe.activities.io.webhook import WebhookRejected, deliver
@@ -90,7 +90,7 @@ class IoActivities:
             else None
         )
 
-    # -- download + upload_to_s3 --------------------------------------------------
+    # -- download_document: download + upload_to_s3 ---------------------------------
     @activity.defn(name=steps.DOWNLOAD_DOCUMENT)
     async def download_document(self, refs: list[DocumentRef]) -> FetchResult:
         """Fetch every document of the batch at once and keep the raw bytes in S3."""
@@ -125,6 +125,11 @@ class IoActivities:
                     )
                 await asyncio.sleep(min(2.0**attempt * 0.25, 10.0))
         count_bytes(backend, "in", len(got.data))
+        return await self.upload_to_s3(ref, got)
+
+    async def upload_to_s3(self, ref: DocumentRef, got: Downloaded) -> FetchedDocument:
+        """Keep a downloaded document's raw bytes in the object store (the claim
+        check the later steps read), keyed by its id so a retry overwrites."""
         key = keys.raw(ref.document_id)
         declared = ref.declared_type or got.content_type.split(";")[0].strip()
         await self.store.put(key, got.data, declared or "application/octet-stream")

@@ -1,4 +1,5 @@
-"""Extractive summaries ranked by embedding centrality (the offline default).
+"""Extractive summaries ranked by embedding centrality (the offline default):
+:class:`ExtractiveSummarizer` and the ranking it runs.
 
 With no generative model configured, a summary is the few sentences that
 best represent the whole document, returned in their original order. Real,
@@ -20,24 +21,18 @@ ranked by centrality among the sentences.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 
 import numpy as np
 
 from docpipe.activities.gpu.classify import document_vector
+from docpipe.activities.gpu.summaries import EmbeddedText
 
 # Sentence ends: Latin punctuation followed by space/newline, CJK full stops, or blank lines.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-ZÀ-ÖØ-Þ0-9])|(?<=[。！？])|\n{2,}")
 MIN_SENTENCE_CHARS = 20
-
-
-@dataclass
-class EmbeddedText:
-    """A document as the embedding step left it: chunk texts and their vectors."""
-
-    chunks: list[str]
-    vectors: np.ndarray
 
 
 def split_sentences(text: str, *, max_sentences: int = 400) -> list[str]:
@@ -191,3 +186,51 @@ def summary_from_chunks(
     document = [s for text in chunk_texts for s in split_sentences(text, max_sentences=2000)]
     scores = centroid_scores(sentences, document)
     return best_within_budget(sentences, scores, max_sentences, max_chars)
+
+
+class ExtractiveSummarizer:
+    name = "extractive-centrality"
+
+    def __init__(
+        self,
+        embed: Callable[[list[str]], Awaitable[list[np.ndarray]]],
+        *,
+        max_sentences: int = 3,
+        max_chars: int = 600,
+        candidate_chunks: int = 3,
+        max_candidates: int = 40,
+    ) -> None:
+        self._embed = embed
+        self.max_sentences = max_sentences
+        self.max_chars = max_chars
+        self.candidate_chunks = candidate_chunks
+        self.max_candidates = max_candidates
+
+    async def summarize(self, texts: Sequence[str]) -> list[str]:
+        return list(await asyncio.gather(*(self._one(t) for t in texts)))
+
+    async def summarize_embedded(self, documents: Sequence[EmbeddedText]) -> list[str]:
+        return list(await asyncio.gather(*(self._one_embedded(d) for d in documents)))
+
+    async def _one_embedded(self, document: EmbeddedText) -> str:
+        if len(document.vectors) == 0:
+            return ""
+        # Pure CPU work (no model call), off the event loop for long documents.
+        return await asyncio.to_thread(
+            summary_from_chunks,
+            document.chunks,
+            document.vectors,
+            max_sentences=self.max_sentences,
+            max_chars=self.max_chars,
+            central=self.candidate_chunks,
+            candidates=self.max_candidates,
+        )
+
+    async def _one(self, text: str) -> str:
+        sentences = split_sentences(text)
+        if not sentences:
+            return text.strip()[: self.max_chars]
+        vectors = np.stack(await self._embed(sentences))
+        return pick_summary(
+            sentences, vectors, max_sentences=self.max_sentences, max_chars=self.max_chars
+        )
