@@ -6,18 +6,32 @@ round trip costs real CPU, so batching is what makes the pipeline fast. Each
 step returns per-document successes and failures; a failed document drops out
 of later steps and is recorded with its stage and reason, the rest go on.
 
-Steps, each on the queue of the resource it needs:
-    download (io) -> prepare text (cpu) -> embeddings (gpu)
-    -> vectors into Chroma (io) -> metadata rows into PostgreSQL (io)
+Steps in order, each on the queue of the resource it needs:
+    download_document (io)
+    -> query_metadata_database (io): byte-identical copies already stored, and
+       where earlier runs stored each document's vectors
+    -> prepare_text (cpu): extract, clean, detect the language, validate, chunk,
+       compress
+    -> perform_ocr (gpu) for images and scanned PDFs, query_metadata_database (io)
+       for near-duplicate images, then prepare_text (cpu) on the text read
+    -> generate_embeddings (gpu): vectors and the document's zero-shot class
+    -> store_vector_embeddings (io) into Chroma, beside run_llm_inference (gpu)
+       for summaries when asked for
+    -> store_metadata (io): one PostgreSQL row per document, failures included
+    -> call_external_api (io): the webhook, when one is set
+The lookups and the webhook only inform: when one fails it is logged, and no
+document fails with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -38,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         OcrResult,
         OcrText,
         PipelineInput,
+        PipelineOptions,
         PipelineResult,
         PreparedDocument,
         PrepareResult,
@@ -53,13 +68,42 @@ with workflow.unsafe.imports_passed_through():
     from docpipe.redact import redact_url
 
 
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+R = TypeVar("R")
+
+_MB_PER_BYTE = 1 / (1024 * 1024)
+
+
+class _StepResult(Protocol[T_co]):
+    """What every step returns: the documents it succeeded with, and the failed."""
+
+    @property
+    def succeeded(self) -> list[T_co]: ...
+
+    @property
+    def failed(self) -> list[DocumentFailure]: ...
+
+
+class _HasId(Protocol):
+    @property
+    def document_id(self) -> str: ...
+
+
+D = TypeVar("D", bound=_HasId)
+
+
+def _by_id(documents: Iterable[D]) -> dict[str, D]:
+    return {d.document_id: d for d in documents}
+
+
 class _BatchState:
     """What the workflow knows about each document so far (pure bookkeeping)."""
 
     def __init__(self, run_id: str, documents: list[DocumentRef], started_at: datetime) -> None:
         self.run_id = run_id
         self.started_at = started_at
-        self.refs = {d.document_id: d for d in documents}
+        self.refs = _by_id(documents)
         self.fetched: dict[str, FetchedDocument] = {}
         self.prepared: dict[str, PreparedDocument] = {}
         self.embedded: dict[str, EmbeddedDocument] = {}
@@ -116,7 +160,7 @@ class _BatchState:
         for document_id in document_ids:
             self.fail(document_id, stage, reason)
 
-    def alive(self, pool: dict[str, Any] | None = None) -> list[str]:
+    def alive(self, pool: Collection[str] | None = None) -> list[str]:
         """Documents still in the running, in input order."""
         ids = self.refs if pool is None else pool
         return [i for i in self.refs if i in ids and i not in self.failures]
@@ -125,6 +169,14 @@ class _BatchState:
         for failure in failed:
             self.fail(failure.document_id, failure.stage, failure.reason)
             self.note_type(failure.document_id, failure.content_type)
+
+    def take(self, result: _StepResult[T] | None) -> list[T]:
+        """Record the documents a step failed; return the ones it succeeded with
+        (none when the step gave up)."""
+        if result is None:
+            return []
+        self.record(result.failed)
+        return result.succeeded
 
     def note_type(self, document_id: str, content_type: str) -> None:
         """Keep the first sniffed type: an image's OCR text is prepared as text
@@ -212,6 +264,8 @@ class DocumentPipelineWorkflow:
     def __init__(self) -> None:
         self._stage = "starting"
         self._state: _BatchState | None = None
+        self._options = PipelineOptions()  # the input's, once run starts
+        self._deadline: datetime | None = None
 
     @workflow.query
     def progress(self) -> dict[str, Any]:
@@ -222,7 +276,311 @@ class DocumentPipelineWorkflow:
             "failed": len(state.failures) if state else 0,
         }
 
-    async def _look_up(self, query: MetadataQuery, options: Any, what: str) -> MetadataAnswer:
+    @workflow.run
+    async def run(self, input: PipelineInput) -> PipelineResult:
+        state = self._state = _BatchState(input.run_id, input.documents, workflow.info().start_time)
+        options = self._options = input.options
+        if options.deadline_seconds:
+            # Only an explicit deadline (--deadline) counts queue time against a document.
+            self._deadline = workflow.now() + timedelta(seconds=options.deadline_seconds)
+
+        await self._download(state)
+        await self._prepare_text(state)
+        await self._embed(state)
+        await self._store_vectors_and_summaries(state)
+        outcomes = state.outcomes()
+        await self._record_metadata(outcomes)
+        if options.webhook_url:
+            await self._notify_webhook(options.webhook_url, outcomes)
+        self._stage = "done"
+        return PipelineResult(run_id=input.run_id, outcomes=outcomes)
+
+    # ------------------------------------------------------------------ phases
+
+    async def _download(self, state: _BatchState) -> None:
+        """download_document, then mark byte-identical content."""
+        todo = state.alive()
+        if not todo:
+            return
+        q, t = self._options.queues, self._options.timeouts
+        fetched = await self._step(
+            state,
+            steps.DOWNLOAD_DOCUMENT,
+            [state.refs[i] for i in todo],
+            FetchResult,
+            queue=q.io,
+            budget=steps.attempt_budget(t.io_start_to_close),
+            retry=steps.IO_RETRY,
+            stage=Stage.DOWNLOAD,
+            documents=todo,
+        )
+        state.fetched = _by_id(fetched)
+        await self._find_duplicates(state)
+
+    async def _prepare_text(self, state: _BatchState) -> None:
+        """prepare_text for everything downloaded. Images and scanned PDFs are read
+        on the GPU first (perform_ocr), then prepared like any text."""
+        todo = state.alive(state.fetched)
+        if not todo:
+            return
+        fetched = [state.fetched[i] for i in todo]
+        ocr_jobs = await self._prepare(
+            state,
+            [state.text_job(d.document_id, d.raw_key, d.content_type, d.filename) for d in fetched],
+        )
+        if not ocr_jobs:
+            return
+        q, t = self._options.queues, self._options.timeouts
+        pages = sum(len(j.page_keys) for j in ocr_jobs)
+        read = await self._step(
+            state,
+            steps.PERFORM_OCR,
+            ocr_jobs,
+            OcrResult,
+            queue=q.gpu,
+            budget=steps.attempt_budget(t.gpu_start_to_close, pages, t.per_page),
+            retry=steps.GPU_RETRY,
+            stage=Stage.OCR,
+            documents=[j.document_id for j in ocr_jobs],
+        )
+        state.ocr = _by_id(read)
+        await self._find_similar_images(state)
+        state.textless.update(r.document_id for r in read if r.chars == 0)
+        ocr_text_jobs = [
+            state.text_job(r.document_id, r.text_key, "text/plain") for r in read if r.chars != 0
+        ]
+        if ocr_text_jobs:
+            await self._prepare(state, ocr_text_jobs, from_ocr=True)
+
+    async def _prepare(
+        self, state: _BatchState, jobs: list[TextJob], *, from_ocr: bool = False
+    ) -> list[OcrJob]:
+        """prepare_text on the CPU queue; returns the documents that need OCR first.
+
+        Its failures are not all failures: text read from an image that turns out
+        to be no text (empty, a stray symbol, noise) leaves an image without text,
+        stored, not failed."""
+        ids = [j.document_id for j in jobs]
+        size = sum(state.fetched[i].size_bytes for i in ids if i in state.fetched and not from_ocr)
+        q, t = self._options.queues, self._options.timeouts
+        prepared = await self._call(
+            state,
+            steps.PREPARE_TEXT,
+            jobs,
+            PrepareResult,
+            queue=q.cpu,
+            budget=steps.attempt_budget(t.cpu_start_to_close, size * _MB_PER_BYTE, t.per_megabyte),
+            retry=steps.CPU_RETRY,
+            stage=Stage.EXTRACT,
+            documents=ids,
+        )
+        if prepared is None:
+            return []
+        for job in prepared.needs_ocr:
+            state.note_type(job.document_id, job.content_type)
+        for doc in prepared.succeeded:
+            state.note_type(doc.document_id, doc.content_type)
+        state.prepared.update(_by_id(prepared.succeeded))
+        for failure in prepared.failed:
+            if from_ocr and failure.stage == Stage.VALIDATE:
+                state.textless.add(failure.document_id)
+            else:
+                state.record([failure])
+        return prepared.needs_ocr
+
+    async def _embed(self, state: _BatchState) -> None:
+        """generate_embeddings (and the zero-shot class) for every document with text."""
+        todo = state.alive(state.prepared)
+        if not todo:
+            return
+        jobs = [
+            EmbeddingJob(
+                i,
+                state.prepared[i].chunks_key,
+                state.prepared[i].chunk_count,
+                state.previous_embeddings.get(i, ""),
+            )
+            for i in todo
+        ]
+        q, t = self._options.queues, self._options.timeouts
+        chunks = sum(j.chunk_count for j in jobs)
+        embedded = await self._step(
+            state,
+            steps.GENERATE_EMBEDDINGS,
+            jobs,
+            EmbedResult,
+            queue=q.gpu,
+            budget=steps.attempt_budget(t.gpu_start_to_close, chunks, t.per_chunk),
+            retry=steps.GPU_RETRY,
+            stage=Stage.EMBED,
+            documents=todo,
+        )
+        state.embedded = _by_id(embedded)
+
+    async def _store_vectors_and_summaries(self, state: _BatchState) -> None:
+        """store_vector_embeddings, and run_llm_inference beside it when summaries
+        are asked for: the summary ranks the vectors just computed."""
+        # Documents with text have their vectors; images without text store none (an
+        # empty set also clears the chunks of an earlier version of the document).
+        todo = state.alive(state.embedded) + state.alive(state.textless)
+        if not todo:
+            return
+        q, t = self._options.queues, self._options.timeouts
+        store = self._call(
+            state,
+            steps.STORE_VECTOR_EMBEDDINGS,
+            [state.vector_job(i) for i in todo],
+            StoreVectorsResult,
+            queue=q.io,
+            budget=steps.attempt_budget(t.io_start_to_close),
+            retry=steps.IO_RETRY,
+            stage=Stage.STORE,
+            documents=todo,
+        )
+        with_text = state.alive(state.embedded)
+        if self._options.summarize and with_text:
+            summary_jobs = [state.summary_job(i) for i in with_text]
+            chunks = sum(state.embedded[i].chunk_count for i in with_text)
+            summarize = self._call(
+                state,
+                steps.RUN_LLM_INFERENCE,
+                summary_jobs,
+                SummaryResult,
+                queue=q.gpu,
+                budget=steps.attempt_budget(t.gpu_start_to_close, chunks, t.per_chunk),
+                retry=steps.GPU_RETRY,
+                stage=Stage.SUMMARIZE,
+                documents=with_text,
+            )
+            stored, summarized = await asyncio.gather(store, summarize)
+            # Taken in this order whichever finished first: a document that failed
+            # both keeps the summary's reason.
+            state.summaries = _by_id(state.take(summarized))
+        else:
+            stored = await store
+        state.vectors_stored = set(state.take(stored))
+
+    async def _record_metadata(self, outcomes: list[DocumentOutcome]) -> None:
+        """store_metadata for every outcome, failures included. With a deadline this
+        step gets a grace period past it, so that a timed-out document still has its
+        reason stored."""
+        self._stage = steps.STORE_METADATA
+        t = self._options.timeouts
+        remaining = self._time_left()
+        await workflow.execute_activity(
+            steps.STORE_METADATA,
+            outcomes,
+            task_queue=self._options.queues.io,
+            start_to_close_timeout=steps.attempt_budget(t.io_start_to_close),
+            schedule_to_close_timeout=(
+                None
+                if remaining is None
+                else timedelta(seconds=max(remaining, 0) + t.metadata_grace)
+            ),
+            heartbeat_timeout=timedelta(seconds=t.heartbeat),
+            retry_policy=steps.IO_RETRY,
+        )
+
+    async def _notify_webhook(self, url: str, outcomes: list[DocumentOutcome]) -> None:
+        """call_external_api: a notification, not a pipeline step. The documents are
+        stored whatever the receiver does, so a failed delivery is logged rather than
+        failing them."""
+        self._stage = steps.CALL_EXTERNAL_API
+        t = self._options.timeouts
+        try:
+            await workflow.execute_activity(
+                steps.CALL_EXTERNAL_API,
+                WebhookRequest(url, outcomes),
+                task_queue=self._options.queues.io,
+                start_to_close_timeout=steps.attempt_budget(t.io_start_to_close),
+                heartbeat_timeout=timedelta(seconds=t.heartbeat),
+                retry_policy=steps.IO_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("webhook delivery failed: %s", err.cause or err)
+
+    # ------------------------------------------------------------------ one step
+
+    async def _step(
+        self,
+        state: _BatchState,
+        activity: str,
+        jobs: Sequence[object],
+        result_type: type[_StepResult[T]],
+        *,
+        queue: str,
+        budget: timedelta,
+        retry: RetryPolicy,
+        stage: Stage,
+        documents: list[str],
+    ) -> list[T]:
+        """Run one batch step (see _call), record the documents it failed and return
+        the ones it succeeded with: none when it gave up."""
+        result = await self._call(
+            state,
+            activity,
+            jobs,
+            result_type,
+            queue=queue,
+            budget=budget,
+            retry=retry,
+            stage=stage,
+            documents=documents,
+        )
+        return state.take(result)
+
+    async def _call(
+        self,
+        state: _BatchState,
+        activity: str,
+        jobs: Sequence[object],
+        result_type: type[R],
+        *,
+        queue: str,
+        budget: timedelta,
+        retry: RetryPolicy,
+        stage: Stage,
+        documents: list[str],
+    ) -> R | None:
+        """Run one batch step for ``documents``; if it gives up (retries spent, out of
+        time, or the deadline passed before it), fail them all and go on: None."""
+        self._stage = activity
+        schedule_to_close = None
+        remaining = self._time_left()
+        if remaining is not None:
+            if remaining <= 0:
+                state.fail_all(
+                    documents,
+                    Stage.TIMEOUT,
+                    f"the {self._options.deadline_seconds:g} s deadline passed before {activity}",
+                )
+                return None
+            schedule_to_close = timedelta(seconds=remaining)
+        try:
+            return await workflow.execute_activity(
+                activity,
+                jobs,
+                result_type=result_type,
+                task_queue=queue,
+                start_to_close_timeout=budget,
+                schedule_to_close_timeout=schedule_to_close,
+                heartbeat_timeout=timedelta(seconds=self._options.timeouts.heartbeat),
+                retry_policy=retry,
+            )
+        except ActivityError as err:
+            timeout_stage, reason = _step_failure_reason(activity, err)
+            state.fail_all(documents, timeout_stage or stage, reason)
+            return None
+
+    def _time_left(self) -> float | None:
+        """Seconds to the explicit deadline (negative once it passed); None without one."""
+        if self._deadline is None:
+            return None
+        return (self._deadline - workflow.now()).total_seconds()
+
+    # ------------------------------------------------------------------ informational lookups
+
+    async def _look_up(self, query: MetadataQuery, what: str) -> MetadataAnswer:
         """query_metadata_database for an informational marking: a failed lookup is
         logged and answers nothing, it never fails a document."""
         self._stage = steps.QUERY_METADATA_DATABASE
@@ -231,9 +589,9 @@ class DocumentPipelineWorkflow:
                 steps.QUERY_METADATA_DATABASE,
                 query,
                 result_type=MetadataAnswer,
-                task_queue=options.queues.io,
+                task_queue=self._options.queues.io,
                 start_to_close_timeout=timedelta(seconds=30),
-                heartbeat_timeout=timedelta(seconds=options.timeouts.heartbeat),
+                heartbeat_timeout=timedelta(seconds=self._options.timeouts.heartbeat),
                 retry_policy=steps.IO_RETRY,
             )
         except ActivityError as err:
@@ -241,7 +599,7 @@ class DocumentPipelineWorkflow:
             return MetadataAnswer()
         return answer
 
-    async def _find_duplicates(self, state: _BatchState, options: Any) -> None:
+    async def _find_duplicates(self, state: _BatchState) -> None:
         """Mark byte-identical content: against stored documents (query_metadata_database)
         and within this batch. Informational: duplicates are still processed and stored
         under their own ids, so nothing is lost; a failed lookup only skips the marking."""
@@ -251,7 +609,7 @@ class DocumentPipelineWorkflow:
         # The same call says where earlier runs stored these documents' vectors, so
         # the embedding step reuses unchanged chunks without looking for every document.
         query = MetadataQuery(hashes, stored_vectors=list(hashes))
-        answer = await self._look_up(query, options, "duplicate")
+        answer = await self._look_up(query, "duplicate")
         state.duplicate_of.update(answer.duplicate_of)
         state.previous_embeddings.update(answer.embeddings_key)
         first_in_batch: dict[str, str] = {}
@@ -262,7 +620,7 @@ class DocumentPipelineWorkflow:
             # Point at the earliest copy: a stored one if the first of the batch had one.
             first_in_batch.setdefault(sha, state.duplicate_of.get(doc_id, doc_id))
 
-    async def _find_similar_images(self, state: _BatchState, options: Any) -> None:
+    async def _find_similar_images(self, state: _BatchState) -> None:
         """Mark near-duplicate images (resized, recompressed, lightly edited copies):
         the closest stored image (query_metadata_database), else the closest earlier
         one in this batch. Informational, like exact duplicates: nothing is dropped,
@@ -274,224 +632,11 @@ class DocumentPipelineWorkflow:
         ]
         if not phashes:
             return
-        bits = options.image_near_duplicate_bits
+        bits = self._options.image_near_duplicate_bits
         answer = await self._look_up(
-            MetadataQuery(image_phash=dict(phashes), max_image_distance=bits),
-            options,
-            "similar-image",
+            MetadataQuery(image_phash=dict(phashes), max_image_distance=bits), "similar-image"
         )
         for doc_id, similar in answer.similar_image.items():
             state.similar_image[doc_id] = (similar.document_id, similar.distance)
         for doc_id, found in phash.nearest_earlier(phashes, bits).items():
             state.similar_image.setdefault(doc_id, found)
-
-    @workflow.run
-    async def run(self, input: PipelineInput) -> PipelineResult:
-        state = self._state = _BatchState(input.run_id, input.documents, workflow.info().start_time)
-        options = input.options
-        # Only an explicit deadline (--deadline) counts queue time against a document.
-        deadline = (
-            workflow.now() + timedelta(seconds=options.deadline_seconds)
-            if options.deadline_seconds
-            else None
-        )
-
-        async def call(
-            name: str,
-            arg: Any,
-            result_type: type,
-            queue: str,
-            budget: timedelta,
-            retry: Any,
-            stage: Stage,
-            doc_ids: list[str],
-        ) -> Any | None:
-            """Run one batch step; if it gives up, fail its documents and go on."""
-            self._stage = name
-            schedule_to_close = None
-            if deadline is not None:
-                remaining = (deadline - workflow.now()).total_seconds()
-                if remaining <= 0:
-                    state.fail_all(
-                        doc_ids,
-                        Stage.TIMEOUT,
-                        f"the {options.deadline_seconds:g} s deadline passed before {name}",
-                    )
-                    return None
-                schedule_to_close = timedelta(seconds=remaining)
-            try:
-                return await workflow.execute_activity(
-                    name,
-                    arg,
-                    result_type=result_type,
-                    task_queue=queue,
-                    start_to_close_timeout=budget,
-                    schedule_to_close_timeout=schedule_to_close,
-                    heartbeat_timeout=timedelta(seconds=options.timeouts.heartbeat),
-                    retry_policy=retry,
-                )
-            except ActivityError as err:
-                timeout_stage, reason = _step_failure_reason(name, err)
-                state.fail_all(doc_ids, timeout_stage or stage, reason)
-                return None
-
-        q, t = options.queues, options.timeouts
-        mb = 1 / (1024 * 1024)
-
-        async def prepare(jobs: list[TextJob], *, from_ocr: bool = False) -> list[OcrJob]:
-            """prepare_text on the CPU queue; returns the documents that need OCR first.
-
-            Text read from an image that turns out to be no text (empty, a stray
-            symbol, noise) leaves an image without text: stored, not failed."""
-            ids = [j.document_id for j in jobs]
-            size = sum(
-                state.fetched[i].size_bytes for i in ids if i in state.fetched and not from_ocr
-            )
-            prepared: PrepareResult | None = await call(
-                steps.PREPARE_TEXT, jobs, PrepareResult, q.cpu,
-                steps.attempt_budget(t.cpu_start_to_close, size * mb, t.per_megabyte),
-                steps.CPU_RETRY, Stage.EXTRACT, ids,
-            )  # fmt: skip
-            if not prepared:
-                return []
-            for job in prepared.needs_ocr:
-                state.note_type(job.document_id, job.content_type)
-            for doc in prepared.succeeded:
-                state.note_type(doc.document_id, doc.content_type)
-            state.prepared.update({d.document_id: d for d in prepared.succeeded})
-            for failure in prepared.failed:
-                if from_ocr and failure.stage == Stage.VALIDATE:
-                    state.textless.add(failure.document_id)
-                else:
-                    state.record([failure])
-            return prepared.needs_ocr
-
-        todo = state.alive()
-        if todo:
-            refs = [state.refs[i] for i in todo]
-            fetched: FetchResult | None = await call(
-                steps.DOWNLOAD_DOCUMENT, refs, FetchResult, q.io,
-                steps.attempt_budget(t.io_start_to_close), steps.IO_RETRY, Stage.DOWNLOAD, todo,
-            )  # fmt: skip
-            if fetched:
-                state.fetched = {d.document_id: d for d in fetched.succeeded}
-                state.record(fetched.failed)
-                await self._find_duplicates(state, options)
-
-        todo = state.alive(state.fetched)
-        if todo:
-            fetched_docs = [state.fetched[i] for i in todo]
-            ocr_jobs = await prepare(
-                [
-                    state.text_job(d.document_id, d.raw_key, d.content_type, d.filename)
-                    for d in fetched_docs
-                ]
-            )
-            if ocr_jobs:
-                # Images and scanned PDFs: read on the GPU, then prepared like any text.
-                ocr_ids = [j.document_id for j in ocr_jobs]
-                pages = sum(len(j.page_keys) for j in ocr_jobs)
-                read: OcrResult | None = await call(
-                    steps.PERFORM_OCR, ocr_jobs, OcrResult, q.gpu,
-                    steps.attempt_budget(t.gpu_start_to_close, pages, t.per_page),
-                    steps.GPU_RETRY, Stage.OCR, ocr_ids,
-                )  # fmt: skip
-                if read:
-                    state.ocr = {r.document_id: r for r in read.succeeded}
-                    state.record(read.failed)
-                    await self._find_similar_images(state, options)
-                    state.textless.update(r.document_id for r in read.succeeded if r.chars == 0)
-                    ocr_text_jobs = [
-                        state.text_job(r.document_id, r.text_key, "text/plain")
-                        for r in read.succeeded
-                        if r.chars != 0
-                    ]
-                    if ocr_text_jobs:
-                        await prepare(ocr_text_jobs, from_ocr=True)
-
-        todo = state.alive(state.prepared)
-        if todo:
-            embed_jobs = [
-                EmbeddingJob(
-                    i,
-                    state.prepared[i].chunks_key,
-                    state.prepared[i].chunk_count,
-                    state.previous_embeddings.get(i, ""),
-                )
-                for i in todo
-            ]
-            chunks = sum(j.chunk_count for j in embed_jobs)
-            embedded: EmbedResult | None = await call(
-                steps.GENERATE_EMBEDDINGS, embed_jobs, EmbedResult, q.gpu,
-                steps.attempt_budget(t.gpu_start_to_close, chunks, t.per_chunk),
-                steps.GPU_RETRY, Stage.EMBED, todo,
-            )  # fmt: skip
-            if embedded:
-                state.embedded = {d.document_id: d for d in embedded.succeeded}
-                state.record(embedded.failed)
-
-        # Documents with text have their vectors; images without text store none (an
-        # empty set also clears the chunks of an earlier version of the document).
-        todo = state.alive(state.embedded) + state.alive(state.textless)
-        if todo:
-            vector_jobs = [state.vector_job(i) for i in todo]
-            store_vectors = call(
-                steps.STORE_VECTOR_EMBEDDINGS, vector_jobs, StoreVectorsResult, q.io,
-                steps.attempt_budget(t.io_start_to_close), steps.IO_RETRY, Stage.STORE, todo,
-            )  # fmt: skip
-            with_text = state.alive(state.embedded)
-            if options.summarize and with_text:
-                # The summary ranks the vectors just computed: it runs beside the upsert.
-                summary_jobs = [state.summary_job(i) for i in with_text]
-                chunks = sum(state.embedded[i].chunk_count for i in with_text)
-                summarize = call(
-                    steps.RUN_LLM_INFERENCE, summary_jobs, SummaryResult, q.gpu,
-                    steps.attempt_budget(t.gpu_start_to_close, chunks, t.per_chunk),
-                    steps.GPU_RETRY, Stage.SUMMARIZE, with_text,
-                )  # fmt: skip
-                stored, summarized = await asyncio.gather(store_vectors, summarize)
-                if summarized:
-                    state.summaries = {s.document_id: s for s in summarized.succeeded}
-                    state.record(summarized.failed)
-            else:
-                stored = await store_vectors
-            if stored:
-                state.vectors_stored = set(stored.stored)
-                state.record(stored.failed)
-
-        # Record every outcome, failures included. With a deadline this step gets a
-        # grace period past it, so that a timed-out document still has its reason stored.
-        self._stage = steps.STORE_METADATA
-        outcomes = state.outcomes()
-        await workflow.execute_activity(
-            steps.STORE_METADATA,
-            outcomes,
-            task_queue=q.io,
-            start_to_close_timeout=steps.attempt_budget(t.io_start_to_close),
-            schedule_to_close_timeout=(
-                timedelta(
-                    seconds=max((deadline - workflow.now()).total_seconds(), 0) + t.metadata_grace
-                )
-                if deadline is not None
-                else None
-            ),
-            heartbeat_timeout=timedelta(seconds=t.heartbeat),
-            retry_policy=steps.IO_RETRY,
-        )
-        if options.webhook_url:
-            # A notification, not a pipeline step: the documents are stored whatever the
-            # receiver does, so a failed delivery is logged rather than failing them.
-            self._stage = steps.CALL_EXTERNAL_API
-            try:
-                await workflow.execute_activity(
-                    steps.CALL_EXTERNAL_API,
-                    WebhookRequest(options.webhook_url, outcomes),
-                    task_queue=q.io,
-                    start_to_close_timeout=steps.attempt_budget(t.io_start_to_close),
-                    heartbeat_timeout=timedelta(seconds=t.heartbeat),
-                    retry_policy=steps.IO_RETRY,
-                )
-            except ActivityError as err:
-                workflow.logger.warning("webhook delivery failed: %s", err.cause or err)
-        self._stage = "done"
-        return PipelineResult(run_id=input.run_id, outcomes=outcomes)
