@@ -3,14 +3,18 @@
 Lowering a Deployment's replicas deletes pods at once: the ReplicaSet sends
 SIGTERM and the worker gets its grace period to finish what it runs. Ranking
 pods by in-flight work (drain.py) makes the idle ones go first, but under an
-even load every pod runs something, and a task longer than the grace period is
-cut and retried from the start. So the operator shrinks a pool in two steps:
+even load every pod runs something, so a shrink always deleted working pods,
+and the operator could not take one back once it was terminating. So the
+operator shrinks a pool in two steps:
 
 1. **Cordon**: it annotates the pods it wants to lose with
    ``docpipe.io/drain: "true"``. The worker sees the annotation through a
-   downward API volume, stops polling and finishes what it runs, with no
-   deadline; it then reports ``docpipe_worker_draining 1`` and no activity in
-   flight. A cordoned pod no longer counts as serving capacity.
+   downward API volume, stops polling and finishes what it runs within the
+   pool's grace (``WORKER_SHUTDOWN_GRACE_S``, set from terminationGracePeriodSeconds
+   to cover the pool's longest step; what runs longer is handed back to Temporal
+   and retried elsewhere, as on SIGTERM); it then reports
+   ``docpipe_worker_draining 1`` and no activity in flight. A cordoned pod no
+   longer counts as serving capacity.
 2. **Remove**: once a cordoned pod reports drained and idle, the operator gives
    it the lowest ``pod-deletion-cost`` and lowers replicas by one for it, so the
    ReplicaSet deletes exactly that pod. No pod with work in flight is deleted.
