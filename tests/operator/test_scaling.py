@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 import pytest
+from scaling_knobs import KNOBS
 
 from docpipe_operator.scaling import (
     Decision,
@@ -22,17 +23,6 @@ from docpipe_operator.scaling import (
     keda_desired,
 )
 
-KNOBS = ScalingKnobs(
-    min_replicas=1,
-    max_replicas=20,
-    concurrency=4,
-    target_backlog_per_replica=4,
-    task_seconds=10,
-    target_backlog_age_s=30,
-    scale_up_horizon_s=30,
-    scale_down_stabilization_s=120,
-    max_scale_down_step=2,
-)
 POLL_S = 15.0
 IDLE = QueueSignal(backlog_count=0, backlog_age_s=0, add_rate=0, dispatch_rate=0)
 

@@ -26,6 +26,7 @@ from autoscale_model import (
     simulate,
     simulate_pipeline,
 )
+from scaling_knobs import knobs
 
 from docpipe_operator.scaling import QueueSignal, ScalingKnobs, ScalingState, decide, witnessed
 
@@ -307,17 +308,7 @@ def test_keda_goes_to_zero_after_its_cooldown_and_back_on_a_backlog() -> None:
 # ---------------------------------------------------------------- the policy on a fan-out
 
 
-FAN_OUT_KNOBS = ScalingKnobs(
-    min_replicas=1,
-    max_replicas=20,
-    concurrency=4,
-    target_backlog_per_replica=4,
-    task_seconds=480,
-    target_backlog_age_s=30,
-    scale_up_horizon_s=30,
-    scale_down_stabilization_s=300,
-    max_scale_down_step=2,
-)
+FAN_OUT_KNOBS = knobs(task_seconds=480, scale_down_stabilization_s=300)
 
 
 def fan_out(width: int = 64, waves: int = 2) -> list[Task]:
