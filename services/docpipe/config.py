@@ -143,7 +143,7 @@ class Settings(PayloadEncryptionSettings):
     # --- Worker Versioning (Temporal Worker Deployments) --------------------------
     worker_build_id: str | None = None
     """Build ID of this worker's code; unset: DOCPIPE_IMAGE_TAG; neither: no versioning,
-    so local runs and unmanaged deployments poll their queues unversioned as before."""
+    so local runs and unmanaged deployments poll their queues unversioned."""
     docpipe_image_tag: str | None = None
     """The tag of the image this worker runs (set by the operator): the default Build ID."""
     worker_deployment_name: str | None = None
@@ -335,6 +335,15 @@ class Settings(PayloadEncryptionSettings):
     def deployment_name(self, kind: str) -> str:
         """The Worker Deployment of a worker of type ``kind``."""
         return self.worker_deployment_name or f"docpipe-{kind}"
+
+    def task_queue(self, kind: str) -> str:
+        """The task queue a worker of type ``kind`` (workflow, cpu, gpu, io) polls."""
+        return {
+            "workflow": self.workflow_task_queue,
+            "cpu": self.cpu_task_queue,
+            "gpu": self.gpu_task_queue,
+            "io": self.io_task_queue,
+        }[kind]
 
     @field_validator("worker_pod_annotations_file", mode="before")
     @classmethod

@@ -29,6 +29,8 @@ def test_env_vars_override_defaults(monkeypatch):
     s = load_settings()
     assert s.worker_cpu_threads == 3
     assert s.gpu_task_queue == "gpus"
+    assert s.task_queue("gpu") == "gpus"  # what the gpu worker polls
+    assert s.task_queue("workflow") == "document-pipeline-queue"
 
 
 @pytest.mark.parametrize(

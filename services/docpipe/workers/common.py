@@ -23,6 +23,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from functools import partial
+from typing import Any
 
 from prometheus_client import start_http_server
 from temporalio.client import Client
@@ -119,6 +121,32 @@ def drain_switch(settings: Settings) -> DrainSwitch | None:
     """The pod's drain switch (WORKER_POD_ANNOTATIONS_FILE), or None: drains are ignored."""
     path = settings.worker_pod_annotations_file
     return DrainSwitch(path) if path is not None else None
+
+
+async def poll(
+    settings: Settings,
+    client: Client,
+    kind: str,
+    *,
+    behavior: VersioningBehavior = VersioningBehavior.UNSPECIFIED,
+    **worker_options: Any,
+) -> None:
+    """Poll ``kind``'s task queue until stopped (:func:`run_until_stopped`, obeying
+    the pod's drain switch), with the settings' shutdown grace and Worker Deployment
+    Version and ``worker_options`` (workflows or activities, limits).
+
+    A new Worker is built each time a drain is lifted; what the caller built for
+    the process (process pool, models, store clients) serves every one of them.
+    """
+    make_worker = partial(
+        Worker,
+        client,
+        task_queue=settings.task_queue(kind),
+        graceful_shutdown_timeout=shutdown_grace(settings),
+        deployment_config=deployment_config(settings, kind, behavior),
+        **worker_options,
+    )
+    await run_until_stopped(make_worker, drain_switch(settings))
 
 
 async def run_until_stopped(

@@ -12,28 +12,16 @@ replaced (:mod:`docpipe.activities.cpu.pool`).
 from __future__ import annotations
 
 import asyncio
-from functools import partial
-
-from temporalio.worker import Worker
 
 from docpipe.activities.cpu.activities import CpuActivities
 from docpipe.activities.cpu.limits import ProcessLimits
 from docpipe.activities.cpu.pool import IsolatingProcessPool
 from docpipe.activities.cpu.text_pipeline import TextOptions, warm_up
-from docpipe.activities.heartbeat import HeartbeatInterceptor
 from docpipe.config import Settings
-from docpipe.metrics.activity import ActivityMetricsInterceptor
 from docpipe.metrics.cpu import MeteredPool, watch_pool
 from docpipe.storage.objects import open_object_store
-from docpipe.workers.common import (
-    connect,
-    deployment_config,
-    drain_switch,
-    make_runtime,
-    run_until_stopped,
-    run_worker,
-    shutdown_grace,
-)
+from docpipe.workers.activity_worker import poll_activities
+from docpipe.workers.common import connect, make_runtime, run_worker
 
 
 def text_options(settings: Settings) -> TextOptions:
@@ -76,23 +64,11 @@ async def serve(settings: Settings) -> None:
         await start_pool_processes(processes)
         async with open_object_store(settings) as store:
             activities = CpuActivities(store, pool, options)
-            # A new Worker each time the pod's drain is lifted; the pool and the
-            # store are this process's and serve every one of them.
-            make_worker = partial(
-                Worker,
-                client,
-                task_queue=settings.cpu_task_queue,
-                activities=[activities.prepare_text],
-                # Each activity is a batch whose documents fan out over the pool; a few
-                # batches at once keep every pool process busy.
-                max_concurrent_activities=max(2, settings.worker_cpu_threads),
-                # Every activity heartbeats while it runs, so a dead worker's task is
-                # retried after the heartbeat timeout, not the start-to-close one.
-                interceptors=[ActivityMetricsInterceptor("cpu"), HeartbeatInterceptor()],
-                graceful_shutdown_timeout=shutdown_grace(settings),
-                deployment_config=deployment_config(settings, "cpu"),
-            )
-            await run_until_stopped(make_worker, drain_switch(settings))
+            # The pool and the store serve every Worker of the process.
+            # Each activity is a batch whose documents fan out over the pool; a few
+            # batches at once keep every pool process busy.
+            slots = max(2, settings.worker_cpu_threads)
+            await poll_activities(settings, client, "cpu", [activities.prepare_text], slots)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -9,11 +9,9 @@ takes proportionally more work.
 from __future__ import annotations
 
 import logging
-from functools import partial
 
 import httpx
 import numpy as np
-from temporalio.worker import Worker
 
 from docpipe.activities.gpu.activities import GpuActivities
 from docpipe.activities.gpu.batcher import MicroBatcher
@@ -27,21 +25,12 @@ from docpipe.activities.gpu.model_classifiers import ImageModelClassifier, TextM
 from docpipe.activities.gpu.ocr import OcrEngine
 from docpipe.activities.gpu.ocr_activities import OcrActivities
 from docpipe.activities.gpu.summaries import Summarizer
-from docpipe.activities.heartbeat import HeartbeatInterceptor
 from docpipe.activities.io.outbound import OutboundClient
 from docpipe.config import Settings
-from docpipe.metrics.activity import ActivityMetricsInterceptor
 from docpipe.metrics.gpu import batch_observer, register_nvml_collector
 from docpipe.storage.objects import open_object_store
-from docpipe.workers.common import (
-    connect,
-    deployment_config,
-    drain_switch,
-    make_runtime,
-    run_until_stopped,
-    run_worker,
-    shutdown_grace,
-)
+from docpipe.workers.activity_worker import poll_activities
+from docpipe.workers.common import connect, make_runtime, run_worker
 
 log = logging.getLogger("docpipe.worker.gpu")
 
@@ -126,28 +115,17 @@ async def serve(settings: Settings) -> None:
                 load_summarizer(settings, embedder, batcher, http),
             )
             ocr_activities = OcrActivities(store, ocr, image_classifier)
-            # A new Worker each time the pod's drain is lifted; the models, the
-            # batcher and the clients are this process's and serve every one of them.
-            make_worker = partial(
-                Worker,
-                client,
-                task_queue=settings.gpu_task_queue,
-                activities=[
-                    activities.generate_embeddings,
-                    activities.run_llm_inference,
-                    ocr_activities.perform_ocr,
-                ],
-                max_concurrent_activities=slots_for(
-                    [r.device for r in embedder.replicas],
-                    settings.max_concurrent_gpu_activities_per_gpu,
-                ),
-                # Every activity heartbeats while it runs, so a dead worker's task is
-                # retried after the heartbeat timeout, not the start-to-close one.
-                interceptors=[ActivityMetricsInterceptor("gpu"), HeartbeatInterceptor()],
-                graceful_shutdown_timeout=shutdown_grace(settings),
-                deployment_config=deployment_config(settings, "gpu"),
+            # The models, the batcher and the clients serve every Worker of the process.
+            served = [
+                activities.generate_embeddings,
+                activities.run_llm_inference,
+                ocr_activities.perform_ocr,
+            ]
+            slots = slots_for(
+                [r.device for r in embedder.replicas],
+                settings.max_concurrent_gpu_activities_per_gpu,
             )
-            await run_until_stopped(make_worker, drain_switch(settings))
+            await poll_activities(settings, client, "gpu", served, slots)
     finally:
         await batcher.close()
         embedder.close()

@@ -9,27 +9,15 @@ schema is migrated before polling starts (safe with many workers at once).
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from functools import partial
 
-from temporalio.worker import Worker
-
-from docpipe.activities.heartbeat import HeartbeatInterceptor
 from docpipe.activities.io.activities import IoActivities
 from docpipe.activities.io.download import make_http_client
 from docpipe.config import Settings
-from docpipe.metrics.activity import ActivityMetricsInterceptor
 from docpipe.storage.metadata import open_metadata_store
 from docpipe.storage.objects import open_object_store
 from docpipe.storage.vectors import open_vector_store
-from docpipe.workers.common import (
-    connect,
-    deployment_config,
-    drain_switch,
-    make_runtime,
-    run_until_stopped,
-    run_worker,
-    shutdown_grace,
-)
+from docpipe.workers.activity_worker import poll_activities
+from docpipe.workers.common import connect, make_runtime, run_worker
 
 
 async def serve(settings: Settings) -> None:
@@ -42,28 +30,16 @@ async def serve(settings: Settings) -> None:
         await metadata.migrate()
         vectors = await stack.enter_async_context(open_vector_store(settings))
         activities = IoActivities(settings, http, store, metadata, vectors)
-        # A new Worker each time the pod's drain is lifted; the HTTP, S3, PostgreSQL
-        # and Chroma clients are this process's and serve every one of them.
-        make_worker = partial(
-            Worker,
-            client,
-            task_queue=settings.io_task_queue,
-            activities=[
-                activities.download_document,
-                activities.store_vector_embeddings,
-                activities.store_metadata,
-                activities.parse_csv,
-                activities.call_external_api,
-                activities.query_metadata_database,
-            ],
-            max_concurrent_activities=settings.max_concurrent_io_activities,
-            # Every activity heartbeats while it runs, so a dead worker's task is
-            # retried after the heartbeat timeout, not the start-to-close one.
-            interceptors=[ActivityMetricsInterceptor("io"), HeartbeatInterceptor()],
-            graceful_shutdown_timeout=shutdown_grace(settings),
-            deployment_config=deployment_config(settings, "io"),
-        )
-        await run_until_stopped(make_worker, drain_switch(settings))
+        # The HTTP, S3, PostgreSQL and Chroma clients serve every Worker of the process.
+        served = [
+            activities.download_document,
+            activities.store_vector_embeddings,
+            activities.store_metadata,
+            activities.parse_csv,
+            activities.call_external_api,
+            activities.query_metadata_database,
+        ]
+        await poll_activities(settings, client, "io", served, settings.max_concurrent_io_activities)
 
 
 def main() -> None:
