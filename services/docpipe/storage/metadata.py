@@ -196,13 +196,37 @@ class MetadataStore:
 
     # ----------------------------------------------------------------- queries
 
+    async def _one(self, query: str, params: Any) -> dict[str, Any] | None:
+        """The first row of ``query`` as a dict, or None."""
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(query, params)
+            return await cur.fetchone()
+
+    async def _dicts(self, query: str, params: Any) -> list[dict[str, Any]]:
+        """Every row of ``query``, as dicts."""
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(query, params)
+            return await cur.fetchall()
+
+    async def _tuples(self, query: str, params: Any) -> list[tuple[Any, ...]]:
+        """Every row of ``query``, as tuples."""
+        async with self._pool.connection() as conn:
+            return await (await conn.execute(query, params)).fetchall()
+
+    async def _lookup(self, query: str, keys: Iterable[str]) -> dict[str, str]:
+        """``{first column: second column}`` of ``query`` run over the distinct
+        ``keys`` (its one parameter, an array); no query without keys."""
+        distinct = list(set(keys))
+        if not distinct:
+            return {}
+        return {key: value for key, value in await self._tuples(query, (distinct,))}
+
     @timed("postgres", "get")
     async def get(self, document_id: str) -> dict[str, Any] | None:
         """The document's row as a dict, or None if it was never written."""
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM documents WHERE document_id = %s", (document_id,))
-            return await cur.fetchone()
+        return await self._one("SELECT * FROM documents WHERE document_id = %s", (document_id,))
 
     @timed("postgres", "count")
     async def count_by_status(self, run_id: str | None = None) -> dict[str, int]:
@@ -214,9 +238,8 @@ class MetadataStore:
             params = (run_id,)
         query += " GROUP BY status"
         counts = {status.value: 0 for status in Status}
-        async with self._pool.connection() as conn:
-            for status, count in await (await conn.execute(query, params)).fetchall():
-                counts[status] = count
+        for status, count in await self._tuples(query, params):
+            counts[status] = count
         return counts
 
     @timed("postgres", "failures")
@@ -225,51 +248,33 @@ class MetadataStore:
     ) -> list[dict[str, Any]]:
         """The dead-letter list: failed documents, newest first, with what a
         re-drive needs (source, row, title, tags) and why each failed."""
+        where, params = _conditions({"run_id = %s": run_id, "failure_stage = %s": stage})
         query = (
             "SELECT document_id, source, row_number, title, tags, run_id,"
             " failure_stage AS stage, failure_reason AS reason, attempts, updated_at"
             " FROM documents WHERE status = 'failed'"
+            f"{where} ORDER BY updated_at DESC, document_id LIMIT %s"
         )
-        params: list[Any] = []
-        if run_id is not None:
-            query += " AND run_id = %s"
-            params.append(run_id)
-        if stage is not None:
-            query += " AND failure_stage = %s"
-            params.append(stage)
-        query += " ORDER BY updated_at DESC, document_id LIMIT %s"
-        params.append(limit)
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(query, params)
-            return await cur.fetchall()
+        return await self._dicts(query, [*params, limit])
 
     @timed("postgres", "find_duplicates")
     async def first_with_content(self, sha256s: list[str]) -> dict[str, str]:
         """For each content hash, the earliest succeeded document that has it."""
-        if not sha256s:
-            return {}
-        query = (
+        return await self._lookup(
             "SELECT DISTINCT ON (content_sha256) content_sha256, document_id FROM documents"
             " WHERE status = 'succeeded' AND content_sha256 = ANY(%s)"
-            " ORDER BY content_sha256, created_at, document_id"
+            " ORDER BY content_sha256, created_at, document_id",
+            sha256s,
         )
-        async with self._pool.connection() as conn:
-            rows = await (await conn.execute(query, (list(set(sha256s)),))).fetchall()
-        return {sha: document_id for sha, document_id in rows}
 
     @timed("postgres", "stored_vectors")
     async def embeddings_keys(self, document_ids: list[str]) -> dict[str, str]:
         """Where the vectors of these documents are, for those stored before."""
-        if not document_ids:
-            return {}
-        query = (
+        return await self._lookup(
             "SELECT document_id, embeddings_key FROM documents"
-            " WHERE document_id = ANY(%s) AND embeddings_key IS NOT NULL"
+            " WHERE document_id = ANY(%s) AND embeddings_key IS NOT NULL",
+            document_ids,
         )
-        async with self._pool.connection() as conn:
-            rows = await (await conn.execute(query, (list(set(document_ids)),))).fetchall()
-        return {document_id: key for document_id, key in rows}
 
     @timed("postgres", "similar_images")
     async def similar_images(
@@ -320,22 +325,16 @@ class MetadataStore:
                    < (mine.created_at, mine.row_number, mine.document_id))
             ORDER BY c.document_id, s.distance, d.created_at, d.row_number, c.other_id
         """
-        async with self._pool.connection() as conn:
-            rows = await (
-                await conn.execute(query, (ids, band_numbers, values, hashes, max_distance))
-            ).fetchall()
+        rows = await self._tuples(query, (ids, band_numbers, values, hashes, max_distance))
         return {document_id: (other_id, int(distance)) for document_id, other_id, distance in rows}
 
     @timed("postgres", "get")
     async def by_source(self, source: str) -> dict[str, Any] | None:
         """The newest row whose source is exactly ``source`` (a CSV may name it twice)."""
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "SELECT * FROM documents WHERE source = %s ORDER BY updated_at DESC LIMIT 1",
-                (source,),
-            )
-            return await cur.fetchone()
+        return await self._one(
+            "SELECT * FROM documents WHERE source = %s ORDER BY updated_at DESC LIMIT 1",
+            (source,),
+        )
 
     @timed("postgres", "get")
     async def rows(self, document_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -343,10 +342,8 @@ class MetadataStore:
         ids = list(set(document_ids))
         if not ids:
             return {}
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM documents WHERE document_id = ANY(%s)", (ids,))
-            return {row["document_id"]: row for row in await cur.fetchall()}
+        rows = await self._dicts("SELECT * FROM documents WHERE document_id = ANY(%s)", (ids,))
+        return {row["document_id"]: row for row in rows}
 
     @timed("postgres", "filter")
     async def succeeded_ids(
@@ -358,21 +355,18 @@ class MetadataStore:
         limit: int,
     ) -> list[str]:
         """Ids of succeeded documents matching every given condition, at most ``limit``."""
-        query = "SELECT document_id FROM documents WHERE status = 'succeeded'"
-        params: list[Any] = []
-        if tag is not None:
-            query += " AND tags @> %s"
-            params.append(Jsonb([tag]))
-        if content_type is not None:
-            query += " AND content_type = %s"
-            params.append(content_type)
-        if language is not None:
-            query += " AND language = %s"
-            params.append(language)
-        query += " ORDER BY document_id LIMIT %s"
-        params.append(limit)
-        async with self._pool.connection() as conn:
-            return [row[0] for row in await (await conn.execute(query, params)).fetchall()]
+        where, params = _conditions(
+            {
+                "tags @> %s": None if tag is None else Jsonb([tag]),
+                "content_type = %s": content_type,
+                "language = %s": language,
+            }
+        )
+        query = (
+            "SELECT document_id FROM documents WHERE status = 'succeeded'"
+            f"{where} ORDER BY document_id LIMIT %s"
+        )
+        return [row[0] for row in await self._tuples(query, [*params, limit])]
 
     def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
         """Borrow a pooled connection (for the queries of :mod:`docpipe.storage.chunk_texts`)."""
@@ -383,6 +377,13 @@ class MetadataStore:
         """Raise unless the database answers a trivial query."""
         async with self._pool.connection() as conn:
             await conn.execute("SELECT 1")
+
+
+def _conditions(conditions: dict[str, Any]) -> tuple[str, list[Any]]:
+    """`` AND <condition>`` for each condition (SQL with one ``%s``) whose value is
+    not None, and those values in the same order."""
+    given = {condition: value for condition, value in conditions.items() if value is not None}
+    return "".join(f" AND {condition}" for condition in given), list(given.values())
 
 
 async def _run_script(conn: AsyncConnection[Any], script: str) -> None:
