@@ -1,5 +1,8 @@
 """The per-batch document pipeline.
 
+Long because each phase's activity calls are spelled out argument by argument
+(what replay of recorded histories checks); the recipe itself is ``run``.
+
 One workflow runs one batch of documents through every step, one activity
 call per step for the whole batch: on a small Temporal server each activity
 round trip costs real CPU, so batching is what makes the pipeline fast. Each
