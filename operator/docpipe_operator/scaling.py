@@ -1,5 +1,7 @@
 """The scaling policy: task-queue statistics in, desired replicas out. Pure.
 
+Long because every rule of one decision and the reason for it are read together here.
+
 Nothing here does I/O or reads a clock: the caller passes ``now`` and the
 state returned by the previous decision, so the same function runs in the
 operator, in unit tests and in a trace-driven simulation.
