@@ -1,5 +1,8 @@
 """A discrete-event model of one worker pool, its Temporal task queue and an autoscaler.
 
+Long because the model is one event loop whose parts (pods, queue statistics, both
+autoscalers, pipelines) are checked together by tests/operator/test_simulation.py.
+
 ``bench/autoscale_sim.py`` runs our policy (:func:`docpipe_operator.scaling.decide`)
 and KEDA's Temporal scaler through it on the same traces. Pure: no I/O, no
 clock, no global randomness (every random draw comes from a seeded

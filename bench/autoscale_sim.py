@@ -1,5 +1,7 @@
 """Our scaling policy against KEDA's Temporal scaler, side by side on the same traces.
 
+Long because each trace is defined here beside the figures it is judged by.
+
 A trace-driven simulation (``bench/autoscale_model.py``): task arrivals and
 service times, pods that take time to start and have ``concurrency`` slots,
 and the statistics Temporal reports (approximate backlog count and age, 30 s

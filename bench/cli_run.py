@@ -1,5 +1,7 @@
 """Shared parts of the end-to-end benches (corpus.py, overhead.py).
 
+Long because it is the one harness every end-to-end bench shares (run, sample, parse).
+
 They run the real ``docpipe run`` command as a subprocess, exactly as a user
 would, and compare it with a bare model call in the same run. This module:
 
