@@ -1,5 +1,9 @@
 """Every setting docpipe reads, in one place, with its default.
 
+Long because every setting is declared here with its default, its check and a
+line on what it does (and the TemporalConnection they build), so a deployment's
+whole surface reads in one place.
+
 Workers, the CLI and the embedded stack all build a :class:`Settings` from the
 environment, so a deployment is configured by env vars (Kubernetes Secrets and
 ConfigMaps) and nothing else. A bad value fails at start with a message that

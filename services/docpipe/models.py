@@ -1,5 +1,8 @@
 """Small dataclasses passed between the workflow and its activities.
 
+Long because every payload dataclass is here, one job and one result per step,
+so the wire contract reads in one place.
+
 Payloads stay small (Temporal's limit is a few MB): bytes and text never
 travel here, only object-store keys and per-document facts (claim check).
 Every activity takes a batch and returns one result per document, so a bad
