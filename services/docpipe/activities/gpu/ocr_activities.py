@@ -17,10 +17,10 @@ from typing import Any
 from temporalio import activity
 
 from docpipe import steps
+from docpipe.activities.batch import each_document
 from docpipe.activities.gpu.images import analyze_image
 from docpipe.activities.gpu.model_classifiers import ImageModelClassifier
 from docpipe.activities.gpu.ocr import ImageText, OcrEngine
-from docpipe.activities.heartbeat import heartbeating
 from docpipe.errors import DocumentError
 from docpipe.models import DocumentFailure, OcrJob, OcrResult, OcrText, Stage
 from docpipe.storage import keys
@@ -48,14 +48,8 @@ class OcrActivities:
 
     @activity.defn(name=steps.PERFORM_OCR)
     async def perform_ocr(self, jobs: list[OcrJob]) -> OcrResult:
-        result = OcrResult()
-        async with heartbeating():
-            outcomes = await asyncio.gather(*(self._read_document(job) for job in jobs))
-        for outcome in outcomes:
-            (result.failed if isinstance(outcome, DocumentFailure) else result.succeeded).append(
-                outcome
-            )
-        return result
+        succeeded, failed = await each_document(self._read_document, jobs)
+        return OcrResult(succeeded=succeeded, failed=failed)
 
     async def _read_document(self, job: OcrJob) -> OcrText | DocumentFailure:
         try:

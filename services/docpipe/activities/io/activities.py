@@ -22,6 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from docpipe import steps
+from docpipe.activities.batch import each_document
 from docpipe.activities.heartbeat import heartbeating
 from docpipe.activities.io.download import Downloaded, download, source_kind
 from docpipe.activities.io.netguard import NetPolicy
@@ -94,12 +95,8 @@ class IoActivities:
     @activity.defn(name=steps.DOWNLOAD_DOCUMENT)
     async def download_document(self, refs: list[DocumentRef]) -> FetchResult:
         """Fetch every document of the batch at once and keep the raw bytes in S3."""
-        result = FetchResult()
-        async with heartbeating():
-            fetched = await asyncio.gather(*(self._fetch_one(ref) for ref in refs))
-        for item in fetched:
-            (result.failed if isinstance(item, DocumentFailure) else result.succeeded).append(item)
-        return result
+        succeeded, failed = await each_document(self._fetch_one, refs)
+        return FetchResult(succeeded=succeeded, failed=failed)
 
     async def _fetch_one(self, ref: DocumentRef) -> FetchedDocument | DocumentFailure:
         attempts = self.settings.download_attempts
