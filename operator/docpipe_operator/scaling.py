@@ -23,8 +23,9 @@ for one of them (docs/scaling.md has the long form):
   N tasks).
 * **Lag** (kedacore/keda#7966): the backlog count only rises once the pool is
   saturated. We also scale on the backlog's *age* and on the backlog's growth
-  (add rate above dispatch rate), projected over the time a new pod takes to
-  start, so the pool grows before the count looks alarming.
+  (add rate above what the replicas already asked for dispatch, starting ones
+  included), projected over the time a new pod takes to start, so the pool
+  grows before the count looks alarming, and not again for pods on their way.
 * **Flapping**: up is immediate; down happens only when every recommendation
   of the stabilisation window was lower (so a noisy load settles at its recent
   peak), by at most ``max_scale_down_step`` replicas per decision, and never
@@ -372,7 +373,9 @@ def assess(
         arrived = max(0.0, arrived - waiting)
     arrivals = min(signal.add_rate * span, arrived + signal.add_rate * knobs.scale_up_horizon_s)
     keep_up = arrivals / knobs.concurrency
-    growth = max(0.0, signal.add_rate - signal.dispatch_rate)
+    # The pods already asked for (some still starting) will dispatch at their capacity.
+    capacity = current * knobs.concurrency / max(span, _EPSILON)
+    growth = max(0.0, signal.add_rate - max(signal.dispatch_rate, capacity))
     projected = waiting + growth * knobs.scale_up_horizon_s
     per_replica = knobs.target_backlog_per_replica
     own = _ceil(max(busy + projected / per_replica, keep_up + waiting / per_replica))

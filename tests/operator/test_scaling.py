@@ -107,6 +107,14 @@ def test_arrivals_outpacing_dispatch_scale_up_before_the_backlog_piles_up() -> N
     assert decision.reason is Reason.BACKLOG_GROWING
 
 
+def test_pods_still_starting_count_as_capacity_for_a_growing_backlog() -> None:
+    """The same queue with 6 replicas asked for, 2 of them ready: the 4 starting ones will
+    dispatch 1.6 tasks/s more within a start-up, so the growth asks for nothing on top."""
+    decision = decide(6, signal(backlog=1, age=1, add=2.0, dispatch=0.8), KNOBS, ScalingState(), 0)
+    assert decision.replicas == 6  # the 5 that keep up with 2 tasks/s, and 1 for the waiting
+    assert decision.reason is Reason.STEADY
+
+
 def test_keeps_up_with_the_arrival_rate_of_a_steady_stream() -> None:
     # 3 tasks/s of 10 s each need 30 slots = 8 replicas of 4, even with nothing waiting.
     decision = decide(2, signal(add=3.0, dispatch=0.8), KNOBS, ScalingState(), 0)
