@@ -165,14 +165,16 @@ async def client(temporal: TemporalServer) -> Client:
     return await Client.connect(temporal.address)
 
 
-def worker_factory(client: Client, queue: str, step: BlockingStep) -> Callable[[], Worker]:
+def worker_factory(
+    client: Client, queue: str, step: BlockingStep, grace_s: float = 30
+) -> Callable[[], Worker]:
     def make_worker() -> Worker:
         worker = Worker(
             client,
             task_queue=queue,
             activities=[step.run],
             interceptors=[ActivityMetricsInterceptor(METRICS_WORKER)],
-            graceful_shutdown_timeout=timedelta(seconds=30),
+            graceful_shutdown_timeout=timedelta(seconds=grace_s),
         )
         step.workers.append(worker)
         return worker
@@ -267,16 +269,7 @@ async def test_an_activity_that_outlives_the_grace_is_handed_back_before_drained
     step = BlockingStep()
     stop = asyncio.Event()
 
-    def make_worker() -> Worker:
-        worker = Worker(
-            client,
-            task_queue=queue,
-            activities=[step.run],
-            interceptors=[ActivityMetricsInterceptor(METRICS_WORKER)],
-            graceful_shutdown_timeout=timedelta(seconds=0.2),
-        )
-        step.workers.append(worker)
-        return worker
+    make_worker = worker_factory(client, queue, step, grace_s=0.2)
 
     async with Worker(
         client,
