@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from signal_strategies import queue_signals
 
 from docpipe_operator.scaling import (
     QueueSignal,
@@ -101,13 +102,7 @@ upstreams = st.builds(
     queued=st.floats(0, 10_000),
     missing=st.sampled_from([(), ("io",)]),
 )
-signals = st.builds(
-    QueueSignal,
-    backlog_count=st.integers(0, 10_000),
-    backlog_age_s=st.floats(0, 1_000),
-    add_rate=st.floats(0, 1_000),
-    dispatch_rate=st.floats(0, 1_000),
-)
+signals = queue_signals(max_backlog=10_000, max_age_s=1_000, max_rate=1_000)
 
 
 @settings(max_examples=150, deadline=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from signal_strategies import queue_signals
 
 from docpipe_operator.scaling import QueueSignal, ScalingKnobs, ScalingState, decide
 
@@ -25,13 +26,7 @@ def knobs(draw: st.DrawFn) -> ScalingKnobs:
     )
 
 
-signals = st.builds(
-    QueueSignal,
-    backlog_count=st.integers(0, 100_000),
-    backlog_age_s=st.floats(0, 10_000),
-    add_rate=st.floats(0, 5_000),
-    dispatch_rate=st.floats(0, 5_000),
-)
+signals = queue_signals(max_backlog=100_000, max_age_s=10_000, max_rate=5_000)
 maybe_signals = st.one_of(st.none(), signals)
 
 
