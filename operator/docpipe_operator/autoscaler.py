@@ -157,8 +157,12 @@ async def autoscale(
         elif kind in due:
             pool_memory = memory[kind]
             if pool_memory.owned is None and isinstance(entry.get("desiredReplicas"), int):
-                # A restarted operator: its last decision is in status.
-                pool_memory.owned = entry["desiredReplicas"]
+                # A restarted operator: its last decision is in status (the serving
+                # replicas, plus the cordoned pods still draining).
+                draining_now = entry.get("drainingReplicas")
+                pool_memory.owned = entry["desiredReplicas"] + (
+                    draining_now if isinstance(draining_now, int) else 0
+                )
             try:
                 decision, found = await decide_and_scale(
                     ScaledPool(kube, namespace, name, kind, spec),
@@ -181,6 +185,8 @@ async def autoscale(
             pool_memory.next_poll = monotonic + next_poll_s(spec.pools[kind].poll_interval_s, found)
             decisions.append(decision)
             entry |= round_report.decision_status(decision, reading.stats.get(kind), now)
+            # Replicas beyond the serving ones are cordoned pods finishing their work.
+            entry["drainingReplicas"] = max(0, found.replicas - decision.replicas)
             entry["autoscaling"] = "operator"
             if decision.direction:
                 result.notices.append(round_report.scale_notice(kind, decision))

@@ -562,7 +562,10 @@ def _pool_status_schema() -> Schema:
         "One pool as the operator last saw it.",
         {
             "queue": _str("Task queue."),
-            "desiredReplicas": _int("Replicas the policy asked for."),
+            "desiredReplicas": _int("Replicas the policy asked for (serving ones)."),
+            "drainingReplicas": _int(
+                "Cordoned pods finishing their work before they are removed (drain before remove)."
+            ),
             "currentReplicas": _int("The Deployment's spec.replicas."),
             "readyReplicas": _int("The Deployment's ready pods."),
             "updatedReplicas": _int("Pods that run the Deployment's current template."),

@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp.web
 import pytest_asyncio
-from operator_harness import NAMESPACE, Cluster, eventually
+from operator_harness import NAMESPACE, Cluster, eventually, running_operator
 from test_drain import exposition
-from test_operator import deploy_rbac_rules, granted, pipeline
+from test_operator import deploy_rbac_rules, granted, pipeline, reason_events
 
 from docpipe.local.devstack import TemporalServer
 from docpipe_operator.cordon import DRAIN_ANNOTATION, DRAIN_REQUESTED_AT_ANNOTATION, REMOVE_COST
@@ -176,9 +176,12 @@ async def test_a_busy_pod_is_cordoned_and_removed_only_once_it_reports_drained(
     await eventually(lambda: annotations(cluster, "docs-cpu-busy").get(DRAIN_ANNOTATION) == "true")
     assert DRAIN_REQUESTED_AT_ANNOTATION in annotations(cluster, "docs-cpu-busy")
     assert DRAIN_ANNOTATION not in annotations(cluster, "docs-cpu-busier")
-    # Six rounds later (0.5 s each) both busy pods are still there.
+    # Six rounds later (0.5 s each) both busy pods are still there; status says one serves
+    # and one drains (what a restarted operator adds up as the replicas it owns).
     await asyncio.sleep(3)
     assert cluster.deployment("docs-cpu")["spec"]["replicas"] == 2  # type: ignore[index]
+    cpu = cluster.pipeline("docs")["status"]["pools"]["cpu"]  # type: ignore[index]
+    assert (cpu["desiredReplicas"], cpu["drainingReplicas"]) == (1, 1)
 
     # Its worker stopped polling and finished its activity.
     texts["127.0.0.5"] = (
@@ -187,3 +190,33 @@ async def test_a_busy_pod_is_cordoned_and_removed_only_once_it_reports_drained(
     await eventually(lambda: cluster.deployment("docs-cpu")["spec"]["replicas"] == 1)  # type: ignore[index]
     assert cost(cluster, "docs-cpu-busy") == REMOVE_COST
     assert cost(cluster, "docs-cpu-busier") == 2
+    await eventually(
+        lambda: cluster.pipeline("docs")["status"]["pools"]["cpu"]["drainingReplicas"] == 0  # type: ignore[index]
+    )
+
+
+async def test_a_restarted_operator_keeps_a_drain_going_and_sees_no_override(
+    cluster: Cluster, temporal: TemporalServer, switchable: tuple[dict[str, str], dict[str, int]]
+) -> None:
+    """The cordoned pod is still in the Deployment's replicas when the operator restarts:
+    status (desiredReplicas + drainingReplicas) says they are the operator's own, so the
+    new operator neither warns of a hand-made change nor deletes the working pod."""
+    texts, ports = switchable
+    async with running_operator():
+        await start_cpu_pool(cluster, temporal, 2)
+        await add_pod(cluster, "docs-cpu-busier", "cpu", "127.0.0.4", ports["127.0.0.4"])
+        await add_pod(cluster, "docs-cpu-busy", "cpu", "127.0.0.5", ports["127.0.0.5"])
+        await cluster.patch_pipeline("docs", {"spec": {"pools": {"cpu": {"minReplicas": 1}}}})
+        await eventually(
+            lambda: cluster.pipeline("docs")["status"]["pools"]["cpu"].get("drainingReplicas") == 1  # type: ignore[index]
+        )
+
+    async with running_operator():
+        await asyncio.sleep(3)  # six rounds of the new operator
+        assert cluster.deployment("docs-cpu")["spec"]["replicas"] == 2  # type: ignore[index]
+        assert reason_events(cluster, "ReplicasOverridden") == []
+        texts["127.0.0.5"] = (
+            exposition() + "# TYPE docpipe_worker_draining gauge\ndocpipe_worker_draining 1\n"
+        )
+        await eventually(lambda: cluster.deployment("docs-cpu")["spec"]["replicas"] == 1)  # type: ignore[index]
+    assert cost(cluster, "docs-cpu-busy") == REMOVE_COST
