@@ -24,7 +24,6 @@ import struct
 import threading
 import time
 from collections.abc import Coroutine
-from types import TracebackType
 from typing import Any
 
 from docpipe.local.devstack import free_port
@@ -143,12 +142,7 @@ class LatencyProxy:
     def __enter__(self) -> LatencyProxy:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from types import TracebackType
 
 log = logging.getLogger("docpipe.worker.drain")
 
@@ -201,12 +200,7 @@ class DrainSwitch:
         self._task = asyncio.create_task(self._watch(), name=f"drain-switch {self.path}")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         task, self._task = self._task, None
         if task is None:
             return
