@@ -32,7 +32,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -182,6 +184,36 @@ def worker_factory(
     return make_worker
 
 
+@dataclass
+class Drainable:
+    stop: asyncio.Event
+    running: asyncio.Task[None]
+
+
+@asynccontextmanager
+async def drainable_worker(
+    client: Client, queue: str, step: BlockingStep, switch: DrainSwitch, grace_s: float = 30
+) -> AsyncIterator[Drainable]:
+    """The blocking step's workflow worker, and ``run_until_stopped`` over a factory of
+    its activity workers with ``switch``; stopped, released and awaited on the way out."""
+    stop = asyncio.Event()
+    async with Worker(
+        client,
+        task_queue=f"{queue}-workflows",
+        workflows=[RunsBlockingStep],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        make_worker = worker_factory(client, queue, step, grace_s)
+        running = asyncio.create_task(run_until_stopped(make_worker, switch, stop=stop))
+        try:
+            yield Drainable(stop, running)
+        finally:
+            stop.set()
+            for key in list(step.released):
+                step.release(key)
+            await asyncio.wait_for(running, 30)
+
+
 async def test_drain_finishes_the_running_activity_takes_no_new_one_and_undrain_polls_again(
     client: Client, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -190,71 +222,56 @@ async def test_drain_finishes_the_running_activity_takes_no_new_one_and_undrain_
     annotations = tmp_path / "annotations"
     write_annotations(annotations, {"other.io/note": "x"})
     step = BlockingStep()
-    stop = asyncio.Event()
     switch = DrainSwitch(annotations, interval_s=INTERVAL_S)
-    async with Worker(
-        client,
-        task_queue=f"{queue}-workflows",
-        workflows=[RunsBlockingStep],
-        workflow_runner=UnsandboxedWorkflowRunner(),
-    ):
-        running = asyncio.create_task(
-            run_until_stopped(worker_factory(client, queue, step), switch, stop=stop)
-        )
-        try:
-            first = await start(client, "first", queue)
-            await step.wait_started(first.id)
-            assert in_flight() == 1
-            assert draining() == 0
+    async with drainable_worker(client, queue, step, switch) as worker:
+        first = await start(client, "first", queue)
+        await step.wait_started(first.id)
+        assert in_flight() == 1
+        assert draining() == 0
 
-            # Cordon the pod while the first activity runs.
-            write_annotations(annotations, {DRAIN_ANNOTATION: "true", "other.io/note": "x"})
-            await wait_for(lambda: "drain requested: no new tasks" in caplog.text)
-            second = await start(client, "second", queue)
-            scheduled = (PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED, 1)
-            pending = []
+        # Cordon the pod while the first activity runs.
+        write_annotations(annotations, {DRAIN_ANNOTATION: "true", "other.io/note": "x"})
+        await wait_for(lambda: "drain requested: no new tasks" in caplog.text)
+        second = await start(client, "second", queue)
+        scheduled = (PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED, 1)
+        pending = []
 
-            async def second_is_scheduled() -> bool:
-                pending[:] = await pending_states(second)
-                return pending == [scheduled]
+        async def second_is_scheduled() -> bool:
+            pending[:] = await pending_states(second)
+            return pending == [scheduled]
 
-            deadline = time.monotonic() + 30
-            while not await second_is_scheduled():
-                assert time.monotonic() < deadline, pending
-                await asyncio.sleep(0.02)
-            # Not drained yet: the first activity is still in flight.
-            assert draining() == 0
-            assert in_flight() == 1
+        deadline = time.monotonic() + 30
+        while not await second_is_scheduled():
+            assert time.monotonic() < deadline, pending
+            await asyncio.sleep(0.02)
+        # Not drained yet: the first activity is still in flight.
+        assert draining() == 0
+        assert in_flight() == 1
 
-            # The running activity completes on the draining worker, first attempt.
-            step.release(first.id)
-            assert await asyncio.wait_for(first.result(), 30) == {"attempt": 1, "worker": 1}
-            await wait_for(lambda: draining() == 1)
-            assert in_flight() == 0
-            # Drained, the worker took nothing: the second activity waits in the queue.
-            await asyncio.sleep(10 * INTERVAL_S)
-            assert not step.has_started(second.id)
-            assert await pending_states(second) == [scheduled]
-            assert len(step.workers) == 1
-            assert step.workers[0].is_shutdown
+        # The running activity completes on the draining worker, first attempt.
+        step.release(first.id)
+        assert await asyncio.wait_for(first.result(), 30) == {"attempt": 1, "worker": 1}
+        await wait_for(lambda: draining() == 1)
+        assert in_flight() == 0
+        # Drained, the worker took nothing: the second activity waits in the queue.
+        await asyncio.sleep(10 * INTERVAL_S)
+        assert not step.has_started(second.id)
+        assert await pending_states(second) == [scheduled]
+        assert len(step.workers) == 1
+        assert step.workers[0].is_shutdown
 
-            # Lift the cordon: a new Worker on the same client takes the waiting task.
-            write_annotations(annotations, {"other.io/note": "x"})
-            await step.wait_started(second.id)
-            assert len(step.workers) == 2
-            assert draining() == 0
-            step.release(second.id)
-            assert await asyncio.wait_for(second.result(), 30) == {"attempt": 1, "worker": 2}
+        # Lift the cordon: a new Worker on the same client takes the waiting task.
+        write_annotations(annotations, {"other.io/note": "x"})
+        await step.wait_started(second.id)
+        assert len(step.workers) == 2
+        assert draining() == 0
+        step.release(second.id)
+        assert await asyncio.wait_for(second.result(), 30) == {"attempt": 1, "worker": 2}
 
-            # A stop while polling ends the loop, as SIGTERM does.
-            stop.set()
-            await asyncio.wait_for(running, 30)
-            assert step.workers[1].is_shutdown
-        finally:
-            stop.set()
-            for key in list(step.released):
-                step.release(key)
-            await asyncio.wait_for(running, 30)
+        # A stop while polling ends the loop, as SIGTERM does.
+        worker.stop.set()
+        await asyncio.wait_for(worker.running, 30)
+        assert step.workers[1].is_shutdown
 
 
 async def test_an_activity_that_outlives_the_grace_is_handed_back_before_drained(
@@ -267,35 +284,20 @@ async def test_an_activity_that_outlives_the_grace_is_handed_back_before_drained
     annotations = tmp_path / "annotations"
     write_annotations(annotations, {})
     step = BlockingStep()
-    stop = asyncio.Event()
-
-    make_worker = worker_factory(client, queue, step, grace_s=0.2)
-
-    async with Worker(
-        client,
-        task_queue=f"{queue}-workflows",
-        workflows=[RunsBlockingStep],
-        workflow_runner=UnsandboxedWorkflowRunner(),
-    ):
-        running = asyncio.create_task(
-            run_until_stopped(make_worker, DrainSwitch(annotations, INTERVAL_S), stop=stop)
-        )
-        try:
-            handle = await start(client, "outlives", queue)
-            await step.wait_started(handle.id)  # and never released
-            write_annotations(annotations, {DRAIN_ANNOTATION: "true"})
-            await wait_for(lambda: draining() == 1)
-            assert in_flight() == 0
-            # Handed back: the server has it again, for its next attempt.
-            await wait_for(lambda: step.workers[0].is_shutdown)
-            deadline = time.monotonic() + 30
-            while [attempt for _, attempt in await pending_states(handle)] != [2]:
-                assert time.monotonic() < deadline, await pending_states(handle)
-                await asyncio.sleep(0.05)
-            await handle.terminate("the test is over")
-        finally:
-            stop.set()
-            await asyncio.wait_for(running, 30)
+    switch = DrainSwitch(annotations, INTERVAL_S)
+    async with drainable_worker(client, queue, step, switch, grace_s=0.2):
+        handle = await start(client, "outlives", queue)
+        await step.wait_started(handle.id)  # and never released
+        write_annotations(annotations, {DRAIN_ANNOTATION: "true"})
+        await wait_for(lambda: draining() == 1)
+        assert in_flight() == 0
+        # Handed back: the server has it again, for its next attempt.
+        await wait_for(lambda: step.workers[0].is_shutdown)
+        deadline = time.monotonic() + 30
+        while [attempt for _, attempt in await pending_states(handle)] != [2]:
+            assert time.monotonic() < deadline, await pending_states(handle)
+            await asyncio.sleep(0.05)
+        await handle.terminate("the test is over")
 
 
 async def test_a_pod_that_starts_cordoned_never_polls_and_stops_when_told(
