@@ -18,12 +18,14 @@ import docpipe_operator.rollout as rollouts
 from docpipe_operator import (
     POOLS,
     drain,
+    draining,
     metrics,
     resources,
     rollout_status,
     round_report,
     scaling,
     trust,
+    worker_pod,
 )
 from docpipe_operator.backlog import BacklogReading, QueueRef, TemporalClients, queue_signal
 from docpipe_operator.kube import DeploymentState, Kube
@@ -34,7 +36,7 @@ from docpipe_operator.pool_scaling import (
     rank_for_scale_down,
 )
 from docpipe_operator.reconcile import Result, describe_error, endpoint, trust_problems
-from docpipe_operator.spec import PipelineSpec, is_paused
+from docpipe_operator.spec import METRICS_PORT, PipelineSpec, is_paused
 from docpipe_operator.status import NOT_ALLOWED, Notice
 from docpipe_operator.worker_deployments import TemporalVersioning, VersioningApi
 
@@ -143,6 +145,7 @@ async def autoscale(
                     if in_flight is None
                     else lambda ns, selector: rank_for_scale_down(kube, in_flight, ns, selector)
                 ),
+                drain=_version_drain(kube, in_flight, kind),
             )
             memory[kind].next_poll = monotonic + spec.pools[kind].poll_interval_s
             result.notices += ticked.notices
@@ -200,6 +203,35 @@ async def autoscale(
     result.notices += round_report.missing_stats_notices(reading, seen)
     result.notices += round_report.reachability_notices(body, reading, seen)
     return result
+
+
+def _version_drain(
+    kube: Kube, reader: drain.InFlightReader | None, kind: str
+) -> rollouts.DrainVersion | None:
+    """Drain before remove for a versioned activity pool's versions (as for a pool)."""
+    if reader is None or kind not in draining.DRAINING_POOLS:
+        return None
+
+    async def step(
+        namespace: str,
+        selector: Mapping[str, str],
+        current: int,
+        decide: draining.Decide,
+        now: float,
+    ) -> tuple[scaling.Decision, int]:
+        return await draining.drain_step(
+            kube,
+            reader,
+            namespace,
+            selector,
+            worker_pod.CONTAINER_NAME,
+            METRICS_PORT,
+            current,
+            decide,
+            now,
+        )
+
+    return step
 
 
 WAKE_POLL_S = 5.0

@@ -11,12 +11,15 @@ deletion cost when it picks the pods to delete).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
-from docpipe_operator import cordon, drain
+from docpipe_operator import cordon, drain, scaling
 from docpipe_operator.kube import Kube
+
+log = logging.getLogger(__name__)
 
 DRAINING_POOLS = ("cpu", "gpu", "io")
 """Pools that drain before they lose a pod; the workflow pool's tasks last milliseconds."""
@@ -126,3 +129,34 @@ def summary(plan: cordon.DrainPlan) -> str:
         ("removed (drained or idle)", plan.remove),
     )
     return "; ".join(f"{label}: {', '.join(names)}" for label, names in parts if names)
+
+
+Decide = Callable[[int, float | None], scaling.Decision]
+"""``(serving replicas, counted in-flight work or None)`` -> the policy's decision."""
+
+
+async def drain_step(
+    kube: Kube,
+    reader: drain.InFlightReader,
+    namespace: str,
+    selector: Mapping[str, str],
+    container: str,
+    metrics_port: int,
+    current: int,
+    decide: Decide,
+    now: float,
+) -> tuple[scaling.Decision, int]:
+    """One drain-before-remove step for the Deployment whose pods ``selector`` picks:
+    read its pods, decide on the serving ones, cordon, un-cordon and mark removals.
+    Returns the decision and the replicas to set (after these annotations). Raises
+    when the pods cannot be read: the caller scales the old way."""
+    pool = await read_pool(kube, reader, namespace, selector, container, metrics_port)
+    decision = decide(cordon.serving(current, pool.pods), pool.counted_in_flight)
+    plan = cordon.plan_scale(
+        current, decision.replicas, pool.pods, now=now, give_up_s=cordon.GIVE_UP_S
+    )
+    await apply(kube, namespace, pool, plan, now)
+    if done := summary(plan):
+        log.info("%s %s: %s", namespace, ",".join(f"{k}={v}" for k, v in selector.items()), done)
+        decision = replace(decision, message=f"{decision.message}; {done}")
+    return decision, plan.replicas

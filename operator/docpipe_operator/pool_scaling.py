@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import docpipe_operator.rollout as rollouts
-from docpipe_operator import cordon, drain, draining, metrics, names, scaling, worker_pod
+from docpipe_operator import drain, draining, metrics, names, scaling, worker_pod
 from docpipe_operator.backlog import BacklogReading, queue_signal
 from docpipe_operator.kube import DeploymentState, Kube
 from docpipe_operator.reconcile import Result, describe_error
@@ -129,35 +129,30 @@ async def _drain_and_scale(
     """Drain before remove (cordon.py): decide on the serving pods and their counted work,
     then cordon, un-cordon and remove pods. Returns the decision and the Deployment's
     replicas, or None when the pods could not be read (the caller scales the old way)."""
+    knobs = pool.spec.pools[pool.kind].knobs
+
+    def decide(serving: int, counted: float | None) -> scaling.Decision:
+        return scaling.decide(serving, signal, knobs, memory.state, now, upstream, counted)
+
     try:
-        pods = await draining.read_pool(
+        return await draining.drain_step(
             pool.kube,
             reader,
             pool.namespace,
             pool.selector,
             worker_pod.CONTAINER_NAME,
             METRICS_PORT,
+            current,
+            decide,
+            now,
         )
     except Exception as exc:  # never hold scaling back: the old path still works
         log.warning(
-            "%s: could not read the pool's pods, scaling without draining: %s",
+            "%s: could not drain the pool's pods, scaling without draining: %s",
             pool,
             describe_error(exc),
         )
         return None
-    serving = cordon.serving(current, pods.pods)
-    knobs = pool.spec.pools[pool.kind].knobs
-    decision = scaling.decide(
-        serving, signal, knobs, memory.state, now, upstream, pods.counted_in_flight
-    )
-    plan = cordon.plan_scale(
-        current, decision.replicas, pods.pods, now=now, give_up_s=cordon.GIVE_UP_S
-    )
-    await draining.apply(pool.kube, pool.namespace, pods, plan, now)
-    if done := draining.summary(plan):
-        log.info("%s: %s", pool, done)
-        decision = dataclasses.replace(decision, message=f"{decision.message}; {done}")
-    return decision, plan.replicas
 
 
 async def rank_for_scale_down(

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from docpipe.queue_stats import QueueStats
-from docpipe_operator import names, resources, rollout_status, scaling, versioning
+from docpipe_operator import draining, names, resources, rollout_status, scaling, versioning
 from docpipe_operator.backlog import queue_signal
 from docpipe_operator.kube import DeploymentState, Kube
 from docpipe_operator.spec import PipelineSpec
@@ -74,6 +74,7 @@ async def tick(
     now: float,
     unreachable: str | None = None,
     before_scale_down: BeforeScaleDown | None = None,
+    drain: DrainVersion | None = None,
 ) -> Tick:
     """Advance the pool's rollout one step and size every version's Deployment.
 
@@ -83,6 +84,9 @@ async def tick(
     name the Deployments of older versions (their names derive from the Build ID).
     ``before_scale_down(namespace, pod selector)`` runs before a version loses
     replicas: the operator ranks its pods so that idle ones go first (drain.py).
+    With ``drain`` (activity pools), each version drains before it removes a pod
+    instead (cordon.py), as an unversioned pool does; where its pods cannot be read,
+    the ranking above.
     """
     pool = spec.pools[kind]
     assert pool.versioning is not None, "only versioned pools have a rollout"
@@ -143,7 +147,7 @@ async def tick(
                     )
                 if current is None:
                     continue
-                made = await _scale_version(
+                made, replicas = await _scale_version(
                     kube,
                     namespace,
                     names.version_deployment_name(pipeline, kind, build_id),
@@ -157,8 +161,11 @@ async def tick(
                     before_scale_down=_for_version(
                         before_scale_down, namespace, pipeline, kind, build_id
                     ),
+                    drain=None
+                    if drain is None
+                    else _drain_version(drain, namespace, pipeline, kind, build_id),
                 )
-                found[build_id] = dataclasses.replace(current, replicas=made.replicas)
+                found[build_id] = dataclasses.replace(current, replicas=replicas)
                 if build_id == target:
                     decision = made
                 elif made.direction:
@@ -269,6 +276,27 @@ async def _recreate_version(
 
 BeforeScaleDown = Callable[[str, Mapping[str, str]], Awaitable[object]]
 """``(namespace, pod selector)``: called before a Deployment loses replicas."""
+DrainVersion = Callable[
+    [str, Mapping[str, str], int, draining.Decide, float],
+    Awaitable[tuple[scaling.Decision, int]],
+]
+"""``(namespace, pod selector, replicas, decide, now)``: one drain-before-remove step
+(draining.drain_step) -> the decision and the replicas to set; raises when it cannot."""
+
+
+def _version_selector(pipeline: str, kind: str, build_id: str) -> dict[str, str]:
+    """One version's pods: the pool's labels plus its version label."""
+    return {
+        **names.selector_labels(pipeline, kind),
+        names.VERSION_LABEL: names.version_slug(build_id),
+    }
+
+
+def _drain_version(
+    drain: DrainVersion, namespace: str, pipeline: str, kind: str, build_id: str
+) -> Callable[[int, draining.Decide, float], Awaitable[tuple[scaling.Decision, int]]]:
+    selector = _version_selector(pipeline, kind, build_id)
+    return lambda current, decide, now: drain(namespace, selector, current, decide, now)
 
 
 def _for_version(
@@ -277,10 +305,7 @@ def _for_version(
     """The hook bound to one version's pods (the pool's labels plus its version label)."""
     if hook is None:
         return None
-    selector = {
-        **names.selector_labels(pipeline, kind),
-        names.VERSION_LABEL: names.version_slug(build_id),
-    }
+    selector = _version_selector(pipeline, kind, build_id)
     return lambda: hook(namespace, selector)
 
 
@@ -297,9 +322,12 @@ async def _scale_version(
     memory: VersionMemory,
     now: float,
     before_scale_down: Callable[[], Awaitable[object]] | None = None,
-) -> scaling.Decision:
+    drain: Callable[[int, draining.Decide, float], Awaitable[tuple[scaling.Decision, int]]]
+    | None = None,
+) -> tuple[scaling.Decision, int]:
     """scaling.decide for one version within its role's bounds; the patch, if any,
-    before the state is committed (a failed one is retried, as for a pool)."""
+    before the state is committed (a failed one is retried, as for a pool). Returns
+    the decision and the Deployment's replicas (more while cordoned pods drain)."""
     low, high = versioning.replica_bounds(role, pool.knobs.min_replicas, pool.knobs.max_replicas)
     knobs = dataclasses.replace(pool.knobs, min_replicas=low, max_replicas=high)
     if waiting and role is versioning.Role.SERVE:
@@ -307,14 +335,29 @@ async def _scale_version(
         # even in a pool that may idle at zero, or its rollout never starts.
         knobs = dataclasses.replace(knobs, min_replicas=max(low, 1), scale_to_zero=False)
     current = memory.owned if memory.owned is not None else found.replicas
-    decision = scaling.decide(current, queue_signal(stats), knobs, memory.state, now)
-    if decision.replicas != found.replicas:
-        if decision.replicas < found.replicas and before_scale_down is not None:
+    signal = queue_signal(stats)
+    drained = None
+    if drain is not None and signal is not None:
+
+        def decide(serving: int, counted: float | None) -> scaling.Decision:
+            return scaling.decide(serving, signal, knobs, memory.state, now, None, counted)
+
+        try:
+            drained = await drain(current, decide, now)
+        except Exception as exc:  # the pods cannot be read: rank and scale the old way
+            log.warning("%s/%s: could not drain, scaling without: %s", namespace, deployment, exc)
+    if drained is not None:
+        decision, replicas = drained
+    else:
+        decision = scaling.decide(current, signal, knobs, memory.state, now)
+        replicas = decision.replicas
+        if replicas < found.replicas and before_scale_down is not None:
             await before_scale_down()
-        await kube.scale(namespace, deployment, decision.replicas)
+    if replicas != found.replicas:
+        await kube.scale(namespace, deployment, replicas)
     memory.state = decision.state
-    memory.owned = decision.replicas
-    return decision
+    memory.owned = replicas
+    return decision, replicas
 
 
 def _short(exc: BaseException) -> str:

@@ -149,6 +149,7 @@ async def tick(
     now: float = NOW,
     before_scale_down: rollout.BeforeScaleDown | None = None,
     memory: dict[str, rollout.VersionMemory] | None = None,
+    drain: rollout.DrainVersion | None = None,
 ) -> rollout.Tick:
     target = names.version_deployment_name(
         "docs", "workflow", pipeline.pools["workflow"].versioning.build_id
@@ -165,6 +166,7 @@ async def tick(
         now=now,
         unreachable=None if temporal else "cannot reach Temporal",
         before_scale_down=before_scale_down,
+        drain=drain,
     )
 
 
@@ -261,6 +263,64 @@ async def test_a_version_losing_replicas_has_its_own_pods_ranked_first() -> None
     assert name == "docs-workflow-v2" and replicas < 6
     v2_pods = {**names.selector_labels("docs", "workflow"), names.VERSION_LABEL: "v2"}
     assert ranked == [("ns", v2_pods, 0)], "ranked before the scale, v2's pods only"
+
+
+async def test_a_version_drains_before_it_removes_when_the_operator_can_read_its_pods() -> None:
+    """Drain before remove holds per version too: the drain step gets the version's pods,
+    decides on the serving ones with their counted work, and its replicas (serving plus
+    cordoned pods still working) are what the Deployment keeps."""
+    pipeline = spec(pool={"minReplicas": 1, "scaling": {"scaleDownStabilizationSeconds": 0}})
+    kube = deployments(v2=(6, 6, 6))
+    temporal = FakeTemporal(routing(Version("v2", VersionStatus.CURRENT), current="v2"))
+    temporal.stats = {"v2": stats(0)}
+    steps: list[tuple[dict[str, str], int, int]] = []
+
+    async def drain(
+        namespace: str, selector: Mapping[str, str], current: int, decide: Any, now: float
+    ) -> tuple[Any, int]:
+        decision = decide(current, 0.0)  # every pod idle, none cordoned yet
+        steps.append((dict(selector), current, decision.replicas))
+        shrinking = decision.replicas < current
+        return decision, decision.replicas + shrinking  # one busy pod cordoned, still working
+
+    memory: dict[str, rollout.VersionMemory] = {}
+    for seconds in (0, 60, 120):
+        await tick(kube, temporal, pipeline, now=NOW + seconds, memory=memory, drain=drain)
+    v2_pods = {**names.selector_labels("docs", "workflow"), names.VERSION_LABEL: "v2"}
+    assert {selector == v2_pods for selector, _, _ in steps} == {True}
+    shrunk = next(want for _, _, want in steps if want < 6)
+    assert ("docs-workflow-v2", shrunk + 1) in kube.scaled
+    assert memory["v2"].owned == kube.deployments["docs-workflow-v2"].replicas
+
+
+async def test_a_version_whose_pods_cannot_be_read_is_ranked_and_scaled_the_old_way() -> None:
+    pipeline = spec(pool={"minReplicas": 1, "scaling": {"scaleDownStabilizationSeconds": 0}})
+    kube = deployments(v2=(6, 6, 6))
+    temporal = FakeTemporal(routing(Version("v2", VersionStatus.CURRENT), current="v2"))
+    temporal.stats = {"v2": stats(0)}
+    ranked: list[int] = []
+
+    async def drain(*_: Any) -> tuple[Any, int]:
+        raise TimeoutError("no pod answered")
+
+    async def rank(namespace: str, selector: Mapping[str, str]) -> None:
+        ranked.append(len(kube.scaled))
+
+    memory: dict[str, rollout.VersionMemory] = {}
+    for seconds in (0, 60, 120):
+        await tick(
+            kube,
+            temporal,
+            pipeline,
+            now=NOW + seconds,
+            before_scale_down=rank,
+            memory=memory,
+            drain=drain,
+        )
+        if kube.scaled:
+            break
+    [(name, replicas)] = kube.scaled
+    assert name == "docs-workflow-v2" and replicas < 6 and ranked == [0]
 
 
 async def test_a_draining_version_that_lost_its_deployment_comes_back_with_its_image() -> None:
