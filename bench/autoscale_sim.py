@@ -8,8 +8,9 @@ and the statistics Temporal reports (approximate backlog count and age, 30 s
 add and dispatch rates, refreshed every ~6 s). Both autoscalers see only
 those statistics:
 
-* docpipe: ``scaling.decide`` every 15 s (the operator's default poll), with
-  the pool's default knobs from ``docpipe_operator.spec``;
+* docpipe: ``scaling.decide`` every 15 s (the operator's default poll; every
+  5 s for a pool at zero, the wake poll), with the pool's default knobs from
+  ``docpipe_operator.spec``;
 * KEDA: ``ceil(backlog / targetQueueSize)`` every 30 s, down only to the
   highest desire of the last 300 s (the HPA's default stabilisation), min/max
   clamps, and for the GPU pool ``minReplicaCount: 0`` with a 300 s cooldown.
@@ -27,6 +28,10 @@ a minute later, when the kubelet rewrites the downward API file) and go once
 drained; it decides on the in-flight work the pods' metrics count. For a pool
 that scales to zero it also prints the *reactive bound*: pods started the
 instant the first task arrives, the best any policy that waits for work can do.
+
+Each trace runs over 8 draws of poll phase and start-up jitter (the table shows
+the first); the verdicts use the mean ratios, the sum of busy scale-downs and
+the worst direction-change rate.
 
 Goals (issue 12): worst p95 age <= 0.9x KEDA's, median <= 0.5x, worker-seconds
 per completed task <= 1.0x on every trace, no busy scale-downs, <= 1 direction
