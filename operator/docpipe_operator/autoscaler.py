@@ -10,6 +10,7 @@ status patch plus the Events to post (round_report.py); the kopf timer applies t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -25,7 +26,6 @@ from docpipe_operator import (
     round_report,
     scaling,
     trust,
-    worker_pod,
 )
 from docpipe_operator.backlog import BacklogReading, QueueRef, TemporalClients, queue_signal
 from docpipe_operator.kube import DeploymentState, Kube
@@ -36,7 +36,7 @@ from docpipe_operator.pool_scaling import (
     rank_for_scale_down,
 )
 from docpipe_operator.reconcile import Result, describe_error, endpoint, trust_problems
-from docpipe_operator.spec import METRICS_PORT, PipelineSpec, is_paused
+from docpipe_operator.spec import PipelineSpec, is_paused
 from docpipe_operator.status import NOT_ALLOWED, Notice
 from docpipe_operator.worker_deployments import TemporalVersioning, VersioningApi
 
@@ -211,27 +211,7 @@ def _version_drain(
     """Drain before remove for a versioned activity pool's versions (as for a pool)."""
     if reader is None or kind not in draining.DRAINING_POOLS:
         return None
-
-    async def step(
-        namespace: str,
-        selector: Mapping[str, str],
-        current: int,
-        decide: draining.Decide,
-        now: float,
-    ) -> tuple[scaling.Decision, int]:
-        return await draining.drain_step(
-            kube,
-            reader,
-            namespace,
-            selector,
-            worker_pod.CONTAINER_NAME,
-            METRICS_PORT,
-            current,
-            decide,
-            now,
-        )
-
-    return step
+    return functools.partial(draining.drain_step, kube, reader)
 
 
 WAKE_POLL_S = 5.0

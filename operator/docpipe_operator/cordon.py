@@ -86,17 +86,16 @@ def serving(replicas: int, pods: Sequence[PodDrain]) -> int:
     return max(0, replicas - sum(1 for pod in pods if pod.cordoned))
 
 
-def _unknown(pod: PodDrain) -> bool:
-    return pod.in_flight is None or not math.isfinite(pod.in_flight)
+_IDLE, _UNKNOWN, _BUSY = range(3)
 
 
 def _least_busy(pod: PodDrain) -> tuple[int, float, str]:
     """Removal order: known idle, then unknown load, then the fewest tasks in flight."""
-    if _unknown(pod):
-        return (1, 0.0, pod.name)
-    if pod.in_flight is not None and pod.in_flight <= 0:
-        return (0, 0.0, pod.name)
-    return (2, pod.in_flight or 0.0, pod.name)
+    if pod.in_flight is None or not math.isfinite(pod.in_flight):
+        return (_UNKNOWN, 0.0, pod.name)
+    if pod.in_flight <= 0:
+        return (_IDLE, 0.0, pod.name)
+    return (_BUSY, pod.in_flight, pod.name)
 
 
 def plan_scale(
@@ -139,8 +138,8 @@ def plan_scale(
         # drained. A pod whose load cannot be read goes at once too, as before this
         # protocol: its worker's graceful shutdown finishes what it runs.
         taken = ready[: shrink - direct]
-        idle_now = [p.name for p in taken if _least_busy(p)[0] < 2]
-        cordon = [p.name for p in taken if _least_busy(p)[0] == 2]
+        idle_now = [p.name for p in taken if _least_busy(p)[0] != _BUSY]
+        cordon = [p.name for p in taken if _least_busy(p)[0] == _BUSY]
 
     staying = set(uncordon)
     drained = [

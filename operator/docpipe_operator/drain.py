@@ -125,12 +125,6 @@ class InFlightReader(Protocol):
     async def read(self, pods: Sequence[PodRef]) -> dict[str, float | None]: ...
 
 
-class LoadReader(InFlightReader, Protocol):
-    """Also reads whether each worker has stopped polling (drain-before-remove)."""
-
-    async def read_loads(self, pods: Sequence[PodRef]) -> dict[str, PodLoad | None]: ...
-
-
 class MetricsEndpointReader:
     """Reads each pod's ``http://<podIP>:<metrics port>/metrics``, all at once."""
 

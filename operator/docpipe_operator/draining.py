@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 
 from docpipe_operator import cordon, drain, scaling
 from docpipe_operator.kube import Kube
+from docpipe_operator.spec import METRICS_PORT
+from docpipe_operator.worker_pod import CONTAINER_NAME
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +68,10 @@ def pod_drain(ref: drain.PodRef, load: drain.PodLoad | None) -> cordon.PodDrain:
 
 
 async def read_pool(
-    kube: Kube,
-    reader: drain.InFlightReader,
-    namespace: str,
-    selector: Mapping[str, str],
-    container: str,
-    metrics_port: int,
+    kube: Kube, reader: drain.InFlightReader, namespace: str, selector: Mapping[str, str]
 ) -> PoolPods:
     """The pool's live pods with their load (a reader without drain gauges gives in-flight only)."""
-    refs = await kube.pods(namespace, selector, container, metrics_port)
+    refs = await kube.pods(namespace, selector, CONTAINER_NAME, METRICS_PORT)
     read_loads = getattr(reader, "read_loads", None)
     if read_loads is not None:
         loads: dict[str, drain.PodLoad | None] = await read_loads(refs)
@@ -86,8 +83,9 @@ async def read_pool(
 
 def costs(pool: PoolPods, plan: cordon.DrainPlan) -> dict[str, str]:
     """Deletion costs to write: the lowest for the pods the plan removes, in-flight work
-    for the rest (drain.py), so the ReplicaSet takes exactly the planned pods. Only changed values, and only when the plan removes pods: a pool that
-    keeps its pods is not written to every round."""
+    for the rest (drain.py), so the ReplicaSet takes exactly the planned pods. Only
+    changed values, and only when the plan removes pods: a pool that keeps its pods
+    is not written to every round."""
     if not plan.remove:
         return {}
     wanted = drain.deletion_costs(
@@ -140,8 +138,6 @@ async def drain_step(
     reader: drain.InFlightReader,
     namespace: str,
     selector: Mapping[str, str],
-    container: str,
-    metrics_port: int,
     current: int,
     decide: Decide,
     now: float,
@@ -150,7 +146,7 @@ async def drain_step(
     read its pods, decide on the serving ones, cordon, un-cordon and mark removals.
     Returns the decision and the replicas to set (after these annotations). Raises
     when the pods cannot be read: the caller scales the old way."""
-    pool = await read_pool(kube, reader, namespace, selector, container, metrics_port)
+    pool = await read_pool(kube, reader, namespace, selector)
     decision = decide(cordon.serving(current, pool.pods), pool.counted_in_flight)
     plan = cordon.plan_scale(
         current, decision.replicas, pool.pods, now=now, give_up_s=cordon.GIVE_UP_S

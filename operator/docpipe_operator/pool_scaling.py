@@ -136,15 +136,7 @@ async def _drain_and_scale(
 
     try:
         return await draining.drain_step(
-            pool.kube,
-            reader,
-            pool.namespace,
-            pool.selector,
-            worker_pod.CONTAINER_NAME,
-            METRICS_PORT,
-            current,
-            decide,
-            now,
+            pool.kube, reader, pool.namespace, pool.selector, current, decide, now
         )
     except Exception as exc:  # never hold scaling back: the old path still works
         log.warning(
