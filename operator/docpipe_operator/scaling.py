@@ -534,12 +534,13 @@ def decide(
         and (stabilised - settled >= ENDED_MIN_DROP or settled == 0)
         and settled_work <= ENDED_FRACTION * peak_work
     ):
-        # Not a fluctuation: the work in the pool (tasks running or waiting) fell
-        # to half the window's peak or less and stayed there for the settle
-        # window. Holding the peak for the rest of the window would only pay for
-        # idle pods (drain-before-remove keeps the pods that still work). Work,
-        # not recommendations: a noisy queue's recommendations spike with its
-        # backlog's age while the work it holds barely moves.
+        # Not a fluctuation: the tasks running in the pool fell to ENDED_FRACTION
+        # of the window's peak or less and stayed there for the settle window.
+        # Holding the peak for the rest of the window would only pay for idle
+        # pods (drain-before-remove keeps the pods that still work). Running
+        # tasks, not recommendations or the backlog: a noisy queue's
+        # recommendations spike with its backlog while the work it runs barely
+        # moves, and a surge's first backlog is gone long before the surge.
         reason = Reason.SCALE_TO_ZERO if settled == 0 else Reason.LOAD_ENDED
         message = (
             f"{current} -> {settled}: the last {settle:.0f} s asked for at most {settled}, "
