@@ -418,6 +418,15 @@ class PoolModel:
     cordon_delay_s: float = CORDON_DELAY_S
 
 
+def replicaset_order(pods: Sequence[Pod], costed: bool) -> list[Pod]:
+    """The order a ReplicaSet deletes pods in: not ready first (newest first); among
+    ready pods the lower pod-deletion-cost first (``costed``: the tasks in flight, as
+    the operator sets it), then the most recently ready."""
+    return sorted(
+        pods, key=lambda p: (p.ready, len(p.running) if costed else 0, -p.ready_at, -p.id)
+    )
+
+
 class _Clock:
     """The event queue every pool of a run shares."""
 
@@ -493,25 +502,22 @@ class _Pool:
         current = len(self.active)
         if target == current:
             return
-        serving = [p for p in self.active if p.ready]
-        busy = bool(serving) and all(p.free == 0 for p in serving)
+        busy = self.busy_pool()
         if target > current:
             self.actions.append(ScaleAction(now, current, target, busy_pool=False))
             for _ in range(target - current):
                 self.new_pod(now, ready=False)
             return
-        # The ReplicaSet's order: not ready first (newest first); among ready pods
-        # the lower pod-deletion-cost first (with ``deletion_cost``: the tasks in
-        # flight, as the operator sets it), then the most recently ready.
         costed = getattr(self.autoscaler, "deletion_cost", False)
-        order = sorted(
-            self.active,
-            key=lambda p: (p.ready, len(p.running) if costed else 0, -p.ready_at, -p.id),
-        )
-        removed = order[: current - target]
+        removed = replicaset_order(self.active, costed)[: current - target]
         busy_pods = sum(1 for p in removed if p.running)
         self.actions.append(ScaleAction(now, current, target, busy, busy_pods))
         self.remove(now, removed)
+
+    def busy_pool(self) -> bool:
+        """Every slot of the ready pods is busy."""
+        serving = [p for p in self.active if p.ready]
+        return bool(serving) and all(p.free == 0 for p in serving)
 
     def remove(self, now: float, pods: Sequence[Pod]) -> None:
         """SIGTERM: each pod stops polling and finishes its tasks for up to ``drain_s``."""
@@ -527,8 +533,7 @@ class _Pool:
         """Carry out a drain-before-remove plan (cordon.py) the way the cluster would."""
         by_name = {str(pod.id): pod for pod in self.active}
         before = len(self.active) - sum(1 for p in self.active if p.cordoned_at is not None)
-        serving = [p for p in self.active if p.ready]
-        busy_pool = bool(serving) and all(p.free == 0 for p in serving)
+        busy_pool = self.busy_pool()
         delay = self.model.cordon_delay_s
         for name in plan.uncordon:
             pod = by_name[name]
@@ -545,12 +550,10 @@ class _Pool:
         # Replicas beyond the named pods: the ReplicaSet takes pods that are not ready first.
         extra = len(self.active) - plan.replicas
         if extra > 0:
-            order = sorted(
-                (p for p in self.active if p.cordoned_at is None),
-                key=lambda p: (p.ready, len(p.running), -p.ready_at, -p.id),
-            )
-            self.busy_removals += sum(1 for pod in order[:extra] if pod.running)
-            self.remove(now, order[:extra])
+            uncordoned = [p for p in self.active if p.cordoned_at is None]
+            taken = replicaset_order(uncordoned, costed=True)[:extra]
+            self.busy_removals += sum(1 for pod in taken if pod.running)
+            self.remove(now, taken)
         for _ in range(plan.replicas - len(self.active)):
             self.new_pod(now, ready=False)
         if plan.serving != before:
