@@ -104,8 +104,6 @@ class Trace:
     startup_s: float
     keda_min_replicas: int
     initial_replicas: int
-    flips_goal: bool = False
-    """Kept for callers; the <= 1 direction change per 5 minutes goal applies to every trace."""
     documents: list[Document] = field(default_factory=list)
     """A pipeline trace's documents (then ``tasks`` is empty and ``pools`` set)."""
     pools: Mapping[str, PoolSpecs] = field(default_factory=dict)
@@ -496,18 +494,13 @@ a poll falls relative to the work is arbitrary, and one draw can move a scale-fr
 wait by a whole poll interval."""
 
 
+COMBINE: dict[str, Callable[[list[float]], float]] = {"busy": sum, "flips": max}
+"""Over the draws: every busy scale-down counts, the worst direction-change rate
+stands; any other figure (a ratio) is the mean."""
+
+
 def averaged(figures: list[dict[str, float]]) -> dict[str, float]:
-    """Over the draws: mean ratios, every busy scale-down, the worst direction-change rate."""
-    return {
-        key: (
-            sum(f[key] for f in figures)
-            if key == "busy"
-            else max(f[key] for f in figures)
-            if key == "flips"
-            else float(np.mean([f[key] for f in figures]))
-        )
-        for key in figures[0]
-    }
+    return {key: float(COMBINE.get(key, np.mean)([f[key] for f in figures])) for key in figures[0]}
 
 
 FIGURES = {
