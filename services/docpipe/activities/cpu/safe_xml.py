@@ -18,6 +18,7 @@ elements.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 from xml.parsers import expat
 
@@ -54,44 +55,46 @@ def parse_untrusted_xml(
     return _Builder(text_tags, keep_attributes, max_text_chars, max_elements).parse(xml)
 
 
+def _refuse_dtd(parser: expat.XMLParserType) -> None:
+    """No DTD at all: not internal (entity bombs), not external (file and
+    network reads), not parameter entities."""
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = _refuse_doctype
+    parser.EntityDeclHandler = _refuse_entity
+    parser.ExternalEntityRefHandler = _refuse_entity
+
+
+def _refuse_doctype(*_args: object) -> None:
+    raise UnsafeXml("declares a DTD")
+
+
+def _refuse_entity(*_args: object) -> None:
+    raise UnsafeXml("declares an entity")
+
+
+@dataclass
 class _Builder:
-    def __init__(
-        self,
-        text_tags: frozenset[str],
-        keep_attributes: frozenset[str],
-        max_text_chars: int,
-        max_elements: int,
-    ) -> None:
-        self.text_tags = text_tags
-        self.keep_attributes = keep_attributes
-        self.max_text_chars = max_text_chars
-        self.max_elements = max_elements
-        self.text_chars = 0
-        self.elements = 0
-        self.in_text: list[bool] = []  # per open element: is its character data kept?
-        self.names: dict[str, str] = {}  # one str per distinct name, shared by all elements
-        self.tree = ET.TreeBuilder()
+    text_tags: frozenset[str]
+    keep_attributes: frozenset[str]
+    max_text_chars: int
+    max_elements: int
+    text_chars: int = field(init=False, default=0)
+    elements: int = field(init=False, default=0)
+    in_text: list[bool] = field(init=False, default_factory=list)
+    """Per open element: is its character data kept?"""
+    names: dict[str, str] = field(init=False, default_factory=dict)
+    """One str per distinct name, shared by all elements."""
+    tree: ET.TreeBuilder = field(init=False, default_factory=ET.TreeBuilder)
 
     def parse(self, xml: bytes) -> ET.Element:
         parser = expat.ParserCreate(namespace_separator="}")
         parser.buffer_text = True  # one call per run of text, not per line
-        # No DTD at all: not internal (entity bombs), not external (file and
-        # network reads), not parameter entities.
-        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-        parser.StartDoctypeDeclHandler = self._refuse_doctype
-        parser.EntityDeclHandler = self._refuse_entity
-        parser.ExternalEntityRefHandler = self._refuse_entity
+        _refuse_dtd(parser)
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._data
         parser.Parse(xml, True)
         return self.tree.close()
-
-    def _refuse_doctype(self, *_args: object) -> None:
-        raise UnsafeXml("declares a DTD")
-
-    def _refuse_entity(self, *_args: object) -> None:
-        raise UnsafeXml("declares an entity")
 
     def _start(self, name: str, attributes: dict[str, str]) -> None:
         self.elements += 1
