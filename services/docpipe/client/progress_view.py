@@ -10,6 +10,8 @@ the end.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -104,25 +106,80 @@ def elapsed_s(summary: IngestSummary) -> float:
     return max(0.0, end - summary.started_at)
 
 
-def _pace(summary: IngestSummary) -> tuple[float, float]:
-    """An ingestion's elapsed seconds and documents per second, as reported (3 decimals)."""
-    seconds = elapsed_s(summary)
-    done = summary.succeeded + summary.failed
-    return round(seconds, 3), (round(done / seconds, 3) if seconds > 0 else 0.0)
+@dataclass(frozen=True)
+class _Figures:
+    """The figures every way of running ends with: one row each in the summary
+    table, the same keys (in this order) in its ``-o json``."""
+
+    documents: int
+    succeeded: int
+    without_text: int
+    failed: int
+    chunks: int
+    elapsed_s: float
+    documents_per_second: float
+
+    @classmethod
+    def of_ingestion(cls, summary: IngestSummary) -> _Figures:
+        """An ingestion's figures; its pace as reported (3 decimals), in the table too."""
+        seconds = elapsed_s(summary)
+        done = summary.succeeded + summary.failed
+        return cls(
+            summary.documents,
+            summary.succeeded,
+            summary.without_text,
+            summary.failed,
+            summary.chunks,
+            round(seconds, 3),
+            round(done / seconds, 3) if seconds > 0 else 0.0,
+        )
+
+    @classmethod
+    def of_run(cls, summary: RunSummary) -> _Figures:
+        return cls(
+            summary.documents,
+            summary.succeeded_count,
+            summary.without_text,
+            summary.failed_count,
+            summary.chunks,
+            summary.elapsed_s,
+            summary.documents_per_second,
+        )
+
+    def as_json(self) -> dict[str, object]:
+        """The figures by name; the pace to 3 decimals."""
+        figures: dict[str, object] = asdict(self)
+        figures["elapsed_s"] = round(self.elapsed_s, 3)
+        figures["documents_per_second"] = round(self.documents_per_second, 3)
+        return figures
+
+    def table(self, title: str) -> Table:
+        table = Table(title=title, show_header=False)
+        table.add_row("documents", str(self.documents))
+        table.add_row("[green]succeeded[/green]", str(self.succeeded))
+        if self.without_text:
+            table.add_row("  of which without text", str(self.without_text))
+        table.add_row("[red]failed[/red]", str(self.failed))
+        table.add_row("chunks embedded", str(self.chunks))
+        table.add_row("elapsed", f"{self.elapsed_s:.1f} s")
+        table.add_row("documents/s", f"{self.documents_per_second:.2f}")
+        return table
+
+
+def _failures_table(columns: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> Table:
+    failures = Table(title="failed documents", show_lines=False)
+    for column in columns:
+        failures.add_column(column, overflow="fold")
+    for row in rows:
+        failures.add_row(*row)
+    return failures
 
 
 def ingest_summary_json(run_id: str, summary: IngestSummary) -> dict[str, object]:
     """``-o json`` of an ingestion: the same figures as :func:`print_ingest_summary`."""
-    seconds, documents_per_second = _pace(summary)
     return {
         "run_id": run_id,
-        "documents": summary.documents,
-        "succeeded": summary.succeeded,
-        "without_text": summary.without_text,
-        "failed": summary.failed,
-        "chunks": summary.chunks,
-        "elapsed_s": seconds,
-        "documents_per_second": documents_per_second,
+        **_Figures.of_ingestion(summary).as_json(),
         "error": summary.error,
         "failures": [
             {"document_id": f.document_id, "stage": str(f.stage), "reason": f.reason}
@@ -134,27 +191,16 @@ def ingest_summary_json(run_id: str, summary: IngestSummary) -> dict[str, object
 def print_ingest_summary(console: Console, run_id: str, summary: IngestSummary) -> None:
     """The table ``docpipe start`` prints, for an ingestion; its failures by document
     id (the first ones: ``docpipe failures --run-id`` lists them all)."""
-    seconds, documents_per_second = _pace(summary)
-    table = _figures_table(
-        f"docpipe ingestion {run_id}",
-        documents=summary.documents,
-        succeeded=summary.succeeded,
-        without_text=summary.without_text,
-        failed=summary.failed,
-        chunks=summary.chunks,
-        elapsed_s=seconds,
-        documents_per_second=documents_per_second,
-    )
-    console.print(table)
+    console.print(_Figures.of_ingestion(summary).table(f"docpipe ingestion {run_id}"))
     if summary.error:
         console.print(f"[red]the CSV could not be used: {summary.error}[/red]", highlight=False)
     if summary.failures:
-        failures = Table(title="failed documents", show_lines=False)
-        for column in ("document", "stage", "reason"):
-            failures.add_column(column, overflow="fold")
-        for failure in summary.failures:
-            failures.add_row(failure.document_id, str(failure.stage), failure.reason)
-        console.print(failures)
+        console.print(
+            _failures_table(
+                ("document", "stage", "reason"),
+                ((f.document_id, str(f.stage), f.reason) for f in summary.failures),
+            )
+        )
         if summary.failed > len(summary.failures):
             console.print(
                 f"the first {len(summary.failures)} of {summary.failed}: "
@@ -168,13 +214,7 @@ def run_summary_json(summary: RunSummary) -> dict[str, object]:
     :func:`print_run_summary`."""
     return {
         "run_id": summary.run_id,
-        "documents": summary.documents,
-        "succeeded": summary.succeeded_count,
-        "without_text": summary.without_text,
-        "failed": summary.failed_count,
-        "chunks": summary.chunks,
-        "elapsed_s": round(summary.elapsed_s, 3),
-        "documents_per_second": round(summary.documents_per_second, 3),
+        **_Figures.of_run(summary).as_json(),
         "failures": [
             {
                 "document_id": o.document_id,
@@ -191,52 +231,22 @@ def run_summary_json(summary: RunSummary) -> dict[str, object]:
 def print_run_summary(console: Console, summary: RunSummary) -> None:
     """The table ``docpipe start``, ``run`` and ``redrive`` print, and the failed
     documents by CSV row."""
-    table = _figures_table(
-        f"docpipe run {summary.run_id}",
-        documents=summary.documents,
-        succeeded=summary.succeeded_count,
-        without_text=summary.without_text,
-        failed=summary.failed_count,
-        chunks=summary.chunks,
-        elapsed_s=summary.elapsed_s,
-        documents_per_second=summary.documents_per_second,
-    )
+    table = _Figures.of_run(summary).table(f"docpipe run {summary.run_id}")
     if summary.elapsed_s > 0:
         table.add_row("chunks/s", f"{summary.chunks / summary.elapsed_s:.1f}")
     console.print(table)
     if summary.failed:
-        failures = Table(title="failed documents", show_lines=False)
-        for column in ("row", "source", "stage", "reason"):
-            failures.add_column(column, overflow="fold")
-        for outcome in summary.failed:
-            failures.add_row(
-                str(outcome.row_number),
-                outcome.source or "-",
-                str(outcome.failure_stage or "-"),
-                outcome.failure_reason or "-",
+        console.print(
+            _failures_table(
+                ("row", "source", "stage", "reason"),
+                (
+                    (
+                        str(o.row_number),
+                        o.source or "-",
+                        str(o.failure_stage or "-"),
+                        o.failure_reason or "-",
+                    )
+                    for o in summary.failed
+                ),
             )
-        console.print(failures)
-
-
-def _figures_table(
-    title: str,
-    *,
-    documents: int,
-    succeeded: int,
-    without_text: int,
-    failed: int,
-    chunks: int,
-    elapsed_s: float,
-    documents_per_second: float,
-) -> Table:
-    """The figures every way of running ends with, one row each."""
-    table = Table(title=title, show_header=False)
-    table.add_row("documents", str(documents))
-    table.add_row("[green]succeeded[/green]", str(succeeded))
-    if without_text:
-        table.add_row("  of which without text", str(without_text))
-    table.add_row("[red]failed[/red]", str(failed))
-    table.add_row("chunks embedded", str(chunks))
-    table.add_row("elapsed", f"{elapsed_s:.1f} s")
-    table.add_row("documents/s", f"{documents_per_second:.2f}")
-    return table
+        )
