@@ -37,7 +37,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -141,6 +141,7 @@ class _Streak:
     restarts: int = 0
 
 
+@dataclass(eq=False)
 class WorkerSupervisor:
     """Watches every worker of a :class:`LocalWorkers` (replicas and workers
     started later included) and restarts those that exit unasked.
@@ -150,26 +151,18 @@ class WorkerSupervisor:
     stays in the group, so ``check_alive()`` still raises about them).
     """
 
-    def __init__(
-        self,
-        workers: LocalWorkers,
-        on_event: Callable[[str], None] | None = None,
-        *,
-        policy: RestartPolicy = RestartPolicy(),
-        check_interval_s: float = 0.2,
-        ready_timeout_s: float = 180.0,
-    ) -> None:
-        self.workers = workers
-        self.on_event = on_event
-        self.policy = policy
-        self.check_interval_s = check_interval_s
-        self.ready_timeout_s = ready_timeout_s
-        self.events: list[SupervisorEvent] = []
-        self._streaks: dict[str, _Streak] = {}
-        self._recovering: dict[str, asyncio.Task[None]] = {}
-        self._given_up: dict[str, WorkerProcess] = {}
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+    workers: LocalWorkers
+    on_event: Callable[[str], None] | None = None
+    _: KW_ONLY
+    policy: RestartPolicy = RestartPolicy()
+    check_interval_s: float = 0.2
+    ready_timeout_s: float = 180.0
+    events: list[SupervisorEvent] = field(init=False, default_factory=list)
+    _streaks: dict[str, _Streak] = field(init=False, default_factory=dict)
+    _recovering: dict[str, asyncio.Task[None]] = field(init=False, default_factory=dict)
+    _given_up: dict[str, WorkerProcess] = field(init=False, default_factory=dict)
+    _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = field(init=False, default=None)
 
     @property
     def gave_up(self) -> list[str]:

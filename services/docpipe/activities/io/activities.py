@@ -68,26 +68,25 @@ def _language(metadata: Mapping[str, object]) -> str | None:
     return language if isinstance(language, str) else None
 
 
+@dataclasses.dataclass(eq=False)
 class IoActivities:
-    def __init__(
-        self,
-        settings: Settings,
-        http: httpx.AsyncClient,
-        store: ObjectStore,
-        metadata: MetadataStore,
-        vectors: VectorStore,
-    ) -> None:
-        self.settings = settings
-        self.http = http
-        self.store = store
-        self.metadata = metadata
-        self.vectors = vectors
-        self.chunk_texts = ChunkTexts(metadata)
-        self.schemes = frozenset(settings.download_schemes.split(",")) - {""}
-        self.webhook_policy = NetPolicy.for_webhooks(settings)
+    settings: Settings
+    http: httpx.AsyncClient
+    store: ObjectStore
+    metadata: MetadataStore
+    vectors: VectorStore
+    chunk_texts: ChunkTexts = dataclasses.field(init=False)
+    schemes: frozenset[str] = dataclasses.field(init=False)
+    webhook_policy: NetPolicy = dataclasses.field(init=False)
+    s3_sources: S3SourceReader | None = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.chunk_texts = ChunkTexts(self.metadata)
+        self.schemes = frozenset(self.settings.download_schemes.split(",")) - {""}
+        self.webhook_policy = NetPolicy.for_webhooks(self.settings)
         self.s3_sources = (
-            S3SourceReader(store.client, settings.download_s3_buckets.split(","))
-            if isinstance(store, S3ObjectStore)
+            S3SourceReader(self.store.client, self.settings.download_s3_buckets.split(","))
+            if isinstance(self.store, S3ObjectStore)
             else None
         )
 
