@@ -24,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 
 from docpipe.activities.gpu.classify import document_vector
-from docpipe.activities.gpu.summaries import EmbeddedText
+from docpipe.activities.gpu.summaries import EmbeddedText, summarize_each
 
 # Sentence ends: Latin punctuation followed by space/newline, CJK full stops, or blank lines.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-ZÀ-ÖØ-Þ0-9])|(?<=[。！？])|\n{2,}")
@@ -188,29 +189,22 @@ def summary_from_chunks(
     return best_within_budget(sentences, scores, max_sentences, max_chars)
 
 
+@dataclass
 class ExtractiveSummarizer:
     name = "extractive-centrality"
 
-    def __init__(
-        self,
-        embed: Callable[[list[str]], Awaitable[list[np.ndarray]]],
-        *,
-        max_sentences: int = 3,
-        max_chars: int = 600,
-        candidate_chunks: int = 3,
-        max_candidates: int = 40,
-    ) -> None:
-        self._embed = embed
-        self.max_sentences = max_sentences
-        self.max_chars = max_chars
-        self.candidate_chunks = candidate_chunks
-        self.max_candidates = max_candidates
+    embed: Callable[[list[str]], Awaitable[list[np.ndarray]]]
+    _: KW_ONLY
+    max_sentences: int = 3
+    max_chars: int = 600
+    candidate_chunks: int = 3
+    max_candidates: int = 40
 
     async def summarize(self, texts: Sequence[str]) -> list[str]:
-        return list(await asyncio.gather(*(self._one(t) for t in texts)))
+        return await summarize_each(self._one, texts)
 
     async def summarize_embedded(self, documents: Sequence[EmbeddedText]) -> list[str]:
-        return list(await asyncio.gather(*(self._one_embedded(d) for d in documents)))
+        return await summarize_each(self._one_embedded, documents)
 
     async def _one_embedded(self, document: EmbeddedText) -> str:
         if len(document.vectors) == 0:
@@ -230,7 +224,7 @@ class ExtractiveSummarizer:
         sentences = split_sentences(text)
         if not sentences:
             return text.strip()[: self.max_chars]
-        vectors = np.stack(await self._embed(sentences))
+        vectors = np.stack(await self.embed(sentences))
         return pick_summary(
             sentences, vectors, max_sentences=self.max_sentences, max_chars=self.max_chars
         )

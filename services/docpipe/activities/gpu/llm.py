@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from docpipe.activities.gpu.extractive import representative_text
-from docpipe.activities.gpu.summaries import EmbeddedText
+from docpipe.activities.gpu.summaries import EmbeddedText, summarize_each
 from docpipe.activities.io.netguard import NetPolicy
 from docpipe.activities.io.outbound import ROUTE, Resolver, Route, require_vetting, system_resolver
 
@@ -174,7 +174,7 @@ class EndpointSummarizer(_FromRepresentativeText):
         self.timeout_s = timeout_s
 
     async def summarize(self, texts: Sequence[str]) -> list[str]:
-        return list(await asyncio.gather(*(self._one(t) for t in texts)))
+        return await summarize_each(self._one, texts)
 
     async def _one(self, text: str) -> str:
         body: dict[str, Any] = {

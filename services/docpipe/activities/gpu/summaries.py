@@ -7,11 +7,14 @@ OpenAI-compatible endpoint). The worker picks one at start-up.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -33,3 +36,11 @@ class Summarizer(Protocol):
         """The same, from each document's chunks and the vectors already computed
         for them: no chunk is embedded a second time."""
         ...
+
+
+async def summarize_each(
+    summarize_one: Callable[[T], Awaitable[str]], items: Sequence[T]
+) -> list[str]:
+    """One summary per item, in order, all of them requested at once: for engines
+    whose summaries are independent calls (an endpoint, a per-document ranking)."""
+    return list(await asyncio.gather(*(summarize_one(item) for item in items)))
