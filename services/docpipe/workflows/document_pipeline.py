@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -98,6 +99,16 @@ D = TypeVar("D", bound=_HasId)
 
 def _by_id(documents: Iterable[D]) -> dict[str, D]:
     return {d.document_id: d for d in documents}
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where a step's activity runs and how: the task queue of the resource it needs,
+    one attempt's start-to-close budget, and that resource's retry policy."""
+
+    queue: str
+    budget: timedelta
+    retry: RetryPolicy
 
 
 class _BatchState:
@@ -305,17 +316,9 @@ class DocumentPipelineWorkflow:
         todo = state.alive()
         if not todo:
             return
-        q, t = self._options.queues, self._options.timeouts
+        refs = [state.refs[i] for i in todo]
         fetched = await self._step(
-            state,
-            steps.DOWNLOAD_DOCUMENT,
-            [state.refs[i] for i in todo],
-            FetchResult,
-            queue=q.io,
-            budget=steps.attempt_budget(t.io_start_to_close),
-            retry=steps.IO_RETRY,
-            stage=Stage.DOWNLOAD,
-            documents=todo,
+            state, steps.DOWNLOAD_DOCUMENT, refs, FetchResult, self._on_io(), Stage.DOWNLOAD
         )
         state.fetched = _by_id(fetched)
         await self._find_duplicates(state)
@@ -333,19 +336,9 @@ class DocumentPipelineWorkflow:
         )
         if not ocr_jobs:
             return
-        q, t = self._options.queues, self._options.timeouts
         pages = sum(len(j.page_keys) for j in ocr_jobs)
-        read = await self._step(
-            state,
-            steps.PERFORM_OCR,
-            ocr_jobs,
-            OcrResult,
-            queue=q.gpu,
-            budget=steps.attempt_budget(t.gpu_start_to_close, pages, t.per_page),
-            retry=steps.GPU_RETRY,
-            stage=Stage.OCR,
-            documents=[j.document_id for j in ocr_jobs],
-        )
+        on_gpu = self._on_gpu(pages, self._options.timeouts.per_page)
+        read = await self._step(state, steps.PERFORM_OCR, ocr_jobs, OcrResult, on_gpu, Stage.OCR)
         state.ocr = _by_id(read)
         await self._find_similar_images(state)
         state.textless.update(r.document_id for r in read if r.chars == 0)
@@ -365,17 +358,9 @@ class DocumentPipelineWorkflow:
         stored, not failed."""
         ids = [j.document_id for j in jobs]
         size = sum(state.fetched[i].size_bytes for i in ids if i in state.fetched and not from_ocr)
-        q, t = self._options.queues, self._options.timeouts
+        on_cpu = self._on_cpu(size * _MB_PER_BYTE)
         prepared = await self._call(
-            state,
-            steps.PREPARE_TEXT,
-            jobs,
-            PrepareResult,
-            queue=q.cpu,
-            budget=steps.attempt_budget(t.cpu_start_to_close, size * _MB_PER_BYTE, t.per_megabyte),
-            retry=steps.CPU_RETRY,
-            stage=Stage.EXTRACT,
-            documents=ids,
+            state, steps.PREPARE_TEXT, jobs, PrepareResult, on_cpu, Stage.EXTRACT
         )
         if prepared is None:
             return []
@@ -405,18 +390,10 @@ class DocumentPipelineWorkflow:
             )
             for i in todo
         ]
-        q, t = self._options.queues, self._options.timeouts
         chunks = sum(j.chunk_count for j in jobs)
+        on_gpu = self._on_gpu(chunks, self._options.timeouts.per_chunk)
         embedded = await self._step(
-            state,
-            steps.GENERATE_EMBEDDINGS,
-            jobs,
-            EmbedResult,
-            queue=q.gpu,
-            budget=steps.attempt_budget(t.gpu_start_to_close, chunks, t.per_chunk),
-            retry=steps.GPU_RETRY,
-            stage=Stage.EMBED,
-            documents=todo,
+            state, steps.GENERATE_EMBEDDINGS, jobs, EmbedResult, on_gpu, Stage.EMBED
         )
         state.embedded = _by_id(embedded)
 
@@ -428,32 +405,22 @@ class DocumentPipelineWorkflow:
         todo = state.alive(state.embedded) + state.alive(state.textless)
         if not todo:
             return
-        q, t = self._options.queues, self._options.timeouts
+        vector_jobs = [state.vector_job(i) for i in todo]
         store = self._call(
             state,
             steps.STORE_VECTOR_EMBEDDINGS,
-            [state.vector_job(i) for i in todo],
+            vector_jobs,
             StoreVectorsResult,
-            queue=q.io,
-            budget=steps.attempt_budget(t.io_start_to_close),
-            retry=steps.IO_RETRY,
-            stage=Stage.STORE,
-            documents=todo,
+            self._on_io(),
+            Stage.STORE,
         )
         with_text = state.alive(state.embedded)
         if self._options.summarize and with_text:
             summary_jobs = [state.summary_job(i) for i in with_text]
             chunks = sum(state.embedded[i].chunk_count for i in with_text)
+            on_gpu = self._on_gpu(chunks, self._options.timeouts.per_chunk)
             summarize = self._call(
-                state,
-                steps.RUN_LLM_INFERENCE,
-                summary_jobs,
-                SummaryResult,
-                queue=q.gpu,
-                budget=steps.attempt_budget(t.gpu_start_to_close, chunks, t.per_chunk),
-                retry=steps.GPU_RETRY,
-                stage=Stage.SUMMARIZE,
-                documents=with_text,
+                state, steps.RUN_LLM_INFERENCE, summary_jobs, SummaryResult, on_gpu, Stage.SUMMARIZE
             )
             stored, summarized = await asyncio.gather(store, summarize)
             # Taken in this order whichever finished first: a document that failed
@@ -504,50 +471,47 @@ class DocumentPipelineWorkflow:
 
     # ------------------------------------------------------------------ one step
 
+    def _on_io(self) -> _Placement:
+        q, t = self._options.queues, self._options.timeouts
+        return _Placement(q.io, steps.attempt_budget(t.io_start_to_close), steps.IO_RETRY)
+
+    def _on_cpu(self, megabytes: float) -> _Placement:
+        q, t = self._options.queues, self._options.timeouts
+        budget = steps.attempt_budget(t.cpu_start_to_close, megabytes, t.per_megabyte)
+        return _Placement(q.cpu, budget, steps.CPU_RETRY)
+
+    def _on_gpu(self, work: float, per_unit_s: float) -> _Placement:
+        q, t = self._options.queues, self._options.timeouts
+        budget = steps.attempt_budget(t.gpu_start_to_close, work, per_unit_s)
+        return _Placement(q.gpu, budget, steps.GPU_RETRY)
+
     async def _step(
         self,
         state: _BatchState,
         activity: str,
-        jobs: Sequence[object],
+        jobs: Sequence[_HasId],
         result_type: type[_StepResult[T]],
-        *,
-        queue: str,
-        budget: timedelta,
-        retry: RetryPolicy,
+        where: _Placement,
         stage: Stage,
-        documents: list[str],
     ) -> list[T]:
         """Run one batch step (see _call), record the documents it failed and return
         the ones it succeeded with: none when it gave up."""
-        result = await self._call(
-            state,
-            activity,
-            jobs,
-            result_type,
-            queue=queue,
-            budget=budget,
-            retry=retry,
-            stage=stage,
-            documents=documents,
-        )
-        return state.take(result)
+        return state.take(await self._call(state, activity, jobs, result_type, where, stage))
 
     async def _call(
         self,
         state: _BatchState,
         activity: str,
-        jobs: Sequence[object],
+        jobs: Sequence[_HasId],
         result_type: type[R],
-        *,
-        queue: str,
-        budget: timedelta,
-        retry: RetryPolicy,
+        where: _Placement,
         stage: Stage,
-        documents: list[str],
     ) -> R | None:
-        """Run one batch step for ``documents``; if it gives up (retries spent, out of
-        time, or the deadline passed before it), fail them all and go on: None."""
+        """Run one batch step for the jobs' documents; if it gives up (retries spent,
+        out of time, or the deadline passed before it), fail them all at ``stage``
+        (or 'timeout') and go on: None."""
         self._stage = activity
+        documents = [j.document_id for j in jobs]
         schedule_to_close = None
         remaining = self._time_left()
         if remaining is not None:
@@ -564,11 +528,11 @@ class DocumentPipelineWorkflow:
                 activity,
                 jobs,
                 result_type=result_type,
-                task_queue=queue,
-                start_to_close_timeout=budget,
+                task_queue=where.queue,
+                start_to_close_timeout=where.budget,
                 schedule_to_close_timeout=schedule_to_close,
                 heartbeat_timeout=timedelta(seconds=self._options.timeouts.heartbeat),
-                retry_policy=retry,
+                retry_policy=where.retry,
             )
         except ActivityError as err:
             timeout_stage, reason = _step_failure_reason(activity, err)
