@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
 from autoscale_model import (
+    Autoscaler,
     DocpipeAutoscaler,
     Document,
     KedaAutoscaler,
@@ -26,9 +28,9 @@ from autoscale_model import (
     simulate,
     simulate_pipeline,
 )
-from scaling_knobs import knobs
+from scaling_knobs import KNOBS, knobs
 
-from docpipe_operator.scaling import QueueSignal, ScalingKnobs, ScalingState, decide, witnessed
+from docpipe_operator.scaling import QueueSignal, ScalingState, decide, witnessed
 
 
 @dataclass
@@ -60,6 +62,35 @@ def conserved(result: RunResult) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Pool:
+    """One pool's pods as :func:`simulate` runs them: ``initial_replicas`` ready at time 0,
+    ``concurrency`` slots each, new ones serving ``startup_s`` after they are ordered."""
+
+    initial_replicas: int
+    concurrency: int
+    startup_s: float
+
+    def run(
+        self, tasks: list[Task], scaler: Autoscaler, horizon_s: float, **options: Any
+    ) -> RunResult:
+        """``tasks`` on this pool under ``scaler`` until ``horizon_s``; ``options`` are
+        :func:`simulate`'s (jitter, drain, statistics, seed)."""
+        return simulate(
+            tasks,
+            scaler,
+            concurrency=self.concurrency,
+            startup_s=self.startup_s,
+            initial_replicas=self.initial_replicas,
+            horizon_s=horizon_s,
+            **options,
+        )
+
+
+CPU_POOL = Pool(initial_replicas=1, concurrency=KNOBS.concurrency, startup_s=30)
+"""The pool the policy runs scale, as scaling_knobs.KNOBS describe it."""
+
+
 # ---------------------------------------------------------------- Temporal's statistics
 
 
@@ -77,15 +108,8 @@ def test_rate_tracker_averages_over_thirty_seconds_like_temporal() -> None:
 
 def test_a_task_with_a_free_slot_never_shows_in_the_backlog() -> None:
     """Sync match: with 8 slots free, a fan-out of 8 reads backlog 0 while every slot works."""
-    scaler = Fixed(poll_interval_s=3.0)
-    result = simulate(
-        tasks_at(*[1.0] * 8, duration=60),
-        scaler,
-        concurrency=4,
-        startup_s=10,
-        horizon_s=50,
-        initial_replicas=2,
-    )
+    pool = Pool(initial_replicas=2, concurrency=4, startup_s=10)
+    result = pool.run(tasks_at(*[1.0] * 8, duration=60), Fixed(poll_interval_s=3.0), horizon_s=50)
     assert set(result.waits) == {0.0}
     later = [s for s in result.samples if s.time > 10]
     assert {s.busy_slots for s in later} == {8}
@@ -97,15 +121,8 @@ def test_a_task_with_a_free_slot_never_shows_in_the_backlog() -> None:
 
 def test_the_autoscaler_sees_a_snapshot_up_to_one_refresh_old() -> None:
     scaler = Fixed(poll_interval_s=5.0)
-    simulate(
-        tasks_at(1.0, 1.0, 1.0),
-        scaler,
-        concurrency=1,
-        startup_s=1,
-        horizon_s=20,
-        initial_replicas=0,
-        stats_refresh_s=6.0,
-    )
+    pool = Pool(initial_replicas=0, concurrency=1, startup_s=1)
+    pool.run(tasks_at(1.0, 1.0, 1.0), scaler, horizon_s=20, stats_refresh_s=6.0)
     backlog = {now: signal.backlog_count for now, signal in scaler.seen}
     assert backlog[0.0] == 0
     assert backlog[5.0] == 0  # the snapshot of t=0; the tasks came at t=1
@@ -118,31 +135,19 @@ def test_the_autoscaler_sees_a_snapshot_up_to_one_refresh_old() -> None:
 
 
 def test_pods_serve_only_after_their_start_up_delay() -> None:
-    scaler = Fixed([(0.0, 2)], poll_interval_s=5.0)
-    result = simulate(
-        tasks_at(1.0, 2.0, 3.0),
-        scaler,
-        concurrency=4,
-        startup_s=40,
-        horizon_s=100,
-        initial_replicas=0,
+    pool = Pool(initial_replicas=0, concurrency=4, startup_s=40)
+    result = pool.run(
+        tasks_at(1.0, 2.0, 3.0), Fixed([(0.0, 2)], poll_interval_s=5.0), horizon_s=100
     )
     assert [p.ready_at - p.created for p in result.pods] == [40.0, 40.0]
     assert sorted(result.waits) == [37.0, 38.0, 39.0]
 
 
 def test_start_up_jitter_is_seeded_and_bounded() -> None:
+    pool = Pool(initial_replicas=0, concurrency=1, startup_s=50)
+
     def run(seed: int) -> list[float]:
-        result = simulate(
-            [],
-            Fixed([(0.0, 20)]),
-            concurrency=1,
-            startup_s=50,
-            horizon_s=10,
-            initial_replicas=0,
-            startup_jitter=0.2,
-            seed=seed,
-        )
+        result = pool.run([], Fixed([(0.0, 20)]), horizon_s=10, startup_jitter=0.2, seed=seed)
         return [p.ready_at - p.created for p in result.pods]
 
     delays = run(3)
@@ -156,15 +161,8 @@ def test_every_task_is_accounted_for() -> None:
     """Arrived = completed + running + waiting + interrupted (whose retries arrive anew)."""
     tasks = [Task(t * 0.7, 3 + (t % 5) * 20) for t in range(300)]
     script = [(0.0, 3), (30.0, 8), (90.0, 2), (120.0, 6), (150.0, 1)]
-    result = simulate(
-        tasks,
-        Fixed(script),
-        concurrency=3,
-        startup_s=15,
-        horizon_s=260,
-        initial_replicas=1,
-        drain_s=10,
-    )
+    pool = Pool(initial_replicas=1, concurrency=3, startup_s=15)
+    result = pool.run(tasks, Fixed(script), horizon_s=260, drain_s=10)
     assert result.interrupted > 0 and result.unstarted > 0 and result.running_at_end > 0
     assert conserved(result)
     retries = result.arrived - sum(1 for t in tasks if t.arrival <= 260)
@@ -174,30 +172,16 @@ def test_every_task_is_accounted_for() -> None:
 
 def test_worker_seconds_bill_starting_pods() -> None:
     # One pod from 0; a second ordered at 10 that starts for 30 s, billed from 10.
-    result = simulate(
-        [],
-        Fixed([(10.0, 2)]),
-        concurrency=1,
-        startup_s=30,
-        horizon_s=100,
-        initial_replicas=1,
-    )
+    pool = Pool(initial_replicas=1, concurrency=1, startup_s=30)
+    result = pool.run([], Fixed([(10.0, 2)]), horizon_s=100)
     assert result.worker_seconds == pytest.approx(100 + 90)
 
 
 def test_a_removed_pod_finishes_short_tasks_and_loses_long_ones() -> None:
     """SIGTERM: stop polling, finish for up to the graceful shutdown, then the rest is retried."""
     tasks = [Task(1.0, 20.0), Task(1.0, 100.0)]
-    result = simulate(
-        tasks,
-        Fixed([(5.0, 0)]),
-        concurrency=2,
-        startup_s=10,
-        horizon_s=60,
-        initial_replicas=1,
-        drain_s=30,
-        retry_delay_s=1,
-    )
+    pool = Pool(initial_replicas=1, concurrency=2, startup_s=10)
+    result = pool.run(tasks, Fixed([(5.0, 0)]), horizon_s=60, drain_s=30, retry_delay_s=1)
     assert result.completed == 1  # the 20 s task, started at 1, done at 21
     assert result.interrupted == 1  # the 100 s task, cut at 5 + 30
     assert result.lost_work_s == pytest.approx(34.0)
@@ -208,7 +192,7 @@ def test_a_removed_pod_finishes_short_tasks_and_loses_long_ones() -> None:
 
 def test_scale_down_removes_starting_pods_first_then_the_newest() -> None:
     scaler = Fixed([(0.0, 3), (10.0, 2), (40.0, 1)], poll_interval_s=10.0)
-    result = simulate([], scaler, concurrency=1, startup_s=30, horizon_s=60, initial_replicas=1)
+    result = Pool(initial_replicas=1, concurrency=1, startup_s=30).run([], scaler, horizon_s=60)
     first, second, third = result.pods
     # 1 -> 3 at 0 (two pods start until 30); 3 -> 2 at 10 drops a starting pod
     # (the newer); 2 -> 1 at 40 drops the pod ready last, so the original stays.
@@ -218,22 +202,13 @@ def test_scale_down_removes_starting_pods_first_then_the_newest() -> None:
 
 
 def test_a_scale_down_is_busy_when_it_removes_a_pod_with_tasks_in_flight() -> None:
-    busy = simulate(
-        tasks_at(0.0, 0.0, duration=100),
-        Fixed([(10.0, 1)], poll_interval_s=10.0),
-        concurrency=1,
-        startup_s=5,
-        horizon_s=30,
-        initial_replicas=2,
-    )
-    idle = simulate(
-        tasks_at(0.0, duration=100),
-        Fixed([(10.0, 1)], poll_interval_s=10.0),
-        concurrency=1,
-        startup_s=5,
-        horizon_s=30,
-        initial_replicas=2,
-    )
+    def two_to_one(tasks: list[Task]) -> RunResult:
+        """Two pods of one slot each, one of them removed at 10 s."""
+        pool = Pool(initial_replicas=2, concurrency=1, startup_s=5)
+        return pool.run(tasks, Fixed([(10.0, 1)], poll_interval_s=10.0), horizon_s=30)
+
+    busy = two_to_one(tasks_at(0.0, 0.0, duration=100))
+    idle = two_to_one(tasks_at(0.0, duration=100))
     assert busy.busy_scaledowns == busy.busy_pool_scaledowns == 1
     assert idle.busy_scaledowns == idle.busy_pool_scaledowns == 0
     assert busy.direction_changes == idle.direction_changes == 0
@@ -241,14 +216,8 @@ def test_a_scale_down_is_busy_when_it_removes_a_pod_with_tasks_in_flight() -> No
 
 def test_direction_changes_count_reversals() -> None:
     script = [(0.0, 3), (10.0, 5), (20.0, 2), (30.0, 1), (40.0, 4)]
-    result = simulate(
-        [],
-        Fixed(script, poll_interval_s=10.0),
-        concurrency=1,
-        startup_s=1,
-        horizon_s=45,
-        initial_replicas=1,
-    )
+    pool = Pool(initial_replicas=1, concurrency=1, startup_s=1)
+    result = pool.run([], Fixed(script, poll_interval_s=10.0), horizon_s=45)
     assert [a.direction for a in result.actions] == [1, 1, -1, -1, 1]
     assert result.direction_changes == 2
 
@@ -261,19 +230,12 @@ def test_percentile_interpolates_like_numpy() -> None:
 
 def test_runs_are_deterministic() -> None:
     tasks = [Task(t * 0.3, 5.0 + (t % 7)) for t in range(500)]
-    knobs = ScalingKnobs(1, 10, 4, 4, 6, 30, 30, 300, 2)
+    scaling = knobs(max_replicas=10, task_seconds=6, scale_down_stabilization_s=300)
 
     def run() -> RunResult:
-        return simulate(
-            tasks,
-            DocpipeAutoscaler(knobs),
-            concurrency=4,
-            startup_s=30,
-            startup_jitter=0.2,
-            horizon_s=400,
-            initial_replicas=1,
-            stats_phase_s=2.5,
-            seed=9,
+        scaler = DocpipeAutoscaler(scaling)
+        return CPU_POOL.run(
+            tasks, scaler, horizon_s=400, startup_jitter=0.2, stats_phase_s=2.5, seed=9
         )
 
     first, second = run(), run()
@@ -309,6 +271,14 @@ def test_keda_goes_to_zero_after_its_cooldown_and_back_on_a_backlog() -> None:
 
 
 FAN_OUT_KNOBS = knobs(task_seconds=480, scale_down_stabilization_s=300)
+GPU_KNOBS = knobs(
+    min_replicas=0,
+    max_replicas=4,
+    scale_up_horizon_s=60,
+    scale_down_stabilization_s=300,
+    scale_to_zero=True,
+)
+"""A gpu-like pool: it idles at zero, and its pods take about a minute to start."""
 
 
 def fan_out(width: int = 64, waves: int = 2) -> list[Task]:
@@ -321,15 +291,7 @@ def fan_out(width: int = 64, waves: int = 2) -> list[Task]:
 
 
 def run_fan_out(scaler: DocpipeAutoscaler | KedaAutoscaler, tasks: list[Task]) -> RunResult:
-    return simulate(
-        tasks,
-        scaler,
-        concurrency=4,
-        startup_s=30,
-        horizon_s=2700,
-        initial_replicas=1,
-        stats_phase_s=2.0,
-    )
+    return CPU_POOL.run(tasks, scaler, horizon_s=2700, stats_phase_s=2.0)
 
 
 def test_keda_shrinks_a_pool_whose_backlog_reads_zero_while_it_works() -> None:
@@ -413,7 +375,7 @@ def test_pod_deletion_cost_removes_idle_pods_first() -> None:
 
     def run(costed: bool) -> RunResult:
         scaler = Fixed([(0.0, 3), (50.0, 1)], poll_interval_s=10.0, deletion_cost=costed)
-        return simulate(tasks, scaler, concurrency=1, startup_s=5, horizon_s=60, initial_replicas=1)
+        return Pool(initial_replicas=1, concurrency=1, startup_s=5).run(tasks, scaler, horizon_s=60)
 
     plain, costed = run(False), run(True)
     assert plain.busy_scaledowns == 1
@@ -442,17 +404,25 @@ def test_a_pipeline_hands_each_completed_step_to_the_next_queue() -> None:
 
 def test_pre_scaling_starts_a_cold_gpu_pool_before_its_first_task_arrives() -> None:
     documents = [Document(10.0 + i, (("io", 20.0), ("cpu", 40.0), ("gpu", 6.0))) for i in range(60)]
-    knobs = {
-        "io": ScalingKnobs(1, 10, 200, 200, 20, 10, 30, 300, 2),
-        "cpu": ScalingKnobs(1, 20, 4, 4, 40, 30, 30, 300, 2),
-        "gpu": ScalingKnobs(0, 4, 4, 4, 6, 30, 60, 300, 2, scale_to_zero=True),
+    held = knobs(scale_down_stabilization_s=300)  # every pool waits 5 minutes to shrink
+    pipeline = {
+        "io": replace(
+            held,
+            max_replicas=10,
+            concurrency=200,
+            target_backlog_per_replica=200,
+            task_seconds=20,
+            target_backlog_age_s=10,
+        ),
+        "cpu": replace(held, task_seconds=40),
+        "gpu": replace(GPU_KNOBS, task_seconds=6),
     }
     models = {"io": PoolModel(200, 20, 1), "cpu": PoolModel(4, 30, 1), "gpu": PoolModel(4, 90, 0)}
 
     def first_gpu_pod(pre: bool) -> float:
         scalers = {
-            name: DocpipeAutoscaler(knobs[name], pool=name if pre else None, pipeline_knobs=knobs)
-            for name in knobs
+            name: DocpipeAutoscaler(pool_knobs, pool=name if pre else None, pipeline_knobs=pipeline)
+            for name, pool_knobs in pipeline.items()
         }
         result = simulate_pipeline(documents, models, scalers, horizon_s=600)  # type: ignore[arg-type]
         assert result.finished == 60
@@ -466,16 +436,8 @@ def test_pre_scaling_starts_a_cold_gpu_pool_before_its_first_task_arrives() -> N
 def test_drain_first_never_removes_a_pod_with_work_in_flight() -> None:
     """Our policy with drain-before-remove on a fan-out of long tasks: as tasks end,
     pods are cordoned and go once idle; none is removed while it works, no task is lost."""
-    knobs = ScalingKnobs(1, 20, 4, 4, 480, 30, 30, 300, 2)
     tasks = [Task(1.0 + i * 0.01, 200.0 + 10 * i) for i in range(32)]
-    result = simulate(
-        tasks,
-        DocpipeAutoscaler(knobs),
-        concurrency=4,
-        startup_s=30,
-        horizon_s=1800,
-        initial_replicas=1,
-    )
+    result = CPU_POOL.run(tasks, DocpipeAutoscaler(FAN_OUT_KNOBS), horizon_s=1800)
     assert result.completed == 32 and result.interrupted == 0
     assert result.busy_scaledowns == 0
     assert len([p for p in result.pods if p.ended is not None]) > 0  # it did shrink
@@ -485,11 +447,15 @@ def test_drain_first_never_removes_a_pod_with_work_in_flight() -> None:
 
 
 def test_a_cordoned_pod_takes_no_new_task_once_its_worker_acts_on_the_drain() -> None:
-    knobs = ScalingKnobs(1, 4, 1, 1, 5, 30, 30, 60, 2)
-    scaler = DocpipeAutoscaler(knobs, poll_interval_s=10.0)
+    one_slot = knobs(concurrency=1, target_backlog_per_replica=1)  # a task a pod
+    scaler = DocpipeAutoscaler(
+        replace(one_slot, max_replicas=4, task_seconds=5, scale_down_stabilization_s=60),
+        poll_interval_s=10.0,
+    )
     model_delay = 60.0
     tasks = [Task(float(t), 5.0) for t in range(0, 400, 2)]
-    result = simulate(tasks, scaler, concurrency=1, startup_s=5, horizon_s=600, initial_replicas=3)
+    pool = Pool(initial_replicas=3, concurrency=1, startup_s=5)
+    result = pool.run(tasks, scaler, horizon_s=600)
     assert conserved(result) and result.busy_scaledowns == 0
     for pod in result.pods:
         if pod.cordoned_at is not None and pod.stops_at is not None:
@@ -499,11 +465,9 @@ def test_a_cordoned_pod_takes_no_new_task_once_its_worker_acts_on_the_drain() ->
 def test_a_pool_at_zero_is_looked_at_every_wake_poll() -> None:
     """Scale from zero reacts within a statistics refresh plus the wake poll (5 s), not
     the full poll interval: a pool at zero has no pods to read, only its queue."""
-    knobs = ScalingKnobs(0, 4, 4, 4, 2, 30, 60, 300, 2, scale_to_zero=True)
-    scaler = DocpipeAutoscaler(knobs, poll_interval_s=15.0)
-    result = simulate(
-        [Task(100.0, 2.0)], scaler, concurrency=4, startup_s=1, horizon_s=200, initial_replicas=0
-    )
+    scaler = DocpipeAutoscaler(replace(GPU_KNOBS, task_seconds=2), poll_interval_s=15.0)
+    pool = Pool(initial_replicas=0, concurrency=4, startup_s=1)
+    result = pool.run([Task(100.0, 2.0)], scaler, horizon_s=200)
     times = [sample.time for sample in result.samples]
     assert all(b - a == pytest.approx(5.0) for a, b in itertools.pairwise(times) if b < 100)
     (first_up,) = [a.time for a in result.actions if a.direction > 0][:1]
