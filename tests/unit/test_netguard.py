@@ -233,14 +233,41 @@ def test_settings_normalize_the_entries() -> None:
 # ----------------------------------------- allowed networks: original source only
 
 
-def test_a_redirect_keeps_only_the_networks_the_original_source_named() -> None:
-    policy = NetPolicy.build(allowed_networks="10.0.0.0/8, 192.168.0.0/16")
-    # The original source was an internal server in 10/8: it may redirect within 10/8...
-    after = policy.for_redirects("10.1.2.3", 80)
-    assert after.pick("other.internal", ["10.9.9.9"], 80) == "10.9.9.9"
-    # ...but not into the other allowed network, which the source never named.
-    with pytest.raises(DocumentError, match="only for a source that names it, not a redirect"):
-        after.pick("nas.internal", ["192.168.1.1"], 80)
+@pytest.mark.parametrize(
+    ("allowed_networks", "source", "kept", "dropped", "why"),
+    [
+        pytest.param(
+            "10.0.0.0/8, 192.168.0.0/16",
+            ("10.1.2.3", 80),
+            ("other.internal", "10.9.9.9", 80),  # within 10/8, which the source was in...
+            ("nas.internal", "192.168.1.1", 80),  # ...not the network it never named
+            "only for a source that names it, not a redirect",
+            id="only-the-networks-the-original-source-named",
+        ),
+        pytest.param(
+            "10.0.0.0/8:443",
+            ("10.1.2.3", 443),
+            ("b.internal", "10.4.5.6", 443),
+            ("b.internal", "10.4.5.6", 22),
+            "private",
+            id="the-port-list-of-the-network-it-was-granted",
+        ),
+    ],
+)
+def test_a_redirect_keeps_only_what_the_original_source_was_granted(
+    allowed_networks: str,
+    source: tuple[str, int],
+    kept: tuple[str, str, int],
+    dropped: tuple[str, str, int],
+    why: str,
+) -> None:
+    """The original source, an internal server, may redirect where it was allowed to go."""
+    after = NetPolicy.build(allowed_networks=allowed_networks).for_redirects(*source)
+    host, address, port = kept
+    assert after.pick(host, [address], port) == address
+    host, address, port = dropped
+    with pytest.raises(DocumentError, match=why):
+        after.pick(host, [address], port)
 
 
 def test_a_public_source_cannot_redirect_into_an_allowed_network() -> None:
@@ -252,14 +279,6 @@ def test_a_public_source_cannot_redirect_into_an_allowed_network() -> None:
         after.pick("docs.internal", ["10.1.2.3"], 80)
     assert "private" in caught.value.reason and "not a redirect" in caught.value.reason
     assert after.pick("cdn.example", ["8.8.8.8"], 443) == "8.8.8.8"  # public hops still pass
-
-
-def test_a_redirect_keeps_the_port_list_of_the_network_it_was_granted() -> None:
-    policy = NetPolicy.build(allowed_networks="10.0.0.0/8:443")
-    after = policy.for_redirects("10.1.2.3", 443)
-    assert after.pick("b.internal", ["10.4.5.6"], 443) == "10.4.5.6"
-    with pytest.raises(DocumentError, match="private"):
-        after.pick("b.internal", ["10.4.5.6"], 22)
 
 
 def test_allow_private_networks_is_a_blanket_switch_also_on_redirects() -> None:
