@@ -15,15 +15,12 @@ import typer
 
 from docpipe.client.cli.root import (
     Address,
-    BatchSize,
-    Deadline,
+    BatchOptions,
     Namespace,
     Output,
     OutputFormat,
     Strict,
-    Summarize,
-    Timeout,
-    WebhookUrl,
+    batch_options,
     cli_settings,
     console,
     err_console,
@@ -37,6 +34,10 @@ if TYPE_CHECKING:
     from temporalio.client import Client
 
 
+MaxBatchesInFlight = Annotated[int, typer.Option(min=1, help="At most this many batches at once")]
+
+
+@batch_options(max_in_flight=20, max_in_flight_option=MaxBatchesInFlight)
 def ingest(
     csv: Annotated[
         str, typer.Argument(help="CSV of documents: a local path, s3://bucket/key or http(s) URL")
@@ -48,15 +49,8 @@ def ingest(
             help="Show progress until done, or print the run id and leave it running",
         ),
     ] = True,
-    batch_size: BatchSize = None,
-    timeout: Timeout = 120.0,
-    deadline: Deadline = None,
-    max_in_flight: Annotated[
-        int, typer.Option(min=1, help="At most this many batches at once")
-    ] = 20,
-    strict: Strict = True,
-    webhook_url: WebhookUrl = "",
-    summarize: Summarize = False,
+    *,
+    batch: BatchOptions,
     address: Address = None,
     namespace: Namespace = None,
     output: Output = OutputFormat.table,
@@ -77,9 +71,13 @@ def ingest(
     async def go() -> int:
         client = await connect_temporal(settings)
         staged = await stage_csv(settings, csv)
-        size = batch_size or (auto_batch_size(staged.documents) if staged.documents else 10)
+        size = batch.batch_size or (auto_batch_size(staged.documents) if staged.documents else 10)
         options = pipeline_options(
-            settings, timeout, deadline_s=deadline, webhook_url=webhook_url, summarize=summarize
+            settings,
+            batch.timeout,
+            deadline_s=batch.deadline,
+            webhook_url=batch.webhook_url,
+            summarize=batch.summarize,
         )
         await start_ingestion(
             client,
@@ -88,12 +86,12 @@ def ingest(
             run_id=run_id,
             options=options,
             batch_size=size,
-            max_batches_in_flight=max_in_flight,
+            max_batches_in_flight=batch.max_in_flight,
         )
         if not wait:
             _report_detached(run_id, staged.location, output)
             return 0
-        return await _watch(client, run_id, strict, output)
+        return await _watch(client, run_id, batch.strict, output)
 
     _follow_ingestion(go, run_id)
 

@@ -9,9 +9,13 @@ registers them in the order ``docpipe --help`` lists them.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -96,6 +100,71 @@ Summarize = Annotated[bool, typer.Option(help="Also write a summary of each docu
 WebhookUrl = Annotated[
     str, typer.Option(help="POST each document's result here (signed with WEBHOOK_SECRET)")
 ]
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a command's batches run (--batch-size, --timeout, --deadline,
+    --max-in-flight, --webhook-url, --summarize), and whether a failed document
+    fails the command (--strict)."""
+
+    batch_size: int | None
+    timeout: float
+    max_in_flight: int
+    deadline: float | None = None
+    webhook_url: str = ""
+    summarize: bool = False
+    strict: bool = True
+
+
+def batch_options(
+    *,
+    timeout: float = 120.0,
+    max_in_flight: int = 50,
+    max_in_flight_option: Any = MaxInFlight,
+    webhook: bool = True,
+    summarize: bool = True,
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the batch options where its ``batch: BatchOptions`` parameter
+    stands: --batch-size, --timeout, --deadline, --max-in-flight and --strict, then
+    --webhook-url and --summarize unless left out; the command is called with them
+    gathered in one :class:`BatchOptions`. The defaults are the command's own."""
+    group = [
+        ("batch_size", BatchSize, None),
+        ("timeout", Timeout, timeout),
+        ("deadline", Deadline, None),
+        ("max_in_flight", max_in_flight_option, max_in_flight),
+        ("strict", Strict, True),
+    ]
+    if webhook:
+        group.append(("webhook_url", WebhookUrl, ""))
+    if summarize:
+        group.append(("summarize", Summarize, False))
+    names = [name for name, _, _ in group]
+    options = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+        for name, kind, default in group
+    ]
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        params = list(signature.parameters.values())
+        at = [p.name for p in params].index("batch")
+        keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+        parameters = keyword[:at] + options + keyword[at + 1 :]
+
+        @functools.wraps(command)
+        def with_batch_options(**kwargs: Any) -> None:
+            batch = BatchOptions(**{name: kwargs.pop(name) for name in names})
+            command(batch=batch, **kwargs)
+
+        with_batch_options.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        with_batch_options.__annotations__ = {p.name: p.annotation for p in parameters}
+        return with_batch_options
+
+    return decorate
+
+
 StalledAfter = Annotated[
     float,
     typer.Option(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,18 +20,13 @@ from rich.console import Console
 
 from docpipe.client.cli.root import (
     Address,
-    BatchSize,
+    BatchOptions,
     CsvArg,
-    Deadline,
-    MaxInFlight,
     Namespace,
     Output,
     OutputFormat,
     StalledAfter,
-    Strict,
-    Summarize,
-    Timeout,
-    WebhookUrl,
+    batch_options,
     cli_settings,
     console,
     err_console,
@@ -51,19 +45,6 @@ if TYPE_CHECKING:
     from temporalio.client import Client
 
     from docpipe.local.supervisor import WorkerSupervisor
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """How a command's batches run: its --batch-size, --timeout, --max-in-flight,
-    --deadline, --webhook-url and --summarize."""
-
-    batch_size: int | None
-    timeout: float
-    max_in_flight: int
-    deadline: float | None = None
-    webhook_url: str = ""
-    summarize: bool = False
 
 
 def report_summary(summary: RunSummary, output: OutputFormat) -> None:
@@ -185,15 +166,10 @@ async def run_with_progress(
                 await watcher
 
 
+@batch_options(timeout=120.0)
 def start(
     csv_file: CsvArg,
-    batch_size: BatchSize = None,
-    timeout: Timeout = 120.0,
-    deadline: Deadline = None,
-    max_in_flight: MaxInFlight = 50,
-    strict: Strict = True,
-    webhook_url: WebhookUrl = "",
-    summarize: Summarize = False,
+    batch: BatchOptions,
     stalled_after: StalledAfter = DEFAULT_GRACE_S,
     address: Address = None,
     namespace: Namespace = None,
@@ -205,19 +181,17 @@ def start(
     CSV's documents in batches as the workers drain them and prints a summary."""
     settings = cli_settings(address, namespace)
     documents = read_csv(csv_file)
-    options = BatchOptions(
-        batch_size, timeout, max_in_flight, deadline, webhook_url=webhook_url, summarize=summarize
-    )
     summary = asyncio.run(
         run_with_progress(
-            settings, documents, options, stalled_after=stalled_after, screen=screen_for(output)
+            settings, documents, batch, stalled_after=stalled_after, screen=screen_for(output)
         )
     )
     report_summary(summary, output)
-    if strict and summary.failed:
+    if batch.strict and summary.failed:
         raise typer.Exit(1)
 
 
+@batch_options(timeout=300.0, webhook=False)
 def run(
     csv_file: Annotated[Path, typer.Argument(help="CSV of documents")] = Path(
         "testdata/documents.csv"
@@ -225,12 +199,8 @@ def run(
     data_dir: Annotated[Path, typer.Option(help="Where the local stack keeps its data")] = Path(
         ".docpipe"
     ),
-    batch_size: BatchSize = None,
-    timeout: Timeout = 300.0,
-    deadline: Deadline = None,
-    max_in_flight: MaxInFlight = 50,
-    strict: Strict = True,
-    summarize: Summarize = False,
+    *,
+    batch: BatchOptions,
     output: Output = OutputFormat.table,
 ) -> None:
     """Run a CSV on a local stack started here.
@@ -244,7 +214,6 @@ def run(
     from docpipe.workers.common import connect
 
     documents = read_csv(csv_file)
-    options = BatchOptions(batch_size, timeout, max_in_flight, deadline, summarize=summarize)
     data_dir = data_dir.resolve()
     # Local files are read only inside LOCAL_SOURCE_ROOT; by default the CSV's
     # own folder, so a row cannot name /proc/self/environ or ~/.ssh.
@@ -269,7 +238,7 @@ def run(
                         "(a worker that exits is restarted)"
                     )
                     return await run_with_progress(
-                        settings, documents, options, supervisor=supervisor, screen=screen
+                        settings, documents, batch, supervisor=supervisor, screen=screen
                     )
 
             try:
@@ -291,5 +260,5 @@ def run(
             f"  objects   {settings.s3_endpoint}\n"
             f"  logs      {data_dir / 'logs'}"
         )
-    if strict and summary.failed:
+    if batch.strict and summary.failed:
         raise typer.Exit(1)

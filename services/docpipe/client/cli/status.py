@@ -11,21 +11,18 @@ from rich.table import Table
 
 from docpipe.client.cli.root import (
     Address,
-    BatchSize,
-    Deadline,
-    MaxInFlight,
+    BatchOptions,
     Namespace,
     Output,
     OutputFormat,
     StalledAfter,
-    Strict,
-    Timeout,
+    batch_options,
     cli_settings,
     console,
     print_json,
     screen_for,
 )
-from docpipe.client.cli.running import BatchOptions, report_summary, run_with_progress
+from docpipe.client.cli.running import report_summary, run_with_progress
 from docpipe.client.queue_health import DEFAULT_GRACE_S
 from docpipe.config import Settings
 
@@ -122,15 +119,13 @@ def failures(
     console.print(table)
 
 
+@batch_options(timeout=120.0, webhook=False, summarize=False)
 def redrive(
     run_id: RunFilter = None,
     stage: StageFilter = None,
     limit: Limit = 10_000,
-    batch_size: BatchSize = None,
-    timeout: Timeout = 120.0,
-    deadline: Deadline = None,
-    max_in_flight: MaxInFlight = 50,
-    strict: Strict = True,
+    *,
+    batch: BatchOptions,
     stalled_after: StalledAfter = DEFAULT_GRACE_S,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only list what would be re-driven, start nothing")
@@ -157,15 +152,14 @@ def redrive(
         )
     if not plan.documents:
         screen.print("nothing to re-drive")
-        raise typer.Exit(1 if strict and plan.not_redrivable else 0)
-    options = BatchOptions(batch_size, timeout, max_in_flight, deadline)
+        raise typer.Exit(1 if batch.strict and plan.not_redrivable else 0)
     summary = asyncio.run(
         run_with_progress(
-            settings, plan.documents, options, stalled_after=stalled_after, screen=screen
+            settings, plan.documents, batch, stalled_after=stalled_after, screen=screen
         )
     )
     report_summary(summary, output)
-    if strict and (summary.failed or plan.not_redrivable):
+    if batch.strict and (summary.failed or plan.not_redrivable):
         raise typer.Exit(1)
 
 
