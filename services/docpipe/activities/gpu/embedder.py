@@ -9,7 +9,6 @@ Replicas are chosen round-robin, so N GPUs serve N batches at once.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from docpipe.activities.gpu.replicas import run_on, shut_down
 from docpipe.metrics.gpu import record_inference
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -109,13 +109,10 @@ class Embedder:
     async def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        replica = next(self._next)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(replica.executor, self._encode, replica, texts)
+        return await run_on(next(self._next), self._encode, texts)
 
     def close(self) -> None:
-        for replica in self.replicas:
-            replica.executor.shutdown(wait=True)
+        shut_down(self.replicas)
 
 
 class _NullModel:

@@ -27,7 +27,6 @@ out line by line across the columns.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import shutil
 import statistics
@@ -44,6 +43,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from docpipe.activities.gpu.images import MAX_IMAGE_PIXELS, open_image, to_rgb, upright_view
+from docpipe.activities.gpu.replicas import run_on, shut_down
 
 __all__ = [
     "MAX_SIDE",
@@ -287,13 +287,10 @@ class OcrEngine:
 
     async def aread(self, image_bytes: bytes) -> ImageText:
         """OCR of one image on the next replica's own thread."""
-        replica = next(self._next)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(replica.executor, self._read, replica, image_bytes)
+        return await run_on(next(self._next), self._read, image_bytes)
 
     def close(self) -> None:
-        for replica in self.replicas:
-            replica.executor.shutdown(wait=True)
+        shut_down(self.replicas)
         if self._own_network_dir:
             shutil.rmtree(self.network_dir, ignore_errors=True)
 
