@@ -18,7 +18,7 @@ elsewhere, warn when a queue has work waiting and no worker polling it.
 
 The root group and shared options are in ``root``; each command group is a
 module (``running``, ``status``, ``read``, ``servers``, ``ingest``), and the
-table below registers the commands in the order ``docpipe --help`` lists them.
+loop below registers the commands in the order ``docpipe --help`` lists them.
 """
 
 from __future__ import annotations
@@ -28,21 +28,12 @@ from docpipe.client.cli.root import app, err_console
 from docpipe.config import ConfigError
 from docpipe.process_exit import run_then_exit
 
-for _name, _command in (
-    ("start", running.start),
-    ("run", running.run),
-    ("failures", status.failures),
-    ("redrive", status.redrive),
-    ("search", read.search),
-    ("show", read.show),
-    ("serve", read.serve),
-    ("worker", servers.worker),
-    ("status", status.status),
-    ("codec-server", servers.codec_server),
-    ("ingest", ingest.ingest),
-    ("watch", ingest.watch),
-):
-    app.command(_name)(_command)
+# Each command is named after its function (``codec_server`` is ``codec-server``).
+for _command in (
+    running.start, running.run, status.failures, status.redrive, read.search, read.show,
+    read.serve, servers.worker, status.status, servers.codec_server, ingest.ingest, ingest.watch,
+):  # fmt: skip
+    app.command()(_command)
 
 
 def main() -> None:  # pragma: no cover - console script entry
