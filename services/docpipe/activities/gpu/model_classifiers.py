@@ -29,17 +29,18 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class _LocalModel:
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"classifier-{device}")
+    """A transformers model and its input processor (tokenizer or image processor),
+    loaded from ``model_path``'s local files only; the model fp16 on CUDA."""
 
-    def _load(self, auto_class, model_path: Path):  # type: ignore[no-untyped-def]
-        """Local files only; fp16 on CUDA."""
+    def __init__(self, model_path: Path, device: str, model_class, processor_class) -> None:  # type: ignore[no-untyped-def]
         import torch
 
-        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-        model = auto_class.from_pretrained(model_path, local_files_only=True, dtype=dtype)
-        return model.to(self.device).eval()
+        self.device = device
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"classifier-{device}")
+        self.processor = processor_class.from_pretrained(model_path, local_files_only=True)
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        model = model_class.from_pretrained(model_path, local_files_only=True, dtype=dtype)
+        self.model = model.to(device).eval()
 
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -55,15 +56,13 @@ class TextModelClassifier(_LocalModel):
     def __init__(self, model_path: Path, device: str, *, max_tokens: int = 512) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        super().__init__(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-        self.model = self._load(AutoModelForSequenceClassification, model_path)
+        super().__init__(model_path, device, AutoModelForSequenceClassification, AutoTokenizer)
         self.max_tokens = max_tokens
 
     def _classify(self, text: str) -> Classification:
         import torch
 
-        batch = self.tokenizer(
+        batch = self.processor(
             text, return_tensors="pt", truncation=True, max_length=self.max_tokens
         ).to(self.device)
         with torch.inference_mode():
@@ -78,9 +77,7 @@ class ImageModelClassifier(_LocalModel):
     def __init__(self, model_path: Path, device: str, *, top: int = 3) -> None:
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-        super().__init__(device)
-        self.processor = AutoImageProcessor.from_pretrained(model_path, local_files_only=True)
-        self.model = self._load(AutoModelForImageClassification, model_path)
+        super().__init__(model_path, device, AutoModelForImageClassification, AutoImageProcessor)
         self.top = top
 
     def _classify(self, image_bytes: bytes) -> list[dict[str, float | str]]:
