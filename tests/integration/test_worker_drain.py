@@ -25,27 +25,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from own_temporal import own_temporal_fixture
 from prometheus_client import REGISTRY
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from worker_process import worker_process
 
-from docpipe.local.devstack import DevStack, TemporalServer
+from docpipe.local.devstack import TemporalServer
 from docpipe.metrics import worker_kind
 from docpipe.metrics.activity import ActivityMetricsInterceptor
 from docpipe.metrics.worker import set_draining
@@ -65,8 +63,8 @@ SLOW_WORKER = Path(__file__).with_name("slow_activity_worker.py")
 class RunsBlockingStep:
     @workflow.run
     async def run(self, queue: str) -> dict[str, int]:
-        return await workflow.execute_activity(
-            "blocking_step",
+        return await workflow.execute_activity_method(
+            BlockingStep.run,
             workflow.info().workflow_id,
             task_queue=queue,
             start_to_close_timeout=timedelta(seconds=60),
@@ -103,14 +101,7 @@ class BlockingStep:
         self._event(self.released, key).set()
 
 
-@pytest.fixture(scope="module")
-def temporal() -> Iterator[TemporalServer]:
-    data_dir = Path(tempfile.mkdtemp(prefix="docpipe-drain-test-"))
-    server = TemporalServer(DevStack(data_dir), None, ())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
+temporal = own_temporal_fixture("drain")
 
 
 @pytest.fixture(autouse=True)
@@ -330,29 +321,12 @@ async def test_a_real_worker_process_reads_its_annotations_file_and_stops_on_sig
     annotations = tmp_path / "annotations"
     write_annotations(annotations, {DRAIN_ANNOTATION: "true"})
     log_path = tmp_path / "worker.log"
-    env = {
-        **os.environ,
-        "TEMPORAL_HOST": temporal.address,
-        "WORKER_POD_ANNOTATIONS_FILE": str(annotations),
-        "METRICS_PORT": "0",
-        "SDK_METRICS_PORT": "0",
-    }
-    with log_path.open("w") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(SLOW_WORKER),
-            f"cordoned-{uuid.uuid4().hex[:8]}",
-            str(tmp_path),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            await wait_for(lambda: "drained (pod annotation" in log_path.read_text())
-            process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(process.wait(), 10) == 0, log_path.read_text()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+    queue = f"cordoned-{uuid.uuid4().hex[:8]}"
+    env = {"TEMPORAL_HOST": temporal.address, "WORKER_POD_ANNOTATIONS_FILE": str(annotations)}
+    async with worker_process(
+        SLOW_WORKER, queue, str(tmp_path), env=env, log_path=log_path
+    ) as process:
+        await wait_for(lambda: "drained (pod annotation" in log_path.read_text())
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 10) == 0, log_path.read_text()
     assert "polling task queue" not in log_path.read_text()

@@ -7,24 +7,21 @@ timeout. Against a real Temporal dev server, with the workers' own shutdown code
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from own_temporal import own_temporal_fixture
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from worker_process import worker_process
 
-from docpipe.local.devstack import DevStack, TemporalServer
+from docpipe.local.devstack import TemporalServer
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +45,7 @@ class RunsSlowStep:
         )
 
 
-@pytest.fixture(scope="module")
-def temporal() -> Iterator[TemporalServer]:
-    data_dir = Path(tempfile.mkdtemp(prefix="docpipe-shutdown-test-"))
-    server = TemporalServer(DevStack(data_dir), None, ())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
+temporal = own_temporal_fixture("shutdown")
 
 
 async def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -69,25 +59,11 @@ async def test_sigterm_stops_polling_and_lets_the_running_activity_finish(
     temporal: TemporalServer, tmp_path: Path
 ) -> None:
     queue = f"slow-{uuid.uuid4().hex[:8]}"
-    log = (tmp_path / "worker.log").open("w")
-    env = {
-        **os.environ,
-        "TEMPORAL_HOST": temporal.address,
-        "WORKER_SHUTDOWN_GRACE_S": str(GRACE_S),
-        "METRICS_PORT": "0",
-        "SDK_METRICS_PORT": "0",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(WORKER),
-        queue,
-        str(tmp_path),
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    client = await Client.connect(temporal.address)
-    try:
+    env = {"TEMPORAL_HOST": temporal.address, "WORKER_SHUTDOWN_GRACE_S": str(GRACE_S)}
+    async with worker_process(
+        WORKER, queue, str(tmp_path), env=env, log_path=tmp_path / "worker.log"
+    ) as process:
+        client = await Client.connect(temporal.address)
         async with Worker(
             client,
             task_queue=f"{queue}-workflows",
@@ -117,8 +93,3 @@ async def test_sigterm_stops_polling_and_lets_the_running_activity_finish(
             pending = (await second.describe()).raw_description.pending_activities
             assert [p.attempt for p in pending] == [1]
             await second.terminate("the test is over")
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        log.close()
