@@ -282,12 +282,9 @@ _DIED = object()
 class _RemoteTraceback(Exception):
     """The pool process's traceback, shown as the cause of the exception it raised."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
     def __str__(self) -> str:
-        return f'\n"""\n{self.text}"""'
+        (text,) = self.args
+        return f'\n"""\n{text}"""'
 
 
 def _child_main(
