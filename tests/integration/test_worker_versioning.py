@@ -43,16 +43,6 @@ from docpipe.queue_stats import describe_queue
 from docpipe.workers.common import deployment_config
 from docpipe.workflows import WORKFLOWS, IngestCsvWorkflow, versioning_behavior
 from docpipe_operator import versioning, worker_deployments
-from docpipe_operator.versioning import (
-    Phase,
-    RampStep,
-    Role,
-    Rollout,
-    SetCurrent,
-    SetRamp,
-    Strategy,
-    VersionStatus,
-)
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +104,11 @@ async def worker(
 
 
 async def rolled_out(
-    client: Client, deployment: str, target: str, rollout: Rollout, seen: list[versioning.Plan]
+    client: Client,
+    deployment: str,
+    target: str,
+    rollout: versioning.Rollout,
+    seen: list[versioning.Plan],
 ) -> versioning.Plan:
     """Tick the policy (as the operator's timer would) until ``target`` is Current."""
 
@@ -125,7 +119,7 @@ async def rolled_out(
 
     return await eventually(
         tick,
-        lambda p: p.phase is Phase.STEADY and p.routing is None,
+        lambda p: p.phase is versioning.Phase.STEADY and p.routing is None,
         f"rollout of {target}",
     )
 
@@ -145,9 +139,9 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
     client = await Client.connect(temporal.address)
     deployment = f"docpipe-test-{uuid.uuid4().hex[:6]}"
     queue = f"versioned-{uuid.uuid4().hex[:6]}"
-    progressive = Rollout(
-        Strategy.PROGRESSIVE,
-        steps=(RampStep(50, timedelta(0)),),
+    progressive = versioning.Rollout(
+        versioning.Strategy.PROGRESSIVE,
+        steps=(versioning.RampStep(50, timedelta(0)),),
         scale_down_delay=timedelta(0),
     )
     seen: list[versioning.Plan] = []
@@ -160,7 +154,7 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
             "v1 to register",
         )
         await rolled_out(client, deployment, "v1", progressive, seen)
-        assert SetCurrent("v1") in [p.routing for p in seen]
+        assert versioning.SetCurrent("v1") in [p.routing for p in seen]
 
         old = await start_waiting(client, queue)
         assert await running_on(old) == "v1"
@@ -170,7 +164,7 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
             await rolled_out(client, deployment, "v2", progressive, seen)
             # Through a ramp step, then Current.
             routings = [p.routing for p in seen if p.routing is not None]
-            assert routings == [SetRamp("v2", 50), SetCurrent("v2")]
+            assert routings == [versioning.SetRamp("v2", 50), versioning.SetCurrent("v2")]
 
             state = await worker_deployments.describe_deployment(client, deployment)
             assert state is not None and (state.current, state.ramping) == ("v2", None)
@@ -185,10 +179,10 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
                 lambda: worker_deployments.advance(
                     client, deployment, "v2", progressive, {"v1", "v2"}
                 ),
-                lambda p: p.roles.get("v1") is Role.DRAIN,
+                lambda p: p.roles.get("v1") is versioning.Role.DRAIN,
                 "v1 to be draining",
             )
-            assert drained_plan.roles["v2"] is Role.SERVE
+            assert drained_plan.roles["v2"] is versioning.Role.SERVE
             assert await old.query("version", result_type=str) == "v1"
 
             # Per-version backlog: with v2's worker stopped, a new workflow's first
@@ -217,11 +211,11 @@ async def test_a_pinned_workflow_finishes_on_v1_while_v2_rolls_out_then_v1_drain
 
         state = await eventually(
             lambda: worker_deployments.describe_deployment(client, deployment),
-            lambda s: s is not None and s.versions["v1"].status is VersionStatus.DRAINED,
+            lambda s: s is not None and s.versions["v1"].status is versioning.VersionStatus.DRAINED,
             "v1 to be drained",
         )
         done = versioning.plan("v2", state, progressive, datetime.now(UTC), {"v1", "v2"})
-        assert done.roles == {"v1": Role.DELETE, "v2": Role.SERVE}
+        assert done.roles == {"v1": versioning.Role.DELETE, "v2": versioning.Role.SERVE}
         assert done.routing is None
 
 
@@ -266,7 +260,7 @@ async def test_an_ingestion_moves_to_the_new_release_at_its_next_page_boundary(
     options = replace(
         PipelineOptions(), queues=replace(PipelineOptions().queues, workflow=queue, io=io_queue)
     )
-    all_at_once = Rollout(Strategy.ALL_AT_ONCE)
+    all_at_once = versioning.Rollout(versioning.Strategy.ALL_AT_ONCE)
     async with (
         Worker(client, task_queue=io_queue, activities=[parse_csv]),
         workflow_worker("v1"),
