@@ -28,27 +28,39 @@ from docpipe.metrics import worker_kind
 
 P = ParamSpec("P")
 R = TypeVar("R")
+M = TypeVar("M", Counter, Gauge, Histogram)
 
-IN_FLIGHT = Gauge(
+
+def _per_backend(kind: type[M], name: str, documentation: str, *labels: str, **options: Any) -> M:
+    """A metric with a series per worker and backend, then ``labels``: every
+    request to a backend is counted, whichever worker made it."""
+    return kind(name, documentation, ["worker", "backend", *labels], **options)
+
+
+IN_FLIGHT = _per_backend(
+    Gauge,
     "docpipe_io_requests_in_flight",
     "Requests to a backend that have started and not finished.",
-    ["worker", "backend"],
 )
-REQUEST_SECONDS = Histogram(
+REQUEST_SECONDS = _per_backend(
+    Histogram,
     "docpipe_io_request_duration_seconds",
     "Latency of one request to a backend (an upsert batch, an object, a download).",
-    ["worker", "backend", "operation"],
+    "operation",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-BYTES = Counter(
+BYTES = _per_backend(
+    Counter,
     "docpipe_io_bytes",
     "Payload bytes sent to (out) or received from (in) a backend.",
-    ["worker", "backend", "direction"],
+    "direction",
 )
-ERRORS = Counter(
+ERRORS = _per_backend(
+    Counter,
     "docpipe_io_errors",
     "Backend requests that raised, by kind (timeout, connection, not_found, rejected, ...).",
-    ["worker", "backend", "operation", "kind"],
+    "operation",
+    "kind",
 )
 
 # Exception classes (by name, anywhere in the MRO) and the kind they count as;
