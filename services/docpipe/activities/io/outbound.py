@@ -167,21 +167,16 @@ class _AddressOnlyBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
         self._inner = inner if inner is not None else httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
+    async def connect_tcp(  # type: ignore[override]
+        self, host: str, port: int, **options: Any
     ) -> httpcore.AsyncNetworkStream:
+        """``options`` (timeout, local address, socket options) go to the inner
+        backend as httpcore passed them."""
         try:
             parse_address(host)
         except ValueError:
             raise httpcore.ConnectError(f"refusing to connect to unvetted host {host!r}") from None
-        return await self._inner.connect_tcp(
-            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-        )
+        return await self._inner.connect_tcp(host, port, **options)
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Any = None
