@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from docpipe.activities.cpu.preprocess import collapse_blank_lines
+
 # Never rendered as text (or not text at all).
 _SKIP_TAGS = frozenset(
     {
@@ -69,7 +71,6 @@ _TAG_RE = re.compile(
 _LINE = 1
 _PARAGRAPH = 2
 _HTML_SPACE_RE = re.compile(r"[ \t\n\r\f]+")
-_BLANK_LINES_RE = re.compile(r"\n{3,}")
 
 
 @dataclass
@@ -227,4 +228,4 @@ def _join(pieces: list[str | int]) -> str:
             pending = 0
         out.append(piece)
     lines = (line.strip(" \t") for line in "".join(out).split("\n"))
-    return _BLANK_LINES_RE.sub("\n\n", "\n".join(lines)).strip()
+    return collapse_blank_lines("\n".join(lines)).strip()

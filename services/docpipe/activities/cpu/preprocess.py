@@ -79,8 +79,12 @@ def normalize_text(text: str) -> str:
     text = _CONTROL_RE.sub("", text)
     text = _HORIZONTAL_SPACE_RE.sub(" ", text)
     text = _SPACE_AROUND_NEWLINE_RE.sub("\n", text)
-    text = _BLANK_LINES_RE.sub("\n\n", text)
-    return text.strip()
+    return collapse_blank_lines(text).strip()
+
+
+def collapse_blank_lines(text: str) -> str:
+    """At most one blank line in a row: a paragraph break, which the chunker keeps."""
+    return _BLANK_LINES_RE.sub("\n\n", text)
 
 
 def detect_language(text: str, hint: str = "") -> tuple[str, float]:
