@@ -169,8 +169,9 @@ class DocpipeAutoscaler:
     """Shrink by cordoning pods and removing them once drained (cordon.py); False: lower
     replicas at once and let the ReplicaSet pick (with ``deletion_cost``, idle first)."""
     give_up_s: float = CORDON_GIVE_UP_S
-    wake_poll_s: float = 5.0
-    """How often a pool at zero replicas is looked at (the operator's wakePollSeconds)."""
+    wake_poll_s: float = 2.0
+    """How often a pool at zero replicas is looked at: the operator's tick, whose wake
+    check reads the queues and starts a round as soon as they show work."""
     count_in_flight: bool = True
     """With ``drain_first``: decide on the in-flight work the pods' metrics count."""
     # The operator has been running before the trace starts: no start-up window.
@@ -199,7 +200,11 @@ class DocpipeAutoscaler:
         serving = replicas - sum(1 for pod in pods if pod.cordoned)
         # The operator reads every pod's metrics for the drain: their in-flight sum
         # is the work running now, counted rather than estimated from rates.
-        counted = sum(pod.in_flight or 0.0 for pod in pods) if self.count_in_flight else None
+        counted = (
+            sum(pod.in_flight or 0.0 for pod in pods if not pod.cordoned)
+            if self.count_in_flight
+            else None
+        )
         decision = decide(serving, signal, self.knobs, self.state, now, self._upstream, counted)
         self.state = decision.state
         want = decision.replicas

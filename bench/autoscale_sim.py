@@ -9,8 +9,8 @@ add and dispatch rates, refreshed every ~6 s). Both autoscalers see only
 those statistics:
 
 * docpipe: ``scaling.decide`` every 15 s (the operator's default poll; every
-  5 s for a pool at zero, the wake poll), with the pool's default knobs from
-  ``docpipe_operator.spec``;
+  2 s for a pool at zero, the operator's tick with its wake check), with the
+  pool's default knobs from ``docpipe_operator.spec``;
 * KEDA: ``ceil(backlog / targetQueueSize)`` every 30 s, down only to the
   highest desire of the last 300 s (the HPA's default stabilisation), min/max
   clamps, and for the GPU pool ``minReplicaCount: 0`` with a 300 s cooldown.

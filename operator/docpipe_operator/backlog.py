@@ -96,6 +96,11 @@ class TemporalClients:
         if previous is not None and previous != endpoint:
             self._release_unused(previous)
 
+    def endpoint_of(self, user: Hashable) -> Endpoint | None:
+        """The endpoint ``user`` last read through (None before its first round): a wake
+        check reuses it rather than reading the credential Secrets every few seconds."""
+        return self._users.get(user)
+
     def release(self, user: Hashable) -> None:
         """``user`` is gone (a deleted pipeline): release its endpoint if unused."""
         if (previous := self._users.pop(user, None)) is not None:

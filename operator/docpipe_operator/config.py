@@ -44,8 +44,9 @@ class OperatorConfig(BaseSettings):
     priority: int = Field(default_factory=lambda: random.randint(1, 1_000_000))
     """Peering priority: the highest live replica works, the others wait. kopf freezes
     every replica when two share a priority, so each replica draws its own."""
-    tick_seconds: float = Field(5.0, gt=0)
-    """Timer interval per DocumentPipeline; a pool is polled when its pollIntervalSeconds is due."""
+    tick_seconds: float = Field(2.0, gt=0)
+    """Timer interval per DocumentPipeline: a pool is polled when its pollIntervalSeconds is due,
+    and a pool at zero is woken by work within a tick (autoscaler._wake_check)."""
     retry_backoff_seconds: float = Field(10.0, gt=0)
     """Wait before retrying a create/update that failed (API server 5xx, a conflict)."""
     temporal_timeout_seconds: float = Field(5.0, gt=0)

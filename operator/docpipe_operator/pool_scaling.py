@@ -32,6 +32,8 @@ class PoolMemory:
 
     state: scaling.ScalingState = field(default_factory=scaling.ScalingState)
     next_poll: float = 0.0
+    asleep: bool = False
+    """The operator left it at zero replicas: a wake check looks at its queue every tick."""
     owned: int | None = None
     """Replicas the operator last set or accepted: anything else was changed by hand."""
     versions: dict[str, rollouts.VersionMemory] = field(default_factory=dict)

@@ -8,72 +8,19 @@ and scales the Deployment accordingly (the policy has its own tests).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from round_stand_ins import Deployments, Queues, run_round, stats
+
 from docpipe.queue_stats import QueueStats
-from docpipe_operator import POOLS, autoscaler, pool_scaling, spec, trust
-from docpipe_operator.backlog import BacklogReading, QueueRef
-from docpipe_operator.kube import DeploymentState
-
-BODY = {
-    "metadata": {"name": "docs", "namespace": "docpipe", "uid": "u1", "generation": 1},
-    "spec": {
-        "temporal": {"address": "temporal:7233"},
-        "pools": {kind: {"image": f"docpipe/{kind}:1"} for kind in POOLS},
-    },
-    "status": {"observedGeneration": 1},
-}
+from docpipe_operator import POOLS, pool_scaling
 
 
-def stats(queue: str, backlog: int = 0, add: float = 0.0, dispatch: float = 0.0) -> QueueStats:
-    return QueueStats(queue, "activity", backlog, 30.0 if backlog else 0.0, add, dispatch, 1)
-
-
-@dataclass
-class FakeKube:
-    replicas: dict[str, int]
-    scaled: list[tuple[str, int]] = field(default_factory=list)
-
-    async def deployment(self, namespace: str, name: str) -> DeploymentState:
-        return DeploymentState(self.replicas[name], self.replicas[name], self.replicas[name])
-
-    async def scale(self, namespace: str, name: str, replicas: int) -> None:
-        self.scaled.append((name, replicas))
-        self.replicas[name] = replicas
-
-
-@dataclass
-class FakeTemporal:
-    answers: Mapping[str, QueueStats | None]
-    asked: list[str] = field(default_factory=list)
-
-    async def read(
-        self, endpoint: Any, queues: Mapping[str, QueueRef], *, user: Any = None
-    ) -> BacklogReading:
-        self.asked = sorted(queues)
-        return BacklogReading({kind: self.answers[kind] for kind in queues}, None, 0.01)
-
-
-def round_with(answers: Mapping[str, QueueStats | None]) -> tuple[FakeKube, FakeTemporal, Any]:
-    parsed = spec.parse(BODY["spec"], "docs")
-    kube = FakeKube({f"docs-{kind}": (0 if kind == "gpu" else 1) for kind in POOLS})
-    temporal = FakeTemporal(answers)
-    result = asyncio.run(
-        autoscaler.autoscale(
-            kube,  # type: ignore[arg-type]
-            temporal,  # type: ignore[arg-type]
-            BODY,
-            parsed,
-            {},
-            now=1000.0,
-            monotonic=1000.0,
-            policy=trust.TrustPolicy(),
-        )
-    )
-    return kube, temporal, result
+def round_with(answers: Mapping[str, QueueStats | None]) -> tuple[Deployments, Queues, Any]:
+    kube = Deployments({f"docs-{kind}": (0 if kind == "gpu" else 1) for kind in POOLS})
+    temporal = Queues(answers)
+    return kube, temporal, run_round(kube, temporal, {})
 
 
 def test_a_cold_gpu_pool_starts_while_extraction_tasks_wait_on_the_cpu_queue() -> None:
@@ -101,22 +48,10 @@ def test_without_upstream_work_an_idle_gpu_pool_stays_at_zero() -> None:
 
 def test_unreadable_upstream_queues_hold_the_gpu_pool() -> None:
     answers = {kind: stats(kind) for kind in POOLS} | {"cpu": None}
-    parsed = spec.parse(BODY["spec"], "docs")
-    kube = FakeKube({f"docs-{kind}": 2 for kind in POOLS})
+    kube = Deployments({f"docs-{kind}": 2 for kind in POOLS})
     memory = {kind: pool_scaling.PoolMemory() for kind in POOLS}
     for pool in memory.values():  # an operator that has watched these pools for long
         pool.state = pool.state.__class__(tracking_since=0.0)
-    asyncio.run(
-        autoscaler.autoscale(
-            kube,  # type: ignore[arg-type]
-            FakeTemporal(answers),  # type: ignore[arg-type]
-            BODY,
-            parsed,
-            memory,
-            now=5000.0,
-            monotonic=5000.0,
-            policy=trust.TrustPolicy(),
-        )
-    )
+    run_round(kube, Queues(answers), memory, at=5000.0)
     assert kube.replicas["docs-gpu"] == 2  # idle itself, but the cpu queue went unread
     assert memory["gpu"].state.recommendations  # it decided; it did not skip the pool

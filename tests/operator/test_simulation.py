@@ -462,13 +462,14 @@ def test_a_cordoned_pod_takes_no_new_task_once_its_worker_acts_on_the_drain() ->
             assert pod.stops_at == pod.cordoned_at + model_delay
 
 
-def test_a_pool_at_zero_is_looked_at_every_wake_poll() -> None:
-    """Scale from zero reacts within a statistics refresh plus the wake poll (5 s), not
-    the full poll interval: a pool at zero has no pods to read, only its queue."""
+def test_a_pool_at_zero_is_looked_at_every_tick() -> None:
+    """Scale from zero reacts within a statistics refresh plus the operator's tick (2 s:
+    its wake check reads the queues), not the full poll interval."""
     scaler = DocpipeAutoscaler(replace(GPU_KNOBS, task_seconds=2), poll_interval_s=15.0)
     pool = Pool(initial_replicas=0, concurrency=4, startup_s=1)
     result = pool.run([Task(100.0, 2.0)], scaler, horizon_s=200)
     times = [sample.time for sample in result.samples]
-    assert all(b - a == pytest.approx(5.0) for a, b in itertools.pairwise(times) if b < 100)
+    assert scaler.wake_poll_s == 2.0
+    assert all(b - a == pytest.approx(2.0) for a, b in itertools.pairwise(times) if b < 100)
     (first_up,) = [a.time for a in result.actions if a.direction > 0][:1]
-    assert first_up - 100.0 <= 6.0 + 5.0
+    assert first_up - 100.0 <= 6.0 + 2.0
