@@ -55,14 +55,21 @@ def _requested_at(annotations: Mapping[str, str]) -> float | None:
 
 
 def pod_drain(ref: drain.PodRef, load: drain.PodLoad | None) -> cordon.PodDrain:
-    """One pod as the plan sees it: readiness and cordon from the API, load from /metrics."""
+    """One pod as the plan sees it: readiness and cordon from the API, load from /metrics.
+
+    A pod without an IP yet (scheduling, pulling its image) runs nothing: it counts as
+    idle rather than unreadable, so a pool whose new pods are on their way still
+    decides on counted work."""
     annotations = ref.annotations
+    in_flight = None if load is None else load.in_flight
+    if load is None and not ref.ip and not ref.ready:
+        in_flight = 0.0
     return cordon.PodDrain(
         name=ref.name,
         ready=ref.ready,
         cordoned=annotations.get(cordon.DRAIN_ANNOTATION) == "true",
         cordoned_at=_requested_at(annotations),
-        in_flight=None if load is None else load.in_flight,
+        in_flight=in_flight,
         draining=None if load is None else load.draining,
     )
 

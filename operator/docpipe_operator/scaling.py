@@ -314,6 +314,24 @@ def _keep_readings(
     return readings[first:]
 
 
+def unserved_tasks(
+    waiting: float, current: int, concurrency: int, counted_in_flight: float | None
+) -> float:
+    """Waiting tasks that no slot of the pool's replicas will take.
+
+    Without counted work every waiting task is unserved (KEDA's reading). With it,
+    the slots the replicas have beyond the tasks they run are free: pods still
+    starting, or a slot a task just left. Tasks waiting for those slots still need
+    them (they count as running), but they are no sign that every slot is busy, and
+    no reason for the backlog-age rule to double a pool whose backlog statistic is
+    a refresh behind its pods.
+    """
+    if counted_in_flight is None:
+        return float(waiting)
+    free = max(0.0, current * concurrency - max(0.0, counted_in_flight))
+    return max(0.0, waiting - free)
+
+
 def assess(
     signal: QueueSignal,
     knobs: ScalingKnobs,
@@ -367,7 +385,9 @@ def assess(
         in_flight = max(0.0, measured_in_flight)
     else:
         in_flight = witnessed(readings, now, span, signal.dispatch_rate, 2)
-    busy = in_flight / knobs.concurrency
+    unserved = unserved_tasks(waiting, current, knobs.concurrency, measured_in_flight)
+    # Tasks that free slots will take need those slots: they count as running.
+    busy = (in_flight + waiting - unserved) / knobs.concurrency
     arrived = witnessed(readings, now, span, signal.add_rate, 1)
     if signal.backlog_age_s <= span:  # every waiting task arrived within the span
         arrived = max(0.0, arrived - waiting)
@@ -376,7 +396,7 @@ def assess(
     # The pods already asked for (some still starting) will dispatch at their capacity.
     capacity = current * knobs.concurrency / max(span, _EPSILON)
     growth = max(0.0, signal.add_rate - max(signal.dispatch_rate, capacity))
-    projected = waiting + growth * knobs.scale_up_horizon_s
+    projected = unserved + growth * knobs.scale_up_horizon_s
     per_replica = knobs.target_backlog_per_replica
     own = _ceil(max(busy + projected / per_replica, keep_up + waiting / per_replica))
     ahead = 0.0
@@ -389,9 +409,13 @@ def assess(
         ahead = upstream.rate * span / knobs.concurrency
     demand = max(own, _ceil(ahead + waiting / per_replica))
     age = 0
-    if waiting > 0 and signal.backlog_age_s > knobs.target_backlog_age_s and not starting:
+    if unserved > 0 and signal.backlog_age_s > knobs.target_backlog_age_s and not starting:
         factor = min(signal.backlog_age_s / knobs.target_backlog_age_s, _MAX_AGE_UP_FACTOR)
         age = max(current + 1, _ceil(current * factor))
+        if measured_in_flight is not None:
+            # Counted work names the tasks no slot will take (the backlog count may
+            # be a statistics refresh behind the pods): a slot each, not a doubling.
+            age = min(age, current + max(1, _ceil(unserved / knobs.concurrency)))
     floor = 0 if (knobs.scale_to_zero and signal.idle) else knobs.min_replicas
     target = min(max(demand, age, floor), knobs.max_replicas)
 
@@ -419,6 +443,15 @@ def assess(
         upstream_replicas=_ceil(ahead),
     )
     return load, reason
+
+
+def has_work(signal: QueueSignal | None, upstream: Upstream | None = None) -> bool:
+    """Whether a pool at zero has anything to wake for: its own queue is not idle, or
+    the stages before it send work (pre-scaling would start it). Unread statistics
+    wake nothing: the pool's own round decides what missing data means."""
+    if signal is not None and not signal.idle:
+        return True
+    return upstream is not None and upstream.rate > _EPSILON
 
 
 def _hold_floor(current: int, knobs: ScalingKnobs) -> int:
@@ -475,9 +508,11 @@ def decide(
     window = knobs.down_window_s if in_flight is None else knobs.scale_down_stabilization_s
     recent = tuple((t, r) for t, r in state.recommendations if now - t < window)
     readings = (*state.readings, (now, signal.add_rate, signal.dispatch_rate))
-    # Tasks waiting mean every slot is busy: whatever the rates say, the pool
-    # needed all it had, so that counts as a recommendation for the window.
-    wanted = max(target, min(current, knobs.max_replicas)) if signal.backlog_count > 0 else target
+    # Tasks waiting that no free slot will take mean every slot is busy: whatever
+    # the rates say, the pool needed all it had, so that counts as a recommendation
+    # for the window.
+    unserved = unserved_tasks(signal.backlog_count, current, knobs.concurrency, in_flight)
+    wanted = max(target, min(current, knobs.max_replicas)) if unserved > 0 else target
     # Only counted work: rates decay while long tasks still run, so an estimate
     # would call a busy pool's load ended.
     work = (

@@ -8,6 +8,7 @@ import asyncio
 import aiohttp.web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
+from docpipe_operator import draining
 from docpipe_operator.drain import (
     DELETION_COST_ANNOTATION,
     NEUTRAL_COST,
@@ -149,3 +150,21 @@ async def test_the_reader_reads_real_endpoints_and_never_waits_on_a_dead_one() -
         for runner in runners:
             await runner.cleanup()
     assert counts == {"busy": 2, "slow": None, "unscheduled": None}
+
+
+def test_pods_on_their_way_count_as_idle_so_the_pool_still_decides_on_counted_work() -> None:
+    """A pending pod (no IP) runs nothing; a running pod that does not answer might."""
+    pending = PodRef("new", None, 9100, ready=False)
+    silent = PodRef("old", "10.0.0.9", 9100)
+    serving = PodRef("busy", "10.0.0.8", 9100)
+    pool = draining.PoolPods(
+        (
+            draining.pod_drain(pending, None),
+            draining.pod_drain(serving, PodLoad(3.0, False)),
+        )
+    )
+    assert pool.pods[0].in_flight == 0.0
+    assert pool.counted_in_flight == 3.0
+    assert draining.pod_drain(silent, None).in_flight is None
+    unreadable = draining.PoolPods((draining.pod_drain(silent, None),))
+    assert unreadable.counted_in_flight is None

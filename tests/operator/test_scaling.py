@@ -350,3 +350,36 @@ def test_a_released_load_is_forgotten_so_the_next_quiet_minute_keeps_its_window(
         reasons.append(decision.reason)
         replicas, state = decision.replicas, decision.state
     assert reasons.count(Reason.LOAD_ENDED) == 1
+
+
+def test_tasks_beyond_every_slot_ask_for_replicas_as_before() -> None:
+    """All 32 slots run and 12 more wait: 12 / targetBacklogPerReplica more replicas."""
+    state = ScalingState(tracking_since=-1000.0)
+    queued = signal(backlog=12, age=5.0, add=3.2, dispatch=3.2)
+    decision = decide(8, queued, KNOBS, state, 0.0, in_flight=32.0)
+    assert decision.replicas == 8 + 12 // int(KNOBS.target_backlog_per_replica)
+
+
+def test_waiting_tasks_that_free_slots_will_take_do_not_read_as_saturation() -> None:
+    """Counted work shows 28 free slots for 2 waiting tasks: no scale-down while they
+    wait, but the window does not record 'every slot busy' (the current size) either,
+    so the pool is not held at 8 for a window after they start."""
+    state = ScalingState(tracking_since=-1000.0)
+    decision = decide(8, signal(backlog=2, age=1.0), KNOBS, state, 0.0, in_flight=4.0)
+    assert decision.reason is Reason.BACKLOG_WAITING and decision.replicas == 8
+    assert decision.state.recommendations[-1][1] < 8
+    estimated = decide(8, signal(backlog=2, age=1.0), KNOBS, state, 0.0)
+    assert estimated.state.recommendations[-1][1] == 8
+
+
+def test_an_old_backlog_the_count_has_not_caught_up_with_adds_a_slot_per_task() -> None:
+    """Just after a jump from 1 to 30 replicas the backlog statistic (a refresh behind)
+    still reads 60 old tasks while the pods already run 64 of them: the 4 tasks no
+    slot takes get a replica, not a doubling of the pool to 60."""
+    knobs = replace(KNOBS, max_replicas=100, task_seconds=480)
+    state = ScalingState(tracking_since=-1000.0, last_scale_time=-40.0, last_direction=1)
+    stale = signal(backlog=60, age=90.0)
+    counted = decide(30, stale, knobs, state, 0.0, in_flight=64.0)
+    assert counted.reason is Reason.BACKLOG_AGE
+    assert counted.replicas == 31
+    assert decide(30, stale, knobs, state, 0.0).replicas == 60  # estimated: the doubling
