@@ -1,6 +1,8 @@
 """Build docpipe's Grafana dashboards (the *.json files beside this script and their
 twins in the chart's helm/docpipe/dashboards/, written in one run).
 
+Long because it is declarative: every panel of every dashboard, query by query.
+
     python deploy/grafana/generate.py          # rewrite the JSON files
     python deploy/grafana/generate.py --check  # exit 1 if a file is out of date
 
