@@ -16,23 +16,19 @@ Pieces, from the pure policy up:
 - :class:`QueueWatcher` (small state): remembers since when each queue has
   been starved across calls, repeats a warning at most every ``repeat_s``, and
   says when a starved queue is polled again.
-- :func:`watch_queues` (async loop): reads the stats with
-  ``docpipe.queue_stats.describe_queues`` every ``interval_s`` and passes each
-  line to ``on_warning``; it never raises for a failed read (it says so once).
+- :func:`health_listener`: a :class:`~docpipe.client.queue_readings.QueueReadings`
+  listener that feeds each round to a watcher and passes each line to
+  ``on_warning``; a failed read is said once, never raised.
+- :func:`watch_queues` (async loop): a reader of its own with that listener,
+  for a command that has no run reading the queues already.
 
-Wiring it into a client command::
+Wiring it into a run (one reader for admission and health)::
 
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(
-        watch_queues(client, settings, lambda line: console.print(f"[yellow]{line}"), stop=stop)
-    )
-    try:
-        summary = await run_documents(client, settings, documents, ...)
-    finally:
-        stop.set()
-        await watcher
+    readings = QueueReadings(client, settings)
+    readings.listeners.append(health_listener(settings, print_warning))
+    summary = await run_documents(client, settings, documents, readings=readings, ...)
 
-(Cancelling the task works too.) What it can see is limited by the server: the
+What it can see is limited by the server: the
 backlog figures are refreshed about every 6 s, and a poller counts as live
 until ``LIVE_POLLER_WINDOW`` (70 s) after its last poll, so a worker killed
 mid-run is reported up to that window plus ``grace_s`` later; a worker that
@@ -42,15 +38,15 @@ never started is reported after ``grace_s``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from temporalio.client import Client
 
+from docpipe.client.queue_readings import Listener, QueueReadings
 from docpipe.config import Settings
-from docpipe.queue_stats import QueueStats, describe_queues
+from docpipe.queue_stats import QueueStats
 
 DEFAULT_GRACE_S = 30.0
 """Long enough for a starting worker to load its model and poll."""
@@ -138,6 +134,33 @@ class QueueWatcher:
         return lines
 
 
+def health_listener(
+    settings: Settings,
+    on_warning: Callable[[str], None],
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    repeat_s: float = DEFAULT_REPEAT_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> Listener:
+    """A readings listener: each round's warning and recovery lines go to
+    ``on_warning``; a failed read is said once until a read succeeds again."""
+    watcher = QueueWatcher(grace_s=grace_s, repeat_s=repeat_s, workers=queue_workers(settings))
+    unreadable = False
+
+    def listen(stats: list[QueueStats] | None, error: Exception | None) -> None:
+        nonlocal unreadable
+        if stats is None:
+            if not unreadable:
+                on_warning(f"cannot read the task queues' stats ({error}); will keep trying")
+            unreadable = True
+            return
+        unreadable = False
+        for line in watcher.update(stats, clock()):
+            on_warning(line)
+
+    return listen
+
+
 async def watch_queues(
     client: Client,
     settings: Settings,
@@ -151,22 +174,9 @@ async def watch_queues(
 ) -> None:
     """Every ``interval_s``, read the four queues' stats and pass each warning
     (and each recovery) line to ``on_warning``; until ``stop`` is set or the
-    task is cancelled. A failed read is reported once, not raised: a watcher
-    must never end the run it watches."""
-    watcher = QueueWatcher(grace_s=grace_s, repeat_s=repeat_s, workers=queue_workers(settings))
-    stop = stop or asyncio.Event()
-    activity_queues = [settings.cpu_task_queue, settings.gpu_task_queue, settings.io_task_queue]
-    unreadable = False
-    while not stop.is_set():
-        try:
-            stats = await describe_queues(client, settings.workflow_task_queue, activity_queues)
-        except Exception as err:  # the server restarting, a network blip: try again later
-            if not unreadable:
-                on_warning(f"cannot read the task queues' stats ({err}); will keep trying")
-            unreadable = True
-        else:
-            unreadable = False
-            for line in watcher.update(stats, clock()):
-                on_warning(line)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
+    task is cancelled."""
+    readings = QueueReadings(client, settings, interval_s)
+    readings.listeners.append(
+        health_listener(settings, on_warning, grace_s=grace_s, repeat_s=repeat_s, clock=clock)
+    )
+    await readings.run(stop)

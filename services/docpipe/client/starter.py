@@ -4,7 +4,9 @@ The documents are cut into batches of ``batch_size``; each batch is one
 ``DocumentPipelineWorkflow`` (one activity call per step for the whole batch,
 see the workflow's docstring for why). Batches are admitted as the workers
 drain them (see ``docpipe.client.admission``): the starter watches the activity
-queues' backlog and starts new batches only while little work waits, up to
+queues' backlog (``docpipe.client.queue_readings``: one reader per run, whose
+listeners also serve the queue-health warnings) and starts new batches only
+while little work waits, up to
 ``max_in_flight``, so queue waits stay short and memory stays flat for a CSV
 of any length.
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDReusePolicy
 
 from docpipe.client.admission import AdmissionPolicy, batches_to_admit
+from docpipe.client.queue_readings import QueueReadings
 from docpipe.config import Settings
 from docpipe.models import (
     DocumentOutcome,
@@ -42,13 +44,7 @@ from docpipe.models import (
     StepTimeouts,
     TaskQueues,
 )
-from docpipe.queue_stats import describe_queue
 from docpipe.workflows import DocumentPipelineWorkflow
-
-log = logging.getLogger(__name__)
-
-BACKLOG_POLL_S = 2.0
-"""How often the starter reads the activity queues' backlog (the server refreshes ~6 s)."""
 
 
 @dataclass
@@ -166,27 +162,6 @@ def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-class BacklogWatch:
-    """The activity queues' approximate backlog, read every few seconds in the
-    background; ``latest`` is None until read, or while Temporal won't say."""
-
-    def __init__(self, client: Client, queues: list[str], every_s: float = BACKLOG_POLL_S):
-        self.client, self.queues, self.every_s = client, queues, every_s
-        self.latest: dict[str, int] | None = None
-        self.changed = asyncio.Event()
-
-    async def run(self) -> None:
-        while True:
-            try:
-                stats = await asyncio.gather(*(describe_queue(self.client, q) for q in self.queues))
-                self.latest = {s.queue: s.backlog_count for s in stats}
-            except Exception as err:  # any failure: admission falls back to its floor
-                log.debug("queue statistics unavailable: %s", err)
-                self.latest = None
-            self.changed.set()
-            await asyncio.sleep(self.every_s)
-
-
 async def run_documents(
     client: Client,
     settings: Settings,
@@ -202,6 +177,7 @@ async def run_documents(
     on_batch_done: Callable[[list[DocumentOutcome]], None] | None = None,
     keep_outcomes: bool = True,
     admission: AdmissionPolicy | None = None,
+    readings: QueueReadings | None = None,
 ) -> RunSummary:
     run_id = run_id or new_run_id()
     options = pipeline_options(
@@ -237,13 +213,12 @@ async def run_documents(
     pending = list(enumerate(batched(documents, batch_size or auto_batch_size(len(documents)))))
     pending.reverse()  # pop() from the end takes them in order
     running: set[asyncio.Task[None]] = set()
-    watch = BacklogWatch(
-        client, [settings.cpu_task_queue, settings.gpu_task_queue, settings.io_task_queue]
-    )
+    # The run's one reader of the queues: admission here, and the caller's listeners.
+    watch = readings or QueueReadings(client, settings)
     watcher = asyncio.create_task(watch.run())
     try:
         while pending or running:
-            for _ in range(batches_to_admit(policy, len(running), len(pending), watch.latest)):
+            for _ in range(batches_to_admit(policy, len(running), len(pending), watch.backlog)):
                 index, batch = pending.pop()
                 running.add(asyncio.create_task(run_batch(index, batch)))
             # Decide again when a batch ends or fresh statistics arrive.

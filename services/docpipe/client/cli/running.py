@@ -36,7 +36,8 @@ from docpipe.client.cli.root import (
     warn,
 )
 from docpipe.client.progress_view import document_progress, print_run_summary, run_summary_json
-from docpipe.client.queue_health import DEFAULT_GRACE_S, watch_queues
+from docpipe.client.queue_health import DEFAULT_GRACE_S, health_listener
+from docpipe.client.queue_readings import QueueReadings
 from docpipe.client.starter import RunSummary, new_run_id, run_documents
 from docpipe.config import Settings
 from docpipe.models import DocumentOutcome, DocumentRef
@@ -123,47 +124,41 @@ async def run_with_progress(
     from docpipe.client.reachability import connect_temporal
 
     client = await connect_temporal(settings)
-    watcher = None
+    # One reader of the queues for the run: admission, and the stalled-queue warnings.
+    readings = QueueReadings(client, settings)
     if stalled_after:
-        interval_s = min(5.0, max(0.5, stalled_after / 4))
-        watcher = asyncio.create_task(
-            watch_queues(client, settings, warn, interval_s, grace_s=stalled_after)
+        readings.every_s = min(readings.every_s, max(0.5, stalled_after / 4))
+        readings.listeners.append(health_listener(settings, warn, grace_s=stalled_after))
+    with document_progress(screen or console) as progress:
+        task = progress.add_task("documents", total=len(documents), failed=0, chunks=0)
+        failed = chunks = 0
+
+        def on_batch_done(outcomes: list[DocumentOutcome]) -> None:
+            nonlocal failed, chunks
+            failed += sum(1 for o in outcomes if o.status == "failed")
+            chunks += sum(o.chunk_count or 0 for o in outcomes if o.status == "succeeded")
+            progress.update(task, advance=len(outcomes), failed=failed, chunks=chunks)
+
+        run_id = new_run_id()
+        run = run_documents(
+            client,
+            settings,
+            documents,
+            batch_size=options.batch_size,
+            timeout_s=options.timeout,
+            deadline_s=options.deadline,
+            max_in_flight=options.max_in_flight,
+            run_id=run_id,
+            webhook_url=options.webhook_url,
+            summarize=options.summarize,
+            on_batch_done=on_batch_done,
+            # Failures are kept for the summary; successes are in PostgreSQL.
+            keep_outcomes=False,
+            readings=readings,
         )
-    try:
-        with document_progress(screen or console) as progress:
-            task = progress.add_task("documents", total=len(documents), failed=0, chunks=0)
-            failed = chunks = 0
-
-            def on_batch_done(outcomes: list[DocumentOutcome]) -> None:
-                nonlocal failed, chunks
-                failed += sum(1 for o in outcomes if o.status == "failed")
-                chunks += sum(o.chunk_count or 0 for o in outcomes if o.status == "succeeded")
-                progress.update(task, advance=len(outcomes), failed=failed, chunks=chunks)
-
-            run_id = new_run_id()
-            run = run_documents(
-                client,
-                settings,
-                documents,
-                batch_size=options.batch_size,
-                timeout_s=options.timeout,
-                deadline_s=options.deadline,
-                max_in_flight=options.max_in_flight,
-                run_id=run_id,
-                webhook_url=options.webhook_url,
-                summarize=options.summarize,
-                on_batch_done=on_batch_done,
-                # Failures are kept for the summary; successes are in PostgreSQL.
-                keep_outcomes=False,
-            )
-            if supervisor is None:
-                return await run
-            return await _unless_given_up(run, supervisor, client, run_id)
-    finally:
-        if watcher is not None:  # a watcher never ends the run: it ends with it
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        if supervisor is None:
+            return await run
+        return await _unless_given_up(run, supervisor, client, run_id)
 
 
 @batch_options(timeout=120.0)
