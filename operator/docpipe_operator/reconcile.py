@@ -14,13 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from docpipe_operator import resources, trust
+from docpipe_operator import resources, sizing, trust
 from docpipe_operator.backlog import Endpoint
 from docpipe_operator.kube import Kube, Outcome
 from docpipe_operator.spec import TLS_CA_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, PipelineSpec
 from docpipe_operator.status import NOT_ALLOWED, READY, Notice, Phase, set_condition
 
 log = logging.getLogger(__name__)
+
+MEMORY_LIMIT_TOO_LOW = "MemoryLimitTooLow"
+"""A pool's memory limit is below what its worker may use (sizing.py)."""
 
 
 @dataclass
@@ -131,6 +134,8 @@ async def ensure_workloads(
         result.status["conditions"] = set_condition(
             conditions, READY, False, "Reconciling", "worker Deployments are being rolled out"
         )
+    for problem in sizing.sizing_problems(spec):
+        result.notices.append(Notice("Warning", MEMORY_LIMIT_TOO_LOW, problem))
     if changed:
         verbs = sorted({outcome.value for outcome in changed.values()})
         message = f"{' and '.join(verbs)}: " + ", ".join(sorted(changed))
