@@ -398,7 +398,13 @@ def assess(
     growth = max(0.0, signal.add_rate - max(signal.dispatch_rate, capacity))
     projected = unserved + growth * knobs.scale_up_horizon_s
     per_replica = knobs.target_backlog_per_replica
-    own = _ceil(max(busy + projected / per_replica, keep_up + waiting / per_replica))
+    # Waiting tasks that free slots will take are running work already (busy): only
+    # those no slot will take ask for replicas on top of the arrival stream's.
+    if measured_in_flight is not None:
+        stream = max(keep_up, busy) + unserved / per_replica
+    else:
+        stream = keep_up + waiting / per_replica
+    own = _ceil(max(busy + projected / per_replica, stream))
     ahead = 0.0
     if upstream is not None:
         # Keep up with what is coming. Not also the tasks that would pile up while

@@ -383,3 +383,14 @@ def test_an_old_backlog_the_count_has_not_caught_up_with_adds_a_slot_per_task() 
     assert counted.reason is Reason.BACKLOG_AGE
     assert counted.replicas == 31
     assert decide(30, stale, knobs, state, 0.0).replicas == 60  # estimated: the doubling
+
+
+def test_tasks_about_to_take_free_slots_are_not_counted_twice() -> None:
+    """8 replicas: 5 run 20 tasks, 3 still start; 11 tasks wait for those 12 free slots.
+    The arrival stream (2.7/s of 10 s tasks: 6.75 replicas) already holds them; counted,
+    they are running work (31 tasks: 8 replicas), not also backlog on top of the stream
+    (6.75 + 11 / 4 = 10 replicas, the estimate's reading)."""
+    state = ScalingState(tracking_since=-1000.0)
+    queued = signal(backlog=11, age=5.0, add=2.7, dispatch=2.0)
+    assert decide(8, queued, KNOBS, state, 0.0, in_flight=20.0).replicas == 8
+    assert decide(8, queued, KNOBS, state, 0.0).replicas == 10
