@@ -19,6 +19,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlsplit
@@ -37,6 +38,8 @@ MAX_POOL_CONNECTIONS = 256
 # Parts of one multipart upload sent at the same time: enough to fill a link,
 # few enough that one large upload cannot starve the shared connection pool.
 MULTIPART_CONCURRENCY = 4
+# The most keys S3's DeleteObjects takes in one request.
+DELETE_BATCH = 1000
 
 
 class ObjectNotFound(KeyError):
@@ -52,6 +55,15 @@ class ObjectNotFound(KeyError):
 
 class InvalidKey(ValueError):
     """The key is empty or would address something outside the store."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One listed object: its key, when it was last written (epoch seconds), its size."""
+
+    key: str
+    last_modified: float
+    size: int
 
 
 @runtime_checkable
@@ -76,6 +88,14 @@ class ObjectStore(Protocol):
 
     async def list_keys(self, prefix: str = "") -> list[str]:
         """All keys starting with ``prefix``, sorted."""
+        ...
+
+    async def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        """Every object whose key starts with ``prefix``, with its age and size, by key."""
+        ...
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        """:meth:`delete` each key, in as few requests as the store allows."""
         ...
 
     async def ensure_bucket(self) -> None:
@@ -233,13 +253,35 @@ class S3ObjectStore:
         _check_key(key)
         await self._client.delete_object(Bucket=self.bucket, Key=key)
 
-    @timed("s3", "list")
     async def list_keys(self, prefix: str = "") -> list[str]:
-        keys: list[str] = []
+        return [found.key for found in await self.list_objects(prefix)]
+
+    @timed("s3", "list")
+    async def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        found: list[StoredObject] = []
         paginator = self._client.get_paginator("list_objects_v2")
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            keys.extend(item["Key"] for item in page.get("Contents", []))
-        return sorted(keys)
+            found.extend(
+                StoredObject(item["Key"], item["LastModified"].timestamp(), item["Size"])
+                for item in page.get("Contents", [])
+            )
+        return sorted(found, key=lambda item: item.key)
+
+    @timed("s3", "delete_many")
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        batch = [_check_key(key) for key in keys]
+        for start in range(0, len(batch), DELETE_BATCH):
+            objects = [{"Key": key} for key in batch[start : start + DELETE_BATCH]]
+            response = await self._client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+            )
+            # DeleteObjects answers 200 even when some keys were not deleted.
+            if errors := response.get("Errors"):
+                first = errors[0]
+                raise RuntimeError(
+                    f"{len(errors)} objects not deleted, e.g. {first.get('Key')}: "
+                    f"{first.get('Code')} {first.get('Message')}"
+                )
 
     async def ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError
@@ -335,21 +377,34 @@ class LocalObjectStore:
         except (FileNotFoundError, IsADirectoryError):
             pass
 
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            await self.delete(key)
+
     async def list_keys(self, prefix: str = "") -> list[str]:
+        return [found.key for found in await self.list_objects(prefix)]
+
+    async def list_objects(self, prefix: str = "") -> list[StoredObject]:
         return await asyncio.to_thread(self._list, prefix)
 
-    def _list(self, prefix: str) -> list[str]:
+    def _list(self, prefix: str) -> list[StoredObject]:
         if not self.root.is_dir():
             return []
-        keys = []
+        found = []
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
                 if name.endswith(self._TMP_SUFFIX):
                     continue  # a write in progress, not an object yet
-                key = Path(dirpath, name).relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    keys.append(key)
-        return sorted(keys)
+                path = Path(dirpath, name)
+                key = path.relative_to(self.root).as_posix()
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue  # deleted since the walk saw it
+                found.append(StoredObject(key, stat.st_mtime, stat.st_size))
+        return sorted(found, key=lambda item: item.key)
 
     async def ensure_bucket(self) -> None:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
