@@ -276,6 +276,17 @@ class MetadataStore:
             document_ids,
         )
 
+    @timed("postgres", "bundle_references")
+    async def bundle_references(self) -> set[str]:
+        """Every batch-bundle key (``batches/...``) a document row points at, as chunks
+        or as vectors: what ``docpipe gc`` must keep."""
+        rows = await self._tuples(
+            "SELECT chunks_key FROM documents WHERE chunks_key LIKE %(bundles)s"
+            " UNION SELECT embeddings_key FROM documents WHERE embeddings_key LIKE %(bundles)s",
+            {"bundles": "batches/%"},
+        )
+        return {key for (key,) in rows}
+
     @timed("postgres", "similar_images")
     async def similar_images(
         self, phashes: dict[str, str], max_distance: int
