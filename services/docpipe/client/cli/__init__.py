@@ -10,6 +10,7 @@ docpipe serve                the same read path as an HTTP API
 docpipe codec-server         decrypt payloads for the Temporal UI and CLI (remote codec)
 docpipe failures / redrive   the dead letter: list failed documents, run them again
 docpipe ingest / watch       run a CSV server-side (IngestCsvWorkflow), follow it
+docpipe gc                   delete batch bundles no document record points to
 
 While documents run, nothing waits in silence: `docpipe run` restarts a local
 worker that dies (and stops the run, naming the worker and its log, if it
@@ -17,13 +18,14 @@ keeps crashing); `docpipe start` and `docpipe redrive`, whose workers run
 elsewhere, warn when a queue has work waiting and no worker polling it.
 
 The root group and shared options are in ``root``; each command group is a
-module (``running``, ``status``, ``read``, ``servers``, ``ingest``), and the
-loop below registers the commands in the order ``docpipe --help`` lists them.
+module (``running``, ``status``, ``read``, ``servers``, ``ingest``, ``storage``),
+and the loop below registers the commands in the order ``docpipe --help`` lists
+them.
 """
 
 from __future__ import annotations
 
-from docpipe.client.cli import ingest, read, running, servers, status
+from docpipe.client.cli import ingest, read, running, servers, status, storage
 from docpipe.client.cli.root import app, err_console
 from docpipe.config import ConfigError
 from docpipe.process_exit import run_then_exit
@@ -32,6 +34,7 @@ from docpipe.process_exit import run_then_exit
 for _command in (
     running.start, running.run, status.failures, status.redrive, read.search, read.show,
     read.serve, servers.worker, status.status, servers.codec_server, ingest.ingest, ingest.watch,
+    storage.gc,
 ):  # fmt: skip
     app.command()(_command)
 
