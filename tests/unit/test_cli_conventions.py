@@ -21,7 +21,18 @@ from docpipe.client.cli import app
 COMMAND = typer.main.get_command(app)
 NAMES = sorted(COMMAND.commands)  # type: ignore[attr-defined]
 
-PRINTS_DATA = {"start", "run", "status", "failures", "redrive", "search", "show", "ingest", "watch"}
+PRINTS_DATA = {
+    "start",
+    "run",
+    "status",
+    "failures",
+    "redrive",
+    "search",
+    "show",
+    "ingest",
+    "watch",
+    "gc",
+}
 TALKS_TO_TEMPORAL = {"start", "status", "redrive", "ingest", "watch"}
 
 
