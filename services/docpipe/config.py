@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -174,6 +174,11 @@ class Settings(PayloadEncryptionSettings):
     # --- Vector database --------------------------------------------------------
     vector_db_url: str = "http://localhost:8000"
     vector_collection: str = "document_chunks"
+    vector_db_token: SecretStr | None = None
+    """Token of a Chroma server with token authentication; unset: no credentials sent."""
+    vector_db_auth_header: Literal["Authorization", "X-Chroma-Token"] = "Authorization"
+    """Header that carries VECTOR_DB_TOKEN: ``Authorization: Bearer <token>``, or the
+    bare token in ``X-Chroma-Token`` (the server's CHROMA_AUTH_TOKEN_TRANSPORT_HEADER)."""
 
     # --- Metadata database (PostgreSQL) ---------------------------------------------
     metadata_db_host: str = "localhost"
@@ -354,6 +359,32 @@ class Settings(PayloadEncryptionSettings):
     def _optional_path(cls, value: object) -> object:
         # WORKER_POD_ANNOTATIONS_FILE="" is "off", not the current directory.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("vector_db_token", mode="before")
+    @classmethod
+    def _token(cls, value: object) -> object:
+        # Chroma's tokens are printable ASCII without spaces, so surrounding whitespace
+        # (a Secret written with `echo`) is not part of one; an empty VECTOR_DB_TOKEN
+        # (a Secret key left blank) sends nothing, not "Bearer ".
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        if not all(33 <= ord(c) <= 126 for c in value):
+            raise ValueError("must be ASCII letters, digits and punctuation only")
+        return value
+
+    @field_validator("vector_db_auth_header", mode="before")
+    @classmethod
+    def _auth_header(cls, value: object) -> object:
+        # HTTP header names are case-insensitive: x-chroma-token is X-Chroma-Token.
+        if isinstance(value, str):
+            known = {"authorization": "Authorization", "x-chroma-token": "X-Chroma-Token"}
+            return known.get(value.strip().lower(), value)
+        return value
 
     @field_validator("log_level")
     @classmethod

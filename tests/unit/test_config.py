@@ -160,6 +160,7 @@ def test_secrets_stay_out_of_reprs_and_errors(
     monkeypatch.setenv("S3_SECRET_KEY", "s3-secret-SHOULD-NOT-SHOW")
     monkeypatch.setenv("WEBHOOK_SECRET", "hook-SHOULD-NOT-SHOW")
     monkeypatch.setenv("LLM_API_KEY", "llm-SHOULD-NOT-SHOW")
+    monkeypatch.setenv("VECTOR_DB_TOKEN", "chroma-token-SHOULD-NOT-SHOW")
     monkeypatch.setenv("TEMPORAL_TLS_CERT_PATH", str(pem_files["tls.crt"]))
     monkeypatch.setenv("TEMPORAL_TLS_KEY_PATH", str(pem_files["tls.key"]))
     settings = load_settings()
@@ -170,6 +171,10 @@ def test_secrets_stay_out_of_reprs_and_errors(
     with pytest.raises(ConfigError) as error:
         load_settings(metadata_db_password=["SHOULD-NOT-SHOW"])
     assert "METADATA_DB_PASSWORD" in str(error.value)
+    assert "SHOULD-NOT-SHOW" not in str(error.value)
+    with pytest.raises(ConfigError) as error:
+        load_settings(vector_db_token="SHOULD-NOT-SHOW with a space")
+    assert "VECTOR_DB_TOKEN" in str(error.value)
     assert "SHOULD-NOT-SHOW" not in str(error.value)
 
 
@@ -195,4 +200,26 @@ def test_log_level_is_checked_and_case_insensitive(monkeypatch: pytest.MonkeyPat
     assert load_settings().log_level == "DEBUG"
     monkeypatch.setenv("LOG_LEVEL", "loud")
     with pytest.raises(ConfigError, match="LOG_LEVEL"):
+        load_settings()
+
+
+def test_the_vector_db_token_travels_in_the_header_chroma_expects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from docpipe.storage.vectors import auth_headers
+
+    monkeypatch.delenv("VECTOR_DB_TOKEN", raising=False)
+    monkeypatch.delenv("VECTOR_DB_AUTH_HEADER", raising=False)
+    assert load_settings().vector_db_token is None
+    assert auth_headers(load_settings()) == {}
+    # A Secret written with `echo` ends in a newline; a blank one is no token at all.
+    monkeypatch.setenv("VECTOR_DB_TOKEN", "s3cr3t-token\n")
+    assert auth_headers(load_settings()) == {"Authorization": "Bearer s3cr3t-token"}
+    monkeypatch.setenv("VECTOR_DB_AUTH_HEADER", "x-chroma-token")
+    assert load_settings().vector_db_auth_header == "X-Chroma-Token"
+    assert auth_headers(load_settings()) == {"X-Chroma-Token": "s3cr3t-token"}
+    monkeypatch.setenv("VECTOR_DB_TOKEN", "  ")
+    assert auth_headers(load_settings()) == {}
+    monkeypatch.setenv("VECTOR_DB_AUTH_HEADER", "Cookie")
+    with pytest.raises(ConfigError, match="VECTOR_DB_AUTH_HEADER"):
         load_settings()

@@ -132,8 +132,10 @@ async def open_metadata(
 async def open_vectors(
     settings: Settings, timeout_s: float = CONNECT_TIMEOUT_S
 ) -> AsyncIterator[VectorStore]:
-    """The vector store, or :class:`ServiceUnreachable` within ``timeout_s``."""
-    from docpipe.storage.vectors import VectorStore
+    """The vector store, or :class:`ServiceUnreachable` within ``timeout_s``; a server
+    that refuses the credentials raises ``VectorDbCredentialsRefused`` (a ConfigError:
+    the CLI's one line and status 2, since waiting cannot fix it)."""
+    from docpipe.storage.vectors import VectorDbCredentialsRefused, VectorStore
 
     where = f"Chroma at {settings.vector_db_url}"
     async with AsyncExitStack() as stack:
@@ -144,6 +146,8 @@ async def open_vectors(
             raise ServiceUnreachable(
                 f"cannot reach {where}: no answer within {timeout_s:g} s"
             ) from None
+        except VectorDbCredentialsRefused:
+            raise
         except Exception as err:  # chromadb wraps transport errors in its own types
             raise ServiceUnreachable(f"cannot reach {where}: {_first_line(err)}") from None
         yield store

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from docpipe.config import Settings
+from docpipe.config import ConfigError, Settings
 from docpipe.metrics.io import count_bytes, timed
 
 MetadataValue = str | int | float | bool
@@ -32,6 +32,61 @@ _HTTP_MAX_CONNECTIONS = 200
 
 def chunk_id(document_id: str, index: int) -> str:
     return f"{document_id}:{index}"
+
+
+class VectorDbCredentialsRefused(ConfigError):
+    """The Chroma server refused our credentials (VECTOR_DB_TOKEN missing or wrong).
+
+    A configuration error, not an outage: retrying cannot help. The message names
+    VECTOR_DB_URL and the header, never the token."""
+
+
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """The header that carries VECTOR_DB_TOKEN, as Chroma's TokenAuthClientProvider
+    would send it; none without a token.
+
+    Passed as the client's ``headers``: chromadb's AsyncHttpClient (1.5) never asks
+    the ``chroma_client_auth_provider`` setting for headers (only the sync client
+    does), so those settings would send nothing."""
+    if settings.vector_db_token is None:
+        return {}
+    token = settings.vector_db_token.get_secret_value()
+    header = settings.vector_db_auth_header
+    return {header: f"Bearer {token}" if header == "Authorization" else token}
+
+
+def _one_http_pool_per_client() -> None:
+    """Give every chromadb async client its own httpx clients (once per process).
+
+    chromadb 1.5's AsyncFastAPI keeps them in a class attribute keyed by event loop,
+    so every async client of a loop sends the headers of the first one created
+    (chroma-core/chroma#6869): a token would go to another server, or none would be
+    sent at all. This is the upstream fix (an instance attribute), applied here until
+    a chromadb release has it."""
+    from chromadb.api.async_fastapi import AsyncFastAPI
+
+    if getattr(AsyncFastAPI, "_docpipe_own_pool", False):
+        return
+    shared_init = AsyncFastAPI.__init__
+
+    def __init__(self: Any, system: Any) -> None:
+        shared_init(self, system)
+        self._clients = {}
+
+    AsyncFastAPI.__init__ = __init__  # type: ignore[method-assign]
+    AsyncFastAPI._docpipe_own_pool = True  # type: ignore[attr-defined]
+
+
+def _refused(settings: Settings, err: Exception) -> VectorDbCredentialsRefused:
+    sent = (
+        f"the VECTOR_DB_TOKEN sent in {settings.vector_db_auth_header}"
+        if settings.vector_db_token is not None
+        else "no credentials: VECTOR_DB_TOKEN is not set"
+    )
+    return VectorDbCredentialsRefused(
+        f"the Chroma server at VECTOR_DB_URL={settings.vector_db_url} refused the "
+        f"credentials ({sent}; the server said: {str(err).strip() or type(err).__name__})"
+    )
 
 
 @dataclass
@@ -64,9 +119,13 @@ class VectorStore:
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator[VectorStore]:
-        """Connect to VECTOR_DB_URL and get (or create) the collection."""
+        """Connect to VECTOR_DB_URL and get (or create) the collection.
+
+        Raises :class:`VectorDbCredentialsRefused` if the server refuses the
+        credentials (VECTOR_DB_TOKEN)."""
         import chromadb
         from chromadb.config import Settings as ChromaSettings
+        from chromadb.errors import AuthorizationError, ChromaAuthError
 
         url = urlsplit(settings.vector_db_url)
         if url.scheme not in {"http", "https"} or not url.hostname:
@@ -74,20 +133,27 @@ class VectorStore:
                 f"VECTOR_DB_URL must be http(s)://host[:port], got {settings.vector_db_url!r}"
             )
         ssl = url.scheme == "https"
-        client = await chromadb.AsyncHttpClient(
-            host=url.hostname,
-            port=url.port or (443 if ssl else 80),
-            ssl=ssl,
-            settings=ChromaSettings(
-                anonymized_telemetry=False,
-                chroma_http_max_connections=_HTTP_MAX_CONNECTIONS,
-            ),
-        )
-        collection = await client.get_or_create_collection(
-            settings.vector_collection,
-            embedding_function=None,
-            metadata={"hnsw:space": "cosine"},
-        )
+        _one_http_pool_per_client()
+        try:
+            # The client asks the server who we are as it is created: a server with
+            # token authentication refuses missing or wrong credentials there.
+            client = await chromadb.AsyncHttpClient(
+                host=url.hostname,
+                port=url.port or (443 if ssl else 80),
+                ssl=ssl,
+                headers=auth_headers(settings),
+                settings=ChromaSettings(
+                    anonymized_telemetry=False,
+                    chroma_http_max_connections=_HTTP_MAX_CONNECTIONS,
+                ),
+            )
+            collection = await client.get_or_create_collection(
+                settings.vector_collection,
+                embedding_function=None,
+                metadata={"hnsw:space": "cosine"},
+            )
+        except (ChromaAuthError, AuthorizationError) as err:  # HTTP 403 and 401
+            raise _refused(settings, err) from None
         yield cls(client, collection)
 
     @property

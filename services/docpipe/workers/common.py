@@ -227,6 +227,10 @@ def run_worker(kind: str, main: Callable[[Settings], Awaitable[None]]) -> None:
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
     start_metrics(settings, kind)
-    asyncio.run(main(settings))
+    try:
+        asyncio.run(main(settings))
+    except ConfigError as err:  # found when connecting, e.g. a refused VECTOR_DB_TOKEN
+        print(f"docpipe {kind} worker: {err}", file=sys.stderr)
+        exit_without_finalizing(2)
     log.info("%s worker stopped", kind)
     exit_without_finalizing(0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Coroutine, Sequence
@@ -120,23 +121,55 @@ class _HttpServer(_ServerProcess):
 
 
 class ChromaServer(_HttpServer):
-    """``chroma run``; its data directory is wiped at start unless persistent."""
+    """``chroma run``; its data directory is wiped at start unless persistent.
+
+    With a ``token``, chromadb's Python server (``uvicorn chromadb.app:app``, the
+    package's own server code) with token authentication instead: ``chroma run``,
+    Chroma 1.x's Rust server, has no authentication and ignores CHROMA_SERVER_AUTHN_*.
+    ``token_header`` is where clients must send it (``Authorization: Bearer <token>``
+    or ``X-Chroma-Token: <token>``). Its heartbeat needs no token.
+    """
 
     name = "chroma"
     health_path = "/api/v2/heartbeat"
 
-    def __init__(self, stack: DevStack, port: int | None) -> None:
+    def __init__(
+        self,
+        stack: DevStack,
+        port: int | None,
+        *,
+        token: str | None = None,
+        token_header: str = "Authorization",
+    ) -> None:
         self.port = port or free_port()
         path = stack.data_dir / "chroma"
-        argv = [
-            str(find_executable("chroma")),
-            "run",
-            "--path", str(path),
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-        ]  # fmt: skip
         env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
+        if token is None:
+            argv = [
+                str(find_executable("chroma")),
+                "run",
+                "--path", str(path),
+                "--host", "127.0.0.1",
+                "--port", str(self.port),
+            ]  # fmt: skip
+        else:
+            argv = [
+                sys.executable, "-m", "uvicorn", "chromadb.app:app",
+                "--host", "127.0.0.1",
+                "--port", str(self.port),
+                "--log-level", "warning",
+            ]  # fmt: skip
+            env |= {
+                "IS_PERSISTENT": "TRUE",
+                "PERSIST_DIRECTORY": str(path),
+                "CHROMA_SERVER_AUTHN_PROVIDER": _CHROMA_TOKEN_AUTHN,
+                "CHROMA_SERVER_AUTHN_CREDENTIALS": token,
+                "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER": token_header,
+            }
         self.process = ManagedProcess(self.name, argv, stack.log_path(self.name), env=env)
+
+
+_CHROMA_TOKEN_AUTHN = "chromadb.auth.token_authn.TokenAuthenticationServerProvider"
 
 
 class MotoS3Server(_HttpServer):
