@@ -78,6 +78,10 @@ DB_CREDENTIALS = _secret_ref(
     usernameKey=_secret_key("Key of the user name.", "dbUser"),
     passwordKey=_secret_key("Key of the password.", "dbPassword"),
 )
+VECTOR_DB_CREDENTIALS = _secret_ref(
+    "Secret with the token of a Chroma server with token authentication.",
+    tokenKey=_secret_key("Key of the token.", "vectorDbToken"),
+)
 
 
 ENV: Schema = {
@@ -536,7 +540,17 @@ def _spec_schema() -> Schema:
             ),
             "vectorDb": _obj(
                 "ChromaDB for chunk vectors.",
-                {"url": _str("Chroma server URL."), "collection": _str("Collection name.")},
+                {
+                    "url": _str("Chroma server URL."),
+                    "collection": _str("Collection name."),
+                    "authHeader": _str(
+                        "Header that carries the token: Authorization (Bearer <token>) or "
+                        "X-Chroma-Token (the bare token), as the server's "
+                        "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER.",
+                        enum=["Authorization", "X-Chroma-Token"],
+                    ),
+                    "credentialsSecretRef": VECTOR_DB_CREDENTIALS,
+                },
             ),
             "env": ENV,
             "envFrom": ENV_FROM,

@@ -122,4 +122,5 @@ SECRET_KEY_DEFAULTS = {
     "s3SecretKey": "secret-key",
     "dbUser": "username",
     "dbPassword": "password",
+    "vectorDbToken": "token",
 }

@@ -354,7 +354,7 @@ def parse(spec: Mapping[str, Any], name: str = "") -> PipelineSpec:
         image_pull_secrets=tuple(s["name"] for s in spec.get("imagePullSecrets") or ()),
         s3=_store(spec.get("s3"), accessKeyKey="s3AccessKey", secretKeyKey="s3SecretKey"),
         metadata_db=_store(spec.get("metadataDb"), usernameKey="dbUser", passwordKey="dbPassword"),
-        vector_db=dict(spec.get("vectorDb") or {}),
+        vector_db=_store(spec.get("vectorDb"), tokenKey="vectorDbToken"),
     )
 
 

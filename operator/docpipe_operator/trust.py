@@ -103,7 +103,8 @@ def secret_uses(spec: PipelineSpec) -> list[SecretUse]:
         uses.append(SecretUse(t.api_key.name, "spec.temporal.apiKeySecretRef"))
     if t.tls_secret is not None:
         uses.append(SecretUse(t.tls_secret.name, "spec.temporal.tlsSecretRef"))
-    for section, store in (("s3", spec.s3), ("metadataDb", spec.metadata_db)):
+    stores = (("s3", spec.s3), ("metadataDb", spec.metadata_db), ("vectorDb", spec.vector_db))
+    for section, store in stores:
         if creds := store.get("credentialsSecretRef"):
             uses.append(SecretUse(creds["name"], f"spec.{section}.credentialsSecretRef"))
     uses += _env_secrets("spec", spec.env, spec.env_from)

@@ -92,7 +92,15 @@ STORE_ENV: tuple[tuple[str, dict[str, str], dict[str, str]], ...] = (
         {"host": "METADATA_DB_HOST", "port": "METADATA_DB_PORT", "database": "METADATA_DB_NAME"},
         {"usernameKey": "METADATA_DB_USER", "passwordKey": "METADATA_DB_PASSWORD"},
     ),
-    ("vector_db", {"url": "VECTOR_DB_URL", "collection": "VECTOR_COLLECTION"}, {}),
+    (
+        "vector_db",
+        {
+            "url": "VECTOR_DB_URL",
+            "collection": "VECTOR_COLLECTION",
+            "authHeader": "VECTOR_DB_AUTH_HEADER",
+        },
+        {"tokenKey": "VECTOR_DB_TOKEN"},
+    ),
 )
 """Per store section of the spec: its fields' variables, and the variables read from
 its ``credentialsSecretRef`` (by the field naming the Secret's key)."""

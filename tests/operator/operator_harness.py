@@ -28,7 +28,7 @@ from docpipe_operator.trust import ALLOW_LABEL
 NAMESPACE = "docpipe-test"
 ALLOWED = {ALLOW_LABEL: "true"}
 """The label by which a Secret's owner lets pipelines use it."""
-EXAMPLE_SECRETS = ("docpipe-s3", "docpipe-postgres", "docpipe-webhook")
+EXAMPLE_SECRETS = ("docpipe-s3", "docpipe-postgres", "docpipe-chroma", "docpipe-webhook")
 """The store and webhook Secrets deploy/examples/full.yaml names."""
 CR_PATH = f"/apis/docpipe.io/v1alpha1/namespaces/{NAMESPACE}/documentpipelines"
 T = TypeVar("T")

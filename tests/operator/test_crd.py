@@ -124,6 +124,23 @@ def test_the_upstream_fraction_is_a_pool_setting(crd: dict[str, Any]) -> None:
     assert spec.pools["cpu"].knobs.upstream_fraction == 1.0
 
 
+def test_the_vector_db_token_secret_key_defaults_to_token(crd: dict[str, Any]) -> None:
+    """Like the other stores' credentials: the API server and the operator both fill in
+    the key name, and the header is one of the two Chroma reads."""
+    obj = _with(
+        "spec.vectorDb", {"url": "http://chroma:8000", "credentialsSecretRef": {"name": "c"}}
+    )
+    stored, errors = admit(crd, obj)
+    assert errors == []
+    assert stored["spec"]["vectorDb"]["credentialsSecretRef"] == {"name": "c", "tokenKey": "token"}
+    for spec in (obj["spec"], stored["spec"]):
+        assert parse(spec, "docs").vector_db["credentialsSecretRef"]["tokenKey"] == "token"
+    _, errors = admit(crd, _with("spec.vectorDb.authHeader", "Cookie"))
+    assert any("authHeader" in error for error in errors), errors
+    _, errors = admit(crd, _with("spec.vectorDb.credentialsSecretRef", {"tokenKey": "t"}))
+    assert any("name" in error for error in errors), errors
+
+
 def _minimal() -> dict[str, Any]:
     return load(REPO / "deploy" / "examples" / "minimal.yaml")
 

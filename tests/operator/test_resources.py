@@ -150,6 +150,8 @@ def test_workers_get_their_configuration_from_the_spec() -> None:
     }
     assert env["METADATA_DB_PORT"] == "5432"
     assert env["VECTOR_DB_URL"] == "http://chroma.databases.svc:8000"
+    assert env["VECTOR_DB_TOKEN"] == {"secretKeyRef": {"name": "docpipe-chroma", "key": "token"}}
+    assert env["VECTOR_DB_AUTH_HEADER"] == "Authorization"
     assert env["METRICS_PORT"] == "9100"
     assert env["SDK_METRICS_PORT"] == "9101"
     assert (

@@ -60,6 +60,7 @@ def test_every_secret_a_pod_or_the_operator_would_use_is_found() -> None:
         ("temporal-client", "spec.temporal.tlsSecretRef"),
         ("docpipe-s3", "spec.s3.credentialsSecretRef"),
         ("docpipe-postgres", "spec.metadataDb.credentialsSecretRef"),
+        ("docpipe-chroma", "spec.vectorDb.credentialsSecretRef"),
         ("ci-token", "spec.env[TOKEN]"),
         ("shared", "spec.envFrom[1]"),
         ("hf", "spec.pools.gpu.env[HF]"),
@@ -111,6 +112,7 @@ def test_an_unlabelled_or_missing_secret_is_refused_by_name_and_field() -> None:
         "temporal-cloud": {},
         "docpipe-s3": None,
         "docpipe-postgres": LABELLED,
+        "docpipe-chroma": {"app": "chroma"},
         "docpipe-webhook": LABELLED,
     }
     assert secret_problems(uses, labels, "docpipe", POLICY) == [
@@ -119,6 +121,9 @@ def test_an_unlabelled_or_missing_secret_is_refused_by_name_and_field() -> None:
         "may use it",
         "secret docpipe-s3 (spec.s3.credentialsSecretRef) does not exist; create it with "
         'the label docpipe.io/allow-reference: "true"',
+        "secret docpipe-chroma (spec.vectorDb.credentialsSecretRef) is not labelled "
+        'docpipe.io/allow-reference: "true"; its owner must label it before a pipeline '
+        "may use it",
     ]
 
 
