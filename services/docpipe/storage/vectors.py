@@ -71,7 +71,7 @@ def _one_http_pool_per_client() -> None:
 
     def __init__(self: Any, system: Any) -> None:
         shared_init(self, system)
-        self._clients = {}
+        self._clients = {}  # and _cleanup() closes only these
 
     AsyncFastAPI.__init__ = __init__  # type: ignore[method-assign]
     AsyncFastAPI._docpipe_own_pool = True  # type: ignore[attr-defined]
@@ -154,7 +154,12 @@ class VectorStore:
             )
         except (ChromaAuthError, AuthorizationError) as err:  # HTTP 403 and 401
             raise _refused(settings, err) from None
-        yield cls(client, collection)
+        try:
+            yield cls(client, collection)
+        finally:
+            # Its own connections (see _one_http_pool_per_client), so closing them
+            # cannot cut off another client's.
+            await client._server._cleanup()
 
     @property
     def collection_name(self) -> str:
