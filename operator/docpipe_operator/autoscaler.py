@@ -240,8 +240,7 @@ async def _wake_check(
     where = temporal.endpoint_of(pipeline)
     if not asleep or where is None:
         return [], None
-    queues = {kind: QueueRef(spec.queues[kind], workflow=kind == "workflow") for kind in POOLS}
-    reading = await temporal.read(where, queues, user=pipeline)
+    reading = await temporal.read(where, _queue_refs(spec), user=pipeline)
     signals = {kind: queue_signal(reading.stats.get(kind)) for kind in POOLS}
     upstream = scaling.pipeline_upstream(signals, {kind: spec.pools[kind].knobs for kind in POOLS})
     woken = [kind for kind in asleep if scaling.has_work(signals[kind], upstream.get(kind))]
@@ -269,6 +268,11 @@ async def _versioning_api(
     return TemporalVersioning(client, temporal.timeout_s), None
 
 
+def _queue_refs(spec: PipelineSpec) -> dict[str, QueueRef]:
+    """Every pool's queue, not only the due pools': the others are upstream of some pool."""
+    return {kind: QueueRef(spec.queues[kind], workflow=kind == "workflow") for kind in POOLS}
+
+
 async def _read_backlog(
     kube: Kube,
     temporal: TemporalClients,
@@ -278,14 +282,12 @@ async def _read_backlog(
     policy: trust.TrustPolicy,
 ) -> BacklogReading:
     namespace = pipeline[0]
-    # Every queue, not only the due pools': the others are upstream of some pool.
-    queues = {kind: QueueRef(spec.queues[kind], workflow=kind == "workflow") for kind in POOLS}
     try:
         where = await endpoint(kube, namespace, spec, policy=policy)
     except Exception as exc:  # the API-key or TLS Secret is missing or unreadable
         error = f"cannot read the Temporal credentials: {describe_error(exc)}"
         return BacklogReading({kind: None for kind in POOLS}, error, 0.0)
-    return await temporal.read(where, queues, user=pipeline)
+    return await temporal.read(where, _queue_refs(spec), user=pipeline)
 
 
 def _hands_off(spec: PipelineSpec, kind: str, paused: bool) -> str | None:
