@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from docpipe import queues
+from docpipe import durations, queues
 from docpipe_operator import POOLS
 from docpipe_operator.versioning import Strategy
 
@@ -104,7 +104,8 @@ ROLLOUT_DEFAULTS: dict[str, Any] = {
 (queries on its closed workflows), then its Deployment a day at zero (a rollback
 within that day only scales it up)."""
 # Go-style durations, as temporal-worker-controller and kubectl write them: 30s, 5m, 1h30m.
-DURATION_PATTERN = r"^(0|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"
+GO_DURATION_UNITS = ("ms", "s", "m", "h")
+DURATION_PATTERN = durations.pattern(GO_DURATION_UNITS)
 
 # Extended resource names (the device plugin's: nvidia.com/gpu, nvidia.com/mig-1g.10gb).
 EXTENDED_RESOURCE_PATTERN = (

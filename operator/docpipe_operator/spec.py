@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from docpipe import durations
 from docpipe_operator import POOLS
 from docpipe_operator.defaults import (
     ADDRESS_PATTERN,
     AUTOSCALING_MODES,
     DEFAULT_TERMINATION_GRACE_S,
-    DURATION_PATTERN,
     EXTENDED_RESOURCE_PATTERN,
+    GO_DURATION_UNITS,
     MAX_NAME_LENGTH,
     MIN_TERMINATION_GRACE_S,
     NAME_PATTERN,
@@ -45,7 +46,6 @@ from docpipe_operator.versioning import RampStep, Rollout, Strategy
 
 METRICS_PORT = 9100
 SDK_METRICS_PORT = 9101
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 PAUSED_ANNOTATION = "docpipe.io/paused"
 """``"true"`` on a DocumentPipeline freezes every pool's replicas (incidents: a
@@ -126,10 +126,10 @@ def parse_duration(text: str | int | float) -> timedelta:
     """A Go-style duration ("90s", "5m", "1h30m", "0"); plain numbers are seconds."""
     if isinstance(text, int | float):
         return timedelta(seconds=float(text))
-    if not re.match(DURATION_PATTERN, text.strip()):
+    seconds = durations.duration_seconds(text, GO_DURATION_UNITS)
+    if seconds is None:
         raise ValueError(f"{text!r} is not a duration such as 30s, 5m or 1h30m")
-    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)", text)
-    return timedelta(seconds=sum(float(n) * _DURATION_UNITS[unit] for n, unit in parts))
+    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import typer
 from rich.filesize import decimal
 from rich.table import Table
 
+from docpipe import durations
 from docpipe.client.cli.root import (
     Output,
     OutputFormat,
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
     from docpipe.storage.bundle_gc import Bundle, CollectionResult
     from docpipe.storage.objects import ObjectStore
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+|\d+(?:\.\d+)?")
+_UNITS = ("s", "m", "h", "d")
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
 
 def _duration_s(value: str | float) -> float:
@@ -40,11 +41,12 @@ def _duration_s(value: str | float) -> float:
     if isinstance(value, int | float):  # the default
         return float(value)
     text = value.strip().lower()
-    if not _DURATION.fullmatch(text):
-        raise typer.BadParameter(f"{text!r} is not a duration such as 24h, 7d, 90m or 0")
-    if text[-1].isdigit():
+    if _SECONDS.fullmatch(text):
         return float(text)
-    return sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smhd])", text))
+    seconds = durations.duration_seconds(text, _UNITS)
+    if seconds is None:
+        raise typer.BadParameter(f"{text!r} is not a duration such as 24h, 7d, 90m or 0")
+    return seconds
 
 
 def _duration_text(seconds: float) -> str:
