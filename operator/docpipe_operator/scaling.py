@@ -184,6 +184,8 @@ class Load:
     target: int
     upstream_replicas: int = 0
     """Replicas for the work about to arrive from upstream stages (pre-scaling)."""
+    unserved: float = 0.0
+    """Waiting tasks no slot of the current replicas will take (:func:`unserved_tasks`)."""
 
 
 PIPELINE: tuple[str, ...] = ("io", "cpu", "gpu", "io")
@@ -447,6 +449,7 @@ def assess(
         floor=floor,
         target=target,
         upstream_replicas=_ceil(ahead),
+        unserved=unserved,
     )
     return load, reason
 
@@ -517,8 +520,7 @@ def decide(
     # Tasks waiting that no free slot will take mean every slot is busy: whatever
     # the rates say, the pool needed all it had, so that counts as a recommendation
     # for the window.
-    unserved = unserved_tasks(signal.backlog_count, current, knobs.concurrency, in_flight)
-    wanted = max(target, min(current, knobs.max_replicas)) if unserved > 0 else target
+    wanted = max(target, min(current, knobs.max_replicas)) if load.unserved > 0 else target
     # Only counted work: rates decay while long tasks still run, so an estimate
     # would call a busy pool's load ended.
     work = (
