@@ -484,12 +484,10 @@ def pipeline_figures(trace: Trace, seed: int, show: bool = True) -> dict[str, fl
         figures[f"keda/{divisor:g}"] = ratio(
             other.worker_seconds_per_task, ours.worker_seconds_per_task
         )
-        figures[f"keda/{divisor:g} cpu"] = ratio(
-            other.pools["cpu"].wait_percentile(95), ours.pools["cpu"].wait_percentile(95)
-        )
-        figures[f"keda/{divisor:g} gpu"] = ratio(
-            other.pools["gpu"].wait_percentile(95), ours.pools["gpu"].wait_percentile(95)
-        )
+        for pool in ("cpu", "gpu"):
+            figures[f"keda/{divisor:g} {pool}"] = ratio(
+                other.pools[pool].wait_percentile(95), ours.pools[pool].wait_percentile(95)
+            )
         figures[f"keda/{divisor:g} document"] = ratio(
             percentile(other.latencies, 95), percentile(ours.latencies, 95)
         )
