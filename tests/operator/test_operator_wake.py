@@ -46,8 +46,11 @@ async def test_the_first_task_wakes_a_gpu_pool_at_zero_between_its_rounds(
     await cluster.create_pipeline(body)
 
     def first_round_done() -> bool:
-        gpu = (cluster.pipeline("wake") or {}).get("status", {}).get("pools", {}).get("gpu", {})
-        return gpu.get("desiredReplicas") == 0
+        # Both the rollout (ensure: it applies, and reads, every Deployment) and the first
+        # round are over: from here on only ticks run.
+        status = (cluster.pipeline("wake") or {}).get("status", {})
+        gpu = status.get("pools", {}).get("gpu", {})
+        return status.get("observedGeneration") is not None and gpu.get("desiredReplicas") == 0
 
     await eventually(first_round_done, timeout=30)
     quiet_from = deployment_reads(cluster)
